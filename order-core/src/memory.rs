@@ -1,0 +1,497 @@
+//! In-memory adapters of every port: concurrent and faithful to the port contracts (they
+//! pass the same conformance suites as the PostgreSQL and Redis adapters). They are the
+//! embedded default of `order-http` and the bed of the property tests. Nothing survives the
+//! process.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::ids::{OrderId, WorkerId};
+use crate::order::{Order, OrderEvent, OrderStatus, Transition};
+use crate::payment::PaymentAttempt;
+use crate::ports::{
+    Claim, Clock, Delivery, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue,
+    QueueError, RepoError,
+};
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    order: Order,
+    lease: Option<(Uuid, DateTime<Utc>)>,
+    due_at: DateTime<Utc>,
+}
+
+/// [`OrderRepo`] in memory.
+#[derive(Debug, Default)]
+pub struct MemoryOrderRepo {
+    rows: RwLock<HashMap<OrderId, Row>>,
+}
+
+impl MemoryOrderRepo {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every stored order (for tests and invariant checks).
+    pub fn all(&self) -> Vec<Order> {
+        self.read().values().map(|r| r.order.clone()).collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<OrderId, Row>> {
+        self.rows.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<OrderId, Row>> {
+        self.rows.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn row_under_lease<'a>(
+        rows: &'a mut HashMap<OrderId, Row>,
+        lease: &Lease,
+    ) -> Result<&'a mut Row, RepoError> {
+        let row = rows
+            .get_mut(&lease.order_id)
+            .ok_or(RepoError::NotFound(lease.order_id))?;
+        match row.lease {
+            Some((token, _)) if token == lease.token => Ok(row),
+            _ => Err(RepoError::LeaseLost(lease.order_id)),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderRepo for MemoryOrderRepo {
+    async fn insert(&self, order: &Order) -> Result<(), RepoError> {
+        self.insert_many(std::slice::from_ref(order)).await
+    }
+
+    async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError> {
+        let mut rows = self.write();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = orders
+            .iter()
+            .find(|o| rows.contains_key(&o.id) || !seen.insert(o.id))
+        {
+            return Err(RepoError::Duplicate(dup.id));
+        }
+        for order in orders {
+            let order = Order {
+                status: OrderStatus::Pending,
+                payment_attempts: Vec::new(),
+                ..order.clone()
+            };
+            let due_at = order.created_at;
+            rows.insert(
+                order.id,
+                Row {
+                    order,
+                    lease: None,
+                    due_at,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
+        Ok(self.read().get(&id).map(|r| r.order.clone()))
+    }
+
+    async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError> {
+        let rows = self.read();
+        let mut matching: Vec<&Order> = rows
+            .values()
+            .map(|r| &r.order)
+            .filter(|o| {
+                filter
+                    .customer_id
+                    .as_ref()
+                    .is_none_or(|c| &o.customer_id == c)
+            })
+            .filter(|o| filter.status.is_none_or(|s| o.status == s))
+            .collect();
+        matching.sort_by_key(|o| std::cmp::Reverse((o.created_at, o.id)));
+        let total = matching.len() as u64;
+        let orders = matching
+            .into_iter()
+            .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+            .take(page.size.get() as usize)
+            .cloned()
+            .collect();
+        Ok(OrderPage { orders, total })
+    }
+
+    async fn claim(
+        &self,
+        id: OrderId,
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Claim, RepoError> {
+        let mut rows = self.write();
+        let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
+        if row.order.status.is_terminal() {
+            return Ok(Claim::Settled(row.order.clone()));
+        }
+        if let Some((_, until)) = row.lease {
+            if until > now {
+                return Ok(Claim::Busy { until });
+            }
+        }
+        if row.due_at > now {
+            return Ok(Claim::NotDue { at: row.due_at });
+        }
+        if row.order.status == OrderStatus::Pending {
+            let t = Transition::apply(row.order.status, OrderEvent::PaymentStarted)
+                .map_err(|e| RepoError::Other(e.into()))?;
+            row.order.status = t.to();
+            row.order.updated_at = now;
+        }
+        let lease = Lease {
+            order_id: id,
+            owner: worker.clone(),
+            token: Uuid::now_v7(),
+            expires_at: now + chrono(lease_for),
+        };
+        row.lease = Some((lease.token, lease.expires_at));
+        Ok(Claim::Acquired {
+            lease,
+            order: row.order.clone(),
+        })
+    }
+
+    async fn settle(
+        &self,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let mut rows = self.write();
+        let row = Self::row_under_lease(&mut rows, lease)?;
+        if row.order.status != transition.from() {
+            return Err(RepoError::StatusConflict {
+                id: lease.order_id,
+                expected: transition.from(),
+                actual: row.order.status,
+            });
+        }
+        row.order.payment_attempts.extend(attempt);
+        row.order.status = transition.to();
+        row.order.updated_at = now;
+        row.lease = None;
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let mut rows = self.write();
+        let row = Self::row_under_lease(&mut rows, lease)?;
+        if let Some(attempt) = attempt {
+            row.order.payment_attempts.push(attempt);
+            row.order.updated_at = now;
+        }
+        row.lease = None;
+        row.due_at = retry_at;
+        Ok(())
+    }
+
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError> {
+        let rows = self.read();
+        let mut due: Vec<(DateTime<Utc>, OrderId)> = rows
+            .values()
+            .filter(|r| !r.order.status.is_terminal() && r.due_at <= before)
+            .filter(|r| r.lease.is_none_or(|(_, until)| until <= before))
+            .map(|r| (r.due_at, r.order.id))
+            .collect();
+        due.sort_unstable();
+        Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct PendingEntry {
+    order_id: OrderId,
+    consumer: String,
+    delivered_at: DateTime<Utc>,
+    deliveries: u32,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    next_id: u64,
+    ready: VecDeque<(u64, OrderId)>,
+    deferred: Vec<(DateTime<Utc>, u64, OrderId)>,
+    pending: BTreeMap<u64, PendingEntry>,
+    dead: Vec<(OrderId, String)>,
+}
+
+impl QueueState {
+    fn push(&mut self, order: OrderId) {
+        self.next_id += 1;
+        self.ready.push_back((self.next_id, order));
+    }
+
+    fn promote_due(&mut self, now: DateTime<Utc>) {
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.deferred.drain(..).partition(|(at, ..)| *at <= now);
+        self.deferred = later;
+        let mut due = due;
+        due.sort_unstable();
+        for (_, _, order) in due {
+            self.push(order);
+        }
+    }
+}
+
+struct QueueShared {
+    state: Mutex<QueueState>,
+    arrived: Notify,
+    clock: Arc<dyn Clock>,
+}
+
+/// [`PaymentQueue`] in memory: a value is one named consumer of a shared queue; make more
+/// consumers of the same queue with [`MemoryQueue::consumer`].
+#[derive(Clone)]
+pub struct MemoryQueue {
+    shared: Arc<QueueShared>,
+    consumer: String,
+}
+
+impl std::fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryQueue")
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryQueue {
+    /// An empty queue whose idle times and deferrals follow `clock`; this value is its
+    /// consumer `"memory"`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            shared: Arc::new(QueueShared {
+                state: Mutex::new(QueueState::default()),
+                arrived: Notify::new(),
+                clock,
+            }),
+            consumer: "memory".into(),
+        }
+    }
+
+    /// Another consumer of the same queue.
+    #[must_use]
+    pub fn consumer(&self, name: impl Into<String>) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            consumer: name.into(),
+        }
+    }
+
+    /// Jobs waiting to be received, now or later.
+    pub fn queued(&self) -> usize {
+        let s = lock(&self.shared.state);
+        s.ready.len() + s.deferred.len()
+    }
+
+    /// Jobs received and not yet acked, deferred or dead-lettered.
+    pub fn pending(&self) -> usize {
+        lock(&self.shared.state).pending.len()
+    }
+
+    /// Dead-lettered jobs: order and reason.
+    pub fn dead_letters(&self) -> Vec<(OrderId, String)> {
+        lock(&self.shared.state).dead.clone()
+    }
+
+    /// Forgets every job, as a queue server restarted without persistence would.
+    pub fn wipe(&self) {
+        *lock(&self.shared.state) = QueueState::default();
+    }
+
+    fn take_ready(&self, max: usize) -> (Vec<Delivery>, Option<DateTime<Utc>>) {
+        let now = self.shared.clock.now();
+        let mut s = lock(&self.shared.state);
+        s.promote_due(now);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((id, order_id)) = s.ready.pop_front() else {
+                break;
+            };
+            s.pending.insert(
+                id,
+                PendingEntry {
+                    order_id,
+                    consumer: self.consumer.clone(),
+                    delivered_at: now,
+                    deliveries: 1,
+                },
+            );
+            out.push(Delivery {
+                id: id.to_string(),
+                order_id,
+                deliveries: 1,
+            });
+        }
+        let next_due = s.deferred.iter().map(|(at, ..)| *at).min();
+        (out, next_due)
+    }
+
+    fn remove_pending(&self, delivery: &Delivery) -> Option<PendingEntry> {
+        let id: u64 = delivery.id.parse().ok()?;
+        lock(&self.shared.state).pending.remove(&id)
+    }
+}
+
+#[async_trait]
+impl PaymentQueue for MemoryQueue {
+    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError> {
+        lock(&self.shared.state).push(order);
+        self.shared.arrived.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let (got, next_due) = self.take_ready(max);
+            if !got.is_empty() || max == 0 {
+                return Ok(got);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let mut until = deadline;
+            if let Some(due) = next_due {
+                let in_ = (due - self.shared.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                until = until.min(now + in_.max(Duration::from_millis(1)));
+            }
+            let _ = tokio::time::timeout_at(until, arrived).await;
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.remove_pending(delivery);
+        Ok(())
+    }
+
+    async fn defer(&self, delivery: &Delivery, until: DateTime<Utc>) -> Result<(), QueueError> {
+        let mut s = lock(&self.shared.state);
+        let was_pending = delivery
+            .id
+            .parse::<u64>()
+            .is_ok_and(|id| s.pending.remove(&id).is_some());
+        if was_pending {
+            s.next_id += 1;
+            let id = s.next_id;
+            s.deferred.push((until, id, delivery.order_id));
+        }
+        drop(s);
+        self.shared.arrived.notify_waiters();
+        Ok(())
+    }
+
+    async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let now = self.shared.clock.now();
+        let mut s = lock(&self.shared.state);
+        let mut out = Vec::new();
+        for (id, entry) in &mut s.pending {
+            if out.len() >= max {
+                break;
+            }
+            if now - entry.delivered_at >= chrono(min_idle) {
+                entry.consumer.clone_from(&self.consumer);
+                entry.delivered_at = now;
+                entry.deliveries += 1;
+                out.push(Delivery {
+                    id: id.to_string(),
+                    order_id: entry.order_id,
+                    deliveries: entry.deliveries,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        if let Some(entry) = self.remove_pending(delivery) {
+            lock(&self.shared.state)
+                .dead
+                .push((entry.order_id, reason.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+/// A clock that moves only when told: tests control time exactly.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            now: Mutex::new(start),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        *lock(&self.now) += chrono(by);
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, to: DateTime<Utc>) {
+        *lock(&self.now) = to;
+    }
+}
+
+impl Default for ManualClock {
+    /// A clock at 2026-01-01T00:00:00Z.
+    fn default() -> Self {
+        Self::new(DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"))
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *lock(&self.now)
+    }
+}

@@ -1,0 +1,492 @@
+//! Orders, their items and the status state machine.
+//!
+//! [`Transition::apply`] is the only way to compute a new status: adapters persist
+//! [`Transition`]s, which cannot be built for a move the state machine forbids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FieldError, Invalid, ValidationErrors};
+use crate::ids::{CustomerId, ItemId, ItemName, OrderId};
+use crate::money::{Money, Price, Quantity};
+use crate::payment::PaymentAttempt;
+
+/// Fewest items an order may have.
+pub const MIN_ITEMS: usize = 1;
+/// Most items an order may have.
+pub const MAX_ITEMS: usize = 100;
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItem {
+    /// Catalogue id of the item.
+    pub item_id: ItemId,
+    /// Display name of the item.
+    pub item_name: ItemName,
+    /// How many are ordered.
+    pub quantity: Quantity,
+    /// Price of one.
+    pub price: Price,
+}
+
+impl OrderItem {
+    /// `price * quantity`, exact.
+    pub fn subtotal(&self) -> Money {
+        self.price
+            .money()
+            .checked_mul(self.quantity.get())
+            .expect("price <= 1e6 and quantity <= 1e4 cannot overflow")
+    }
+}
+
+/// Unchecked input for an order item, as a client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UncheckedItem {
+    /// Catalogue id of the item.
+    pub item_id: String,
+    /// Display name of the item.
+    pub item_name: String,
+    /// How many are ordered.
+    pub quantity: i64,
+    /// Price of one.
+    pub price: Decimal,
+}
+
+/// Unchecked input for an order, as a client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UncheckedOrder {
+    /// The customer placing the order.
+    pub customer_id: String,
+    /// The ordered items.
+    pub items: Vec<UncheckedItem>,
+}
+
+/// A valid order that has not been placed yet: 1 to 100 valid items for a valid customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedOrder", into = "UncheckedOrder")]
+pub struct NewOrder {
+    customer_id: CustomerId,
+    items: Vec<OrderItem>,
+}
+
+impl NewOrder {
+    /// Checks every field of `input` and reports all that are wrong, with their paths.
+    pub fn parse(input: UncheckedOrder) -> Result<Self, ValidationErrors> {
+        let mut errors = Vec::new();
+        let customer_id = CustomerId::parse(input.customer_id)
+            .map_err(|e| errors.push(FieldError::new("customer_id", e)))
+            .ok();
+        let count = input.items.len();
+        if count < MIN_ITEMS {
+            errors.push(FieldError::new("items", Invalid::TooFew { min: MIN_ITEMS }));
+        } else if count > MAX_ITEMS {
+            errors.push(FieldError::new(
+                "items",
+                Invalid::TooMany {
+                    max: MAX_ITEMS,
+                    actual: count,
+                },
+            ));
+        }
+        let mut items = Vec::with_capacity(count.min(MAX_ITEMS));
+        // Past the limit the list is rejected as a whole: do not report each of 1,000 items.
+        if count <= MAX_ITEMS {
+            for (i, item) in input.items.into_iter().enumerate() {
+                let mut field = |name: &str, e: Invalid| {
+                    errors.push(FieldError::new(format!("items[{i}].{name}"), e));
+                };
+                let item_id = ItemId::parse(item.item_id)
+                    .map_err(|e| field("item_id", e))
+                    .ok();
+                let item_name = ItemName::parse(item.item_name)
+                    .map_err(|e| field("item_name", e))
+                    .ok();
+                let quantity = Quantity::new(item.quantity)
+                    .map_err(|e| field("quantity", e))
+                    .ok();
+                let price = Price::new(item.price).map_err(|e| field("price", e)).ok();
+                if let (Some(item_id), Some(item_name), Some(quantity), Some(price)) =
+                    (item_id, item_name, quantity, price)
+                {
+                    items.push(OrderItem {
+                        item_id,
+                        item_name,
+                        quantity,
+                        price,
+                    });
+                }
+            }
+        }
+        ValidationErrors::check(errors, || Self {
+            customer_id: customer_id.expect("no errors means a customer id"),
+            items,
+        })
+    }
+
+    /// The customer placing the order.
+    pub fn customer_id(&self) -> &CustomerId {
+        &self.customer_id
+    }
+
+    /// The ordered items (1 to 100).
+    pub fn items(&self) -> &[OrderItem] {
+        &self.items
+    }
+
+    /// Sum of `price * quantity` over the items, exact.
+    pub fn total(&self) -> Money {
+        self.items.iter().map(OrderItem::subtotal).sum()
+    }
+
+    /// The order as placed at `now` under `id`: `pending`, no attempts yet.
+    pub fn place(self, id: OrderId, now: DateTime<Utc>) -> Order {
+        let total_amount = self.total();
+        Order {
+            id,
+            customer_id: self.customer_id,
+            items: self.items,
+            total_amount,
+            status: OrderStatus::Pending,
+            created_at: now,
+            updated_at: now,
+            payment_attempts: Vec::new(),
+        }
+    }
+}
+
+impl TryFrom<UncheckedOrder> for NewOrder {
+    type Error = ValidationErrors;
+    fn try_from(value: UncheckedOrder) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<NewOrder> for UncheckedOrder {
+    fn from(value: NewOrder) -> Self {
+        Self {
+            customer_id: value.customer_id.into(),
+            items: value
+                .items
+                .into_iter()
+                .map(|item| UncheckedItem {
+                    item_id: item.item_id.into(),
+                    item_name: item.item_name.into(),
+                    quantity: i64::from(item.quantity.get()),
+                    price: item.price.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A placed order as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Its id.
+    pub id: OrderId,
+    /// The customer who placed it.
+    pub customer_id: CustomerId,
+    /// Its items (1 to 100).
+    pub items: Vec<OrderItem>,
+    /// Sum of the items' subtotals.
+    pub total_amount: Money,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When its status or attempts last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Every payment attempt made for it, oldest first.
+    pub payment_attempts: Vec<PaymentAttempt>,
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted, waiting for a worker.
+    Pending,
+    /// A worker has taken it; payment is under way or waiting for a retry.
+    PaymentProcessing,
+    /// Paid. Terminal.
+    Confirmed,
+    /// Payment declined or given up on. Terminal.
+    PaymentFailed,
+    /// Cancelled before payment. Terminal.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status, in life order.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::PaymentProcessing,
+        Self::Confirmed,
+        Self::PaymentFailed,
+        Self::Cancelled,
+    ];
+
+    /// Whether no event can change this status any more.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Confirmed | Self::PaymentFailed | Self::Cancelled
+        )
+    }
+
+    /// The snake_case name used in JSON and storage.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::PaymentProcessing => "payment_processing",
+            Self::Confirmed => "confirmed",
+            Self::PaymentFailed => "payment_failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = Invalid;
+
+    /// Accepts the name in any case (`CONFIRMED`, `confirmed`, `Payment_Failed`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Invalid::Malformed(format!(
+                    "must be one of {}",
+                    Self::ALL.map(Self::as_str).join(", ")
+                ))
+            })
+    }
+}
+
+/// Something that happens to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderEvent {
+    /// A worker took the order for payment.
+    PaymentStarted,
+    /// The gateway captured the payment.
+    PaymentCaptured,
+    /// The payment was declined, or every attempt allowed failed.
+    PaymentFailed,
+    /// The order was cancelled before payment started.
+    Cancelled,
+}
+
+/// An event that the order's current status does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an order that is {from} cannot take the event {event:?}")]
+pub struct TransitionError {
+    /// The status the order was in.
+    pub from: OrderStatus,
+    /// The event refused.
+    pub event: OrderEvent,
+}
+
+/// The order state machine: the status after `event`, or why `event` is not allowed.
+///
+/// ```text
+/// pending --PaymentStarted--> payment_processing --PaymentCaptured--> confirmed
+///    |                                 +----------PaymentFailed----> payment_failed
+///    +--Cancelled--> cancelled
+/// ```
+pub const fn next_status(
+    from: OrderStatus,
+    event: OrderEvent,
+) -> Result<OrderStatus, TransitionError> {
+    use OrderEvent as E;
+    use OrderStatus as S;
+    match (from, event) {
+        (S::Pending, E::PaymentStarted) => Ok(S::PaymentProcessing),
+        (S::Pending, E::Cancelled) => Ok(S::Cancelled),
+        (S::PaymentProcessing, E::PaymentCaptured) => Ok(S::Confirmed),
+        (S::PaymentProcessing, E::PaymentFailed) => Ok(S::PaymentFailed),
+        (S::Pending, E::PaymentCaptured | E::PaymentFailed)
+        | (S::PaymentProcessing, E::PaymentStarted | E::Cancelled)
+        | (S::Confirmed | S::PaymentFailed | S::Cancelled, _) => {
+            Err(TransitionError { from, event })
+        }
+    }
+}
+
+/// A status change the state machine allows. Only [`Transition::apply`] makes one, so a
+/// repository handed a `Transition` can trust it and apply it conditionally on `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    from: OrderStatus,
+    to: OrderStatus,
+    event: OrderEvent,
+}
+
+impl Transition {
+    /// The transition `event` causes from `from`, if allowed.
+    pub const fn apply(from: OrderStatus, event: OrderEvent) -> Result<Self, TransitionError> {
+        match next_status(from, event) {
+            Ok(to) => Ok(Self { from, to, event }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The status the order must be in.
+    pub const fn from(&self) -> OrderStatus {
+        self.from
+    }
+
+    /// The status the order will be in.
+    pub const fn to(&self) -> OrderStatus {
+        self.to
+    }
+
+    /// The event causing it.
+    pub const fn event(&self) -> OrderEvent {
+        self.event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(id: &str, qty: i64, price: &str) -> UncheckedItem {
+        UncheckedItem {
+            item_id: id.into(),
+            item_name: "Burger".into(),
+            quantity: qty,
+            price: Decimal::from_str_exact(price).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_total_is_the_exact_sum_of_subtotals() {
+        let order = NewOrder::parse(UncheckedOrder {
+            customer_id: "customer_123".into(),
+            items: vec![item("item_001", 2, "12.99"), item("item_002", 1, "4.99")],
+        })
+        .unwrap();
+        assert_eq!(order.total().to_string(), "30.97");
+    }
+
+    #[test]
+    fn every_offending_field_is_named() {
+        let err = NewOrder::parse(UncheckedOrder {
+            customer_id: String::new(),
+            items: vec![item("ok", 1, "1.00"), item("", 0, "1.001")],
+        })
+        .unwrap_err();
+        let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "customer_id",
+                "items[1].item_id",
+                "items[1].quantity",
+                "items[1].price"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_and_oversized_item_lists_are_rejected_as_a_whole() {
+        let empty = NewOrder::parse(UncheckedOrder {
+            customer_id: "c".into(),
+            items: vec![],
+        })
+        .unwrap_err();
+        assert_eq!(
+            empty.errors(),
+            [FieldError::new("items", Invalid::TooFew { min: 1 })]
+        );
+        let many = NewOrder::parse(UncheckedOrder {
+            customer_id: "c".into(),
+            items: vec![item("x", 1, "1"); 1000],
+        })
+        .unwrap_err();
+        assert_eq!(many.errors().len(), 1);
+        assert!(many.names("items"));
+    }
+
+    #[test]
+    fn statuses_parse_in_any_case() {
+        assert_eq!("CONFIRMED".parse(), Ok(OrderStatus::Confirmed));
+        assert_eq!("Payment_Failed".parse(), Ok(OrderStatus::PaymentFailed));
+        assert!("paid".parse::<OrderStatus>().is_err());
+    }
+
+    #[test]
+    fn terminal_statuses_accept_no_event() {
+        for from in OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for event in [
+                OrderEvent::PaymentStarted,
+                OrderEvent::PaymentCaptured,
+                OrderEvent::PaymentFailed,
+                OrderEvent::Cancelled,
+            ] {
+                assert!(next_status(from, event).is_err(), "{from} took {event:?}");
+            }
+        }
+    }
+
+    fn unchecked_text(max: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("  ".to_string()),
+            "[a-z0-9_]{1,20}",
+            proptest::collection::vec("[a-z]", max..=max + 2).prop_map(|v| v.concat()),
+            "[a-z]{1,3}\u{0007}",
+        ]
+    }
+
+    prop_compose! {
+        fn unchecked_item()(
+            item_id in unchecked_text(100),
+            item_name in unchecked_text(255),
+            quantity in prop_oneof![Just(0i64), Just(-1), 1i64..=10_000, Just(10_001)],
+            cents in -100i64..200_000_000,
+            scale in 0u32..4,
+        ) -> UncheckedItem {
+            UncheckedItem { item_id, item_name, quantity, price: Decimal::new(cents, scale) }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_input_is_accepted_and_round_trips_or_rejected_for_the_stated_reason(
+            customer_id in unchecked_text(100),
+            items in proptest::collection::vec(unchecked_item(), 0..4),
+        ) {
+            let input = UncheckedOrder { customer_id: customer_id.clone(), items: items.clone() };
+            // Reference model: each field checked on its own.
+            let mut expected = Vec::new();
+            if let Err(e) = CustomerId::parse(customer_id) { expected.push(FieldError::new("customer_id", e)); }
+            if items.is_empty() { expected.push(FieldError::new("items", Invalid::TooFew { min: 1 })); }
+            for (i, it) in items.iter().enumerate() {
+                if let Err(e) = ItemId::parse(it.item_id.clone()) { expected.push(FieldError::new(format!("items[{i}].item_id"), e)); }
+                if let Err(e) = ItemName::parse(it.item_name.clone()) { expected.push(FieldError::new(format!("items[{i}].item_name"), e)); }
+                if let Err(e) = Quantity::new(it.quantity) { expected.push(FieldError::new(format!("items[{i}].quantity"), e)); }
+                if let Err(e) = Price::new(it.price) { expected.push(FieldError::new(format!("items[{i}].price"), e)); }
+            }
+            match NewOrder::parse(input) {
+                Ok(order) => {
+                    prop_assert!(expected.is_empty());
+                    let json = serde_json::to_string(&order).unwrap();
+                    prop_assert_eq!(serde_json::from_str::<NewOrder>(&json).unwrap(), order);
+                }
+                Err(errors) => prop_assert_eq!(errors.errors(), expected.as_slice()),
+            }
+        }
+    }
+}

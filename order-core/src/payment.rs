@@ -1,0 +1,254 @@
+//! Payments: charge requests, gateway outcomes and the record of every attempt.
+
+use std::fmt;
+use std::num::NonZeroU32;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CustomerId, OrderId};
+use crate::money::Money;
+
+/// The key a gateway deduplicates charges by. It is derived from the order alone, so every
+/// attempt, worker and restart sends the same key and an order can be charged at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The key for paying `order`.
+    pub fn for_order(order: OrderId) -> Self {
+        Self(format!("order-{order}"))
+    }
+
+    /// Wraps a key received from elsewhere (a gateway's client, say).
+    pub fn from_raw(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the worker asks the gateway to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRequest {
+    /// Same for every attempt at the same order.
+    pub idempotency_key: IdempotencyKey,
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// Who pays.
+    pub customer_id: CustomerId,
+    /// How much.
+    pub amount: Money,
+}
+
+impl ChargeRequest {
+    /// The request paying for `order` in full.
+    pub fn for_order(order: &crate::order::Order) -> Self {
+        Self {
+            idempotency_key: IdempotencyKey::for_order(order.id),
+            order_id: order.id,
+            customer_id: order.customer_id.clone(),
+            amount: order.total_amount,
+        }
+    }
+}
+
+/// A captured payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeReceipt {
+    /// The gateway's id of the charge.
+    pub transaction_id: String,
+}
+
+/// Why a gateway refused a charge. Declines are final: retrying cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    /// Not enough money on the account.
+    InsufficientFunds,
+    /// The issuer declined the card.
+    CardDeclined,
+    /// The payment method cannot be charged.
+    InvalidPaymentMethod,
+}
+
+impl DeclineReason {
+    /// Every reason.
+    pub const ALL: [Self; 3] = [
+        Self::InsufficientFunds,
+        Self::CardDeclined,
+        Self::InvalidPaymentMethod,
+    ];
+
+    /// The reason as snake_case text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::CardDeclined => "card_declined",
+            Self::InvalidPaymentMethod => "invalid_payment_method",
+        }
+    }
+}
+
+impl fmt::Display for DeclineReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A charge that did not capture a payment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The gateway refused the charge; final.
+    #[error("payment declined: {0}")]
+    Declined(DeclineReason),
+    /// The gateway says it did not process the charge; safe to retry.
+    #[error("payment gateway unavailable: {0}")]
+    Unavailable(String),
+    /// No answer in time: the charge may or may not have happened. Retry only with the same
+    /// idempotency key, which makes the gateway replay the first outcome.
+    #[error("payment gateway timed out: {0}")]
+    Timeout(String),
+}
+
+/// How a failed charge may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryClass {
+    /// Never: the outcome is final.
+    Final,
+    /// Yes: nothing happened.
+    Retryable,
+    /// Only with the same idempotency key: something may have happened.
+    Ambiguous,
+}
+
+impl GatewayError {
+    /// How this failure may be retried.
+    pub const fn retry_class(&self) -> RetryClass {
+        match self {
+            Self::Declined(_) => RetryClass::Final,
+            Self::Unavailable(_) => RetryClass::Retryable,
+            Self::Timeout(_) => RetryClass::Ambiguous,
+        }
+    }
+
+    /// Whether retrying (with the same key) may succeed.
+    pub const fn is_retryable(&self) -> bool {
+        !matches!(self.retry_class(), RetryClass::Final)
+    }
+
+    /// Whether the failure says the gateway is unhealthy (and counts toward opening the
+    /// circuit breaker). A decline is a healthy answer.
+    pub const fn is_gateway_fault(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+/// How one payment attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The payment was captured.
+    Succeeded {
+        /// The gateway's id of the charge.
+        transaction_id: String,
+    },
+    /// The gateway declined the payment.
+    Declined {
+        /// Why.
+        reason: DeclineReason,
+    },
+    /// The gateway did not process the payment.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// No answer in time; the outcome was unknown.
+    TimedOut {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+impl AttemptOutcome {
+    /// The outcome of a charge.
+    pub fn from_charge(result: &Result<ChargeReceipt, GatewayError>) -> Self {
+        match result {
+            Ok(receipt) => Self::Succeeded {
+                transaction_id: receipt.transaction_id.clone(),
+            },
+            Err(GatewayError::Declined(reason)) => Self::Declined { reason: *reason },
+            Err(GatewayError::Unavailable(e)) => Self::Failed { error: e.clone() },
+            Err(GatewayError::Timeout(e)) => Self::TimedOut { error: e.clone() },
+        }
+    }
+
+    /// Whether the payment was captured.
+    pub const fn is_success(&self) -> bool {
+        matches!(self, Self::Succeeded { .. })
+    }
+
+    /// The status name: `succeeded`, `declined`, `failed` or `timed_out`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Succeeded { .. } => "succeeded",
+            Self::Declined { .. } => "declined",
+            Self::Failed { .. } => "failed",
+            Self::TimedOut { .. } => "timed_out",
+        }
+    }
+}
+
+/// One payment attempt, as recorded on the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAttempt {
+    /// 1 for the first attempt at the order, then 2, 3, ...
+    pub number: NonZeroU32,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// When the charge was sent.
+    pub started_at: DateTime<Utc>,
+    /// When its outcome was known.
+    pub finished_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idempotency_key_depends_on_the_order_only() {
+        let id = OrderId::new();
+        assert_eq!(IdempotencyKey::for_order(id), IdempotencyKey::for_order(id));
+        assert_ne!(
+            IdempotencyKey::for_order(id),
+            IdempotencyKey::for_order(OrderId::new())
+        );
+    }
+
+    #[test]
+    fn declines_are_final_and_timeouts_ambiguous() {
+        assert_eq!(
+            GatewayError::Declined(DeclineReason::CardDeclined).retry_class(),
+            RetryClass::Final
+        );
+        assert_eq!(
+            GatewayError::Unavailable("x".into()).retry_class(),
+            RetryClass::Retryable
+        );
+        assert_eq!(
+            GatewayError::Timeout("x".into()).retry_class(),
+            RetryClass::Ambiguous
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Resilience policies as pure data and functions: time and randomness are inputs.
+
+pub mod circuit_breaker;
+pub mod retry;

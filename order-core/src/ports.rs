@@ -1,0 +1,334 @@
+//! The ports: what the services need from the outside world, each with its contract.
+//!
+//! Every adapter of a port is checked by the same conformance suite
+//! ([`crate::testing::conformance`]), so the contracts below are tested, not just written.
+
+use std::error::Error as StdError;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::Invalid;
+use crate::ids::{CustomerId, OrderId, WorkerId};
+use crate::order::{Order, OrderStatus, Transition};
+use crate::payment::{ChargeReceipt, ChargeRequest, GatewayError, PaymentAttempt};
+
+/// A boxed error from an adapter's driver.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The time source. Services never read the system clock directly, so tests control time.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Which orders a listing includes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Only this customer's orders.
+    pub customer_id: Option<CustomerId>,
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+}
+
+/// How many orders a page of a listing holds: 1 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(u32);
+
+impl PageSize {
+    /// Largest page size.
+    pub const MAX: u32 = 100;
+    /// The original service's default, 20.
+    pub const DEFAULT: Self = Self(20);
+
+    /// Parses a page size.
+    pub fn new(size: i64) -> Result<Self, Invalid> {
+        match u32::try_from(size) {
+            Ok(v) if (1..=Self::MAX).contains(&v) => Ok(Self(v)),
+            _ => Err(Invalid::OutOfRange {
+                min: "1".into(),
+                max: Self::MAX.to_string(),
+            }),
+        }
+    }
+
+    /// The number inside.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// One page of a listing: page numbers start at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1-based page number.
+    pub page: NonZeroU32,
+    /// Orders per page.
+    pub size: PageSize,
+}
+
+impl PageRequest {
+    /// The first page of the default size.
+    pub const FIRST: Self = Self {
+        page: NonZeroU32::MIN,
+        size: PageSize::DEFAULT,
+    };
+
+    /// Parses a 1-based page number.
+    pub fn page_number(page: i64) -> Result<NonZeroU32, Invalid> {
+        u32::try_from(page)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| Invalid::OutOfRange {
+                min: "1".into(),
+                max: u32::MAX.to_string(),
+            })
+    }
+
+    /// Orders skipped before this page.
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page.get() - 1) * u64::from(self.size.get())
+    }
+}
+
+/// A page of orders and how many match the filter in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    /// The page's orders, newest first.
+    pub orders: Vec<Order>,
+    /// How many orders match the filter, on all pages.
+    pub total: u64,
+}
+
+/// A worker's exclusive, time-limited right to pay an order. The token fences writes: once
+/// another worker claims the order, the old lease's writes fail with [`RepoError::LeaseLost`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The order leased.
+    pub order_id: OrderId,
+    /// The worker holding it.
+    pub owner: WorkerId,
+    /// Unique to this claim.
+    pub token: Uuid,
+    /// When other workers may take the order over.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`OrderRepo::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the order now; it is `payment_processing`.
+    Acquired {
+        /// The lease to pass to later writes.
+        lease: Lease,
+        /// The order as claimed, with its attempts so far.
+        order: Order,
+    },
+    /// The order is in a terminal status: nothing to do.
+    Settled(Order),
+    /// Another worker holds a live lease until the given time.
+    Busy {
+        /// When that lease expires.
+        until: DateTime<Utc>,
+    },
+    /// The order's next attempt is scheduled for later.
+    NotDue {
+        /// When it is due.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Errors of [`OrderRepo`].
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// An order with this id exists already.
+    #[error("order {0} already exists")]
+    Duplicate(OrderId),
+    /// No order with this id exists.
+    #[error("order {0} not found")]
+    NotFound(OrderId),
+    /// The lease was taken over by another claim; the write was not made.
+    #[error("the lease on order {0} is no longer held")]
+    LeaseLost(OrderId),
+    /// The order is not in the status the transition starts from; the write was not made.
+    #[error("order {id} is {actual}, not {expected}")]
+    StatusConflict {
+        /// The order.
+        id: OrderId,
+        /// The status the transition needs.
+        expected: OrderStatus,
+        /// The status it has.
+        actual: OrderStatus,
+    },
+    /// The store cannot be reached or did not answer in time; retrying later may succeed.
+    #[error("order store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else (corrupt data, a bug): not retryable.
+    #[error("order store failed")]
+    Other(#[source] BoxError),
+}
+
+impl RepoError {
+    /// Whether the same call may succeed later.
+    pub const fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Durable storage of orders: the source of truth.
+///
+/// # Contract
+/// - `insert` and `insert_many` are durable when they return `Ok`. `insert_many` is all or
+///   nothing. An id that exists already MUST give [`RepoError::Duplicate`] and store nothing.
+///   Stored orders are `pending` with no attempts, due at their `created_at`.
+/// - `get` returns `Ok(None)` for an unknown id.
+/// - `list` returns the page of orders matching the filter, newest first (`created_at`, then
+///   id, descending), and the number of matches on all pages.
+/// - `claim(id, worker, now, lease_for)` for an unknown id MUST give [`RepoError::NotFound`];
+///   for a terminal order [`Claim::Settled`]; for an order whose lease is live at `now`
+///   [`Claim::Busy`]; for one whose next attempt is after `now` [`Claim::NotDue`]. Otherwise
+///   it MUST atomically move a `pending` order to `payment_processing` (a `payment_processing`
+///   one stays so), give it a new lease token expiring at `now + lease_for`, and return
+///   [`Claim::Acquired`]. Of concurrent claims at most one acquires.
+/// - `settle` and `release` write only while `lease` is the order's current lease, else
+///   [`RepoError::LeaseLost`]. Both append `attempt` (if any) and end the lease.
+///   `settle` applies `transition` only from its `from` status, else
+///   [`RepoError::StatusConflict`]. `release` keeps the status and makes the order due at
+///   `retry_at`.
+/// - `due(before, limit)` lists up to `limit` non-terminal orders, oldest first, that are due
+///   at or before `before` and not under a lease live at `before`: the orders a reconciler
+///   must make sure are queued.
+/// - Connection failures and time-outs MUST give [`RepoError::Unavailable`], promptly.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OrderRepo: Send + Sync {
+    /// Stores a new order durably.
+    async fn insert(&self, order: &Order) -> Result<(), RepoError>;
+    /// Stores several new orders durably, all or nothing.
+    async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError>;
+    /// The order with this id, if any.
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError>;
+    /// A page of orders matching `filter`, newest first.
+    async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError>;
+    /// Takes the order for payment under a lease.
+    async fn claim(
+        &self,
+        id: OrderId,
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Claim, RepoError>;
+    /// Records the final attempt and the terminal transition, ending the lease.
+    async fn settle(
+        &self,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
+    /// Records an attempt (if any), ends the lease and schedules the next attempt.
+    async fn release(
+        &self,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
+    /// Non-terminal orders due at or before `before` and free of a live lease, oldest first.
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError>;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), RepoError>;
+}
+
+/// A queued payment job handed to one consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The queue's id of this entry (a stream entry id for Redis).
+    pub id: String,
+    /// The order to pay.
+    pub order_id: OrderId,
+    /// How often this entry has been delivered, this time included (1 the first time).
+    pub deliveries: u32,
+}
+
+/// Errors of [`PaymentQueue`].
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue cannot be reached or did not answer in time; retrying later may succeed.
+    #[error("payment queue unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else: not retryable.
+    #[error("payment queue failed")]
+    Other(#[source] BoxError),
+}
+
+impl QueueError {
+    /// Whether the same call may succeed later.
+    pub const fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The queue of payment jobs, shared by producers and a group of competing consumers. A
+/// value of the adapter is one consumer (with a name unique to it); any value may enqueue.
+///
+/// # Contract
+/// - `enqueue` returns `Ok` once the job is stored in the queue.
+/// - `receive(max, wait)` first makes deferred jobs whose time has come deliverable, then
+///   hands this consumer up to `max` jobs no consumer has received yet, each with
+///   `deliveries == 1`, waiting up to `wait` for one to arrive. A received job stays pending
+///   for this consumer until it is acked, deferred or dead-lettered.
+/// - `ack` removes the pending job; acking it twice is not an error.
+/// - `defer(delivery, until)` acks the job and queues it again, deliverable from `until`,
+///   with its delivery count back at zero.
+/// - `reclaim(min_idle, max)` hands this consumer up to `max` jobs pending with any consumer
+///   (itself included) for at least `min_idle`, each with its delivery count increased.
+/// - `dead_letter(delivery, reason)` moves the pending job to the dead-letter queue.
+/// - Connection failures and time-outs MUST give [`QueueError::Unavailable`], promptly.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PaymentQueue: Send + Sync {
+    /// Queues a payment job for `order`.
+    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError>;
+    /// Receives new jobs for this consumer, waiting up to `wait`.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+    /// Marks a job done.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Acks a job and queues it again for `until`.
+    async fn defer(&self, delivery: &Delivery, until: DateTime<Utc>) -> Result<(), QueueError>;
+    /// Takes over jobs left pending for at least `min_idle`.
+    async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, QueueError>;
+    /// Moves a job that keeps failing to the dead-letter queue.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+    /// Whether the queue answers.
+    async fn ping(&self) -> Result<(), QueueError>;
+}
+
+/// A payment gateway.
+///
+/// # Contract
+/// - At most one payment is captured per idempotency key, however often `charge` is called.
+/// - Once a key has a definitive outcome (captured or declined), every later call with that
+///   key returns the same outcome.
+/// - [`GatewayError::Unavailable`] means nothing was charged; [`GatewayError::Timeout`] means
+///   the outcome is unknown and a call with the same key will tell.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Charges the request's amount, deduplicated by its idempotency key.
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError>;
+}

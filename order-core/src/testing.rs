@@ -1,0 +1,37 @@
+//! Helpers for tests of this and other crates: sample orders and the conformance suites
+//! that every adapter of a port runs against itself.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rust_decimal::Decimal;
+
+use crate::ids::OrderId;
+use crate::order::{NewOrder, Order, UncheckedItem, UncheckedOrder};
+
+pub mod conformance;
+
+/// A valid order for `customer`: 2 x 12.99 and 1 x 4.99 (total 30.97).
+pub fn new_order(customer: &str) -> NewOrder {
+    NewOrder::parse(UncheckedOrder {
+        customer_id: customer.into(),
+        items: vec![
+            UncheckedItem {
+                item_id: "item_001".into(),
+                item_name: "Burger".into(),
+                quantity: 2,
+                price: Decimal::new(1299, 2),
+            },
+            UncheckedItem {
+                item_id: "item_002".into(),
+                item_name: "Fries".into(),
+                quantity: 1,
+                price: Decimal::new(499, 2),
+            },
+        ],
+    })
+    .expect("sample order is valid")
+}
+
+/// [`new_order`] placed at `at` (kept to microseconds, as stores do) with a fresh id.
+pub fn placed_order(customer: &str, at: DateTime<Utc>) -> Order {
+    new_order(customer).place(OrderId::new(), at.trunc_subsecs(6))
+}

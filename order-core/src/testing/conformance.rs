@@ -1,0 +1,586 @@
+//! Conformance suites: one per port, run by every adapter against itself.
+//!
+//! Each suite takes a factory that makes a fresh, empty adapter (for the queue, two
+//! consumers of one fresh queue) and panics naming the broken rule of the contract.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::ids::{CustomerId, WorkerId};
+use crate::order::{OrderEvent, OrderStatus, Transition};
+use crate::payment::{AttemptOutcome, ChargeRequest, GatewayError, PaymentAttempt};
+use crate::ports::{
+    Claim, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentGateway, PaymentQueue, RepoError,
+};
+use crate::testing::placed_order;
+
+fn base_time() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn secs(s: i64) -> chrono::Duration {
+    chrono::Duration::seconds(s)
+}
+
+fn worker(name: &str) -> WorkerId {
+    WorkerId::parse(name).expect("valid worker id")
+}
+
+fn attempt(number: u32, outcome: AttemptOutcome, at: DateTime<Utc>) -> PaymentAttempt {
+    PaymentAttempt {
+        number: NonZeroU32::new(number).expect("attempt numbers start at 1"),
+        outcome,
+        started_at: at,
+        finished_at: at + chrono::Duration::milliseconds(120),
+    }
+}
+
+fn page(n: u32, size: i64) -> PageRequest {
+    PageRequest {
+        page: NonZeroU32::new(n).expect("pages start at 1"),
+        size: PageSize::new(size).expect("valid page size"),
+    }
+}
+
+async fn acquire<R: OrderRepo + ?Sized>(
+    repo: &R,
+    order: crate::ids::OrderId,
+    who: &str,
+    now: DateTime<Utc>,
+) -> (crate::ports::Lease, crate::order::Order) {
+    match repo
+        .claim(order, &worker(who), now, Duration::from_secs(30))
+        .await
+    {
+        Ok(Claim::Acquired { lease, order }) => (lease, order),
+        other => panic!("claim of a due, free order must acquire it, got {other:?}"),
+    }
+}
+
+/// Checks an [`OrderRepo`] against its contract. `make` returns a fresh, empty store.
+pub async fn order_repo<R, F, Fut>(make: F)
+where
+    R: OrderRepo,
+    F: Fn() -> Fut,
+    Fut: Future<Output = R>,
+{
+    inserted_orders_read_back_equal(&make().await).await;
+    duplicates_are_rejected_and_change_nothing(&make().await).await;
+    listing_filters_pages_and_sorts_newest_first(&make().await).await;
+    claims_lease_fence_and_settle(&make().await).await;
+    released_orders_are_not_due_until_their_retry_time(&make().await).await;
+    settle_refuses_a_transition_from_another_status(&make().await).await;
+    due_lists_orders_needing_a_job_oldest_first(&make().await).await;
+    concurrent_claims_acquire_at_most_once(&make().await).await;
+}
+
+async fn inserted_orders_read_back_equal<R: OrderRepo>(repo: &R) {
+    let order = placed_order("c-read", base_time());
+    repo.insert(&order).await.expect("insert");
+    assert_eq!(
+        repo.get(order.id).await.expect("get"),
+        Some(order.clone()),
+        "get returns the order as inserted"
+    );
+    assert_eq!(
+        repo.get(crate::ids::OrderId::new()).await.expect("get"),
+        None,
+        "unknown id reads as None"
+    );
+    repo.ping().await.expect("ping");
+}
+
+async fn duplicates_are_rejected_and_change_nothing<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let first = placed_order("c-dup", t);
+    repo.insert(&first).await.expect("insert");
+    let mut again = placed_order("c-dup-other", t);
+    again.id = first.id;
+    assert!(matches!(repo.insert(&again).await, Err(RepoError::Duplicate(id)) if id == first.id));
+    let fresh = placed_order("c-dup", t);
+    assert!(
+        matches!(
+            repo.insert_many(&[fresh.clone(), again]).await,
+            Err(RepoError::Duplicate(_))
+        ),
+        "a batch with a duplicate is rejected"
+    );
+    assert_eq!(
+        repo.get(fresh.id).await.expect("get"),
+        None,
+        "insert_many is all or nothing"
+    );
+    assert_eq!(
+        repo.get(first.id).await.expect("get"),
+        Some(first),
+        "the original stays"
+    );
+    let batch: Vec<_> = (0..50)
+        .map(|i| placed_order("c-batch", t + secs(i)))
+        .collect();
+    repo.insert_many(&batch).await.expect("insert_many");
+    for order in &batch {
+        assert_eq!(repo.get(order.id).await.expect("get").as_ref(), Some(order));
+    }
+}
+
+async fn listing_filters_pages_and_sorts_newest_first<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let mine: Vec<_> = (0..5)
+        .map(|i| placed_order("c-list", t + secs(i)))
+        .collect();
+    let other = placed_order("c-list-other", t + secs(10));
+    for order in mine.iter().chain([&other]) {
+        repo.insert(order).await.expect("insert");
+    }
+    let (lease, _) = acquire(repo, mine[0].id, "w", t + secs(20)).await;
+    let confirm = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
+        .expect("allowed");
+    repo.settle(&lease, None, confirm, t + secs(20))
+        .await
+        .expect("settle");
+
+    let by_customer = OrderFilter {
+        customer_id: Some(CustomerId::parse("c-list").expect("valid")),
+        status: None,
+    };
+    let first = repo.list(&by_customer, page(1, 2)).await.expect("list");
+    assert_eq!(first.total, 5, "total counts every match");
+    let ids: Vec<_> = first.orders.iter().map(|o| o.id).collect();
+    assert_eq!(ids, [mine[4].id, mine[3].id], "newest first");
+    let last = repo.list(&by_customer, page(3, 2)).await.expect("list");
+    assert_eq!(
+        last.orders.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [mine[0].id]
+    );
+    let beyond = repo.list(&by_customer, page(9, 2)).await.expect("list");
+    assert!(
+        beyond.orders.is_empty() && beyond.total == 5,
+        "a page past the end is empty"
+    );
+
+    let confirmed = OrderFilter {
+        customer_id: Some(CustomerId::parse("c-list").expect("valid")),
+        status: Some(OrderStatus::Confirmed),
+    };
+    let page1 = repo
+        .list(&confirmed, PageRequest::FIRST)
+        .await
+        .expect("list");
+    assert_eq!(page1.total, 1);
+    assert_eq!(page1.orders[0].status, OrderStatus::Confirmed);
+    let pending = OrderFilter {
+        customer_id: None,
+        status: Some(OrderStatus::Pending),
+    };
+    let all_pending = repo.list(&pending, page(1, 100)).await.expect("list");
+    assert_eq!(all_pending.total, 5, "status filter alone");
+    let everything = repo
+        .list(&OrderFilter::default(), page(1, 100))
+        .await
+        .expect("list");
+    assert_eq!(everything.total, 6);
+}
+
+async fn claims_lease_fence_and_settle<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let order = placed_order("c-claim", t);
+    repo.insert(&order).await.expect("insert");
+    assert!(matches!(
+        repo.claim(
+            crate::ids::OrderId::new(),
+            &worker("a"),
+            t,
+            Duration::from_secs(30)
+        )
+        .await,
+        Err(RepoError::NotFound(_))
+    ));
+
+    let (lease_a, claimed) = acquire(repo, order.id, "a", t).await;
+    assert_eq!(
+        claimed.status,
+        OrderStatus::PaymentProcessing,
+        "claim starts the payment"
+    );
+    assert_eq!(lease_a.expires_at, t + secs(30));
+    assert_eq!(
+        repo.claim(
+            order.id,
+            &worker("b"),
+            t + secs(29),
+            Duration::from_secs(30)
+        )
+        .await
+        .expect("claim"),
+        Claim::Busy {
+            until: t + secs(30)
+        },
+        "a live lease keeps others out"
+    );
+
+    let (lease_b, _) = acquire(repo, order.id, "b", t + secs(31)).await;
+    assert_ne!(lease_a.token, lease_b.token);
+    let failed = attempt(
+        1,
+        AttemptOutcome::Failed {
+            error: "503".into(),
+        },
+        t,
+    );
+    assert!(
+        matches!(
+            repo.release(&lease_a, Some(failed.clone()), t + secs(40), t + secs(32))
+                .await,
+            Err(RepoError::LeaseLost(_))
+        ),
+        "an expired lease taken over cannot write"
+    );
+    let confirm = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
+        .expect("allowed");
+    assert!(matches!(
+        repo.settle(&lease_a, None, confirm, t + secs(32)).await,
+        Err(RepoError::LeaseLost(_))
+    ));
+
+    let won = attempt(
+        1,
+        AttemptOutcome::Succeeded {
+            transaction_id: "txn_1".into(),
+        },
+        t + secs(32),
+    );
+    repo.settle(&lease_b, Some(won.clone()), confirm, t + secs(33))
+        .await
+        .expect("settle");
+    let settled = repo.get(order.id).await.expect("get").expect("exists");
+    assert_eq!(settled.status, OrderStatus::Confirmed);
+    assert_eq!(settled.payment_attempts, [won]);
+    assert_eq!(settled.updated_at, t + secs(33));
+    assert_eq!(settled.created_at, order.created_at);
+    assert!(matches!(
+        repo.claim(order.id, &worker("c"), t + secs(99), Duration::from_secs(30)).await,
+        Ok(Claim::Settled(o)) if o.status == OrderStatus::Confirmed
+    ));
+    assert!(
+        matches!(
+            repo.settle(&lease_b, None, confirm, t + secs(34)).await,
+            Err(RepoError::LeaseLost(_))
+        ),
+        "settling ends the lease"
+    );
+}
+
+async fn released_orders_are_not_due_until_their_retry_time<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let order = placed_order("c-release", t);
+    repo.insert(&order).await.expect("insert");
+    let (lease, _) = acquire(repo, order.id, "a", t).await;
+    let first = attempt(
+        1,
+        AttemptOutcome::TimedOut {
+            error: "timeout".into(),
+        },
+        t,
+    );
+    repo.release(&lease, Some(first.clone()), t + secs(5), t + secs(1))
+        .await
+        .expect("release");
+    assert_eq!(
+        repo.claim(order.id, &worker("b"), t + secs(4), Duration::from_secs(30))
+            .await
+            .expect("claim"),
+        Claim::NotDue { at: t + secs(5) }
+    );
+    let (lease, claimed) = acquire(repo, order.id, "b", t + secs(5)).await;
+    assert_eq!(claimed.status, OrderStatus::PaymentProcessing);
+    assert_eq!(
+        claimed.payment_attempts,
+        std::slice::from_ref(&first),
+        "attempts survive the release"
+    );
+    repo.release(&lease, None, t + secs(6), t + secs(5))
+        .await
+        .expect("release without attempt");
+    let (lease, _) = acquire(repo, order.id, "c", t + secs(6)).await;
+    let second = attempt(
+        2,
+        AttemptOutcome::Declined {
+            reason: crate::payment::DeclineReason::CardDeclined,
+        },
+        t + secs(6),
+    );
+    let fail = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentFailed)
+        .expect("allowed");
+    repo.settle(&lease, Some(second.clone()), fail, t + secs(7))
+        .await
+        .expect("settle");
+    let done = repo.get(order.id).await.expect("get").expect("exists");
+    assert_eq!(done.status, OrderStatus::PaymentFailed);
+    assert_eq!(done.payment_attempts, [first, second], "attempts in order");
+}
+
+async fn settle_refuses_a_transition_from_another_status<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let order = placed_order("c-conflict", t);
+    repo.insert(&order).await.expect("insert");
+    let (lease, _) = acquire(repo, order.id, "a", t).await;
+    let cancel = Transition::apply(OrderStatus::Pending, OrderEvent::Cancelled).expect("allowed");
+    assert!(matches!(
+        repo.settle(&lease, None, cancel, t).await,
+        Err(RepoError::StatusConflict {
+            expected: OrderStatus::Pending,
+            actual: OrderStatus::PaymentProcessing,
+            ..
+        })
+    ));
+    assert_eq!(
+        repo.get(order.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .status,
+        OrderStatus::PaymentProcessing,
+        "a refused transition changes nothing"
+    );
+}
+
+async fn due_lists_orders_needing_a_job_oldest_first<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let orders: Vec<_> = (0..4).map(|i| placed_order("c-due", t + secs(i))).collect();
+    repo.insert_many(&orders).await.expect("insert_many");
+    // 0: settled; 1: leased until t+100; 2: released until t+50; 3: untouched.
+    let (lease0, _) = acquire(repo, orders[0].id, "a", t + secs(10)).await;
+    let confirm = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
+        .expect("allowed");
+    repo.settle(&lease0, None, confirm, t + secs(10))
+        .await
+        .expect("settle");
+    let _lease1 = repo
+        .claim(
+            orders[1].id,
+            &worker("a"),
+            t + secs(10),
+            Duration::from_secs(90),
+        )
+        .await
+        .expect("claim");
+    let (lease2, _) = acquire(repo, orders[2].id, "a", t + secs(10)).await;
+    repo.release(&lease2, None, t + secs(50), t + secs(10))
+        .await
+        .expect("release");
+
+    let ids = |v: &[crate::ids::OrderId]| v.to_vec();
+    assert_eq!(
+        ids(&repo.due(t + secs(20), 10).await.expect("due")),
+        [orders[3].id]
+    );
+    assert_eq!(
+        ids(&repo.due(t + secs(60), 10).await.expect("due")),
+        [orders[3].id, orders[2].id]
+    );
+    assert_eq!(
+        ids(&repo.due(t + secs(100), 10).await.expect("due")),
+        [orders[1].id, orders[3].id, orders[2].id],
+        "an expired lease makes the order due again, oldest due first"
+    );
+    assert_eq!(
+        repo.due(t + secs(100), 1).await.expect("due").len(),
+        1,
+        "limit"
+    );
+}
+
+async fn concurrent_claims_acquire_at_most_once<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let order = placed_order("c-race", t);
+    repo.insert(&order).await.expect("insert");
+    let (wa, wb, wc, wd) = (worker("a"), worker("b"), worker("c"), worker("d"));
+    let lease = Duration::from_secs(30);
+    let results = tokio::join!(
+        repo.claim(order.id, &wa, t, lease),
+        repo.claim(order.id, &wb, t, lease),
+        repo.claim(order.id, &wc, t, lease),
+        repo.claim(order.id, &wd, t, lease),
+    );
+    let all = [results.0, results.1, results.2, results.3];
+    let acquired = all
+        .iter()
+        .filter(|r| matches!(r, Ok(Claim::Acquired { .. })))
+        .count();
+    assert_eq!(
+        acquired, 1,
+        "exactly one of concurrent claims wins: {all:?}"
+    );
+    assert!(
+        all.iter()
+            .all(|r| matches!(r, Ok(Claim::Acquired { .. } | Claim::Busy { .. })))
+    );
+}
+
+/// Checks a [`PaymentQueue`] against its contract. `make` returns two consumers of one
+/// fresh, empty queue.
+pub async fn payment_queue<Q, F, Fut>(make: F)
+where
+    Q: PaymentQueue,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Q, Q)>,
+{
+    jobs_go_to_one_consumer_in_order_until_acked(make().await).await;
+    unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered(make().await).await;
+    deferred_jobs_come_back_at_their_time(make().await).await;
+    receive_waits_for_a_job(make().await).await;
+}
+
+async fn jobs_go_to_one_consumer_in_order_until_acked<Q: PaymentQueue>((a, b): (Q, Q)) {
+    let short = Duration::from_millis(50);
+    a.ping().await.expect("ping");
+    assert!(
+        a.receive(10, short).await.expect("receive").is_empty(),
+        "a new queue is empty"
+    );
+    let orders: Vec<_> = (0..3).map(|_| crate::ids::OrderId::new()).collect();
+    for id in &orders {
+        a.enqueue(*id).await.expect("enqueue");
+    }
+    let got = a.receive(2, short).await.expect("receive");
+    assert_eq!(
+        got.iter().map(|d| d.order_id).collect::<Vec<_>>(),
+        orders[..2],
+        "first in, first out, at most max"
+    );
+    assert!(got.iter().all(|d| d.deliveries == 1));
+    let rest = b.receive(10, short).await.expect("receive");
+    assert_eq!(
+        rest.iter().map(|d| d.order_id).collect::<Vec<_>>(),
+        orders[2..],
+        "each job goes to one consumer"
+    );
+    assert!(b.receive(10, short).await.expect("receive").is_empty());
+    for d in got.iter().chain(&rest) {
+        a.ack(d).await.expect("ack");
+    }
+    a.ack(&got[0]).await.expect("acking twice is fine");
+    assert!(
+        b.reclaim(Duration::ZERO, 10)
+            .await
+            .expect("reclaim")
+            .is_empty(),
+        "acked jobs are gone"
+    );
+}
+
+async fn unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered<Q: PaymentQueue>(
+    (a, b): (Q, Q),
+) {
+    let short = Duration::from_millis(50);
+    let id = crate::ids::OrderId::new();
+    a.enqueue(id).await.expect("enqueue");
+    let first = a.receive(1, short).await.expect("receive");
+    assert_eq!(first.len(), 1);
+    assert!(
+        b.reclaim(Duration::from_secs(3600), 10)
+            .await
+            .expect("reclaim")
+            .is_empty(),
+        "jobs idle less than min_idle stay with their consumer"
+    );
+    let taken = b.reclaim(Duration::ZERO, 10).await.expect("reclaim");
+    assert_eq!(taken.len(), 1, "an unacked job can be reclaimed");
+    assert_eq!((taken[0].order_id, taken[0].deliveries), (id, 2));
+    let again = a.reclaim(Duration::ZERO, 10).await.expect("reclaim");
+    assert_eq!(again[0].deliveries, 3, "each reclaim counts a delivery");
+    a.dead_letter(&again[0], "poison")
+        .await
+        .expect("dead_letter");
+    assert!(
+        b.reclaim(Duration::ZERO, 10)
+            .await
+            .expect("reclaim")
+            .is_empty(),
+        "dead letters leave the queue"
+    );
+    assert!(b.receive(10, short).await.expect("receive").is_empty());
+}
+
+async fn deferred_jobs_come_back_at_their_time<Q: PaymentQueue>((a, b): (Q, Q)) {
+    let short = Duration::from_millis(50);
+    let id = crate::ids::OrderId::new();
+    a.enqueue(id).await.expect("enqueue");
+    let d = a.receive(1, short).await.expect("receive").remove(0);
+    a.defer(&d, Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("defer");
+    assert!(
+        b.receive(10, short).await.expect("receive").is_empty(),
+        "deferred jobs wait for their time"
+    );
+    assert!(
+        b.reclaim(Duration::ZERO, 10)
+            .await
+            .expect("reclaim")
+            .is_empty(),
+        "deferring acks the job"
+    );
+    let other = crate::ids::OrderId::new();
+    a.enqueue(other).await.expect("enqueue");
+    let d = a.receive(1, short).await.expect("receive").remove(0);
+    a.defer(&d, Utc::now() - chrono::Duration::seconds(1))
+        .await
+        .expect("defer");
+    let back = b.receive(10, short).await.expect("receive");
+    assert_eq!(
+        back.len(),
+        1,
+        "a job deferred to the past is delivered again"
+    );
+    assert_eq!(
+        (back[0].order_id, back[0].deliveries),
+        (other, 1),
+        "with its count reset"
+    );
+    b.ack(&back[0]).await.expect("ack");
+}
+
+async fn receive_waits_for_a_job<Q: PaymentQueue>((a, b): (Q, Q)) {
+    let id = crate::ids::OrderId::new();
+    let (got, ()) = tokio::join!(a.receive(1, Duration::from_secs(5)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.enqueue(id).await.expect("enqueue");
+    });
+    let got = got.expect("receive");
+    assert_eq!(got.len(), 1, "receive waits for a job to arrive");
+    assert_eq!(got[0].order_id, id);
+}
+
+/// Checks a [`PaymentGateway`] against its contract: whatever happens, at most one capture
+/// per idempotency key, and a definitive outcome is replayed. `gateway` must eventually
+/// give definitive outcomes (its outage, if any, over).
+pub async fn payment_gateway<G: PaymentGateway + ?Sized>(gateway: &G) {
+    for i in 0..20 {
+        let order = placed_order(&format!("c-gw-{i}"), base_time());
+        let request = ChargeRequest::for_order(&order);
+        let mut definitive = None;
+        for _ in 0..50 {
+            match gateway.charge(&request).await {
+                Err(GatewayError::Unavailable(_) | GatewayError::Timeout(_)) => {}
+                outcome => {
+                    definitive = Some(outcome);
+                    break;
+                }
+            }
+        }
+        let definitive =
+            definitive.expect("the gateway gives a definitive outcome within 50 calls");
+        for _ in 0..3 {
+            assert_eq!(
+                gateway.charge(&request).await,
+                definitive,
+                "the same key replays the first definitive outcome"
+            );
+        }
+    }
+}

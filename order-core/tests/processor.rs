@@ -1,0 +1,372 @@
+//! The worker's step: breaker, retries, deferral, leases and dead letters, on a controlled
+//! clock with in-memory adapters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
+use order_core::payment::{ChargeReceipt, DeclineReason, GatewayError};
+use order_core::policy::circuit_breaker::{BreakerConfig, BreakerState};
+use order_core::policy::retry::RetryPolicy;
+use order_core::ports::{MockPaymentGateway, OrderRepo, PaymentGateway, PaymentQueue};
+use order_core::service::Outcome;
+use order_core::testing::new_order;
+use order_core::{Clock, OrderService, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId};
+
+struct World<G: PaymentGateway> {
+    clock: Arc<ManualClock>,
+    repo: Arc<MemoryOrderRepo>,
+    queue: Arc<MemoryQueue>,
+    orders: OrderService<MemoryOrderRepo, MemoryQueue, ManualClock>,
+    worker: PaymentProcessor<MemoryOrderRepo, MemoryQueue, G, ManualClock>,
+}
+
+fn config() -> ProcessorConfig {
+    ProcessorConfig {
+        retry: RetryPolicy::new(3, Duration::from_secs(1), Duration::from_secs(4)).unwrap(),
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            recovery_timeout: Duration::from_secs(60),
+            half_open_probes: 1,
+            probe_wait: Duration::from_secs(1),
+        },
+        max_deliveries: 3,
+        seed: Some(7),
+        ..ProcessorConfig::new(WorkerId::parse("w1").unwrap())
+    }
+}
+
+fn world<G: PaymentGateway>(gateway: G) -> World<G> {
+    let clock = Arc::new(ManualClock::default());
+    let repo = Arc::new(MemoryOrderRepo::new());
+    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let orders = OrderService::new(repo.clone(), queue.clone(), clock.clone());
+    let worker = PaymentProcessor::new(
+        repo.clone(),
+        queue.clone(),
+        Arc::new(gateway),
+        clock.clone(),
+        config(),
+    );
+    World {
+        clock,
+        repo,
+        queue,
+        orders,
+        worker,
+    }
+}
+
+#[allow(clippy::unnecessary_wraps, reason = "shaped like a charge result")]
+fn ok_receipt() -> Result<ChargeReceipt, GatewayError> {
+    Ok(ChargeReceipt {
+        transaction_id: "txn_1".into(),
+    })
+}
+
+impl<G: PaymentGateway> World<G> {
+    async fn step(&self) -> Option<Outcome> {
+        self.worker.process_next(Duration::ZERO).await.unwrap()
+    }
+
+    async fn status(&self, id: order_core::OrderId) -> OrderStatus {
+        self.repo.get(id).await.unwrap().unwrap().status
+    }
+}
+
+#[tokio::test]
+async fn a_placed_order_is_confirmed_with_one_recorded_attempt() {
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().times(1).returning(|_| ok_receipt());
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+
+    assert_eq!(w.step().await, Some(Outcome::Confirmed));
+
+    let stored = w.repo.get(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Confirmed);
+    assert_eq!(stored.payment_attempts.len(), 1);
+    assert!(stored.payment_attempts[0].outcome.is_success());
+    assert_eq!(w.queue.pending(), 0, "the job was acked");
+}
+
+#[tokio::test]
+async fn a_decline_fails_the_order_at_once() {
+    let mut gateway = MockPaymentGateway::new();
+    gateway
+        .expect_charge()
+        .times(1)
+        .returning(|_| Err(GatewayError::Declined(DeclineReason::InsufficientFunds)));
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+
+    assert_eq!(w.step().await, Some(Outcome::Failed));
+    assert_eq!(w.status(order.id).await, OrderStatus::PaymentFailed);
+}
+
+#[tokio::test]
+async fn unprocessed_charges_are_retried_up_to_the_limit_with_the_same_key() {
+    let mut gateway = MockPaymentGateway::new();
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    gateway.expect_charge().times(3).returning(move |req| {
+        seen.lock().unwrap().push(req.idempotency_key.clone());
+        Err(GatewayError::Unavailable("502".into()))
+    });
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+
+    for _ in 0..2 {
+        assert!(matches!(
+            w.step().await,
+            Some(Outcome::RetryScheduled { .. })
+        ));
+        assert_eq!(w.step().await, None, "the retry waits for its backoff");
+        w.clock.advance(Duration::from_secs(5));
+    }
+    assert_eq!(w.step().await, Some(Outcome::Failed));
+
+    let stored = w.repo.get(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::PaymentFailed);
+    let numbers: Vec<u32> = stored
+        .payment_attempts
+        .iter()
+        .map(|a| a.number.get())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    let keys = keys.lock().unwrap();
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "every attempt uses one idempotency key"
+    );
+}
+
+#[tokio::test]
+async fn an_open_breaker_defers_orders_without_calling_the_gateway_and_they_confirm_after() {
+    // Three failures open the breaker (threshold 3); then the gateway must not be called.
+    let mut failing = MockPaymentGateway::new();
+    failing
+        .expect_charge()
+        .times(3)
+        .returning(|_| Err(GatewayError::Unavailable("down".into())));
+    let w = world(failing);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            w.orders
+                .place(new_order(&format!("c{i}")))
+                .await
+                .unwrap()
+                .id,
+        );
+        assert!(matches!(
+            w.step().await,
+            Some(Outcome::RetryScheduled { .. })
+        ));
+    }
+    assert!(matches!(
+        w.worker.breaker().state(),
+        BreakerState::Open { .. }
+    ));
+
+    let late = w.orders.place(new_order("late")).await.unwrap();
+    let outcome = w.step().await;
+    assert!(
+        matches!(outcome, Some(Outcome::Deferred { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        w.status(late.id).await,
+        OrderStatus::PaymentProcessing,
+        "deferred, not failed"
+    );
+    assert!(
+        w.repo
+            .get(late.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .payment_attempts
+            .is_empty(),
+        "no attempt burned"
+    );
+    // Every retry comes due while the breaker is still open: all deferred, none charged.
+    w.clock.advance(Duration::from_secs(10));
+    while let Some(outcome) = w.step().await {
+        assert!(matches!(outcome, Outcome::Deferred { .. }), "{outcome:?}");
+    }
+    // The mock's `times(3)` fails the test on drop if the open breaker let a call through.
+}
+
+#[tokio::test]
+async fn half_open_admits_one_probe_and_a_success_closes_the_breaker() {
+    let mut gateway = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    gateway
+        .expect_charge()
+        .times(3)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(GatewayError::Unavailable("down".into())));
+    gateway
+        .expect_charge()
+        .times(4)
+        .in_sequence(&mut seq)
+        .returning(|_| ok_receipt());
+    let w = world(gateway);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            w.orders
+                .place(new_order(&format!("c{i}")))
+                .await
+                .unwrap()
+                .id,
+        );
+        w.step().await;
+    }
+    assert!(matches!(
+        w.worker.breaker().state(),
+        BreakerState::Open { .. }
+    ));
+    ids.push(w.orders.place(new_order("c3")).await.unwrap().id);
+
+    w.clock.advance(Duration::from_secs(61));
+    let mut confirmed = 0;
+    while let Some(outcome) = w.step().await {
+        if outcome == Outcome::Confirmed {
+            confirmed += 1;
+        }
+    }
+    w.clock.advance(Duration::from_secs(5));
+    while let Some(outcome) = w.step().await {
+        if outcome == Outcome::Confirmed {
+            confirmed += 1;
+        }
+    }
+    assert_eq!(confirmed, 4);
+    for id in ids {
+        assert_eq!(w.status(id).await, OrderStatus::Confirmed);
+    }
+    assert_eq!(
+        w.worker.breaker().state(),
+        BreakerState::Closed {
+            consecutive_failures: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_final_attempt_is_retried_until_the_gateway_tells() {
+    let mut gateway = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    gateway
+        .expect_charge()
+        .times(4)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(GatewayError::Timeout("no answer".into())));
+    gateway
+        .expect_charge()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| ok_receipt());
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+
+    for _ in 0..20 {
+        match w.step().await {
+            Some(Outcome::Failed) => {
+                panic!("an order whose charge may have happened must not fail")
+            }
+            Some(Outcome::Confirmed) => break,
+            Some(_) => {}
+            None => w.clock.advance(Duration::from_secs(61)),
+        }
+    }
+
+    let stored = w.repo.get(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Confirmed);
+    assert_eq!(
+        stored.payment_attempts.len(),
+        5,
+        "past the 3-attempt limit, until the outcome is known"
+    );
+}
+
+#[tokio::test]
+async fn jobs_of_a_crashed_worker_are_reclaimed_after_the_lease_and_charged_once() {
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().times(1).returning(|_| ok_receipt());
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+    // A worker takes the job and the order, then dies without acking.
+    let crashed = w.queue.consumer("crashed");
+    let job = crashed.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(job.len(), 1);
+    w.repo
+        .claim(
+            order.id,
+            &WorkerId::parse("crashed").unwrap(),
+            w.clock.now(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    assert!(
+        w.worker.reclaim(10).await.unwrap().is_empty(),
+        "not before the lease is over"
+    );
+    w.clock.advance(Duration::from_secs(31));
+    let reclaimed = w.worker.reclaim(10).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(
+        w.worker.handle(&reclaimed[0]).await.unwrap(),
+        Outcome::Confirmed
+    );
+    assert_eq!(w.status(order.id).await, OrderStatus::Confirmed);
+}
+
+#[tokio::test]
+async fn a_job_delivered_too_often_goes_to_the_dead_letter_queue() {
+    let w = world(MockPaymentGateway::new());
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+    let crashed = w.queue.consumer("crashed");
+    crashed.receive(1, Duration::ZERO).await.unwrap();
+    let mut last = None;
+    for _ in 0..3 {
+        last = w.queue.reclaim(Duration::ZERO, 1).await.unwrap().pop();
+    }
+    let delivery = last.unwrap();
+    assert_eq!(delivery.deliveries, 4);
+    assert_eq!(
+        w.worker.handle(&delivery).await.unwrap(),
+        Outcome::DeadLettered
+    );
+    assert_eq!(w.queue.dead_letters().len(), 1);
+    assert_eq!(w.queue.dead_letters()[0].0, order.id);
+}
+
+#[tokio::test]
+async fn an_order_whose_job_was_lost_is_queued_again_by_the_reconciler() {
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().times(1).returning(|_| ok_receipt());
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+    w.queue.wipe();
+    assert_eq!(w.step().await, None);
+    assert_eq!(
+        w.worker.reconcile(100).await.unwrap(),
+        0,
+        "not within the grace period"
+    );
+
+    w.clock.advance(Duration::from_secs(31));
+    assert_eq!(w.worker.reconcile(100).await.unwrap(), 1);
+    assert_eq!(w.step().await, Some(Outcome::Confirmed));
+    assert_eq!(w.status(order.id).await, OrderStatus::Confirmed);
+    assert_eq!(
+        w.worker.reconcile(100).await.unwrap(),
+        0,
+        "terminal orders are not queued"
+    );
+}

@@ -368,7 +368,15 @@ where
                         breaker.on_success(permit);
                     }
                 }
-                match self.config.retry.decide(number.get(), error, self.draw()) {
+                let unresolved = order
+                    .payment_attempts
+                    .iter()
+                    .any(|a| matches!(a.outcome, AttemptOutcome::TimedOut { .. }));
+                match self
+                    .config
+                    .retry
+                    .decide(number.get(), error, unresolved, self.draw())
+                {
                     RetryDecision::GiveUp => {
                         info!(%error, attempt = number.get(), "payment failed for good");
                         (LeaseEnd::Settle(OrderEvent::PaymentFailed), Outcome::Failed)

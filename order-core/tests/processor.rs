@@ -293,6 +293,43 @@ async fn an_ambiguous_final_attempt_is_retried_until_the_gateway_tells() {
 }
 
 #[tokio::test]
+async fn a_clean_failure_after_a_timeout_does_not_fail_an_order_that_may_be_paid() {
+    // Attempt 1 times out (the charge may have happened), then the gateway is down: the
+    // order must wait for an answer rather than end payment_failed.
+    let mut gateway = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    gateway
+        .expect_charge()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(GatewayError::Timeout("no answer".into())));
+    gateway
+        .expect_charge()
+        .times(4)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(GatewayError::Unavailable("down".into())));
+    gateway
+        .expect_charge()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| ok_receipt());
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+
+    for _ in 0..30 {
+        match w.step().await {
+            Some(Outcome::Failed) => {
+                panic!("failed an order whose first charge may have been captured")
+            }
+            Some(Outcome::Confirmed) => break,
+            Some(_) => {}
+            None => w.clock.advance(Duration::from_secs(61)),
+        }
+    }
+    assert_eq!(w.status(order.id).await, OrderStatus::Confirmed);
+}
+
+#[tokio::test]
 async fn jobs_of_a_crashed_worker_are_reclaimed_after_the_lease_and_charged_once() {
     let mut gateway = MockPaymentGateway::new();
     gateway.expect_charge().times(1).returning(|_| ok_receipt());

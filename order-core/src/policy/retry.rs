@@ -75,15 +75,26 @@ impl RetryPolicy {
         self.ceiling(retry).mul_f64(draw.clamp(0.0, 1.0))
     }
 
-    /// What to do after attempt number `attempts_made` (1-based) failed with `error`.
+    /// What to do after attempt number `attempts_made` (1-based) failed with `error`;
+    /// `unresolved` says whether an earlier attempt timed out with its outcome still unknown.
     ///
     /// A decline is final. A gateway that did not process the charge is retried until
-    /// `max_attempts`. A timeout is retried with the same key even past `max_attempts`: the
-    /// charge may have been captured, so the order must not be failed until the gateway
-    /// says what happened.
-    pub fn decide(&self, attempts_made: u32, error: &GatewayError, draw: f64) -> RetryDecision {
+    /// `max_attempts`. A timeout, or any failure after one, is retried with the same key even
+    /// past `max_attempts`: the charge may have been captured, so the order must not be
+    /// failed until the gateway says what happened.
+    pub fn decide(
+        &self,
+        attempts_made: u32,
+        error: &GatewayError,
+        unresolved: bool,
+        draw: f64,
+    ) -> RetryDecision {
         let retry = attempts_made.saturating_sub(1);
-        match error.retry_class() {
+        let class = match error.retry_class() {
+            RetryClass::Retryable if unresolved => RetryClass::Ambiguous,
+            class => class,
+        };
+        match class {
             RetryClass::Final => RetryDecision::GiveUp,
             RetryClass::Retryable if attempts_made >= self.max_attempts() => RetryDecision::GiveUp,
             RetryClass::Retryable | RetryClass::Ambiguous => {
@@ -111,16 +122,21 @@ mod tests {
         let declined = GatewayError::Declined(DeclineReason::InsufficientFunds);
         let down = GatewayError::Unavailable("503".into());
         let timeout = GatewayError::Timeout("slow".into());
-        assert_eq!(p.decide(1, &declined, 0.5), RetryDecision::GiveUp);
+        assert_eq!(p.decide(1, &declined, false, 0.5), RetryDecision::GiveUp);
         assert!(matches!(
-            p.decide(2, &down, 0.5),
+            p.decide(2, &down, false, 0.5),
             RetryDecision::RetryAfter(_)
         ));
-        assert_eq!(p.decide(3, &down, 0.5), RetryDecision::GiveUp);
+        assert_eq!(p.decide(3, &down, false, 0.5), RetryDecision::GiveUp);
         assert!(matches!(
-            p.decide(3, &timeout, 0.5),
+            p.decide(3, &timeout, false, 0.5),
             RetryDecision::RetryAfter(_)
         ));
+        assert!(
+            matches!(p.decide(3, &down, true, 0.5), RetryDecision::RetryAfter(_)),
+            "after a timeout, even a clean failure cannot end the order"
+        );
+        assert_eq!(p.decide(3, &declined, true, 0.5), RetryDecision::GiveUp);
     }
 
     #[test]

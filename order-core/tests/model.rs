@@ -1,0 +1,423 @@
+//! A model test of `OrderService` + `PaymentProcessor` on the in-memory adapters.
+//!
+//! Random interleavings of placing orders, two workers processing, gateway declines,
+//! outages and ambiguous timeouts (before and after capture), workers that crash at every
+//! stage without acking, duplicate deliveries, reclaims, reconciles, a queue wiped empty
+//! and time passing. After every step: no key is captured twice, terminal statuses never
+//! change, every observed status change is one the state machine allows, confirmed orders
+//! are captured and failed ones are not. Once faults stop, every order becomes terminal.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
+use order_core::order::next_status;
+use order_core::payment::{
+    AttemptOutcome, ChargeReceipt, ChargeRequest, DeclineReason, GatewayError,
+};
+use order_core::policy::circuit_breaker::BreakerConfig;
+use order_core::policy::retry::RetryPolicy;
+use order_core::ports::{Claim, OrderRepo, PaymentGateway, PaymentQueue};
+use order_core::testing::new_order;
+use order_core::{
+    Clock, IdempotencyKey, OrderEvent, OrderId, OrderService, OrderStatus, PaymentProcessor,
+    ProcessorConfig, WorkerId,
+};
+use proptest::prelude::*;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Approve,
+    Decline,
+    Down,
+    TimeoutBeforeCapture,
+    TimeoutAfterCapture,
+}
+
+/// A gateway that behaves as told and keeps a ledger of captures per key.
+#[derive(Debug)]
+struct ScriptedGateway {
+    state: Mutex<GatewayState>,
+}
+
+#[derive(Debug)]
+struct GatewayState {
+    mode: Mode,
+    outcomes: HashMap<IdempotencyKey, Result<ChargeReceipt, GatewayError>>,
+    captures: HashMap<IdempotencyKey, u32>,
+}
+
+impl ScriptedGateway {
+    fn capture(state: &mut GatewayState, key: &IdempotencyKey) -> ChargeReceipt {
+        *state.captures.entry(key.clone()).or_default() += 1;
+        let receipt = ChargeReceipt {
+            transaction_id: format!("txn-{key}"),
+        };
+        state.outcomes.insert(key.clone(), Ok(receipt.clone()));
+        receipt
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for ScriptedGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        let mut s = self.state.lock().unwrap();
+        let key = &request.idempotency_key;
+        // A gateway that is down answers nothing, not even replays.
+        if s.mode == Mode::Down {
+            return Err(GatewayError::Unavailable("gateway down".into()));
+        }
+        if let Some(outcome) = s.outcomes.get(key) {
+            return outcome.clone();
+        }
+        match s.mode {
+            Mode::Approve => Ok(Self::capture(&mut s, key)),
+            Mode::Decline => {
+                let e = GatewayError::Declined(DeclineReason::CardDeclined);
+                s.outcomes.insert(key.clone(), Err(e.clone()));
+                Err(e)
+            }
+            Mode::TimeoutBeforeCapture | Mode::Down => {
+                Err(GatewayError::Timeout("no answer".into()))
+            }
+            Mode::TimeoutAfterCapture => {
+                Self::capture(&mut s, key);
+                Err(GatewayError::Timeout("no answer".into()))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Place,
+    Process(usize),
+    /// A worker takes a job and dies: after receiving (0), claiming (1) or charging (2).
+    Crash(u8),
+    Reclaim(usize),
+    Duplicate(usize),
+    Reconcile(usize),
+    WipeQueue,
+    Gateway(Mode),
+    Advance(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Reference {
+    placed: usize,
+}
+
+impl ReferenceStateMachine for Reference {
+    type State = Self;
+    type Transition = Step;
+
+    fn init_state() -> BoxedStrategy<Self> {
+        Just(Self { placed: 0 }).boxed()
+    }
+
+    fn transitions(state: &Self) -> BoxedStrategy<Step> {
+        let mode = prop_oneof![
+            4 => Just(Mode::Approve),
+            1 => Just(Mode::Decline),
+            2 => Just(Mode::Down),
+            1 => Just(Mode::TimeoutBeforeCapture),
+            1 => Just(Mode::TimeoutAfterCapture),
+        ];
+        let placed = state.placed.max(1);
+        prop_oneof![
+            4 => Just(Step::Place),
+            6 => (0..2usize).prop_map(Step::Process),
+            1 => (0..3u8).prop_map(Step::Crash),
+            1 => (0..2usize).prop_map(Step::Reclaim),
+            1 => (0..placed).prop_map(Step::Duplicate),
+            1 => (0..2usize).prop_map(Step::Reconcile),
+            1 => Just(Step::WipeQueue),
+            2 => mode.prop_map(Step::Gateway),
+            2 => prop_oneof![Just(1u64), Just(5), Just(31), Just(61)].prop_map(Step::Advance),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut state: Self, step: &Step) -> Self {
+        if matches!(step, Step::Place) {
+            state.placed += 1;
+        }
+        state
+    }
+}
+
+type Processor = PaymentProcessor<MemoryOrderRepo, MemoryQueue, ScriptedGateway, ManualClock>;
+
+struct System {
+    rt: tokio::runtime::Runtime,
+    clock: Arc<ManualClock>,
+    repo: Arc<MemoryOrderRepo>,
+    queue: MemoryQueue,
+    gateway: Arc<ScriptedGateway>,
+    service: OrderService<MemoryOrderRepo, MemoryQueue, ManualClock>,
+    workers: Vec<Processor>,
+    placed: Vec<OrderId>,
+    seen: HashMap<OrderId, OrderStatus>,
+}
+
+fn config(name: &str) -> ProcessorConfig {
+    ProcessorConfig {
+        lease: Duration::from_secs(30),
+        retry: RetryPolicy::new(3, Duration::from_secs(1), Duration::from_secs(8)).unwrap(),
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            recovery_timeout: Duration::from_secs(20),
+            half_open_probes: 1,
+            probe_wait: Duration::from_secs(1),
+        },
+        max_deliveries: 5,
+        reconcile_grace: Duration::from_secs(30),
+        seed: Some(42),
+        ..ProcessorConfig::new(WorkerId::parse(name).unwrap())
+    }
+}
+
+fn reachable(from: OrderStatus, to: OrderStatus) -> bool {
+    let events = [
+        OrderEvent::PaymentStarted,
+        OrderEvent::PaymentCaptured,
+        OrderEvent::PaymentFailed,
+        OrderEvent::Cancelled,
+    ];
+    let mut frontier = vec![from];
+    let mut seen = HashSet::from([from]);
+    while let Some(s) = frontier.pop() {
+        for e in events {
+            if let Ok(next) = next_status(s, e) {
+                if seen.insert(next) {
+                    frontier.push(next);
+                }
+            }
+        }
+    }
+    seen.contains(&to)
+}
+
+impl System {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let clock = Arc::new(ManualClock::default());
+        let repo = Arc::new(MemoryOrderRepo::new());
+        let queue = MemoryQueue::new(clock.clone());
+        let gateway = Arc::new(ScriptedGateway {
+            state: Mutex::new(GatewayState {
+                mode: Mode::Approve,
+                outcomes: HashMap::new(),
+                captures: HashMap::new(),
+            }),
+        });
+        let service =
+            OrderService::new(repo.clone(), Arc::new(queue.consumer("api")), clock.clone());
+        let workers = ["w0", "w1"]
+            .into_iter()
+            .map(|name| {
+                PaymentProcessor::new(
+                    repo.clone(),
+                    Arc::new(queue.consumer(name)),
+                    gateway.clone(),
+                    clock.clone(),
+                    config(name),
+                )
+            })
+            .collect();
+        Self {
+            rt,
+            clock,
+            repo,
+            queue,
+            gateway,
+            service,
+            workers,
+            placed: Vec::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    fn run(&mut self, step: &Step) {
+        let rt = &self.rt;
+        match *step {
+            Step::Place => {
+                let order = rt.block_on(self.service.place(new_order("model"))).unwrap();
+                self.placed.push(order.id);
+            }
+            Step::Process(w) => {
+                rt.block_on(self.workers[w].process_next(Duration::ZERO))
+                    .unwrap();
+            }
+            Step::Crash(stage) => rt.block_on(async {
+                let crashed = self.queue.consumer("crashed");
+                let Some(job) = crashed.receive(1, Duration::ZERO).await.unwrap().pop() else {
+                    return;
+                };
+                if stage == 0 {
+                    return;
+                }
+                let claim = self
+                    .repo
+                    .claim(
+                        job.order_id,
+                        &WorkerId::parse("crashed").unwrap(),
+                        self.clock.now(),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap();
+                if let (2, Claim::Acquired { order, .. }) = (stage, claim) {
+                    let _ = self.gateway.charge(&ChargeRequest::for_order(&order)).await;
+                }
+            }),
+            Step::Reclaim(w) => rt.block_on(async {
+                for job in self.workers[w].reclaim(10).await.unwrap() {
+                    self.workers[w].handle(&job).await.unwrap();
+                }
+            }),
+            Step::Duplicate(i) => {
+                if let Some(id) = self.placed.get(i) {
+                    rt.block_on(self.queue.enqueue(*id)).unwrap();
+                }
+            }
+            Step::Reconcile(w) => {
+                rt.block_on(self.workers[w].reconcile(100)).unwrap();
+            }
+            Step::WipeQueue => self.queue.wipe(),
+            Step::Gateway(mode) => self.gateway.state.lock().unwrap().mode = mode,
+            Step::Advance(secs) => self.clock.advance(Duration::from_secs(secs)),
+        }
+    }
+
+    fn check(&mut self) {
+        let gateway = self.gateway.state.lock().unwrap();
+        for (key, n) in &gateway.captures {
+            assert!(*n <= 1, "{key} captured {n} times");
+        }
+        for order in self.repo.all() {
+            let key = IdempotencyKey::for_order(order.id);
+            let captured = gateway.captures.get(&key).copied().unwrap_or(0);
+            let before = self
+                .seen
+                .insert(order.id, order.status)
+                .unwrap_or(OrderStatus::Pending);
+            if before.is_terminal() {
+                assert_eq!(
+                    order.status, before,
+                    "terminal status of {} changed",
+                    order.id
+                );
+            }
+            assert!(
+                reachable(before, order.status),
+                "{} moved {before} -> {}",
+                order.id,
+                order.status
+            );
+            match order.status {
+                OrderStatus::Confirmed => {
+                    assert_eq!(captured, 1, "confirmed {} without capture", order.id);
+                }
+                OrderStatus::PaymentFailed => {
+                    assert_eq!(captured, 0, "failed {} was captured", order.id);
+                }
+                _ => {}
+            }
+            for (i, attempt) in order.payment_attempts.iter().enumerate() {
+                assert_eq!(
+                    attempt.number.get() as usize,
+                    i + 1,
+                    "attempts numbered in order"
+                );
+            }
+            if order.status == OrderStatus::Confirmed {
+                assert!(
+                    order
+                        .payment_attempts
+                        .last()
+                        .is_some_and(|a| a.outcome.is_success())
+                );
+            }
+            if order.status == OrderStatus::PaymentFailed {
+                assert!(
+                    !order
+                        .payment_attempts
+                        .iter()
+                        .any(|a| matches!(a.outcome, AttemptOutcome::Succeeded { .. }))
+                );
+            }
+        }
+    }
+
+    /// Faults stop: the gateway approves, time passes, workers reconcile, reclaim and
+    /// process until every order is terminal.
+    fn settle(&mut self) {
+        self.gateway.state.lock().unwrap().mode = Mode::Approve;
+        for _ in 0..40 {
+            if self.repo.all().iter().all(|o| o.status.is_terminal()) {
+                return;
+            }
+            self.clock.advance(Duration::from_secs(61));
+            for w in 0..2 {
+                self.run(&Step::Reconcile(w));
+                self.run(&Step::Reclaim(w));
+                while self
+                    .rt
+                    .block_on(self.workers[w].process_next(Duration::ZERO))
+                    .unwrap()
+                    .is_some()
+                {}
+            }
+            self.check();
+        }
+        let stuck: Vec<_> = self
+            .repo
+            .all()
+            .into_iter()
+            .filter(|o| !o.status.is_terminal())
+            .map(|o| (o.id, o.status, o.payment_attempts.len()))
+            .collect();
+        panic!("orders never reached a terminal status: {stuck:?}");
+    }
+}
+
+struct Model;
+
+impl StateMachineTest for Model {
+    type SystemUnderTest = System;
+    type Reference = Reference;
+
+    fn init_test(_: &Reference) -> System {
+        System::new()
+    }
+
+    fn apply(mut system: System, _: &Reference, step: Step) -> System {
+        system.run(&step);
+        system.check();
+        system
+    }
+
+    fn teardown(mut system: System) {
+        system.check();
+        system.settle();
+        system.check();
+        assert_eq!(
+            system.repo.all().len(),
+            system.placed.len(),
+            "no order lost"
+        );
+    }
+}
+
+prop_state_machine! {
+    #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #[test]
+    fn orders_are_charged_at_most_once_and_all_end_terminal(sequential 1..120 => Model);
+}

@@ -1,1 +1,428 @@
-//! placeholder
+//! # order-gateway-mock
+//!
+//! [`SimulatedGateway`]: a payment gateway simulation with the original service's settings
+//! (`PAYMENT_MOCK_SUCCESS_RATE` 0.95, `PAYMENT_MOCK_LATENCY_MIN`/`_MAX` 50/200 ms), its
+//! decline reasons (final), ambiguous time-outs, an outage switch, and a ledger keyed by
+//! idempotency key: the same key replays its first definitive outcome and is never
+//! charged twice. A seed makes every run repeatable.
+//!
+//! It is named so as not to clash with `order_core::ports::MockPaymentGateway`, the
+//! mockall mock used to check interactions.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use order_core::Money;
+use order_core::payment::{
+    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, IdempotencyKey,
+};
+use order_core::ports::{Clock, PaymentGateway, SystemClock};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+/// A setting out of its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name} must be {expected} (got {got})")]
+pub struct ConfigError {
+    /// The setting.
+    pub name: &'static str,
+    /// What it must be.
+    pub expected: &'static str,
+    /// What it was.
+    pub got: String,
+}
+
+/// How the simulation behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulationConfig {
+    success_rate: f64,
+    latency: RangeInclusive<Duration>,
+    decline_share: f64,
+    timeout_share: f64,
+    seed: Option<u64>,
+}
+
+fn share(name: &'static str, value: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name,
+            expected: "between 0 and 1",
+            got: value.to_string(),
+        })
+    }
+}
+
+impl SimulationConfig {
+    /// `success_rate` of charges succeed; of the failures, `decline_share` are declines
+    /// (final), `timeout_share` time-outs (ambiguous: half of them did capture), the rest
+    /// "not processed" errors (retryable). Each charge takes a latency drawn from `latency`.
+    pub fn new(
+        success_rate: f64,
+        latency: RangeInclusive<Duration>,
+        decline_share: f64,
+        timeout_share: f64,
+    ) -> Result<Self, ConfigError> {
+        let success_rate = share("PAYMENT_MOCK_SUCCESS_RATE", success_rate)?;
+        let decline_share = share("PAYMENT_MOCK_DECLINE_SHARE", decline_share)?;
+        let timeout_share = share("PAYMENT_MOCK_TIMEOUT_SHARE", timeout_share)?;
+        if decline_share + timeout_share > 1.0 {
+            return Err(ConfigError {
+                name: "PAYMENT_MOCK_DECLINE_SHARE + PAYMENT_MOCK_TIMEOUT_SHARE",
+                expected: "at most 1",
+                got: (decline_share + timeout_share).to_string(),
+            });
+        }
+        if latency.start() > latency.end() {
+            return Err(ConfigError {
+                name: "PAYMENT_MOCK_LATENCY_MIN",
+                expected: "at most PAYMENT_MOCK_LATENCY_MAX",
+                got: format!("{:?} > {:?}", latency.start(), latency.end()),
+            });
+        }
+        Ok(Self {
+            success_rate,
+            latency,
+            decline_share,
+            timeout_share,
+            seed: None,
+        })
+    }
+
+    /// The same behaviour with a fixed random seed.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Share of charges that succeed.
+    pub fn success_rate(&self) -> f64 {
+        self.success_rate
+    }
+}
+
+impl Default for SimulationConfig {
+    /// The original's settings: 95 % success, 50-200 ms; failures half declines, a tenth
+    /// time-outs.
+    fn default() -> Self {
+        Self::new(
+            0.95,
+            Duration::from_millis(50)..=Duration::from_millis(200),
+            0.5,
+            0.1,
+        )
+        .expect("defaults are valid")
+    }
+}
+
+/// One idempotency key's history in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Calls made with the key.
+    pub calls: u32,
+    /// Payments captured under the key (0 or 1).
+    pub captures: u32,
+    /// Amount of the first call.
+    pub amount: Money,
+    /// The definitive outcome, once there is one.
+    pub outcome: Option<Result<ChargeReceipt, GatewayError>>,
+}
+
+#[derive(Debug)]
+struct State {
+    config: SimulationConfig,
+    rng: SmallRng,
+    outage_until: Option<DateTime<Utc>>,
+    ledger: HashMap<IdempotencyKey, LedgerEntry>,
+}
+
+/// The simulated gateway. Cheap to clone; clones share the ledger.
+#[derive(Clone)]
+pub struct SimulatedGateway {
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SimulatedGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedGateway").finish_non_exhaustive()
+    }
+}
+
+enum Draw {
+    Capture,
+    Decline(DeclineReason),
+    Timeout { captured: bool },
+    NotProcessed,
+}
+
+impl SimulatedGateway {
+    /// A gateway behaving per `config`, on the system clock.
+    pub fn new(config: SimulationConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A gateway behaving per `config` whose outages follow `clock`.
+    pub fn with_clock(config: SimulationConfig, clock: Arc<dyn Clock>) -> Self {
+        let rng = config.seed.map_or_else(
+            || SmallRng::from_rng(&mut rand::rng()),
+            SmallRng::seed_from_u64,
+        );
+        Self {
+            state: Arc::new(Mutex::new(State {
+                config,
+                rng,
+                outage_until: None,
+                ledger: HashMap::new(),
+            })),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails every charge as unavailable until `until` (`None` ends an outage).
+    pub fn set_outage_until(&self, until: Option<DateTime<Utc>>) {
+        self.lock().outage_until = until;
+    }
+
+    /// Changes the behaviour from now on (the ledger stays).
+    pub fn reconfigure(&self, config: SimulationConfig) {
+        let mut s = self.lock();
+        if let Some(seed) = config.seed {
+            s.rng = SmallRng::seed_from_u64(seed);
+        }
+        s.config = config;
+    }
+
+    /// The ledger entry of a key.
+    pub fn entry(&self, key: &IdempotencyKey) -> Option<LedgerEntry> {
+        self.lock().ledger.get(key).cloned()
+    }
+
+    /// The whole ledger.
+    pub fn ledger(&self) -> HashMap<IdempotencyKey, LedgerEntry> {
+        self.lock().ledger.clone()
+    }
+
+    /// Payments captured, over all keys.
+    pub fn total_captures(&self) -> u64 {
+        self.lock()
+            .ledger
+            .values()
+            .map(|e| u64::from(e.captures))
+            .sum()
+    }
+
+    fn draw(state: &mut State) -> Draw {
+        let c = &state.config;
+        let (success, decline, timeout) = (c.success_rate, c.decline_share, c.timeout_share);
+        let rng = &mut state.rng;
+        if rng.random_bool(success) {
+            return Draw::Capture;
+        }
+        let kind: f64 = rng.random();
+        if kind < decline {
+            let reason = DeclineReason::ALL[rng.random_range(0..DeclineReason::ALL.len())];
+            Draw::Decline(reason)
+        } else if kind < decline + timeout {
+            Draw::Timeout {
+                captured: rng.random_bool(0.5),
+            }
+        } else {
+            Draw::NotProcessed
+        }
+    }
+
+    /// Decides the charge's outcome and books it, without the latency.
+    fn book(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if s.outage_until.is_some_and(|until| now < until) {
+            return Err(GatewayError::Unavailable("gateway outage".into()));
+        }
+        let draw = Self::draw(&mut s);
+        let entry = s
+            .ledger
+            .entry(request.idempotency_key.clone())
+            .or_insert_with(|| LedgerEntry {
+                calls: 0,
+                captures: 0,
+                amount: request.amount,
+                outcome: None,
+            });
+        entry.calls += 1;
+        if let Some(outcome) = &entry.outcome {
+            return outcome.clone();
+        }
+        let capture = |entry: &mut LedgerEntry| {
+            let receipt = ChargeReceipt {
+                transaction_id: format!("txn_{}", Uuid::now_v7().simple()),
+            };
+            entry.captures += 1;
+            entry.outcome = Some(Ok(receipt.clone()));
+            receipt
+        };
+        match draw {
+            Draw::Capture => Ok(capture(entry)),
+            Draw::Decline(reason) => {
+                let e = GatewayError::Declined(reason);
+                entry.outcome = Some(Err(e.clone()));
+                Err(e)
+            }
+            Draw::Timeout { captured } => {
+                if captured {
+                    capture(entry);
+                }
+                Err(GatewayError::Timeout(
+                    "gateway did not answer in time".into(),
+                ))
+            }
+            Draw::NotProcessed => Err(GatewayError::Unavailable("processor error".into())),
+        }
+    }
+
+    fn latency(&self) -> Duration {
+        let mut s = self.lock();
+        let range = s.config.latency.clone();
+        if range.start() == range.end() {
+            return *range.start();
+        }
+        s.rng.random_range(range)
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for SimulatedGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        let latency = self.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.book(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use order_core::memory::ManualClock;
+    use order_core::testing::{conformance, placed_order};
+
+    fn instant(success: f64, decline: f64, timeout: f64) -> SimulationConfig {
+        SimulationConfig::new(success, Duration::ZERO..=Duration::ZERO, decline, timeout)
+            .unwrap()
+            .with_seed(1)
+    }
+
+    fn request(customer: &str) -> ChargeRequest {
+        ChargeRequest::for_order(&placed_order(customer, Utc::now()))
+    }
+
+    #[tokio::test]
+    async fn it_honours_the_payment_gateway_contract() {
+        conformance::payment_gateway(&SimulatedGateway::new(instant(0.5, 0.3, 0.3))).await;
+    }
+
+    #[tokio::test]
+    async fn a_key_is_captured_at_most_once_however_often_it_is_charged() {
+        let gateway = SimulatedGateway::new(instant(0.3, 0.0, 0.5));
+        let requests: Vec<_> = (0..200).map(|i| request(&format!("c{i}"))).collect();
+        for _ in 0..10 {
+            for r in &requests {
+                let _ = gateway.charge(r).await;
+            }
+        }
+        assert!(gateway.ledger().values().all(|e| e.captures <= 1));
+        assert!(gateway.total_captures() > 150, "most keys end captured");
+    }
+
+    #[tokio::test]
+    async fn the_success_rate_is_honoured() {
+        let gateway = SimulatedGateway::new(instant(0.95, 1.0, 0.0));
+        let mut ok = 0;
+        for i in 0..2000 {
+            if gateway.charge(&request(&format!("c{i}"))).await.is_ok() {
+                ok += 1;
+            }
+        }
+        assert!((1850..=1950).contains(&ok), "{ok} of 2000 succeeded");
+    }
+
+    #[tokio::test]
+    async fn declines_carry_the_original_reasons_and_are_replayed() {
+        let gateway = SimulatedGateway::new(instant(0.0, 1.0, 0.0));
+        let r = request("c");
+        let first = gateway.charge(&r).await;
+        assert!(matches!(first, Err(GatewayError::Declined(_))));
+        assert_eq!(gateway.charge(&r).await, first);
+    }
+
+    #[tokio::test]
+    async fn a_failed_charge_at_rate_zero_is_retryable_when_declines_are_off() {
+        let gateway = SimulatedGateway::new(instant(0.0, 0.0, 0.0));
+        for _ in 0..5 {
+            assert!(matches!(
+                gateway.charge(&request("c")).await,
+                Err(GatewayError::Unavailable(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_fails_everything_until_its_end() {
+        let clock = Arc::new(ManualClock::default());
+        let gateway = SimulatedGateway::with_clock(instant(1.0, 0.0, 0.0), clock.clone());
+        gateway.set_outage_until(Some(clock.now() + chrono::Duration::seconds(10)));
+        let r = request("c");
+        assert!(matches!(
+            gateway.charge(&r).await,
+            Err(GatewayError::Unavailable(_))
+        ));
+        clock.advance(Duration::from_secs(10));
+        assert!(gateway.charge(&r).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn charges_take_the_configured_latency() {
+        let config = SimulationConfig::new(
+            1.0,
+            Duration::from_millis(50)..=Duration::from_millis(200),
+            0.0,
+            0.0,
+        )
+        .unwrap()
+        .with_seed(3);
+        let gateway = SimulatedGateway::new(config);
+        let start = tokio::time::Instant::now();
+        gateway.charge(&request("c")).await.unwrap();
+        let took = start.elapsed();
+        assert!(
+            (Duration::from_millis(50)..=Duration::from_millis(200)).contains(&took),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let err =
+            SimulationConfig::new(1.5, Duration::ZERO..=Duration::ZERO, 0.0, 0.0).unwrap_err();
+        assert_eq!(err.name, "PAYMENT_MOCK_SUCCESS_RATE");
+        let latency = Duration::from_millis(10)..=Duration::from_millis(5);
+        assert_eq!(
+            SimulationConfig::new(0.5, latency, 0.0, 0.0)
+                .unwrap_err()
+                .name,
+            "PAYMENT_MOCK_LATENCY_MIN"
+        );
+    }
+}

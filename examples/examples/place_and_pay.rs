@@ -11,7 +11,9 @@ use std::time::Duration;
 use order_core::memory::{MemoryOrderRepo, MemoryQueue};
 use order_core::order::{UncheckedItem, UncheckedOrder};
 use order_core::ports::SystemClock;
-use order_core::{NewOrder, OrderService, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId};
+use order_core::{
+    NewOrder, OrderService, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId,
+};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
 use rust_decimal::Decimal;
 
@@ -54,7 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
     })?;
     let placed = orders.place(new).await?;
-    println!("placed {} for {} ({})", placed.id, placed.total_amount, placed.status);
+    println!(
+        "placed {} for {} ({})",
+        placed.id, placed.total_amount, placed.status
+    );
 
     let outcome = worker.process_next(Duration::from_secs(1)).await?;
     println!("worker step: {outcome:?}");

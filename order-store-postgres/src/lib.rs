@@ -1,1 +1,614 @@
-//! placeholder
+//! # order-store-postgres
+//!
+//! [`PgOrderRepo`]: the [`OrderRepo`] port on PostgreSQL with sqlx.
+//!
+//! - The schema lives in embedded migrations ([`migrate`]), applied at start-up.
+//! - Every write is one SQL statement, so it is atomic and costs one round trip; batches of
+//!   orders go in one statement through `UNNEST` arrays ([`OrderRepo::insert_many`]), which
+//!   is what lets the service group-commit concurrent requests.
+//! - Claims, settlements and releases are conditional updates (status, lease token); a lost
+//!   race is a typed error, never a silent overwrite.
+//! - Driver errors are translated here: unique violations become `Duplicate`, connection
+//!   trouble `Unavailable` (retryable); no SQL text travels upward.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use order_core::payment::{AttemptOutcome, DeclineReason, PaymentAttempt};
+use order_core::ports::{
+    BoxError, Claim, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
+};
+use order_core::{
+    CustomerId, ItemId, ItemName, Money, Order, OrderEvent, OrderId, OrderItem, OrderStatus, Price,
+    Quantity, Transition, WorkerId,
+};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// Applies the embedded migrations (idempotent; safe to run from every process at start).
+pub async fn migrate(pool: &PgPool) -> Result<(), RepoError> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => translate(e),
+            other => RepoError::Other(other.into()),
+        })
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the store counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 20,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens a pool without connecting yet: the first query connects, and fails with
+/// [`RepoError::Unavailable`] within `acquire_timeout` if the server cannot be reached.
+pub fn lazy_pool(options: PgConnectOptions, config: &PoolConfig) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_lazy_with(options)
+}
+
+/// Parses a `postgres://` URL.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, RepoError> {
+    PgConnectOptions::from_str(url).map_err(|e| RepoError::Other(e.into()))
+}
+
+/// [`OrderRepo`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgOrderRepo {
+    pool: PgPool,
+}
+
+impl PgOrderRepo {
+    /// A repo over `pool` (migrations must have been applied: see [`migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects to `url`, applies the migrations and returns the repo.
+    pub async fn connect(url: &str, config: &PoolConfig) -> Result<Self, RepoError> {
+        let pool = lazy_pool(connect_options(url)?, config);
+        migrate(&pool).await?;
+        Ok(Self::new(pool))
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Items and attempts of the given order rows, assembled into orders in row order.
+    async fn assemble(&self, rows: Vec<PgRow>) -> Result<Vec<Order>, RepoError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.get::<Uuid, _>("id")).collect();
+        let item_rows = sqlx::query(
+            "SELECT order_id, item_id, item_name, quantity, price FROM order_items \
+             WHERE order_id = ANY($1) ORDER BY order_id, position",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        let attempt_rows = sqlx::query(
+            "SELECT order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at \
+             FROM payment_attempts WHERE order_id = ANY($1) ORDER BY order_id, number",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+
+        let mut items: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
+        for row in item_rows {
+            items
+                .entry(row.get("order_id"))
+                .or_default()
+                .push(item_from_row(&row)?);
+        }
+        let mut attempts: HashMap<Uuid, Vec<PaymentAttempt>> = HashMap::new();
+        for row in attempt_rows {
+            attempts
+                .entry(row.get("order_id"))
+                .or_default()
+                .push(attempt_from_row(&row)?);
+        }
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.get("id");
+                order_from_row(
+                    row,
+                    items.remove(&id).unwrap_or_default(),
+                    attempts.remove(&id).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Says why a fenced write matched no row: the order is gone, the lease was taken
+    /// over, or the status differs.
+    async fn explain_miss(&self, lease: &Lease, expected: Option<OrderStatus>) -> RepoError {
+        let row = sqlx::query("SELECT status, lease_token FROM orders WHERE id = $1")
+            .bind(lease.order_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await;
+        match row {
+            Err(e) => translate(e),
+            Ok(None) => RepoError::NotFound(lease.order_id),
+            Ok(Some(row)) => {
+                let token: Option<Uuid> = row.get("lease_token");
+                if token != Some(lease.token) {
+                    return RepoError::LeaseLost(lease.order_id);
+                }
+                match (expected, parse_status(row.get("status"))) {
+                    (Some(expected), Ok(actual)) => RepoError::StatusConflict {
+                        id: lease.order_id,
+                        expected,
+                        actual,
+                    },
+                    (_, Err(e)) => e,
+                    (None, Ok(_)) => RepoError::LeaseLost(lease.order_id),
+                }
+            }
+        }
+    }
+}
+
+const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at";
+
+/// The attempt as bind parameters: number, outcome, transaction id, decline reason, error,
+/// started, finished.
+type AttemptParams = (
+    Option<i32>,
+    Option<&'static str>,
+    Option<String>,
+    Option<&'static str>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn attempt_params(attempt: Option<&PaymentAttempt>) -> AttemptParams {
+    let Some(a) = attempt else {
+        return (None, None, None, None, None, None, None);
+    };
+    let (transaction_id, reason, error) = match &a.outcome {
+        AttemptOutcome::Succeeded { transaction_id } => (Some(transaction_id.clone()), None, None),
+        AttemptOutcome::Declined { reason } => (None, Some(reason.as_str()), None),
+        AttemptOutcome::Failed { error } | AttemptOutcome::TimedOut { error } => {
+            (None, None, Some(error.clone()))
+        }
+    };
+    (
+        Some(i32::try_from(a.number.get()).unwrap_or(i32::MAX)),
+        Some(a.outcome.as_str()),
+        transaction_id,
+        reason,
+        error,
+        Some(a.started_at),
+        Some(a.finished_at),
+    )
+}
+
+/// Appends the attempt (if `$2` is not null) for the order the CTE `upd` returned.
+const INSERT_ATTEMPT_FROM_UPD: &str = "INSERT INTO payment_attempts \
+    (order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at) \
+    SELECT upd.id, $2, $3, $4, $5, $6, $7, $8 FROM upd WHERE $2::int IS NOT NULL";
+
+#[async_trait]
+impl OrderRepo for PgOrderRepo {
+    async fn insert(&self, order: &Order) -> Result<(), RepoError> {
+        self.insert_many(std::slice::from_ref(order)).await
+    }
+
+    async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let mut seen = HashSet::with_capacity(orders.len());
+        if let Some(dup) = orders.iter().find(|o| !seen.insert(o.id)) {
+            return Err(RepoError::Duplicate(dup.id));
+        }
+        let n = orders.len();
+        let (mut ids, mut customers, mut totals, mut created) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut i_order, mut i_pos, mut i_id, mut i_name, mut i_qty, mut i_price) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for order in orders {
+            ids.push(order.id.as_uuid());
+            customers.push(order.customer_id.as_str());
+            totals.push(order.total_amount.amount());
+            created.push(order.created_at);
+            for (pos, item) in order.items.iter().enumerate() {
+                i_order.push(order.id.as_uuid());
+                i_pos.push(i16::try_from(pos).unwrap_or(i16::MAX));
+                i_id.push(item.item_id.as_str());
+                i_name.push(item.item_name.as_str());
+                i_qty.push(i32::try_from(item.quantity.get()).unwrap_or(i32::MAX));
+                i_price.push(Decimal::from(item.price));
+            }
+        }
+        let result = sqlx::query(
+            "WITH o AS ( \
+               INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at) \
+               SELECT id, customer_id, total, 'pending', created, created, created \
+               FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[]) \
+                 AS u(id, customer_id, total, created) \
+               RETURNING id) \
+             INSERT INTO order_items (order_id, position, item_id, item_name, quantity, price) \
+             SELECT * FROM UNNEST($5::uuid[], $6::int2[], $7::text[], $8::text[], $9::int4[], $10::numeric[])",
+        )
+        .bind(&ids)
+        .bind(&customers)
+        .bind(&totals)
+        .bind(&created)
+        .bind(&i_order)
+        .bind(&i_pos)
+        .bind(&i_id)
+        .bind(&i_name)
+        .bind(&i_qty)
+        .bind(&i_price)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The CTE's two inserts run in no fixed order: either key can trip first, and an
+            // item key can only clash with an item of an existing order.
+            Err(e)
+                if is_unique_violation(&e, "orders_pkey")
+                    || is_unique_violation(&e, "order_items_pkey") =>
+            {
+                // The statement changed nothing; name one of the ids that exist already.
+                let existing: Option<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1) LIMIT 1")
+                        .bind(&ids)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(translate)?;
+                Err(RepoError::Duplicate(OrderId::from_uuid(
+                    existing.unwrap_or(ids[0]),
+                )))
+            }
+            Err(e) => Err(translate(e)),
+        }
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
+        let rows = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(self.assemble(rows).await?.pop())
+    }
+
+    async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError> {
+        let customer = filter.customer_id.as_ref().map(CustomerId::as_str);
+        let status = filter.status.map(OrderStatus::as_str);
+        let condition =
+            "($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)";
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM orders WHERE {condition}"))
+                .bind(customer)
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(translate)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE {condition} \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        ))
+        .bind(customer)
+        .bind(status)
+        .bind(i64::from(page.size.get()))
+        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(OrderPage {
+            orders: self.assemble(rows).await?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn claim(
+        &self,
+        id: OrderId,
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Claim, RepoError> {
+        let start = Transition::apply(OrderStatus::Pending, OrderEvent::PaymentStarted)
+            .map_err(|e| RepoError::Other(e.into()))?;
+        let lease = Lease {
+            order_id: id,
+            owner: worker.clone(),
+            token: Uuid::now_v7(),
+            expires_at: now
+                + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX),
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE orders SET \
+               status = CASE WHEN status = $2 THEN $3 ELSE status END, \
+               updated_at = CASE WHEN status = $2 THEN $4 ELSE updated_at END, \
+               lease_token = $5, lease_owner = $6, lease_expires_at = $7 \
+             WHERE id = $1 AND status IN ('pending', 'payment_processing') \
+               AND (lease_expires_at IS NULL OR lease_expires_at <= $4) AND due_at <= $4 \
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(start.from().as_str())
+        .bind(start.to().as_str())
+        .bind(now)
+        .bind(lease.token)
+        .bind(worker.as_str())
+        .bind(lease.expires_at)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        if let Some(order) = self.assemble(rows).await?.pop() {
+            return Ok(Claim::Acquired { lease, order });
+        }
+        let row = sqlx::query("SELECT status, lease_expires_at, due_at FROM orders WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?
+            .ok_or(RepoError::NotFound(id))?;
+        let status = parse_status(row.get("status"))?;
+        let lease_until: Option<DateTime<Utc>> = row.get("lease_expires_at");
+        let due_at: DateTime<Utc> = row.get("due_at");
+        if status.is_terminal() {
+            let order = self.get(id).await?.ok_or(RepoError::NotFound(id))?;
+            return Ok(Claim::Settled(order));
+        }
+        match lease_until {
+            Some(until) if until > now => Ok(Claim::Busy { until }),
+            _ if due_at > now => Ok(Claim::NotDue { at: due_at }),
+            // Changed between the two statements: report it busy briefly; the caller retries.
+            _ => Ok(Claim::Busy { until: now }),
+        }
+    }
+
+    async fn settle(
+        &self,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let (number, outcome, txn, reason, error, started, finished) =
+            attempt_params(attempt.as_ref());
+        let updated: i64 = sqlx::query_scalar(&format!(
+            "WITH upd AS ( \
+               UPDATE orders SET status = $10, updated_at = $11, \
+                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
+               WHERE id = $1 AND lease_token = $9 AND status = $12 RETURNING id), \
+             ins AS ({INSERT_ATTEMPT_FROM_UPD}) \
+             SELECT count(*) FROM upd"
+        ))
+        .bind(lease.order_id.as_uuid())
+        .bind(number)
+        .bind(outcome)
+        .bind(txn)
+        .bind(reason)
+        .bind(error)
+        .bind(started)
+        .bind(finished)
+        .bind(lease.token)
+        .bind(transition.to().as_str())
+        .bind(now)
+        .bind(transition.from().as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(self.explain_miss(lease, Some(transition.from())).await)
+        }
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let (number, outcome, txn, reason, error, started, finished) =
+            attempt_params(attempt.as_ref());
+        let updated: i64 = sqlx::query_scalar(&format!(
+            "WITH upd AS ( \
+               UPDATE orders SET due_at = $10, \
+                 updated_at = CASE WHEN $2::int IS NULL THEN updated_at ELSE $11 END, \
+                 lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
+               WHERE id = $1 AND lease_token = $9 RETURNING id), \
+             ins AS ({INSERT_ATTEMPT_FROM_UPD}) \
+             SELECT count(*) FROM upd"
+        ))
+        .bind(lease.order_id.as_uuid())
+        .bind(number)
+        .bind(outcome)
+        .bind(txn)
+        .bind(reason)
+        .bind(error)
+        .bind(started)
+        .bind(finished)
+        .bind(lease.token)
+        .bind(retry_at)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(self.explain_miss(lease, None).await)
+        }
+    }
+
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM orders \
+             WHERE status IN ('pending', 'payment_processing') AND due_at <= $1 \
+               AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+             ORDER BY due_at, id LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> RepoError {
+    RepoError::Other(format!("stored {what} is invalid: {e}").into())
+}
+
+fn parse_status(s: &str) -> Result<OrderStatus, RepoError> {
+    s.parse().map_err(|e| corrupt("status", e))
+}
+
+fn order_from_row(
+    row: &PgRow,
+    items: Vec<OrderItem>,
+    attempts: Vec<PaymentAttempt>,
+) -> Result<Order, RepoError> {
+    Ok(Order {
+        id: OrderId::from_uuid(row.get("id")),
+        customer_id: CustomerId::parse(row.get::<String, _>("customer_id"))
+            .map_err(|e| corrupt("customer_id", e))?,
+        items,
+        total_amount: Money::new(row.get("total_amount"))
+            .map_err(|e| corrupt("total_amount", e))?,
+        status: parse_status(row.get("status"))?,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        payment_attempts: attempts,
+    })
+}
+
+fn item_from_row(row: &PgRow) -> Result<OrderItem, RepoError> {
+    Ok(OrderItem {
+        item_id: ItemId::parse(row.get::<String, _>("item_id"))
+            .map_err(|e| corrupt("item_id", e))?,
+        item_name: ItemName::parse(row.get::<String, _>("item_name"))
+            .map_err(|e| corrupt("item_name", e))?,
+        quantity: Quantity::new(i64::from(row.get::<i32, _>("quantity")))
+            .map_err(|e| corrupt("quantity", e))?,
+        price: Price::new(row.get("price")).map_err(|e| corrupt("price", e))?,
+    })
+}
+
+fn attempt_from_row(row: &PgRow) -> Result<PaymentAttempt, RepoError> {
+    let text = |col: &str| row.get::<Option<String>, _>(col).unwrap_or_default();
+    let outcome = match row.get::<&str, _>("outcome") {
+        "succeeded" => AttemptOutcome::Succeeded {
+            transaction_id: text("transaction_id"),
+        },
+        "declined" => {
+            let stored = text("decline_reason");
+            let reason = DeclineReason::ALL
+                .into_iter()
+                .find(|r| r.as_str() == stored)
+                .ok_or_else(|| corrupt("decline_reason", &stored))?;
+            AttemptOutcome::Declined { reason }
+        }
+        "failed" => AttemptOutcome::Failed {
+            error: text("error"),
+        },
+        "timed_out" => AttemptOutcome::TimedOut {
+            error: text("error"),
+        },
+        other => return Err(corrupt("attempt outcome", other)),
+    };
+    let number = u32::try_from(row.get::<i32, _>("number"))
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| corrupt("attempt number", "not positive"))?;
+    Ok(PaymentAttempt {
+        number,
+        outcome,
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint))
+}
+
+/// Translates a driver error into the port's error: connection trouble is retryable
+/// `Unavailable`, everything else `Other`. The SQL text stays in the source chain, for logs.
+pub fn translate(e: sqlx::Error) -> RepoError {
+    let retryable = match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 53: insufficient resources; 57P0x: server shutting
+            // down; 40001/40P01: serialization failure, deadlock.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P0")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
+    };
+    let source: BoxError = Box::new(e);
+    if retryable {
+        RepoError::Unavailable(source)
+    } else {
+        RepoError::Other(source)
+    }
+}

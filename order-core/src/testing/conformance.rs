@@ -99,7 +99,11 @@ async fn duplicates_are_rejected_and_change_nothing<R: OrderRepo>(repo: &R) {
     repo.insert(&first).await.expect("insert");
     let mut again = placed_order("c-dup-other", t);
     again.id = first.id;
-    assert!(matches!(repo.insert(&again).await, Err(RepoError::Duplicate(id)) if id == first.id));
+    let result = repo.insert(&again).await;
+    assert!(
+        matches!(result, Err(RepoError::Duplicate(id)) if id == first.id),
+        "a second order with the same id must be a Duplicate, got {result:?}"
+    );
     let fresh = placed_order("c-dup", t);
     assert!(
         matches!(

@@ -1,0 +1,301 @@
+//! `RedisQueue` against real Redis servers: the machine's shared one (each test on its own
+//! stream) and, for restarts, a private `redis-server` the test starts and stops.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use order_core::memory::MemoryOrderRepo;
+use order_core::ports::{OrderRepo, PaymentGateway, PaymentQueue, SystemClock};
+use order_core::service::Outcome;
+use order_core::testing::{conformance, placed_order};
+use order_core::{
+    ChargeReceipt, ChargeRequest, GatewayError, OrderId, PaymentProcessor, ProcessorConfig,
+    WorkerId,
+};
+use order_queue_redis::{QueueConfig, RedisQueue};
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn test_config(url: &str) -> QueueConfig {
+    QueueConfig {
+        stream: format!("test-{}", uuid::Uuid::now_v7().simple()),
+        ..QueueConfig::new(url)
+    }
+}
+
+async fn connect(config: QueueConfig) -> RedisQueue {
+    let url = config.url.clone();
+    RedisQueue::connect(config).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis is not reachable at {url} ({e:?}). Start it with `scripts/ensure-services.sh`, \
+             or point TEST_REDIS_URL at a server."
+        )
+    })
+}
+
+async fn delete_keys(stream: &str) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(stream)
+        .arg(format!("{stream}:deferred"))
+        .arg(format!("{stream}:dead"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Polls `f` until it returns `Some`, failing after `deadline`.
+async fn eventually<T, F, Fut>(deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_redis_queue_honours_the_payment_queue_contract() {
+    let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+    conformance::payment_queue(|| {
+        let streams = streams.clone();
+        async move {
+            let config = test_config(&redis_url());
+            streams.lock().unwrap().push(config.stream.clone());
+            let a = connect(QueueConfig {
+                consumer: "a".into(),
+                ..config
+            })
+            .await;
+            let b = a.consumer("b").await.unwrap();
+            (a, b)
+        }
+    })
+    .await;
+    let streams = std::mem::take(&mut *streams.lock().unwrap());
+    for stream in streams {
+        delete_keys(&stream).await;
+    }
+}
+
+struct Approve;
+
+#[async_trait::async_trait]
+impl PaymentGateway for Approve {
+    async fn charge(&self, _: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        Ok(ChargeReceipt {
+            transaction_id: "txn".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dead_lettered() {
+    let config = test_config(&redis_url());
+    let stream = config.stream.clone();
+    let dead = connect(QueueConfig {
+        consumer: "dead".into(),
+        ..config
+    })
+    .await;
+    let alive = dead.consumer("alive").await.unwrap();
+    let order = OrderId::new();
+    dead.enqueue(order).await.unwrap();
+    assert_eq!(
+        dead.receive(1, Duration::from_secs(1)).await.unwrap().len(),
+        1
+    );
+    // The consumer "dies" here: it never acks.
+
+    let idle = Duration::from_millis(300);
+    assert!(
+        alive.reclaim(idle, 10).await.unwrap().is_empty(),
+        "not before the idle time"
+    );
+    let taken = eventually(Duration::from_secs(5), || async {
+        let got = alive.reclaim(idle, 10).await.unwrap();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!((taken[0].order_id, taken[0].deliveries), (order, 2));
+
+    // Still not acked: delivered once more, then past max_deliveries (2) it is dead-lettered.
+    let again = alive.reclaim(Duration::ZERO, 10).await.unwrap();
+    assert_eq!(again[0].deliveries, 3);
+    let worker = PaymentProcessor::new(
+        Arc::new(MemoryOrderRepo::new()),
+        Arc::new(alive.clone()),
+        Arc::new(Approve),
+        Arc::new(SystemClock),
+        ProcessorConfig {
+            max_deliveries: 2,
+            ..ProcessorConfig::new(WorkerId::parse("alive").unwrap())
+        },
+    );
+    assert_eq!(
+        worker.handle(&again[0]).await.unwrap(),
+        Outcome::DeadLettered
+    );
+    assert_eq!(alive.dead_letter_count().await.unwrap(), 1);
+    assert!(alive.reclaim(Duration::ZERO, 10).await.unwrap().is_empty());
+    delete_keys(&stream).await;
+}
+
+#[tokio::test]
+async fn a_deleted_stream_and_group_are_recreated_on_the_next_read() {
+    let config = test_config(&redis_url());
+    let stream = config.stream.clone();
+    let queue = connect(config).await;
+    queue.enqueue(OrderId::new()).await.unwrap();
+    delete_keys(&stream).await;
+
+    assert!(
+        queue
+            .receive(1, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let order = OrderId::new();
+    queue.enqueue(order).await.unwrap();
+    let got = queue.receive(1, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(got[0].order_id, order);
+    delete_keys(&stream).await;
+}
+
+#[tokio::test]
+async fn the_worker_pays_an_order_through_redis_end_to_end() {
+    let config = test_config(&redis_url());
+    let stream = config.stream.clone();
+    let queue = Arc::new(connect(config).await);
+    let repo = Arc::new(MemoryOrderRepo::new());
+    let order = placed_order("redis-e2e", chrono::Utc::now());
+    repo.insert(&order).await.unwrap();
+    queue.enqueue(order.id).await.unwrap();
+    let worker = PaymentProcessor::new(
+        repo.clone(),
+        queue.clone(),
+        Arc::new(Approve),
+        Arc::new(SystemClock),
+        ProcessorConfig::new(WorkerId::parse("w").unwrap()),
+    );
+
+    assert_eq!(
+        worker.process_next(Duration::from_secs(1)).await.unwrap(),
+        Some(Outcome::Confirmed)
+    );
+    assert!(
+        queue.reclaim(Duration::ZERO, 10).await.unwrap().is_empty(),
+        "acked"
+    );
+    delete_keys(&stream).await;
+}
+
+/// A private Redis server on a free port, killed on drop.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install Redis to run this test")
+            });
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_the_queue_reconnects_and_keeps_working() {
+    let mut server = PrivateRedis::start();
+    let queue = connect(test_config(&server.url())).await;
+    queue.enqueue(OrderId::new()).await.unwrap();
+    queue.enqueue(OrderId::new()).await.unwrap();
+
+    server.kill();
+    let err = queue.enqueue(OrderId::new()).await.unwrap_err();
+    assert!(err.is_retryable(), "a dead server is retryable: {err:?}");
+    let server = PrivateRedis::start_on(server.port);
+
+    let order = OrderId::new();
+    eventually(Duration::from_secs(10), || async {
+        queue.enqueue(order).await.ok()
+    })
+    .await;
+    let got = eventually(Duration::from_secs(10), || async {
+        queue
+            .receive(10, Duration::from_millis(50))
+            .await
+            .ok()
+            .filter(|v| !v.is_empty())
+    })
+    .await;
+    assert_eq!(
+        got.iter().map(|d| d.order_id).collect::<Vec<_>>(),
+        [order],
+        "the lost jobs are gone, new ones flow"
+    );
+    queue.ack(&got[0]).await.unwrap();
+    drop(server);
+}

@@ -1,1 +1,22 @@
-//! placeholder
+//! # order-http
+//!
+//! The order service's HTTP API (axum) and payment worker, and the wiring that connects
+//! them to PostgreSQL and Redis, or to in-memory adapters when neither is configured.
+//!
+//! ## Layout
+//! - [`config`]: settings from the environment, checked at start.
+//! - [`api`], [`dto`], [`error`]: routes, JSON shapes, the one error type, OpenAPI.
+//! - [`worker`]: the payment worker's loop.
+//! - [`startup`]: [`startup::Application`] builds and runs a process of any [`startup::Role`].
+//! - [`telemetry`]: logging.
+
+pub mod api;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod startup;
+pub mod telemetry;
+pub mod worker;
+
+pub use config::Config;
+pub use startup::{Application, Role};

@@ -1,0 +1,308 @@
+//! Configuration from the environment (and a `.env` file), with the original service's
+//! variable names where they exist. Every value is checked at start; an error names the
+//! variable.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use order_core::policy::circuit_breaker::BreakerConfig;
+use order_core::policy::retry::RetryPolicy;
+use order_gateway_mock::SimulationConfig;
+
+/// A variable that is missing its mark.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &str, message: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the binary reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the API listens (`HOST`, `PORT`; 0.0.0.0:8000).
+    pub listen: SocketAddr,
+    /// PostgreSQL URL (`DATABASE_URL`); `None` keeps orders in memory.
+    pub database_url: Option<String>,
+    /// Connections in the PostgreSQL pool (`DATABASE_POOL_SIZE`, 20).
+    pub database_pool_size: u32,
+    /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
+    pub redis_url: Option<String>,
+    /// Stream of payment jobs (`REDIS_QUEUE_NAME`, `payment_queue`).
+    pub redis_queue_name: String,
+    /// Retry policy (`PAYMENT_RETRY_ATTEMPTS` 3, `PAYMENT_RETRY_DELAY` 1.0 s,
+    /// `PAYMENT_RETRY_MAX_DELAY` 60 s).
+    pub retry: RetryPolicy,
+    /// Breaker (`CIRCUIT_BREAKER_FAILURE_THRESHOLD` 5, `CIRCUIT_BREAKER_RECOVERY_TIMEOUT` 60 s,
+    /// `CIRCUIT_BREAKER_HALF_OPEN_PROBES` 1).
+    pub breaker: BreakerConfig,
+    /// The simulated gateway (`PAYMENT_MOCK_SUCCESS_RATE` 0.95, `PAYMENT_MOCK_LATENCY_MIN`/`_MAX`
+    /// 50/200 ms, `PAYMENT_MOCK_DECLINE_SHARE` 0.5, `PAYMENT_MOCK_TIMEOUT_SHARE` 0.1,
+    /// `PAYMENT_MOCK_SEED`).
+    pub gateway: SimulationConfig,
+    /// Payments one worker process keeps in flight (`WORKER_CONCURRENCY`, 256).
+    pub worker_concurrency: usize,
+    /// How long a worker's claim on an order lasts (`PAYMENT_LEASE_SECONDS`, 30).
+    pub lease: Duration,
+    /// Deliveries before a job is dead-lettered (`PAYMENT_MAX_DELIVERIES`, 10).
+    pub max_deliveries: u32,
+    /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
+    pub shutdown_grace: Duration,
+    /// Log filter (`LOG_LEVEL`, `info`).
+    pub log_level: String,
+    /// Log format (`LOG_FORMAT`, `text` or `json`).
+    pub log_format: LogFormat,
+}
+
+fn parse<T: FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    what: &str,
+) -> Result<T, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) if raw.trim().is_empty() => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("expected {what}, got {raw:?}"))),
+    }
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: f64,
+) -> Result<Duration, ConfigError> {
+    let value: f64 = parse(lookup, name, default, "a number of seconds")?;
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        ConfigError::new(
+            name,
+            format!("expected a non-negative number of seconds, got {value}"),
+        )
+    })
+}
+
+fn millis(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parse(lookup, name, default, "a whole number of milliseconds").map(Duration::from_millis)
+}
+
+fn url(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    schemes: &[&str],
+) -> Result<Option<String>, ConfigError> {
+    match lookup(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) if schemes.iter().any(|s| v.starts_with(&format!("{s}://"))) => Ok(Some(v)),
+        Some(v) => Err(ConfigError::new(
+            name,
+            format!("expected a {} URL, got {v:?}", schemes.join("/")),
+        )),
+    }
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(
+    name: &str,
+    value: T,
+) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            name,
+            format!("must be at least 1, got {value}"),
+        ))
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let l = &lookup;
+        let host: std::net::IpAddr = parse(l, "HOST", [0, 0, 0, 0].into(), "an IP address")?;
+        let port: u16 = parse(l, "PORT", 8000, "a port number")?;
+
+        let attempts: u32 = positive(
+            "PAYMENT_RETRY_ATTEMPTS",
+            parse(l, "PAYMENT_RETRY_ATTEMPTS", 3, "a whole number")?,
+        )?;
+        let base = seconds(l, "PAYMENT_RETRY_DELAY", 1.0)?;
+        let cap = seconds(l, "PAYMENT_RETRY_MAX_DELAY", 60.0)?.max(base);
+        let retry = RetryPolicy::new(attempts, base, cap)
+            .map_err(|e| ConfigError::new("PAYMENT_RETRY_ATTEMPTS", e.to_string()))?;
+
+        let breaker = BreakerConfig {
+            failure_threshold: positive(
+                "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+                parse(l, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, "a whole number")?,
+            )?,
+            recovery_timeout: seconds(l, "CIRCUIT_BREAKER_RECOVERY_TIMEOUT", 60.0)?,
+            half_open_probes: positive(
+                "CIRCUIT_BREAKER_HALF_OPEN_PROBES",
+                parse(l, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", 1, "a whole number")?,
+            )?,
+            probe_wait: Duration::from_secs(1),
+        };
+
+        let latency_min = millis(l, "PAYMENT_MOCK_LATENCY_MIN", 50)?;
+        let latency_max = millis(l, "PAYMENT_MOCK_LATENCY_MAX", 200)?;
+        let mut gateway = SimulationConfig::new(
+            parse(
+                l,
+                "PAYMENT_MOCK_SUCCESS_RATE",
+                0.95,
+                "a number between 0 and 1",
+            )?,
+            latency_min..=latency_max,
+            parse(
+                l,
+                "PAYMENT_MOCK_DECLINE_SHARE",
+                0.5,
+                "a number between 0 and 1",
+            )?,
+            parse(
+                l,
+                "PAYMENT_MOCK_TIMEOUT_SHARE",
+                0.1,
+                "a number between 0 and 1",
+            )?,
+        )
+        .map_err(|e| ConfigError::new(e.name, format!("must be {} (got {})", e.expected, e.got)))?;
+        if let Some(seed) = l("PAYMENT_MOCK_SEED").filter(|s| !s.trim().is_empty()) {
+            let seed = seed.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "PAYMENT_MOCK_SEED",
+                    format!("expected a whole number, got {seed:?}"),
+                )
+            })?;
+            gateway = gateway.with_seed(seed);
+        }
+
+        let log_format = match l("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("" | "text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("expected text or json, got {other:?}"),
+                ));
+            }
+        };
+        let log_level = l("LOG_LEVEL")
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(log_level.to_lowercase())
+            .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
+
+        let queue_name = l("REDIS_QUEUE_NAME")
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "payment_queue".into());
+        Ok(Self {
+            listen: SocketAddr::new(host, port),
+            database_url: url(l, "DATABASE_URL", &["postgres", "postgresql"])?,
+            database_pool_size: positive(
+                "DATABASE_POOL_SIZE",
+                parse(l, "DATABASE_POOL_SIZE", 20, "a whole number")?,
+            )?,
+            redis_url: url(l, "REDIS_URL", &["redis", "rediss"])?,
+            redis_queue_name: queue_name,
+            retry,
+            breaker,
+            gateway,
+            worker_concurrency: positive(
+                "WORKER_CONCURRENCY",
+                parse(l, "WORKER_CONCURRENCY", 256, "a whole number")?,
+            )?,
+            lease: seconds(l, "PAYMENT_LEASE_SECONDS", 30.0)?,
+            max_deliveries: positive(
+                "PAYMENT_MAX_DELIVERIES",
+                parse(l, "PAYMENT_MAX_DELIVERIES", 10, "a whole number")?,
+            )?,
+            shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
+            log_level: log_level.to_lowercase(),
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_variables_give_the_embedded_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+        assert!(c.database_url.is_none() && c.redis_url.is_none());
+        assert_eq!(c.retry.max_attempts(), 3);
+        assert_eq!(c.breaker.failure_threshold, 5);
+        assert_eq!(c.breaker.recovery_timeout, Duration::from_secs(60));
+        assert!((c.gateway.success_rate() - 0.95).abs() < f64::EPSILON);
+        assert_eq!(c.redis_queue_name, "payment_queue");
+    }
+
+    #[test]
+    fn each_bad_value_is_named() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("PAYMENT_RETRY_ATTEMPTS", "0"),
+            ("PAYMENT_RETRY_DELAY", "-1"),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "x"),
+            ("PAYMENT_MOCK_SUCCESS_RATE", "1.5"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "localhost:6379"),
+            ("LOG_FORMAT", "xml"),
+            ("WORKER_CONCURRENCY", "0"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var, "{value} for {var} gave {err}");
+        }
+        let err = config(&[
+            ("PAYMENT_MOCK_LATENCY_MIN", "300"),
+            ("PAYMENT_MOCK_LATENCY_MAX", "200"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "PAYMENT_MOCK_LATENCY_MIN");
+    }
+}

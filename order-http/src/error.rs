@@ -1,0 +1,124 @@
+//! The API's one error type: every failure becomes the same JSON shape, and a 5xx never
+//! shows its cause (it is logged once instead).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use order_core::ports::{BoxError, RepoError};
+use order_core::{FieldError, ValidationErrors};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON, or a parameter cannot be read.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is not JSON.
+    #[error("expected a JSON body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The body is over the limit.
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Some fields are invalid; all are listed.
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// A dependency is down; try again later.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else: a bug or corrupt data.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::Validation(e.errors().to_vec())
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        if e.is_retryable() {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+/// A rejected field in an error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    /// Path of the field, as `items[0].price`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable kind: `bad_request`, `unsupported_media_type`, `payload_too_large`,
+    /// `validation_failed`, `not_found`, `service_unavailable`, `internal_error`.
+    pub error: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// The offending fields (validation errors only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldErrorBody>,
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        };
+        match &self {
+            Self::Unavailable(source) => tracing::warn!(error = ?source, "dependency unavailable"),
+            Self::Internal(source) => tracing::error!(error = ?source, "request failed"),
+            _ => {}
+        }
+        let fields = match &self {
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|e| FieldErrorBody {
+                    field: e.field.clone(),
+                    message: e.reason.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: code,
+            message: self.to_string(),
+            fields,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}

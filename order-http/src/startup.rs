@@ -1,0 +1,248 @@
+//! Wiring: builds the adapters the configuration asks for, the API and the worker, and
+//! runs them until told to stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use order_core::memory::{MemoryOrderRepo, MemoryQueue};
+use order_core::ports::{
+    Clock, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError, SystemClock,
+};
+use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
+use order_gateway_mock::SimulatedGateway;
+use order_queue_redis::{QueueConfig, RedisQueue, unique_consumer_name};
+use order_store_postgres::{PgOrderRepo, PoolConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::worker::{self, Processor, WorkerSettings};
+
+/// What this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API and the payment worker.
+    All,
+    /// Only the HTTP API.
+    Serve,
+    /// Only the payment worker.
+    Worker,
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be reached or migrated.
+    #[error("cannot use the order store (DATABASE_URL)")]
+    Store(#[source] RepoError),
+    /// The queue could not be reached.
+    #[error("cannot use the payment queue (REDIS_URL)")]
+    Queue(#[source] QueueError),
+    /// The listening socket failed.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    /// A role that needs shared storage was asked for without it.
+    #[error(
+        "running the API and the worker as separate processes needs DATABASE_URL and REDIS_URL"
+    )]
+    SeparateRolesNeedSharedStorage,
+}
+
+/// A built service, ready to run.
+pub struct Application {
+    listener: Option<TcpListener>,
+    state: Option<AppState>,
+    worker: Option<(Arc<Processor>, WorkerSettings)>,
+    gateway: SimulatedGateway,
+}
+
+impl Application {
+    /// Connects the adapters the configuration names (in memory when it names none),
+    /// applies migrations, binds the listener for the API roles.
+    pub async fn build(config: &Config, role: Role) -> Result<Self, StartError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let name = unique_consumer_name(match role {
+            Role::All => "order-http",
+            Role::Serve => "api",
+            Role::Worker => "worker",
+        });
+        let embedded = config.database_url.is_none() || config.redis_url.is_none();
+        if embedded && role != Role::All {
+            return Err(StartError::SeparateRolesNeedSharedStorage);
+        }
+        let repo: Arc<dyn OrderRepo> = match &config.database_url {
+            Some(url) => {
+                let pool = PoolConfig {
+                    max_connections: config.database_pool_size,
+                    ..PoolConfig::default()
+                };
+                Arc::new(
+                    PgOrderRepo::connect(url, &pool)
+                        .await
+                        .map_err(StartError::Store)?,
+                )
+            }
+            None => Arc::new(MemoryOrderRepo::new()),
+        };
+        let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
+            Some(url) => {
+                let queue_config = QueueConfig {
+                    stream: config.redis_queue_name.clone(),
+                    consumer: name.clone(),
+                    ..QueueConfig::new(url.clone())
+                };
+                Arc::new(
+                    RedisQueue::connect(queue_config)
+                        .await
+                        .map_err(StartError::Queue)?,
+                )
+            }
+            None => Arc::new(MemoryQueue::new(Arc::clone(&clock))),
+        };
+        match (&config.database_url, &config.redis_url) {
+            (None, None) => warn!(
+                "no DATABASE_URL or REDIS_URL: running the embedded default; orders and payment jobs are kept in memory and nothing is persisted"
+            ),
+            (None, Some(_)) => {
+                warn!("no DATABASE_URL: orders are kept in memory and nothing is persisted")
+            }
+            (Some(_), None) => warn!(
+                "no REDIS_URL: payment jobs are queued in memory (the reconciler re-queues them after a restart)"
+            ),
+            (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
+        }
+        let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
+
+        let (listener, state) = if role == Role::Worker {
+            (None, None)
+        } else {
+            let listener =
+                TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: config.listen,
+                        source,
+                    })?;
+            let state = AppState {
+                orders: OrderService::new(
+                    Arc::clone(&repo),
+                    Arc::clone(&queue),
+                    Arc::clone(&clock),
+                ),
+                queue: Arc::clone(&queue),
+            };
+            (Some(listener), Some(state))
+        };
+        let worker = (role != Role::Serve).then(|| {
+            let processor_config = ProcessorConfig {
+                lease: config.lease,
+                retry: config.retry,
+                breaker: config.breaker,
+                max_deliveries: config.max_deliveries,
+                ..ProcessorConfig::new(
+                    WorkerId::parse(name.clone()).expect("generated names are valid"),
+                )
+            };
+            let gateway: Arc<dyn PaymentGateway> = Arc::new(gateway.clone());
+            let processor: Arc<Processor> = Arc::new(PaymentProcessor::new(
+                repo,
+                queue,
+                gateway,
+                clock,
+                processor_config,
+            ));
+            let settings = WorkerSettings {
+                concurrency: config.worker_concurrency,
+                poll_wait: Duration::from_millis(500),
+                reclaim_every: (config.lease / 2).max(Duration::from_millis(100)),
+                reconcile_every: Duration::from_secs(10),
+                shutdown_grace: config.shutdown_grace,
+            };
+            (processor, settings)
+        });
+        Ok(Self {
+            listener,
+            state,
+            worker,
+            gateway,
+        })
+    }
+
+    /// The port the API listens on (`None` for a worker-only process).
+    pub fn port(&self) -> Option<u16> {
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// The in-process simulated gateway (tests switch outages with it).
+    pub fn gateway(&self) -> &SimulatedGateway {
+        &self.gateway
+    }
+
+    /// Serves and works until `shutdown` completes; then stops accepting, finishes in-flight
+    /// requests and drains the worker.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            info!("shutdown requested");
+            let _ = stop.send(true);
+        });
+        let worker = self.worker.map(|(processor, settings)| {
+            tokio::spawn(worker::run(processor, settings, stopped.clone()))
+        });
+        if let (Some(listener), Some(state)) = (self.listener, self.state) {
+            info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
+            let mut stopped = stopped.clone();
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(StartError::Serve)?;
+        }
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,127 @@
+//! The payment worker's loop: receive jobs, handle many at once, take over jobs of crashed
+//! workers, re-queue lost ones, and drain on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use order_core::PaymentProcessor;
+use order_core::ports::{Clock, Delivery, OrderRepo, PaymentGateway, PaymentQueue};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::{MissedTickBehavior, interval};
+use tracing::{debug, info, warn};
+
+/// The processor as the worker holds it.
+pub type Processor =
+    PaymentProcessor<dyn OrderRepo, dyn PaymentQueue, dyn PaymentGateway, dyn Clock>;
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Payments in flight at once: the gateway's latency must not serialize the worker.
+    pub concurrency: usize,
+    /// Longest wait for new jobs in one receive.
+    pub poll_wait: Duration,
+    /// How often to take over jobs of silent consumers.
+    pub reclaim_every: Duration,
+    /// How often to re-queue orders whose jobs were lost.
+    pub reconcile_every: Duration,
+    /// How long shutdown waits for in-flight payments before leaving them to be reclaimed.
+    pub shutdown_grace: Duration,
+}
+
+fn spawn_handle(
+    tasks: &mut JoinSet<()>,
+    processor: &Arc<Processor>,
+    job: Delivery,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let processor = Arc::clone(processor);
+    tasks.spawn(async move {
+        match processor.handle(&job).await {
+            Ok(outcome) => debug!(order_id = %job.order_id, ?outcome, "job handled"),
+            // The job stays pending and is delivered again after the lease.
+            Err(e) => warn!(order_id = %job.order_id, error = %e, "job failed; it will be retried"),
+        }
+        drop(permit);
+    });
+}
+
+/// Runs until `shutdown` turns true, then waits up to the grace period for payments in
+/// flight. A payment cut off there keeps its lease and its pending job: another worker
+/// takes it over when the lease expires, and the gateway's idempotency key makes sure it is
+/// not charged twice.
+pub async fn run(
+    processor: Arc<Processor>,
+    settings: WorkerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut reclaim = interval(settings.reclaim_every);
+    reclaim.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut reconcile = interval(settings.reconcile_every);
+    reconcile.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    info!(concurrency = settings.concurrency, "payment worker started");
+    while !*shutdown.borrow() {
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = reclaim.tick() => {
+                let free = permits.available_permits();
+                match processor.reclaim(free).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore open");
+                            spawn_handle(&mut tasks, &processor, job, permit);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "reclaiming jobs failed"),
+                }
+            }
+            _ = reconcile.tick() => {
+                if let Err(e) = processor.reconcile(1000).await {
+                    warn!(error = %e, "reconciling orders failed");
+                }
+            }
+            permit = Arc::clone(&permits).acquire_owned() => {
+                let permit = permit.expect("semaphore open");
+                let room = permits.available_permits() + 1;
+                match processor.queue().receive(room.min(256), settings.poll_wait).await {
+                    Ok(jobs) => {
+                        let mut first = Some(permit);
+                        for job in jobs {
+                            let permit = match first.take() {
+                                Some(p) => p,
+                                None => Arc::clone(&permits).acquire_owned().await.expect("semaphore open"),
+                            };
+                            spawn_handle(&mut tasks, &processor, job, permit);
+                        }
+                    }
+                    Err(e) => {
+                        drop(permit);
+                        warn!(error = %e, "receiving jobs failed; retrying in 1 s");
+                        tokio::select! {
+                            _ = shutdown.changed() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    info!(in_flight = tasks.len(), "payment worker stopping");
+    let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            left = tasks.len(),
+            "shutdown grace over; leaving unfinished payments to be reclaimed"
+        );
+        tasks.abort_all();
+    }
+    info!("payment worker stopped");
+}

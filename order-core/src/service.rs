@@ -13,7 +13,9 @@ use tracing::{debug, info, instrument, warn};
 use crate::ids::{OrderId, WorkerId};
 use crate::order::{NewOrder, Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{AttemptOutcome, ChargeRequest, PaymentAttempt};
-use crate::policy::circuit_breaker::{BreakerConfig, CircuitBreaker, Permit, Rejection};
+use crate::policy::circuit_breaker::{
+    BreakerConfig, BreakerState, CircuitBreaker, Permit, Rejection,
+};
 use crate::policy::retry::{RetryDecision, RetryPolicy};
 use crate::ports::{
     Claim, Clock, Delivery, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentGateway,
@@ -360,23 +362,38 @@ where
                 )
             }
             Err(error) => {
-                {
+                let outage_until = {
                     let mut breaker = self.lock_breaker();
                     if error.is_gateway_fault() {
                         breaker.on_failure(permit, finished_at);
                     } else {
                         breaker.on_success(permit);
                     }
-                }
+                    match breaker.state() {
+                        BreakerState::Open { until } if error.is_gateway_fault() => Some(until),
+                        _ => None,
+                    }
+                };
                 let unresolved = order
                     .payment_attempts
                     .iter()
                     .any(|a| matches!(a.outcome, AttemptOutcome::TimedOut { .. }));
-                match self
-                    .config
-                    .retry
-                    .decide(number.get(), error, unresolved, self.draw())
-                {
+                let decision = match outage_until {
+                    // The gateway is in an outage: this failure says nothing about the order.
+                    // Wait for the breaker instead of spending the order's attempts, so an
+                    // outage never turns into a wave of failed orders.
+                    Some(until) => {
+                        let spread = self.config.breaker.probe_wait.mul_f64(self.draw());
+                        RetryDecision::RetryAfter(
+                            (until - finished_at).to_std().unwrap_or_default() + spread,
+                        )
+                    }
+                    None => self
+                        .config
+                        .retry
+                        .decide(number.get(), error, unresolved, self.draw()),
+                };
+                match decision {
                     RetryDecision::GiveUp => {
                         info!(%error, attempt = number.get(), "payment failed for good");
                         (LeaseEnd::Settle(OrderEvent::PaymentFailed), Outcome::Failed)

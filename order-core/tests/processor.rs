@@ -37,6 +37,10 @@ fn config() -> ProcessorConfig {
 }
 
 fn world<G: PaymentGateway>(gateway: G) -> World<G> {
+    world_with(gateway, config())
+}
+
+fn world_with<G: PaymentGateway>(gateway: G, config: ProcessorConfig) -> World<G> {
     let clock = Arc::new(ManualClock::default());
     let repo = Arc::new(MemoryOrderRepo::new());
     let queue = Arc::new(MemoryQueue::new(clock.clone()));
@@ -46,7 +50,7 @@ fn world<G: PaymentGateway>(gateway: G) -> World<G> {
         queue.clone(),
         Arc::new(gateway),
         clock.clone(),
-        config(),
+        config,
     );
     World {
         clock,
@@ -113,7 +117,10 @@ async fn unprocessed_charges_are_retried_up_to_the_limit_with_the_same_key() {
         seen.lock().unwrap().push(req.idempotency_key.clone());
         Err(GatewayError::Unavailable("502".into()))
     });
-    let w = world(gateway);
+    // A breaker threshold above the attempt limit: a gateway failing for this order only.
+    let mut settings = config();
+    settings.breaker.failure_threshold = 10;
+    let w = world_with(gateway, settings);
     let order = w.orders.place(new_order("c1")).await.unwrap();
 
     for _ in 0..2 {
@@ -196,6 +203,36 @@ async fn an_open_breaker_defers_orders_without_calling_the_gateway_and_they_conf
         assert!(matches!(outcome, Outcome::Deferred { .. }), "{outcome:?}");
     }
     // The mock's `times(3)` fails the test on drop if the open breaker let a call through.
+}
+
+#[tokio::test]
+async fn failures_while_the_breaker_opens_wait_for_it_instead_of_failing_the_order() {
+    // Threshold 3 and 3 attempts: the third failure opens the breaker, so the order waits
+    // for the gateway to recover rather than fail because of an outage.
+    let mut gateway = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    gateway
+        .expect_charge()
+        .times(3)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(GatewayError::Unavailable("down".into())));
+    gateway
+        .expect_charge()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| ok_receipt());
+    let w = world(gateway);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+
+    for _ in 0..20 {
+        match w.step().await {
+            Some(Outcome::Failed) => panic!("an outage failed the order"),
+            Some(Outcome::Confirmed) => break,
+            Some(_) => {}
+            None => w.clock.advance(Duration::from_secs(5)),
+        }
+    }
+    assert_eq!(w.status(order.id).await, OrderStatus::Confirmed);
 }
 
 #[tokio::test]

@@ -141,6 +141,7 @@ struct State {
     rng: SmallRng,
     outage_until: Option<DateTime<Utc>>,
     ledger: HashMap<IdempotencyKey, LedgerEntry>,
+    calls: u64,
 }
 
 /// The simulated gateway. Cheap to clone; clones share the ledger.
@@ -181,6 +182,7 @@ impl SimulatedGateway {
                 rng,
                 outage_until: None,
                 ledger: HashMap::new(),
+                calls: 0,
             })),
             clock,
         }
@@ -212,6 +214,11 @@ impl SimulatedGateway {
     /// The whole ledger.
     pub fn ledger(&self) -> HashMap<IdempotencyKey, LedgerEntry> {
         self.lock().ledger.clone()
+    }
+
+    /// Calls received, outage rejections included.
+    pub fn calls(&self) -> u64 {
+        self.lock().calls
     }
 
     /// Payments captured, over all keys.
@@ -247,6 +254,7 @@ impl SimulatedGateway {
     fn book(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
         let now = self.clock.now();
         let mut s = self.lock();
+        s.calls += 1;
         if s.outage_until.is_some_and(|until| now < until) {
             return Err(GatewayError::Unavailable("gateway outage".into()));
         }

@@ -8,7 +8,7 @@
 //! - [`api`], [`dto`], [`error`]: routes, JSON shapes, the one error type, OpenAPI.
 //! - [`worker`]: the payment worker's loop.
 //! - [`startup`]: [`startup::Application`] builds and runs a process of any [`startup::Role`].
-//! - [`telemetry`]: logging.
+//! - [`telemetry`] sets up logging.
 
 pub mod api;
 pub mod config;

@@ -82,47 +82,7 @@ impl Application {
         if embedded && role != Role::All {
             return Err(StartError::SeparateRolesNeedSharedStorage);
         }
-        let repo: Arc<dyn OrderRepo> = match &config.database_url {
-            Some(url) => {
-                let pool = PoolConfig {
-                    max_connections: config.database_pool_size,
-                    ..PoolConfig::default()
-                };
-                Arc::new(
-                    PgOrderRepo::connect(url, &pool)
-                        .await
-                        .map_err(StartError::Store)?,
-                )
-            }
-            None => Arc::new(MemoryOrderRepo::new()),
-        };
-        let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
-            Some(url) => {
-                let queue_config = QueueConfig {
-                    stream: config.redis_queue_name.clone(),
-                    consumer: name.clone(),
-                    ..QueueConfig::new(url.clone())
-                };
-                Arc::new(
-                    RedisQueue::connect(queue_config)
-                        .await
-                        .map_err(StartError::Queue)?,
-                )
-            }
-            None => Arc::new(MemoryQueue::new(Arc::clone(&clock))),
-        };
-        match (&config.database_url, &config.redis_url) {
-            (None, None) => warn!(
-                "no DATABASE_URL or REDIS_URL: running the embedded default; orders and payment jobs are kept in memory and nothing is persisted"
-            ),
-            (None, Some(_)) => {
-                warn!("no DATABASE_URL: orders are kept in memory and nothing is persisted")
-            }
-            (Some(_), None) => warn!(
-                "no REDIS_URL: payment jobs are queued in memory (the reconciler re-queues them after a restart)"
-            ),
-            (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
-        }
+        let (repo, queue) = adapters(config, &name, &clock).await?;
         let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
 
         let (listener, state) = if role == Role::Worker {
@@ -223,6 +183,58 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The store and queue the configuration names, in memory for those it does not.
+async fn adapters(
+    config: &Config,
+    consumer: &str,
+    clock: &Arc<dyn Clock>,
+) -> Result<(Arc<dyn OrderRepo>, Arc<dyn PaymentQueue>), StartError> {
+    let repo: Arc<dyn OrderRepo> = match &config.database_url {
+        Some(url) => {
+            let pool = PoolConfig {
+                max_connections: config.database_pool_size,
+                ..PoolConfig::default()
+            };
+            Arc::new(
+                PgOrderRepo::connect(url, &pool)
+                    .await
+                    .map_err(StartError::Store)?,
+            )
+        }
+        None => Arc::new(MemoryOrderRepo::new()),
+    };
+    let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
+        Some(url) => {
+            let queue_config = QueueConfig {
+                stream: config.redis_queue_name.clone(),
+                consumer: consumer.to_owned(),
+                ..QueueConfig::new(url.clone())
+            };
+            Arc::new(
+                RedisQueue::connect(queue_config)
+                    .await
+                    .map_err(StartError::Queue)?,
+            )
+        }
+        None => Arc::new(MemoryQueue::new(Arc::clone(clock))),
+    };
+    match (&config.database_url, &config.redis_url) {
+        (None, None) => warn!(
+            "no DATABASE_URL or REDIS_URL: running the embedded default; orders and payment jobs are kept in memory and nothing is persisted"
+        ),
+        (None, Some(_)) => {
+            warn!("no DATABASE_URL: orders are kept in memory and nothing is persisted");
+        }
+        (Some(_), None) => {
+            warn!(
+                "no REDIS_URL: payment jobs are queued in memory (the reconciler re-queues them after a restart)"
+            );
+        }
+        (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
+    }
+    Ok((repo, queue))
 }
 
 /// Completes on SIGINT or SIGTERM.

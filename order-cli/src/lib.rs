@@ -1,0 +1,1 @@
+//! Command-line client of the order service: filled by the `order-cli` issue.

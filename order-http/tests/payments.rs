@@ -1,0 +1,179 @@
+//! Payments end to end over HTTP: retries, the breaker during an outage, and several
+//! worker processes sharing one backlog.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use order_core::IdempotencyKey;
+use order_http::Role;
+use serde_json::Value;
+use support::{Backend, Storage, TestApp, sample_order};
+
+#[tokio::test]
+async fn a_gateway_that_never_succeeds_fails_the_order_after_exactly_the_configured_attempts() {
+    let app = TestApp::spawn(
+        Backend::PostgresRedis,
+        &[
+            ("PAYMENT_MOCK_SUCCESS_RATE", "0"),
+            ("PAYMENT_MOCK_DECLINE_SHARE", "0"),
+            ("PAYMENT_MOCK_TIMEOUT_SHARE", "0"),
+            ("PAYMENT_RETRY_ATTEMPTS", "4"),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "100"),
+        ],
+    )
+    .await;
+    let created: Value = app
+        .post_order(&sample_order("never"))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let order = app
+        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(15))
+        .await;
+
+    assert_eq!(order["status"], "payment_failed");
+    let attempts = order["payment_attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 4, "exactly PAYMENT_RETRY_ATTEMPTS attempts");
+    assert!(attempts.iter().all(|a| a["status"] == "failed"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_decline_fails_the_order_after_one_attempt() {
+    let app = TestApp::spawn(
+        Backend::Memory,
+        &[
+            ("PAYMENT_MOCK_SUCCESS_RATE", "0"),
+            ("PAYMENT_MOCK_DECLINE_SHARE", "1"),
+            ("PAYMENT_MOCK_TIMEOUT_SHARE", "0"),
+        ],
+    )
+    .await;
+    let created: Value = app
+        .post_order(&sample_order("declined"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order = app
+        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(10))
+        .await;
+    assert_eq!(order["status"], "payment_failed");
+    assert_eq!(order["payment_attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(order["payment_attempts"][0]["status"], "declined");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn during_a_gateway_outage_orders_wait_without_hammering_it_and_confirm_after() {
+    let app = TestApp::spawn(
+        Backend::Memory,
+        &[
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"),
+            ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "0.5"),
+            ("PAYMENT_RETRY_ATTEMPTS", "3"),
+        ],
+    )
+    .await;
+    let outage = Duration::from_secs(3);
+    app.gateway.set_outage_until(Some(
+        chrono::Utc::now() + chrono::Duration::from_std(outage).unwrap(),
+    ));
+    let start = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let created: Value = app
+            .post_order(&sample_order(&format!("outage-{i}")))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+
+    // While the outage lasts, no order fails.
+    while start.elapsed() < Duration::from_millis(2500) {
+        for id in &ids {
+            let (_, order) = app.get_json(&format!("/api/v1/orders/{id}")).await;
+            assert_ne!(
+                order["status"], "payment_failed",
+                "an outage must not fail orders"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let calls_during_outage = app.gateway.calls();
+
+    for id in &ids {
+        let order = app.wait_terminal(id, Duration::from_secs(20)).await;
+        assert_eq!(order["status"], "confirmed");
+    }
+    // 3 failures open the breaker; then about one probe per 0.5 s recovery window over a 3 s
+    // outage: far fewer than the 60 calls 20 orders x 3 attempts would make.
+    assert!(
+        calls_during_outage <= 15,
+        "the open breaker let {calls_during_outage} calls through"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
+    let storage = Storage::create().await;
+    let env = storage.env();
+    let settings = [
+        ("PAYMENT_MOCK_LATENCY_MIN", "10"),
+        ("PAYMENT_MOCK_LATENCY_MAX", "30"),
+        ("WORKER_CONCURRENCY", "4"),
+    ];
+    let api = TestApp::spawn_role(Role::Serve, env.clone(), &settings).await;
+    let workers = [
+        TestApp::spawn_role(Role::Worker, env.clone(), &settings).await,
+        TestApp::spawn_role(Role::Worker, env.clone(), &settings).await,
+    ];
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let created: Value = api
+            .post_order(&sample_order(&format!("backlog-{i}")))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+
+    for id in &ids {
+        assert_eq!(
+            api.wait_terminal(id, Duration::from_secs(20)).await["status"],
+            "confirmed"
+        );
+    }
+
+    let mut captures: HashMap<IdempotencyKey, u32> = HashMap::new();
+    let mut by_worker = Vec::new();
+    for worker in &workers {
+        let ledger = worker.gateway.ledger();
+        by_worker.push(ledger.values().map(|e| e.captures).sum::<u32>());
+        for (key, entry) in ledger {
+            *captures.entry(key).or_default() += entry.captures;
+        }
+    }
+    assert_eq!(captures.len(), 60);
+    assert!(
+        captures.values().all(|n| *n == 1),
+        "each order charged exactly once"
+    );
+    assert!(
+        by_worker.iter().all(|n| *n > 0),
+        "both workers took part: {by_worker:?}"
+    );
+    for worker in workers {
+        worker.stop().await;
+    }
+    api.stop().await;
+    storage.drop().await;
+}

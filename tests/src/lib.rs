@@ -1,1 +1,1 @@
-//! End-to-end tests of the order service; see `tests/`.
+//! Cross-crate end-to-end tests of the order service live in `tests/`.

@@ -67,6 +67,11 @@ pub struct Config {
     pub lease: Duration,
     /// Deliveries before a job is dead-lettered (`PAYMENT_MAX_DELIVERIES`, 10).
     pub max_deliveries: u32,
+    /// How long an order may wait unqueued before the reconciler queues it again
+    /// (`PAYMENT_RECONCILE_GRACE_SECONDS`, 30).
+    pub reconcile_grace: Duration,
+    /// How often each worker runs the reconciler (`PAYMENT_RECONCILE_INTERVAL_SECONDS`, 10).
+    pub reconcile_every: Duration,
     /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
     pub shutdown_grace: Duration,
     /// Log filter (`LOG_LEVEL`, `info`).
@@ -250,6 +255,9 @@ impl Config {
                 "PAYMENT_MAX_DELIVERIES",
                 parse(l, "PAYMENT_MAX_DELIVERIES", 10, "a whole number")?,
             )?,
+            reconcile_grace: seconds(l, "PAYMENT_RECONCILE_GRACE_SECONDS", 30.0)?,
+            reconcile_every: seconds(l, "PAYMENT_RECONCILE_INTERVAL_SECONDS", 10.0)?
+                .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
             log_level: log_level.to_lowercase(),
             log_format,

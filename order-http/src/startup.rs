@@ -111,6 +111,7 @@ impl Application {
                 retry: config.retry,
                 breaker: config.breaker,
                 max_deliveries: config.max_deliveries,
+                reconcile_grace: config.reconcile_grace,
                 ..ProcessorConfig::new(
                     WorkerId::parse(name.clone()).expect("generated names are valid"),
                 )
@@ -127,7 +128,7 @@ impl Application {
                 concurrency: config.worker_concurrency,
                 poll_wait: Duration::from_millis(500),
                 reclaim_every: (config.lease / 2).max(Duration::from_millis(100)),
-                reconcile_every: Duration::from_secs(10),
+                reconcile_every: config.reconcile_every,
                 shutdown_grace: config.shutdown_grace,
             };
             (processor, settings)
@@ -212,11 +213,13 @@ async fn adapters(
                 consumer: consumer.to_owned(),
                 ..QueueConfig::new(url.clone())
             };
-            Arc::new(
-                RedisQueue::connect(queue_config)
-                    .await
-                    .map_err(StartError::Queue)?,
-            )
+            let queue = RedisQueue::new(queue_config).map_err(StartError::Queue)?;
+            // Redis may be down: orders are still accepted (they are durable in PostgreSQL)
+            // and the reconciler queues them once it is back.
+            if let Err(e) = queue.ensure_group().await {
+                warn!(error = ?e, "Redis is not answering; accepting orders anyway, they will be queued when it is back");
+            }
+            Arc::new(queue)
         }
         None => Arc::new(MemoryQueue::new(Arc::clone(clock))),
     };

@@ -177,3 +177,43 @@ async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
     api.stop().await;
     storage.drop().await;
 }
+
+#[tokio::test]
+async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
+    let storage = Storage::create().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = storage.env();
+    env.retain(|(k, _)| k != "REDIS_URL");
+    env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));
+    let api = TestApp::spawn_role(Role::Serve, env.clone(), &[]).await;
+
+    let response = api.post_order(&sample_order("redis-down")).await;
+    assert_eq!(response.status(), 202, "the order is durable in PostgreSQL");
+    let created: Value = response.json().await.unwrap();
+    let (status, ready) = api.get_json("/health/ready").await;
+    assert_eq!((status, ready["database"].as_str()), (503, Some("ok")));
+    assert_ne!(ready["queue"], "ok");
+
+    let _redis = support::PrivateRedis::start_on(port);
+    let worker = TestApp::spawn_role(
+        Role::Worker,
+        env,
+        &[
+            ("PAYMENT_RECONCILE_GRACE_SECONDS", "0.5"),
+            ("PAYMENT_RECONCILE_INTERVAL_SECONDS", "0.2"),
+        ],
+    )
+    .await;
+    // The job was never queued: the reconciler finds the order after its grace period.
+    let order = api
+        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(15))
+        .await;
+    assert_eq!(order["status"], "confirmed");
+    worker.stop().await;
+    api.stop().await;
+    storage.drop().await;
+}

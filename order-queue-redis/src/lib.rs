@@ -15,6 +15,7 @@
 //!   is longer than any `BLOCK`. A restarted, empty Redis has no group: commands that find
 //!   none recreate it and carry on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use order_core::ports::{BoxError, Delivery, PaymentQueue, QueueError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{Client, RedisError, Value};
+use tokio::sync::OnceCell;
 use tracing::warn;
 
 /// Where the queue lives and how this consumer talks to it.
@@ -102,8 +104,8 @@ return #due
 /// makes more consumers sharing the multiplexed connection.
 #[derive(Clone)]
 pub struct RedisQueue {
-    shared: ConnectionManager,
-    blocking: ConnectionManager,
+    shared: Arc<OnceCell<ConnectionManager>>,
+    blocking: Arc<OnceCell<ConnectionManager>>,
     client: Client,
     config: QueueConfig,
     keys: Keys,
@@ -128,48 +130,64 @@ fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
 }
 
 impl RedisQueue {
-    /// Connects, creating the stream and group if needed.
-    pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
+    /// A queue that connects on first use, so a process can start (and accept orders)
+    /// while Redis is down; every call until Redis answers fails with
+    /// [`QueueError::Unavailable`]. Only a malformed URL is an error here.
+    pub fn new(config: QueueConfig) -> Result<Self, QueueError> {
         let client = Client::open(config.url.as_str()).map_err(|e| QueueError::Other(e.into()))?;
-        let shared = client
-            .get_connection_manager_with_config(manager_config(config.command_timeout))
-            .await
-            .map_err(translate)?;
-        let blocking = client
-            .get_connection_manager_with_config(manager_config(
-                config.max_block + config.command_timeout,
-            ))
-            .await
-            .map_err(translate)?;
-        let queue = Self {
-            shared,
-            blocking,
+        Ok(Self {
+            shared: Arc::new(OnceCell::new()),
+            blocking: Arc::new(OnceCell::new()),
             client,
             keys: Keys::new(&config.stream),
             config,
             promote: redis::Script::new(PROMOTE_DUE),
-        };
+        })
+    }
+
+    /// Connects now, creating the stream and group if needed.
+    pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
+        let queue = Self::new(config)?;
         queue.ensure_group().await?;
         Ok(queue)
     }
 
     /// Another consumer of the same queue, with its own blocking connection.
     pub async fn consumer(&self, name: impl Into<String>) -> Result<Self, QueueError> {
-        let blocking = self
-            .client
-            .get_connection_manager_with_config(manager_config(
-                self.config.max_block + self.config.command_timeout,
-            ))
-            .await
-            .map_err(translate)?;
         Ok(Self {
-            blocking,
+            blocking: Arc::new(OnceCell::new()),
             config: QueueConfig {
                 consumer: name.into(),
                 ..self.config.clone()
             },
             ..self.clone()
         })
+    }
+
+    /// The shared multiplexed connection, opened on first use (retried until it opens).
+    async fn shared(&self) -> Result<ConnectionManager, QueueError> {
+        self.shared
+            .get_or_try_init(|| {
+                self.client
+                    .get_connection_manager_with_config(manager_config(self.config.command_timeout))
+            })
+            .await
+            .cloned()
+            .map_err(translate)
+    }
+
+    /// This consumer's connection for blocking reads.
+    async fn blocking(&self) -> Result<ConnectionManager, QueueError> {
+        self.blocking
+            .get_or_try_init(|| {
+                self.client
+                    .get_connection_manager_with_config(manager_config(
+                        self.config.max_block + self.config.command_timeout,
+                    ))
+            })
+            .await
+            .cloned()
+            .map_err(translate)
     }
 
     /// This consumer's name.
@@ -181,7 +199,7 @@ impl RedisQueue {
     pub async fn dead_letter_count(&self) -> Result<u64, QueueError> {
         redis::cmd("XLEN")
             .arg(&self.keys.dead)
-            .query_async(&mut self.shared.clone())
+            .query_async(&mut self.shared().await?)
             .await
             .map_err(translate)
     }
@@ -195,7 +213,7 @@ impl RedisQueue {
             .arg(&self.config.group)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut self.shared.clone())
+            .query_async(&mut self.shared().await?)
             .await;
         match result {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(translate(e)),
@@ -229,7 +247,7 @@ impl RedisQueue {
             .arg(now_ms)
             .arg(1000)
             .arg(self.config.max_len)
-            .invoke_async(&mut self.shared.clone())
+            .invoke_async(&mut self.shared().await?)
             .await
             .map_err(translate)?;
         Ok(())
@@ -292,8 +310,13 @@ impl RedisQueue {
             .arg(&self.config.group)
             .arg(id)
             .ignore();
-        self.with_group(|| async { pipe.query_async::<()>(&mut self.shared.clone()).await })
-            .await
+        let conn = self.shared().await?;
+        self.with_group(|| {
+            let mut conn = conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 }
 
@@ -308,7 +331,7 @@ impl PaymentQueue for RedisQueue {
             .arg("*")
             .arg("order_id")
             .arg(order.to_string())
-            .query_async(&mut self.shared.clone())
+            .query_async(&mut self.shared().await?)
             .await
             .map_err(translate)?;
         Ok(())
@@ -320,8 +343,10 @@ impl PaymentQueue for RedisQueue {
         }
         self.promote_due().await?;
         let block_ms = wait.min(self.config.max_block).as_millis();
+        let conn = self.blocking().await?;
         let reply: Option<StreamReadReply> = self
             .with_group(|| async {
+                let mut conn = conn.clone();
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(&self.config.group)
@@ -335,7 +360,7 @@ impl PaymentQueue for RedisQueue {
                 cmd.arg("STREAMS")
                     .arg(&self.keys.stream)
                     .arg(">")
-                    .query_async(&mut self.blocking.clone())
+                    .query_async(&mut conn)
                     .await
             })
             .await?;
@@ -347,12 +372,14 @@ impl PaymentQueue for RedisQueue {
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let conn = self.shared().await?;
         self.with_group(|| async {
+            let mut conn = conn.clone();
             redis::cmd("XACK")
                 .arg(&self.keys.stream)
                 .arg(&self.config.group)
                 .arg(&delivery.id)
-                .query_async::<i64>(&mut self.shared.clone())
+                .query_async::<i64>(&mut conn)
                 .await
         })
         .await?;
@@ -373,8 +400,13 @@ impl PaymentQueue for RedisQueue {
             .arg(&self.config.group)
             .arg(&delivery.id)
             .ignore();
-        self.with_group(|| async { pipe.query_async::<()>(&mut self.shared.clone()).await })
-            .await
+        let conn = self.shared().await?;
+        self.with_group(|| {
+            let mut conn = conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 
     async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, QueueError> {
@@ -382,8 +414,10 @@ impl PaymentQueue for RedisQueue {
             return Ok(Vec::new());
         }
         let idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let conn = self.shared().await?;
         let reply: StreamAutoClaimReply = self
             .with_group(|| async {
+                let mut conn = conn.clone();
                 redis::cmd("XAUTOCLAIM")
                     .arg(&self.keys.stream)
                     .arg(&self.config.group)
@@ -392,7 +426,7 @@ impl PaymentQueue for RedisQueue {
                     .arg("0-0")
                     .arg("COUNT")
                     .arg(max)
-                    .query_async(&mut self.shared.clone())
+                    .query_async(&mut conn)
                     .await
             })
             .await?;
@@ -416,7 +450,7 @@ impl PaymentQueue for RedisQueue {
                 .arg(1);
         }
         let pending: Vec<Value> = pipe
-            .query_async(&mut self.shared.clone())
+            .query_async(&mut self.shared().await?)
             .await
             .map_err(translate)?;
         let counts: Vec<u32> = pending.iter().map(delivery_count).collect();
@@ -435,7 +469,7 @@ impl PaymentQueue for RedisQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.shared.clone())
+            .query_async(&mut self.shared().await?)
             .await
             .map_err(translate)?;
         Ok(())

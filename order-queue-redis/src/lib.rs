@@ -153,15 +153,16 @@ impl RedisQueue {
     }
 
     /// Another consumer of the same queue, with its own blocking connection.
-    pub async fn consumer(&self, name: impl Into<String>) -> Result<Self, QueueError> {
-        Ok(Self {
+    #[must_use]
+    pub fn consumer(&self, name: impl Into<String>) -> Self {
+        Self {
             blocking: Arc::new(OnceCell::new()),
             config: QueueConfig {
                 consumer: name.into(),
                 ..self.config.clone()
             },
             ..self.clone()
-        })
+        }
     }
 
     /// The shared multiplexed connection, opened on first use (retried until it opens).

@@ -80,7 +80,7 @@ async fn the_redis_queue_honours_the_payment_queue_contract() {
                 ..config
             })
             .await;
-            let b = a.consumer("b").await.unwrap();
+            let b = a.consumer("b");
             (a, b)
         }
     })
@@ -111,7 +111,7 @@ async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dea
         ..config
     })
     .await;
-    let alive = dead.consumer("alive").await.unwrap();
+    let alive = dead.consumer("alive");
     let order = OrderId::new();
     dead.enqueue(order).await.unwrap();
     assert_eq!(

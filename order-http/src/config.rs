@@ -147,6 +147,58 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
     }
 }
 
+fn retry_policy(l: &impl Fn(&str) -> Option<String>) -> Result<RetryPolicy, ConfigError> {
+    let attempts: u32 = positive(
+        "PAYMENT_RETRY_ATTEMPTS",
+        parse(l, "PAYMENT_RETRY_ATTEMPTS", 3, "a whole number")?,
+    )?;
+    let base = seconds(l, "PAYMENT_RETRY_DELAY", 1.0)?;
+    let cap = seconds(l, "PAYMENT_RETRY_MAX_DELAY", 60.0)?.max(base);
+    RetryPolicy::new(attempts, base, cap)
+        .map_err(|e| ConfigError::new("PAYMENT_RETRY_ATTEMPTS", e.to_string()))
+}
+
+fn breaker(l: &impl Fn(&str) -> Option<String>) -> Result<BreakerConfig, ConfigError> {
+    Ok(BreakerConfig {
+        failure_threshold: positive(
+            "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+            parse(l, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, "a whole number")?,
+        )?,
+        recovery_timeout: seconds(l, "CIRCUIT_BREAKER_RECOVERY_TIMEOUT", 60.0)?,
+        half_open_probes: positive(
+            "CIRCUIT_BREAKER_HALF_OPEN_PROBES",
+            parse(l, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", 1, "a whole number")?,
+        )?,
+        probe_wait: Duration::from_secs(1),
+    })
+}
+
+fn gateway(l: &impl Fn(&str) -> Option<String>) -> Result<SimulationConfig, ConfigError> {
+    let share = "a number between 0 and 1";
+    let latency_min = millis(l, "PAYMENT_MOCK_LATENCY_MIN", 50)?;
+    let latency_max = millis(l, "PAYMENT_MOCK_LATENCY_MAX", 200)?;
+    let gateway = SimulationConfig::new(
+        parse(l, "PAYMENT_MOCK_SUCCESS_RATE", 0.95, share)?,
+        latency_min..=latency_max,
+        parse(l, "PAYMENT_MOCK_DECLINE_SHARE", 0.5, share)?,
+        parse(l, "PAYMENT_MOCK_TIMEOUT_SHARE", 0.1, share)?,
+    )
+    .map_err(|e| ConfigError::new(e.name, format!("must be {} (got {})", e.expected, e.got)))?;
+    match l("PAYMENT_MOCK_SEED").filter(|s| !s.trim().is_empty()) {
+        None => Ok(gateway),
+        Some(seed) => seed
+            .trim()
+            .parse()
+            .map(|seed| gateway.with_seed(seed))
+            .map_err(|_| {
+                ConfigError::new(
+                    "PAYMENT_MOCK_SEED",
+                    format!("expected a whole number, got {seed:?}"),
+                )
+            }),
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -159,61 +211,9 @@ impl Config {
         let host: std::net::IpAddr = parse(l, "HOST", [0, 0, 0, 0].into(), "an IP address")?;
         let port: u16 = parse(l, "PORT", 8000, "a port number")?;
 
-        let attempts: u32 = positive(
-            "PAYMENT_RETRY_ATTEMPTS",
-            parse(l, "PAYMENT_RETRY_ATTEMPTS", 3, "a whole number")?,
-        )?;
-        let base = seconds(l, "PAYMENT_RETRY_DELAY", 1.0)?;
-        let cap = seconds(l, "PAYMENT_RETRY_MAX_DELAY", 60.0)?.max(base);
-        let retry = RetryPolicy::new(attempts, base, cap)
-            .map_err(|e| ConfigError::new("PAYMENT_RETRY_ATTEMPTS", e.to_string()))?;
-
-        let breaker = BreakerConfig {
-            failure_threshold: positive(
-                "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
-                parse(l, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, "a whole number")?,
-            )?,
-            recovery_timeout: seconds(l, "CIRCUIT_BREAKER_RECOVERY_TIMEOUT", 60.0)?,
-            half_open_probes: positive(
-                "CIRCUIT_BREAKER_HALF_OPEN_PROBES",
-                parse(l, "CIRCUIT_BREAKER_HALF_OPEN_PROBES", 1, "a whole number")?,
-            )?,
-            probe_wait: Duration::from_secs(1),
-        };
-
-        let latency_min = millis(l, "PAYMENT_MOCK_LATENCY_MIN", 50)?;
-        let latency_max = millis(l, "PAYMENT_MOCK_LATENCY_MAX", 200)?;
-        let mut gateway = SimulationConfig::new(
-            parse(
-                l,
-                "PAYMENT_MOCK_SUCCESS_RATE",
-                0.95,
-                "a number between 0 and 1",
-            )?,
-            latency_min..=latency_max,
-            parse(
-                l,
-                "PAYMENT_MOCK_DECLINE_SHARE",
-                0.5,
-                "a number between 0 and 1",
-            )?,
-            parse(
-                l,
-                "PAYMENT_MOCK_TIMEOUT_SHARE",
-                0.1,
-                "a number between 0 and 1",
-            )?,
-        )
-        .map_err(|e| ConfigError::new(e.name, format!("must be {} (got {})", e.expected, e.got)))?;
-        if let Some(seed) = l("PAYMENT_MOCK_SEED").filter(|s| !s.trim().is_empty()) {
-            let seed = seed.trim().parse().map_err(|_| {
-                ConfigError::new(
-                    "PAYMENT_MOCK_SEED",
-                    format!("expected a whole number, got {seed:?}"),
-                )
-            })?;
-            gateway = gateway.with_seed(seed);
-        }
+        let retry = retry_policy(l)?;
+        let breaker = breaker(l)?;
+        let gateway = gateway(l)?;
 
         let log_format = match l("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("" | "text") => LogFormat::Text,

@@ -9,6 +9,7 @@
 //! - [`ids`], [`money`]: values that cannot be invalid (parse, don't validate).
 //! - [`order`]: orders, items and the status state machine ([`order::next_status`]).
 //! - [`payment`]: charge requests, gateway outcomes, attempt records, idempotency keys.
+//! - [`request`]: client idempotency keys and request fingerprints.
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
 //! - [`service`]: `OrderService` (place, get, list) and `PaymentProcessor` (the worker's step).
@@ -54,6 +55,7 @@ pub mod order;
 pub mod payment;
 pub mod policy;
 pub mod ports;
+pub mod request;
 pub mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -19,6 +19,7 @@ use crate::ports::{
     Claim, Clock, Delivery, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue,
     QueueError, RepoError,
 };
+use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -35,10 +36,19 @@ struct Row {
     due_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone)]
+struct KeyRecord {
+    fingerprint: Fingerprint,
+    token: Uuid,
+    reserved_at: DateTime<Utc>,
+    order: Option<OrderId>,
+}
+
 /// [`OrderRepo`] in memory.
 #[derive(Debug, Default)]
 pub struct MemoryOrderRepo {
     rows: RwLock<HashMap<OrderId, Row>>,
+    keys: Mutex<HashMap<RequestKey, KeyRecord>>,
 }
 
 impl MemoryOrderRepo {
@@ -60,27 +70,8 @@ impl MemoryOrderRepo {
         self.rows.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn row_under_lease<'a>(
-        rows: &'a mut HashMap<OrderId, Row>,
-        lease: &Lease,
-    ) -> Result<&'a mut Row, RepoError> {
-        let row = rows
-            .get_mut(&lease.order_id)
-            .ok_or(RepoError::NotFound(lease.order_id))?;
-        match row.lease {
-            Some((token, _)) if token == lease.token => Ok(row),
-            _ => Err(RepoError::LeaseLost(lease.order_id)),
-        }
-    }
-}
-
-#[async_trait]
-impl OrderRepo for MemoryOrderRepo {
-    async fn insert(&self, order: &Order) -> Result<(), RepoError> {
-        self.insert_many(std::slice::from_ref(order)).await
-    }
-
-    async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError> {
+    /// Stores new orders, all or nothing.
+    fn insert_rows(&self, orders: &[Order]) -> Result<(), RepoError> {
         let mut rows = self.write();
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = orders
@@ -106,6 +97,30 @@ impl OrderRepo for MemoryOrderRepo {
             );
         }
         Ok(())
+    }
+
+    fn row_under_lease<'a>(
+        rows: &'a mut HashMap<OrderId, Row>,
+        lease: &Lease,
+    ) -> Result<&'a mut Row, RepoError> {
+        let row = rows
+            .get_mut(&lease.order_id)
+            .ok_or(RepoError::NotFound(lease.order_id))?;
+        match row.lease {
+            Some((token, _)) if token == lease.token => Ok(row),
+            _ => Err(RepoError::LeaseLost(lease.order_id)),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderRepo for MemoryOrderRepo {
+    async fn insert(&self, order: &Order) -> Result<(), RepoError> {
+        self.insert_many(std::slice::from_ref(order)).await
+    }
+
+    async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError> {
+        self.insert_rows(orders)
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
@@ -226,6 +241,73 @@ impl OrderRepo for MemoryOrderRepo {
             .collect();
         due.sort_unstable();
         Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    async fn begin_request(
+        &self,
+        key: &RequestKey,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Result<KeyedRequest, RepoError> {
+        let mut keys = lock(&self.keys);
+        let fresh = || KeyRecord {
+            fingerprint: *fingerprint,
+            token: Uuid::now_v7(),
+            reserved_at: now,
+            order: None,
+        };
+        let Some(record) = keys.get_mut(key) else {
+            let record = fresh();
+            let token = record.token;
+            keys.insert(key.clone(), record);
+            return Ok(KeyedRequest::New(token));
+        };
+        if record.fingerprint != *fingerprint {
+            return Ok(KeyedRequest::Mismatch);
+        }
+        if let Some(order) = record.order {
+            return Ok(KeyedRequest::Completed(order));
+        }
+        if record.reserved_at > now - chrono(stale_after) {
+            return Ok(KeyedRequest::InFlight);
+        }
+        *record = fresh();
+        Ok(KeyedRequest::New(record.token))
+    }
+
+    async fn insert_for_request(
+        &self,
+        order: &Order,
+        key: &RequestKey,
+        token: Uuid,
+    ) -> Result<(), RepoError> {
+        let mut keys = lock(&self.keys);
+        let record = keys
+            .get_mut(key)
+            .filter(|r| r.token == token && r.order.is_none())
+            .ok_or_else(|| RepoError::RequestSuperseded(key.clone()))?;
+        self.insert_rows(std::slice::from_ref(order))?;
+        record.order = Some(order.id);
+        Ok(())
+    }
+
+    async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError> {
+        let mut keys = lock(&self.keys);
+        if keys
+            .get(key)
+            .is_some_and(|r| r.token == token && r.order.is_none())
+        {
+            keys.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let mut keys = lock(&self.keys);
+        let count = keys.len();
+        keys.retain(|_, r| r.reserved_at >= before);
+        Ok((count - keys.len()) as u64)
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

@@ -15,6 +15,7 @@ use crate::error::Invalid;
 use crate::ids::{CustomerId, OrderId, WorkerId};
 use crate::order::{Order, OrderStatus, Transition};
 use crate::payment::{ChargeReceipt, ChargeRequest, GatewayError, PaymentAttempt};
+use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
 /// A boxed error from an adapter's driver.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -177,6 +178,10 @@ pub enum RepoError {
     /// The store cannot be reached or did not answer in time; retrying later may succeed.
     #[error("order store unavailable")]
     Unavailable(#[source] BoxError),
+    /// The request's reservation of its idempotency key was taken over (it was stale); the
+    /// order was not stored.
+    #[error("the reservation of idempotency key {0} was taken over")]
+    RequestSuperseded(RequestKey),
     /// Anything else (corrupt data, a bug): not retryable.
     #[error("order store failed")]
     Other(#[source] BoxError),
@@ -212,6 +217,17 @@ impl RepoError {
 /// - `due(before, limit)` lists up to `limit` non-terminal orders, oldest first, that are due
 ///   at or before `before` and not under a lease live at `before`: the orders a reconciler
 ///   must make sure are queued.
+/// - `begin_request(key, fingerprint, now, stale_after)` reserves a client's idempotency
+///   key. An unknown key MUST be reserved (at `now`) and give [`KeyedRequest::New`] with a
+///   fresh token. A known key with another fingerprint MUST give [`KeyedRequest::Mismatch`];
+///   one whose request stored an order, [`KeyedRequest::Completed`] with that order; one
+///   reserved after `now - stale_after` and not completed, [`KeyedRequest::InFlight`]; an
+///   older, uncompleted reservation is abandoned and MUST be taken over (`New`).
+/// - `insert_for_request(order, key, token)` stores the order and completes the key with it,
+///   atomically, only while `token` is the key's reservation; otherwise it MUST store
+///   nothing and give [`RepoError::RequestSuperseded`].
+/// - `abandon_request(key, token)` drops an uncompleted reservation held by `token`.
+/// - `purge_requests(before)` forgets keys reserved before `before`, returning how many.
 /// - Connection failures and time-outs MUST give [`RepoError::Unavailable`], promptly.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -250,6 +266,25 @@ pub trait OrderRepo: Send + Sync {
     ) -> Result<(), RepoError>;
     /// Non-terminal orders due at or before `before` and free of a live lease, oldest first.
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError>;
+    /// Reserves a client's idempotency key for a request.
+    async fn begin_request(
+        &self,
+        key: &RequestKey,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Result<KeyedRequest, RepoError>;
+    /// Stores the order and completes the key's request, atomically.
+    async fn insert_for_request(
+        &self,
+        order: &Order,
+        key: &RequestKey,
+        token: Uuid,
+    ) -> Result<(), RepoError>;
+    /// Drops a reservation whose request failed before storing an order.
+    async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError>;
+    /// Forgets keys reserved before `before`.
+    async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), RepoError>;
 }

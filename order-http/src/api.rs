@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use order_core::ports::{Clock, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentQueue};
+use order_core::request::RequestKey;
+use order_core::service::Placed;
 use order_core::{CustomerId, FieldError, Invalid, NewOrder, OrderId, OrderService, OrderStatus};
 use serde_json::Value;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -67,6 +69,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The router with every route, the docs, request ids, tracing and the body limit.
 pub fn router(state: AppState) -> Router {
@@ -104,20 +108,29 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
 }
 
 /// Accepts an order: validates it, stores it durably, queues its payment.
+///
+/// With an `Idempotency-Key` header (1 to 255 visible ASCII characters, kept 24 hours), a
+/// retry of the same request returns the first order (marked `Idempotent-Replayed: true`)
+/// instead of placing another; the same key with a different order is 422, and while the
+/// first request is still being stored, 409.
 #[utoipa::path(
     post, path = "/api/v1/orders", request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key, same order")),
     responses(
         (status = 202, description = "Accepted; payment follows", body = OrderResponse,
-         headers(("Location" = String, description = "URL of the order"))),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+         headers(("Location" = String, description = "URL of the order"),
+                 ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the key placed it"))),
+        (status = 409, description = "A request with this Idempotency-Key is in flight", body = ErrorBody),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid fields, all listed", body = ErrorBody),
+        (status = 422, description = "Invalid fields, all listed; or the Idempotency-Key was used for another order", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
 async fn create_order(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|r| json_rejection(&r))?;
@@ -131,14 +144,35 @@ async fn create_order(
             return Err(ApiError::Validation(errors));
         }
     };
-    let order = state.orders.place(new).await?;
-    let location = format!("/api/v1/orders/{}", order.id);
-    Ok((
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Invalid::Malformed("must be visible ASCII characters".into()))
+                .and_then(RequestKey::parse)
+                .map_err(|e| ApiError::BadRequest(format!("invalid Idempotency-Key header: {e}")))
+        })
+        .transpose()?;
+    let placed = match key {
+        Some(key) => state.orders.place_once(new, &key).await?,
+        None => Placed {
+            order: state.orders.place(new).await?,
+            replayed: false,
+        },
+    };
+    let location = format!("/api/v1/orders/{}", placed.order.id);
+    let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(OrderResponse::from(&order)),
+        Json(OrderResponse::from(&placed.order)),
     )
-        .into_response())
+        .into_response();
+    if placed.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// Sorts errors in input order: `customer_id`, `items`, then by item index and field.

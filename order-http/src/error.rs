@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use order_core::ports::{BoxError, RepoError};
+use order_core::service::PlaceError;
 use order_core::{FieldError, ValidationErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -30,6 +31,12 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The idempotency key was used for a different order.
+    #[error("the Idempotency-Key was already used for a different order")]
+    KeyReused,
+    /// A request with the same idempotency key is still in flight.
+    #[error("a request with this Idempotency-Key is still in flight; retry shortly")]
+    InFlight,
     /// A dependency is down; try again later.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] BoxError),
@@ -41,6 +48,16 @@ pub enum ApiError {
 impl From<ValidationErrors> for ApiError {
     fn from(e: ValidationErrors) -> Self {
         Self::Validation(e.errors().to_vec())
+    }
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(e: PlaceError) -> Self {
+        match e {
+            PlaceError::KeyReused => Self::KeyReused,
+            PlaceError::InFlight => Self::InFlight,
+            PlaceError::Repo(e) => e.into(),
+        }
     }
 }
 
@@ -67,7 +84,8 @@ pub struct FieldErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable kind: `bad_request`, `unsupported_media_type`, `payload_too_large`,
-    /// `validation_failed`, `not_found`, `service_unavailable`, `internal_error`.
+    /// `validation_failed`, `idempotency_key_reused`, `request_in_flight`, `not_found`,
+    /// `service_unavailable`, `internal_error`.
     pub error: &'static str,
     /// Human-readable message.
     pub message: String,
@@ -89,6 +107,8 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            Self::InFlight => (StatusCode::CONFLICT, "request_in_flight"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };
@@ -113,7 +133,7 @@ impl IntoResponse for ApiError {
             fields,
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -9,6 +9,7 @@ use order_core::memory::{MemoryOrderRepo, MemoryQueue};
 use order_core::ports::{
     Clock, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError, SystemClock,
 };
+use order_core::service::REQUEST_KEY_RETENTION;
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_gateway_mock::SimulatedGateway;
 use order_queue_redis::{QueueConfig, RedisQueue, unique_consumer_name};
@@ -170,6 +171,7 @@ impl Application {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
         });
         if let (Some(listener), Some(state)) = (self.listener, self.state) {
+            tokio::spawn(purge_request_keys(state.orders.clone(), stopped.clone()));
             info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
             let mut stopped = stopped.clone();
             axum::serve(listener, api::router(state))
@@ -238,6 +240,21 @@ async fn adapters(
         (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
     }
     Ok((repo, queue))
+}
+
+/// Forgets idempotency keys past their retention, every ten minutes until stopped.
+async fn purge_request_keys(orders: api::Orders, mut stopped: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = every.tick() => match orders.purge_request_keys(REQUEST_KEY_RETENTION).await {
+                Ok(0) => {}
+                Ok(n) => info!(purged = n, "forgot expired idempotency keys"),
+                Err(e) => warn!(error = %e, "purging idempotency keys failed"),
+            },
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -384,3 +384,88 @@ async fn the_docs_and_the_openapi_document_are_served_from_the_binary() {
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     app.stop().await;
 }
+
+async fn an_idempotency_key_makes_retries_safe(backend: Backend) {
+    let app = TestApp::spawn(backend, &[]).await;
+    let customer = format!("idem-{}", uuid::Uuid::now_v7().simple());
+    let key = format!("key-{}", uuid::Uuid::now_v7().simple());
+    let post = |body: Value, key: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/v1/orders"))
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let first = post(sample_order(&customer), key.clone()).await;
+    assert_eq!(first.status(), 202);
+    assert!(!first.headers().contains_key("idempotent-replayed"));
+    let first: Value = first.json().await.unwrap();
+    let again = post(sample_order(&customer), key.clone()).await;
+    assert_eq!(again.status(), 202, "a retry is accepted");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"], "the same order, not a second one");
+
+    let mut different = sample_order(&customer);
+    different["items"][0]["quantity"] = json!(3);
+    let reused = post(different, key.clone()).await;
+    assert_eq!(reused.status(), 422);
+    assert_eq!(
+        reused.json::<Value>().await.unwrap()["error"],
+        "idempotency_key_reused"
+    );
+
+    let bad = post(sample_order(&customer), "k".repeat(300)).await;
+    assert_eq!(bad.status(), 400);
+
+    // Many identical requests at once: one order; each answer is that order or 409.
+    let key = format!("burst-{}", uuid::Uuid::now_v7().simple());
+    let burst =
+        futures::future::join_all((0..20).map(|_| post(sample_order(&customer), key.clone())))
+            .await;
+    let mut ids = std::collections::HashSet::new();
+    let mut conflicts = 0;
+    for response in burst {
+        match response.status().as_u16() {
+            202 => {
+                ids.insert(
+                    response.json::<Value>().await.unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            409 => {
+                assert!(response.headers().contains_key("retry-after"));
+                conflicts += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        1,
+        "concurrent identical requests place one order ({conflicts} answered 409)"
+    );
+    let (_, listed) = app
+        .get_json(&format!("/api/v1/orders?customer_id={customer}"))
+        .await;
+    assert_eq!(listed["total"], 2, "one order per key");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_retries_safe_on_the_embedded_default() {
+    an_idempotency_key_makes_retries_safe(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_retries_safe_on_postgres_and_redis() {
+    an_idempotency_key_makes_retries_safe(Backend::PostgresRedis).await;
+}

@@ -22,6 +22,7 @@ use order_core::payment::{AttemptOutcome, DeclineReason, PaymentAttempt};
 use order_core::ports::{
     BoxError, Claim, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
 };
+use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
 use order_core::{
     CustomerId, ItemId, ItemName, Money, Order, OrderEvent, OrderId, OrderItem, OrderStatus, Price,
     Quantity, Transition, WorkerId,
@@ -179,6 +180,109 @@ impl PgOrderRepo {
     }
 }
 
+/// Stores orders in one statement; with a key, only if the key's reservation is `token`'s
+/// (and the key is completed with the first order in the same statement).
+const INSERT_ORDERS: &str = "WITH k AS ( \
+       UPDATE request_keys SET order_id = $13 \
+       WHERE $11::text IS NOT NULL AND key = $11 AND token = $12 AND order_id IS NULL RETURNING 1), \
+     ok AS (SELECT 1 AS go WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM k)), \
+     o AS ( \
+       INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at) \
+       SELECT id, customer_id, total, 'pending', created, created, created \
+       FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[]) \
+         AS u(id, customer_id, total, created) \
+       WHERE EXISTS (SELECT 1 FROM ok) \
+       RETURNING id), \
+     i AS ( \
+       INSERT INTO order_items (order_id, position, item_id, item_name, quantity, price) \
+       SELECT * FROM UNNEST($5::uuid[], $6::int2[], $7::text[], $8::text[], $9::int4[], $10::numeric[]) \
+       WHERE EXISTS (SELECT 1 FROM ok)) \
+     SELECT count(*) FROM ok";
+
+impl PgOrderRepo {
+    /// Stores `orders` in one statement. With `key`, stores them only while `token` holds the
+    /// key's reservation, and completes the key with the first order; returns whether stored.
+    async fn insert_orders(
+        &self,
+        orders: &[Order],
+        key: Option<(&RequestKey, Uuid)>,
+    ) -> Result<bool, RepoError> {
+        if orders.is_empty() {
+            return Ok(true);
+        }
+        let mut seen = HashSet::with_capacity(orders.len());
+        if let Some(dup) = orders.iter().find(|o| !seen.insert(o.id)) {
+            return Err(RepoError::Duplicate(dup.id));
+        }
+        let n = orders.len();
+        let (mut ids, mut customers, mut totals, mut created) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut i_order, mut i_pos, mut i_id, mut i_name, mut i_qty, mut i_price) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for order in orders {
+            ids.push(order.id.as_uuid());
+            customers.push(order.customer_id.as_str());
+            totals.push(order.total_amount.amount());
+            created.push(order.created_at);
+            for (pos, item) in order.items.iter().enumerate() {
+                i_order.push(order.id.as_uuid());
+                i_pos.push(i16::try_from(pos).unwrap_or(i16::MAX));
+                i_id.push(item.item_id.as_str());
+                i_name.push(item.item_name.as_str());
+                i_qty.push(i32::try_from(item.quantity.get()).unwrap_or(i32::MAX));
+                i_price.push(Decimal::from(item.price));
+            }
+        }
+        let result: Result<i64, _> = sqlx::query_scalar(INSERT_ORDERS)
+            .bind(&ids)
+            .bind(&customers)
+            .bind(&totals)
+            .bind(&created)
+            .bind(&i_order)
+            .bind(&i_pos)
+            .bind(&i_id)
+            .bind(&i_name)
+            .bind(&i_qty)
+            .bind(&i_price)
+            .bind(key.map(|(k, _)| k.as_str()))
+            .bind(key.map(|(_, t)| t))
+            .bind(ids[0])
+            .fetch_one(&self.pool)
+            .await;
+        match result {
+            Ok(stored) => Ok(stored == 1),
+            // The CTE's inserts run in no fixed order: either key can trip first, and an
+            // item key can only clash with an item of an existing order.
+            Err(e)
+                if is_unique_violation(&e, "orders_pkey")
+                    || is_unique_violation(&e, "order_items_pkey") =>
+            {
+                // The statement changed nothing; name one of the ids that exist already.
+                let existing: Option<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1) LIMIT 1")
+                        .bind(&ids)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(translate)?;
+                Err(RepoError::Duplicate(OrderId::from_uuid(
+                    existing.unwrap_or(ids[0]),
+                )))
+            }
+            Err(e) => Err(translate(e)),
+        }
+    }
+}
+
 const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at";
 
 /// The attempt as bind parameters: number, outcome, transaction id, decline reason, error,
@@ -227,85 +331,7 @@ impl OrderRepo for PgOrderRepo {
     }
 
     async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        let mut seen = HashSet::with_capacity(orders.len());
-        if let Some(dup) = orders.iter().find(|o| !seen.insert(o.id)) {
-            return Err(RepoError::Duplicate(dup.id));
-        }
-        let n = orders.len();
-        let (mut ids, mut customers, mut totals, mut created) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut i_order, mut i_pos, mut i_id, mut i_name, mut i_qty, mut i_price) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        for order in orders {
-            ids.push(order.id.as_uuid());
-            customers.push(order.customer_id.as_str());
-            totals.push(order.total_amount.amount());
-            created.push(order.created_at);
-            for (pos, item) in order.items.iter().enumerate() {
-                i_order.push(order.id.as_uuid());
-                i_pos.push(i16::try_from(pos).unwrap_or(i16::MAX));
-                i_id.push(item.item_id.as_str());
-                i_name.push(item.item_name.as_str());
-                i_qty.push(i32::try_from(item.quantity.get()).unwrap_or(i32::MAX));
-                i_price.push(Decimal::from(item.price));
-            }
-        }
-        let result = sqlx::query(
-            "WITH o AS ( \
-               INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at) \
-               SELECT id, customer_id, total, 'pending', created, created, created \
-               FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[]) \
-                 AS u(id, customer_id, total, created) \
-               RETURNING id) \
-             INSERT INTO order_items (order_id, position, item_id, item_name, quantity, price) \
-             SELECT * FROM UNNEST($5::uuid[], $6::int2[], $7::text[], $8::text[], $9::int4[], $10::numeric[])",
-        )
-        .bind(&ids)
-        .bind(&customers)
-        .bind(&totals)
-        .bind(&created)
-        .bind(&i_order)
-        .bind(&i_pos)
-        .bind(&i_id)
-        .bind(&i_name)
-        .bind(&i_qty)
-        .bind(&i_price)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The CTE's two inserts run in no fixed order: either key can trip first, and an
-            // item key can only clash with an item of an existing order.
-            Err(e)
-                if is_unique_violation(&e, "orders_pkey")
-                    || is_unique_violation(&e, "order_items_pkey") =>
-            {
-                // The statement changed nothing; name one of the ids that exist already.
-                let existing: Option<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1) LIMIT 1")
-                        .bind(&ids)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(translate)?;
-                Err(RepoError::Duplicate(OrderId::from_uuid(
-                    existing.unwrap_or(ids[0]),
-                )))
-            }
-            Err(e) => Err(translate(e)),
-        }
+        self.insert_orders(orders, None).await.map(|_| ())
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
@@ -496,6 +522,89 @@ impl OrderRepo for PgOrderRepo {
         .await
         .map_err(translate)?;
         Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+
+    async fn begin_request(
+        &self,
+        key: &RequestKey,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Result<KeyedRequest, RepoError> {
+        let stale_before =
+            now - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
+        let token = Uuid::now_v7();
+        // Reserve a new key, or take over an abandoned reservation of the same request.
+        let reserved: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO request_keys (key, fingerprint, token, reserved_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, reserved_at = EXCLUDED.reserved_at \
+             WHERE request_keys.fingerprint = EXCLUDED.fingerprint AND request_keys.order_id IS NULL \
+               AND request_keys.reserved_at <= $5 \
+             RETURNING token",
+        )
+        .bind(key.as_str())
+        .bind(fingerprint.as_bytes().as_slice())
+        .bind(token)
+        .bind(now)
+        .bind(stale_before)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)?;
+        if reserved.is_some() {
+            return Ok(KeyedRequest::New(token));
+        }
+        let row = sqlx::query("SELECT fingerprint, order_id FROM request_keys WHERE key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(translate)?;
+        let Some(row) = row else {
+            // Purged in between: as good as in flight; the client retries.
+            return Ok(KeyedRequest::InFlight);
+        };
+        let stored: Vec<u8> = row.get("fingerprint");
+        if stored.as_slice() != fingerprint.as_bytes() {
+            return Ok(KeyedRequest::Mismatch);
+        }
+        Ok(match row.get::<Option<Uuid>, _>("order_id") {
+            Some(order) => KeyedRequest::Completed(OrderId::from_uuid(order)),
+            None => KeyedRequest::InFlight,
+        })
+    }
+
+    async fn insert_for_request(
+        &self,
+        order: &Order,
+        key: &RequestKey,
+        token: Uuid,
+    ) -> Result<(), RepoError> {
+        if self
+            .insert_orders(std::slice::from_ref(order), Some((key, token)))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RepoError::RequestSuperseded(key.clone()))
+        }
+    }
+
+    async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError> {
+        sqlx::query("DELETE FROM request_keys WHERE key = $1 AND token = $2 AND order_id IS NULL")
+            .bind(key.as_str())
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        let done = sqlx::query("DELETE FROM request_keys WHERE reserved_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

@@ -1,0 +1,143 @@
+//! Client idempotency: a key the client sends with a request so that retrying it never
+//! creates a second order.
+//!
+//! Same key and same order: the first order is returned again. Same key, different order:
+//! rejected. Same key while the first request is still being stored: rejected as in flight.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::Invalid;
+use crate::ids::OrderId;
+use crate::order::NewOrder;
+
+/// A client's idempotency key: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestKey(String);
+
+impl RequestKey {
+    /// Longest key accepted.
+    pub const MAX_LEN: usize = 255;
+
+    /// Parses a key.
+    pub fn parse(key: impl Into<String>) -> Result<Self, Invalid> {
+        let key = key.into();
+        if key.is_empty() {
+            return Err(Invalid::Empty);
+        }
+        if key.len() > Self::MAX_LEN {
+            return Err(Invalid::TooLong {
+                max: Self::MAX_LEN,
+                actual: key.len(),
+            });
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Invalid::Malformed(
+                "must be visible ASCII characters".into(),
+            ));
+        }
+        Ok(Self(key))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A digest of what an order asks for, to tell a retry from a different request under the
+/// same key. Computed from the parsed order, so `12.99` and `"12.990"` are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `order`.
+    pub fn of(order: &NewOrder) -> Self {
+        let mut hash = Sha256::new();
+        // Each field is length-prefixed, so no two different orders give the same input.
+        let mut field = |s: &str| {
+            hash.update((s.len() as u64).to_be_bytes());
+            hash.update(s.as_bytes());
+        };
+        field(order.customer_id().as_str());
+        for item in order.items() {
+            field(item.item_id.as_str());
+            field(item.item_name.as_str());
+            field(&item.quantity.to_string());
+            field(&item.price.to_string());
+        }
+        Self(hash.finalize().into())
+    }
+
+    /// Wraps stored bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The digest.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// What [`crate::ports::OrderRepo::begin_request`] found for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedRequest {
+    /// The key is now reserved for this request; store the order with this token.
+    New(Uuid),
+    /// Another request with the key is being stored right now.
+    InFlight,
+    /// A request with the key stored this order.
+    Completed(OrderId),
+    /// The key was used for a different order.
+    Mismatch,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{UncheckedItem, UncheckedOrder};
+
+    fn order(price: &str) -> NewOrder {
+        NewOrder::parse(UncheckedOrder {
+            customer_id: "c".into(),
+            items: vec![UncheckedItem {
+                item_id: "i".into(),
+                item_name: "n".into(),
+                quantity: 1,
+                price: price.parse().unwrap(),
+            }],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn equal_orders_have_equal_fingerprints_and_different_ones_do_not() {
+        assert_eq!(
+            Fingerprint::of(&order("12.99")),
+            Fingerprint::of(&order("12.990"))
+        );
+        assert_ne!(
+            Fingerprint::of(&order("12.99")),
+            Fingerprint::of(&order("12.98"))
+        );
+    }
+
+    #[test]
+    fn keys_are_bounded_visible_ascii() {
+        assert!(RequestKey::parse("a1b2-c3d4").is_ok());
+        assert!(RequestKey::parse("k".repeat(255)).is_ok());
+        assert!(RequestKey::parse("k".repeat(256)).is_err());
+        assert!(RequestKey::parse("").is_err());
+        assert!(RequestKey::parse("has space").is_err());
+        assert!(RequestKey::parse("ключ").is_err());
+    }
+}

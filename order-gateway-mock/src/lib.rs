@@ -9,6 +9,8 @@
 //! It is named so as not to clash with `order_core::ports::MockPaymentGateway`, the
 //! mockall mock used to check interactions.
 
+pub mod server;
+
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -197,7 +199,8 @@ impl SimulatedGateway {
         self.lock().outage_until = until;
     }
 
-    /// Changes the behaviour from now on (the ledger stays).
+    /// Changes the behaviour from now on (the ledger and, without a new seed, the random
+    /// sequence stay).
     pub fn reconfigure(&self, config: SimulationConfig) {
         let mut s = self.lock();
         if let Some(seed) = config.seed {

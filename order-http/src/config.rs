@@ -61,6 +61,12 @@ pub struct Config {
     /// 50/200 ms, `PAYMENT_MOCK_DECLINE_SHARE` 0.5, `PAYMENT_MOCK_TIMEOUT_SHARE` 0.1,
     /// `PAYMENT_MOCK_SEED`).
     pub gateway: SimulationConfig,
+    /// An HTTP payment gateway to charge through (`PAYMENT_GATEWAY_URL`); `None` uses the
+    /// in-process simulation.
+    pub payment_gateway_url: Option<String>,
+    /// How long a charge over HTTP may take before it counts as timed out
+    /// (`PAYMENT_GATEWAY_TIMEOUT`, 2 s).
+    pub payment_gateway_timeout: Duration,
     /// Payments one worker process keeps in flight (`WORKER_CONCURRENCY`, 256).
     pub worker_concurrency: usize,
     /// How long a worker's claim on an order lasts (`PAYMENT_LEASE_SECONDS`, 30).
@@ -246,6 +252,8 @@ impl Config {
             retry,
             breaker,
             gateway,
+            payment_gateway_url: url(l, "PAYMENT_GATEWAY_URL", &["http", "https"])?,
+            payment_gateway_timeout: seconds(l, "PAYMENT_GATEWAY_TIMEOUT", 2.0)?,
             worker_concurrency: positive(
                 "WORKER_CONCURRENCY",
                 parse(l, "WORKER_CONCURRENCY", 256, "a whole number")?,

@@ -11,6 +11,7 @@ use order_core::ports::{
 };
 use order_core::service::REQUEST_KEY_RETENTION;
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
+use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
 use order_queue_redis::{QueueConfig, RedisQueue, unique_consumer_name};
 use order_store_postgres::{PgOrderRepo, PoolConfig};
@@ -54,6 +55,9 @@ pub enum StartError {
     /// Serving failed.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// The payment gateway's settings are unusable.
+    #[error("cannot use the payment gateway (PAYMENT_GATEWAY_URL)")]
+    Gateway(#[source] order_gateway_http::BuildError),
     /// A role that needs shared storage was asked for without it.
     #[error(
         "running the API and the worker as separate processes needs DATABASE_URL and REDIS_URL"
@@ -85,6 +89,16 @@ impl Application {
         }
         let (repo, queue) = adapters(config, &name, &clock).await?;
         let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
+        let http_gateway = match &config.payment_gateway_url {
+            Some(url) => {
+                info!(%url, "charging through the HTTP payment gateway");
+                Some(
+                    HttpGateway::new(url, config.payment_gateway_timeout)
+                        .map_err(StartError::Gateway)?,
+                )
+            }
+            None => None,
+        };
 
         let (listener, state) = if role == Role::Worker {
             (None, None)
@@ -117,7 +131,10 @@ impl Application {
                     WorkerId::parse(name.clone()).expect("generated names are valid"),
                 )
             };
-            let gateway: Arc<dyn PaymentGateway> = Arc::new(gateway.clone());
+            let gateway: Arc<dyn PaymentGateway> = match &http_gateway {
+                Some(http) => Arc::new(http.clone()),
+                None => Arc::new(gateway.clone()),
+            };
             let processor: Arc<Processor> = Arc::new(PaymentProcessor::new(
                 repo,
                 queue,
@@ -150,7 +167,8 @@ impl Application {
             .map(|a| a.port())
     }
 
-    /// The in-process simulated gateway (tests switch outages with it).
+    /// The in-process simulated gateway (tests switch outages with it); unused when
+    /// `PAYMENT_GATEWAY_URL` names an HTTP gateway.
     pub fn gateway(&self) -> &SimulatedGateway {
         &self.gateway
     }

@@ -1,0 +1,129 @@
+//! # order-gateway-http
+//!
+//! [`HttpGateway`]: the [`PaymentGateway`] port over HTTP, for a gateway that speaks the
+//! protocol of `order-gateway-mock`'s server: `POST {base}/charges` with an
+//! `Idempotency-Key` header and `{"order_id", "customer_id", "amount"}`.
+//!
+//! Outcomes map to the port's three kinds:
+//! - `200` captured; `402` declined (final);
+//! - a refused connection, `503` or `429`: nothing was processed (retryable);
+//! - a client time-out, a connection lost after sending, `504`, any other `5xx` or an
+//!   unreadable answer: the charge may have happened (ambiguous, retried with the same key).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use order_core::payment::{ChargeReceipt, ChargeRequest, DeclineReason, GatewayError};
+use order_core::ports::PaymentGateway;
+use serde::Deserialize;
+use serde_json::json;
+
+/// [`PaymentGateway`] calling an HTTP payment gateway.
+#[derive(Debug, Clone)]
+pub struct HttpGateway {
+    client: reqwest::Client,
+    charges: String,
+}
+
+/// Why an [`HttpGateway`] could not be built.
+#[derive(Debug)]
+pub struct BuildError(String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl HttpGateway {
+    /// A gateway at `base_url` (such as `http://127.0.0.1:8100`) whose charges time out after
+    /// `timeout` (an ambiguous outcome).
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, BuildError> {
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(BuildError(format!(
+                "expected an http:// or https:// URL, got {base_url:?}"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .pool_max_idle_per_host(512)
+            .build()
+            .map_err(|e| BuildError(e.to_string()))?;
+        Ok(Self {
+            client,
+            charges: format!("{}/charges", base_url.trim_end_matches('/')),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    transaction_id: Option<String>,
+    reason: Option<String>,
+    error: Option<String>,
+}
+
+fn decline_reason(reason: Option<&str>) -> DeclineReason {
+    DeclineReason::ALL
+        .into_iter()
+        .find(|r| Some(r.as_str()) == reason)
+        .unwrap_or(DeclineReason::CardDeclined)
+}
+
+#[async_trait]
+impl PaymentGateway for HttpGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        let sent = self
+            .client
+            .post(&self.charges)
+            .header("Idempotency-Key", request.idempotency_key.as_str())
+            .json(&json!({
+                "order_id": request.order_id,
+                "customer_id": request.customer_id.as_str(),
+                "amount": request.amount.to_string(),
+            }))
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            // Refused before anything was sent: nothing can have been charged.
+            Err(e) if e.is_connect() => {
+                return Err(GatewayError::Unavailable(format!(
+                    "cannot reach the gateway: {e}"
+                )));
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(GatewayError::Timeout(format!("no answer in time: {e}")));
+            }
+            Err(e) => return Err(GatewayError::Timeout(format!("connection lost: {e}"))),
+        };
+        let status = response.status().as_u16();
+        let answer: Option<Answer> = response.json().await.ok();
+        let error = |default: &str| {
+            answer
+                .as_ref()
+                .and_then(|a| a.error.clone())
+                .unwrap_or_else(|| format!("{default} (HTTP {status})"))
+        };
+        match status {
+            200 | 201 => answer
+                .as_ref()
+                .and_then(|a| a.transaction_id.clone())
+                .map(|transaction_id| ChargeReceipt { transaction_id })
+                .ok_or_else(|| {
+                    GatewayError::Timeout("captured, but the answer was unreadable".into())
+                }),
+            402 => Err(GatewayError::Declined(decline_reason(
+                answer.as_ref().and_then(|a| a.reason.as_deref()),
+            ))),
+            429 | 503 => Err(GatewayError::Unavailable(error("gateway unavailable"))),
+            400..=499 => Err(GatewayError::Unavailable(error(
+                "gateway refused the request",
+            ))),
+            _ => Err(GatewayError::Timeout(error("gateway failed mid-charge"))),
+        }
+    }
+}

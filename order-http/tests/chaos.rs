@@ -1,0 +1,373 @@
+//! Chaos: PostgreSQL, Redis, the HTTP mock gateway, two API and two worker processes.
+//! Clients submit orders continuously, recording every 202, while API and worker processes
+//! are killed with SIGKILL at random and restarted, and Redis is restarted empty. Once the
+//! faults stop, every accepted order must reach a terminal status, the gateway must hold at
+//! most one capture per order, every `confirmed` order exactly one and every
+//! `payment_failed` order none, and every attempt history must be one the state machine
+//! allows.
+//!
+//! Short by default (CI); `scripts/chaos.sh` runs the full form:
+//! `CHAOS_ORDERS=2000 CHAOS_KILLS=10 cargo test --release -p order-http --test chaos -- --nocapture`.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use order_core::payment::AttemptOutcome;
+use order_core::ports::OrderRepo;
+use order_core::{IdempotencyKey, OrderId, OrderStatus};
+use order_gateway_mock::server::{Behaviour, router};
+use order_gateway_mock::{SimulatedGateway, SimulationConfig};
+use rand::Rng;
+use support::{PrivateRedis, Storage, sample_order};
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `order-http` process that can be killed and started again.
+struct Process {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_order-http"))
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL: no chance to clean up.
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The mock gateway over HTTP, in this process; its ledger is the authority on charges.
+async fn start_gateway() -> (String, SimulatedGateway) {
+    let ledger = SimulatedGateway::new(SimulationConfig::default().with_seed(17));
+    let behaviour = Behaviour {
+        success_rate: 0.9,
+        latency_min_ms: 5,
+        latency_max_ms: 30,
+        decline_share: 0.3,
+        timeout_share: 0.3,
+        timeout_delay_ms: 800,
+    };
+    let app = router(ledger.clone(), behaviour).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, ledger)
+}
+
+/// The settings every process shares: quick leases, retries and reconciles.
+fn environment(storage: &Storage, redis_port: u16, gateway_url: String) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = storage
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "REDIS_URL")
+        .collect();
+    env.extend(
+        [
+            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            ("HOST", "127.0.0.1".into()),
+            ("PAYMENT_GATEWAY_URL", gateway_url),
+            ("PAYMENT_GATEWAY_TIMEOUT", "0.4".into()),
+            ("PAYMENT_RETRY_ATTEMPTS", "3".into()),
+            ("PAYMENT_RETRY_DELAY", "0.05".into()),
+            ("PAYMENT_RETRY_MAX_DELAY", "0.5".into()),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "50".into()),
+            ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "1".into()),
+            ("PAYMENT_LEASE_SECONDS", "2".into()),
+            ("PAYMENT_RECONCILE_GRACE_SECONDS", "2".into()),
+            ("PAYMENT_RECONCILE_INTERVAL_SECONDS", "0.5".into()),
+            ("DATABASE_POOL_SIZE", "8".into()),
+            ("LOG_LEVEL", "warn".into()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
+}
+
+/// Two API processes on `api_ports` and two workers, started.
+fn start_processes(
+    env: &[(String, String)],
+    api_ports: [u16; 2],
+    logs: &std::path::Path,
+) -> Vec<Process> {
+    let mut processes: Vec<Process> = Vec::new();
+    for (i, port) in api_ports.iter().enumerate() {
+        let mut env = env.to_vec();
+        env.push(("PORT".into(), port.to_string()));
+        processes.push(Process {
+            args: vec!["serve".into()],
+            env,
+            log: logs.join(format!("api-{i}.log")),
+            child: None,
+        });
+    }
+    for i in 0..2 {
+        processes.push(Process {
+            args: vec!["worker".into()],
+            env: env.to_vec(),
+            log: logs.join(format!("worker-{i}.log")),
+            child: None,
+        });
+    }
+    for p in &mut processes {
+        p.start();
+    }
+    processes
+}
+
+/// Clients submitting orders until `submitting` turns false; every 202 is recorded.
+struct Clients {
+    accepted: Arc<Mutex<Vec<OrderId>>>,
+    submitting: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Clients {
+    fn start(api_ports: [u16; 2]) -> Self {
+        let accepted: Arc<Mutex<Vec<OrderId>>> = Arc::new(Mutex::new(Vec::new()));
+        let submitting = Arc::new(AtomicBool::new(true));
+        let refused = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..8 {
+            let (accepted, submitting, refused) =
+                (accepted.clone(), submitting.clone(), refused.clone());
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0usize;
+                while submitting.load(Ordering::Relaxed) {
+                    let port = api_ports[(c + n) % 2];
+                    n += 1;
+                    let sent = client
+                        .post(format!("http://127.0.0.1:{port}/api/v1/orders"))
+                        .json(&sample_order(&format!("chaos-{c}")))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 202 => {
+                            if let Ok(body) = r.json::<serde_json::Value>().await {
+                                let id: OrderId = body["id"].as_str().unwrap().parse().unwrap();
+                                accepted.lock().unwrap().push(id);
+                            }
+                        }
+                        _ => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Self {
+            accepted,
+            submitting,
+            refused,
+            tasks,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.accepted.lock().unwrap().len() as u64
+    }
+
+    async fn stop(self) -> (Vec<OrderId>, u64) {
+        self.submitting.store(false, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let accepted = self.accepted.lock().unwrap().clone();
+        (accepted, self.refused.load(Ordering::Relaxed))
+    }
+}
+
+/// Checks one settled order against the gateway's ledger; returns whether it is confirmed.
+fn check_order(id: OrderId, order: &order_core::Order, ledger: &SimulatedGateway) -> bool {
+    let captures = ledger
+        .entry(&IdempotencyKey::for_order(id))
+        .map_or(0, |e| e.captures);
+    let attempts = &order.payment_attempts;
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!(
+            a.number.get() as usize,
+            i + 1,
+            "{id}: attempts numbered in order"
+        );
+        let last = i + 1 == attempts.len();
+        assert!(
+            last || matches!(
+                a.outcome,
+                AttemptOutcome::Failed { .. } | AttemptOutcome::TimedOut { .. }
+            ),
+            "{id}: only the last attempt may end the payment"
+        );
+    }
+    match order.status {
+        OrderStatus::Confirmed => {
+            assert_eq!(captures, 1, "{id} is confirmed with {captures} captures");
+            assert!(
+                attempts.last().is_some_and(|a| a.outcome.is_success()),
+                "{id}: confirmed by a success"
+            );
+            true
+        }
+        OrderStatus::PaymentFailed => {
+            assert_eq!(captures, 0, "{id} failed but was captured");
+            assert!(!attempts.iter().any(|a| a.outcome.is_success()));
+            false
+        }
+        other => panic!("{id} ended {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restarts() {
+    let target_orders = setting("CHAOS_ORDERS", 300);
+    let target_kills = setting("CHAOS_KILLS", 4);
+    let redis_restarts_wanted = setting("CHAOS_REDIS_RESTARTS", 1);
+    let (gateway_url, ledger) = start_gateway().await;
+    let storage = Storage::create().await;
+    let redis_port = free_port();
+    let mut redis = PrivateRedis::start_on(redis_port);
+    let env = environment(&storage, redis_port, gateway_url);
+    let logs = std::env::temp_dir().join(format!("chaos-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let api_ports = [free_port(), free_port()];
+    let mut processes = start_processes(&env, api_ports, &logs);
+    let clients = Clients::start(api_ports);
+
+    // Faults: SIGKILL a random process and restart it; restart Redis empty along the way.
+    let (mut kills, mut redis_restarts) = (0u64, 0u64);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(setting("CHAOS_MAX_SECONDS", 600));
+    while clients.count() < target_orders
+        || kills < target_kills
+        || redis_restarts < redis_restarts_wanted
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chaos did not reach its targets in time"
+        );
+        let (pause, victim, down) = {
+            let mut rng = rand::rng();
+            (
+                rng.random_range(200..800),
+                rng.random_range(0..processes.len()),
+                rng.random_range(50..400),
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        if kills >= target_kills / 2 && redis_restarts < redis_restarts_wanted {
+            redis.kill();
+            tokio::time::sleep(Duration::from_millis(down)).await;
+            redis = PrivateRedis::start_on(redis_port);
+            redis_restarts += 1;
+        } else if kills < target_kills {
+            processes[victim].kill();
+            kills += 1;
+            tokio::time::sleep(Duration::from_millis(down)).await;
+            processes[victim].start();
+        }
+    }
+    let (accepted, refused) = clients.stop().await;
+    let unique: HashSet<OrderId> = accepted.iter().copied().collect();
+    assert_eq!(unique.len(), accepted.len(), "every 202 named a new order");
+
+    // Faults are over: every accepted order must settle.
+    let repo = storage.schema.repo();
+    let settle_by = Instant::now() + Duration::from_secs(setting("CHAOS_SETTLE_SECONDS", 120));
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM orders WHERE status IN ('pending', 'payment_processing')",
+        )
+        .fetch_one(repo.pool())
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < settle_by,
+            "{open} orders never settled; logs in {}",
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut confirmed = 0u64;
+    for id in &accepted {
+        let order = repo
+            .get(*id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("accepted order {id} was lost"));
+        confirmed += u64::from(check_order(*id, &order, &ledger));
+    }
+    assert!(
+        ledger.ledger().values().all(|e| e.captures <= 1),
+        "a key was captured twice"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(repo.pool())
+        .await
+        .unwrap();
+    println!(
+        "chaos: accepted={} stored={stored} confirmed={confirmed} failed={} kills={kills} redis_restarts={redis_restarts} \
+         refused={refused} gateway_calls={} captures={} seconds={:.1}",
+        accepted.len(),
+        accepted.len() as u64 - confirmed,
+        ledger.calls(),
+        ledger.total_captures(),
+        started.elapsed().as_secs_f64(),
+    );
+    drop(processes);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&logs);
+    storage.drop().await;
+}

@@ -1,0 +1,191 @@
+//! The commands and their flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+/// Client of the order service: create, read and watch orders, check health, generate load.
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-cli",
+    version,
+    after_help = "Examples:
+  order-cli create --customer customer_123 --item item_001:Burger:2:12.99 --item item_002:Fries:1:4.99
+  echo '{\"customer_id\":\"c1\",\"items\":[...]}' | order-cli create --file -
+  order-cli get 01936f0e-...        order-cli watch 01936f0e-...
+  order-cli list --customer customer_123 --status confirmed --all --output json
+  order-cli load --rate 1000 --duration 10s
+  order-cli completions bash > /etc/bash_completion.d/order-cli
+
+Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 invalid input,
+5 service unavailable, 6 conflict."
+)]
+pub struct Cli {
+    /// The service's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDER_SERVICE_URL",
+        default_value = "http://localhost:8000"
+    )]
+    pub base_url: String,
+    /// Output format: JSON for scripts, a table for people (default: table on a terminal,
+    /// JSON otherwise).
+    #[arg(long, short, global = true, value_enum)]
+    pub output: Option<Format>,
+    /// Seconds to wait for each request.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Place an order, from flags or from a JSON file (`-` for standard input).
+    Create {
+        /// The customer (with --item).
+        #[arg(long, required_unless_present = "file")]
+        customer: Option<String>,
+        /// An item as ID:NAME:QUANTITY:PRICE (repeat for more items).
+        #[arg(
+            long = "item",
+            value_name = "ID:NAME:QTY:PRICE",
+            required_unless_present = "file"
+        )]
+        items: Vec<String>,
+        /// A JSON order to send as it is (`-` reads standard input).
+        #[arg(long, conflicts_with_all = ["customer", "items"])]
+        file: Option<PathBuf>,
+        /// An Idempotency-Key: retrying with the same key never places a second order.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show one order.
+    Get {
+        /// The order's id.
+        id: String,
+    },
+    /// List orders, newest first.
+    List {
+        /// Only this customer's orders.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only orders in this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Orders per page, 1 to 100.
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        /// Walk every page from --page on.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Wait until an order is terminal, printing each status change.
+    Watch {
+        /// The order's id.
+        id: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 0.5)]
+        interval: f64,
+        /// Give up after this many seconds (exit 5).
+        #[arg(long, default_value_t = 300.0)]
+        wait: f64,
+    },
+    /// Check that the service is alive and ready.
+    Health,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Generate load: a fixed rate (open model) or as fast as N connections go.
+    Load(LoadArgs),
+}
+
+/// Settings of a load run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Orders per second to send on schedule (open model); without it, closed-loop at full
+    /// speed over --connections.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Concurrent connections for the closed-loop mode.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long to send, such as `30s`, `2m` or `500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Requests in flight at most (open model): past it, sends are counted as dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// After sending, wait until no order is pending or in payment, and report how fast the
+    /// backlog drained.
+    #[arg(long)]
+    pub settle: bool,
+    /// Seconds to wait for settling at most.
+    #[arg(long, default_value_t = 600.0)]
+    pub settle_timeout: f64,
+    /// Seed for the generated orders.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses `500ms`, `30s`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("not a duration: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

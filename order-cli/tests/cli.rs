@@ -1,0 +1,337 @@
+//! `order-cli` as a script runs it, against a real server on the embedded default.
+
+#![allow(clippy::too_many_lines, reason = "one scenario walks every subcommand in order")]
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use order_http::{Application, Config, Role};
+use serde_json::Value;
+
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let vars = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("PAYMENT_MOCK_SUCCESS_RATE", "1"),
+            ("PAYMENT_MOCK_LATENCY_MIN", "1"),
+            ("PAYMENT_MOCK_LATENCY_MAX", "5"),
+            ("LOG_LEVEL", "error"),
+        ];
+        let config = Config::from_lookup(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        let app = Application::build(&config, Role::All).await.unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Runs the CLI with `args` (and `stdin`), off the async runtime.
+async fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let (url, args, stdin) = (
+        url.to_owned(),
+        args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        stdin.map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_order-cli"))
+            .args(&args)
+            .env("ORDER_SERVICE_URL", url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_code() {
+    let server = Server::start().await;
+    let url = &server.url;
+    let customer = format!("cli-{}", std::process::id());
+
+    // create from flags, JSON.
+    let created = cli(
+        url,
+        &[
+            "create",
+            "--customer",
+            &customer,
+            "--item",
+            "item_001:Burger:2:12.99",
+            "--item",
+            "item_002:Fries:1:4.99",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        created.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let order = json(&created);
+    assert_eq!(order["total_amount"].to_string(), "30.97");
+    let id = order["id"].as_str().unwrap().to_owned();
+
+    // create from standard input, table.
+    let body = format!(
+        r#"{{"customer_id": "{customer}", "items": [{{"item_id": "i", "item_name": "Soda", "quantity": 1, "price": 2.5}}]}}"#
+    );
+    let table = cli(url, &["create", "--file", "-", "-o", "table"], Some(&body)).await;
+    assert_eq!(table.status.code(), Some(0));
+    let text = stdout(&table);
+    assert!(
+        text.contains("STATUS") && text.contains("pending") && text.contains("Soda"),
+        "{text}"
+    );
+
+    // watch until terminal.
+    let watched = cli(
+        url,
+        &["watch", &id, "--interval", "0.05", "-o", "json"],
+        None,
+    )
+    .await;
+    assert_eq!(watched.status.code(), Some(0));
+    let last = stdout(&watched)
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .unwrap();
+    assert_eq!(last["status"], "confirmed");
+
+    // get, both formats.
+    let got = cli(url, &["get", &id, "-o", "json"], None).await;
+    assert_eq!(json(&got)["status"], "confirmed");
+    let got = cli(url, &["get", &id, "-o", "table"], None).await;
+    assert!(stdout(&got).contains("ATTEMPT") && stdout(&got).contains("succeeded"));
+
+    // list --all walks every page.
+    for _ in 0..3 {
+        assert_eq!(
+            cli(
+                url,
+                &[
+                    "create",
+                    "--customer",
+                    &customer,
+                    "--item",
+                    "x:Tea:1:1",
+                    "-o",
+                    "json"
+                ],
+                None
+            )
+            .await
+            .status
+            .code(),
+            Some(0)
+        );
+    }
+    let all = cli(
+        url,
+        &[
+            "list",
+            "--customer",
+            &customer,
+            "--page-size",
+            "2",
+            "--all",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .await;
+    let all = json(&all);
+    assert_eq!(all["total"], 5);
+    assert_eq!(all["orders"].as_array().unwrap().len(), 5);
+    let one_page = cli(
+        url,
+        &[
+            "list",
+            "--customer",
+            &customer,
+            "--page-size",
+            "2",
+            "-o",
+            "table",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        stdout(&one_page).contains("2 of 5 orders"),
+        "{}",
+        stdout(&one_page)
+    );
+
+    // health.
+    let health = cli(url, &["health", "-o", "json"], None).await;
+    assert_eq!(health.status.code(), Some(0));
+    assert_eq!(json(&health)["ready"]["status"], "ready");
+
+    // Exit codes: not found 3, invalid input 4, unavailable 5, usage 2.
+    let missing = cli(url, &["get", "01936f0e-0000-7000-8000-000000000000"], None).await;
+    assert_eq!(missing.status.code(), Some(3));
+    let invalid = cli(
+        url,
+        &["create", "--customer", &customer, "--item", "x:Tea:0:1"],
+        None,
+    )
+    .await;
+    assert_eq!(invalid.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("items[0].quantity"));
+    assert_eq!(
+        cli(url, &["get", "not-a-uuid"], None).await.status.code(),
+        Some(4)
+    );
+    assert_eq!(
+        cli(url, &["create", "--file", "-"], Some("{not json"))
+            .await
+            .status
+            .code(),
+        Some(4)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = cli(&format!("http://127.0.0.1:{port}"), &["health"], None).await;
+    assert_eq!(down.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unavailable"));
+    assert_eq!(cli(url, &["frobnicate"], None).await.status.code(), Some(2));
+
+    // completions.
+    let completions = cli(url, &["completions", "bash"], None).await;
+    assert!(stdout(&completions).contains("order-cli"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_report_adds_up_in_both_modes() {
+    let server = Server::start().await;
+    for args in [
+        vec![
+            "load",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+            "--json",
+            "--quiet",
+            "--settle",
+            "--seed",
+            "1",
+        ],
+        vec![
+            "load",
+            "--connections",
+            "4",
+            "--duration",
+            "1s",
+            "--json",
+            "--quiet",
+        ],
+    ] {
+        let output = cli(&server.url, &args, None).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = json(&output);
+        let errors: u64 = report["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        let (sent, accepted) = (
+            report["sent"].as_u64().unwrap(),
+            report["accepted"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            sent,
+            accepted + errors,
+            "every sent request is accepted or an error: {report}"
+        );
+        assert!(accepted > 0);
+        let l = &report["latency_ms"];
+        let p = |k: &str| l[k].as_f64().unwrap();
+        assert!(
+            p("p50") <= p("p90")
+                && p("p90") <= p("p99")
+                && p("p99") <= p("p999")
+                && p("p999") <= p("max"),
+            "{l}"
+        );
+        if report["mode"] == "open" {
+            assert_eq!(
+                sent + report["dropped"].as_u64().unwrap(),
+                200,
+                "200/s for 1 s"
+            );
+            let settle = &report["settle"];
+            assert_eq!(
+                settle["confirmed"].as_u64().unwrap() + settle["failed"].as_u64().unwrap(),
+                accepted
+            );
+            assert!(
+                (settle["confirmation_rate"].as_f64().unwrap() - 1.0).abs() < f64::EPSILON,
+                "all approved"
+            );
+        }
+    }
+}

@@ -109,6 +109,12 @@ pub enum Command {
     },
     /// Generate load: a fixed rate (open model) or as fast as N connections go.
     Load(LoadArgs),
+    /// Wait until no order is pending or in payment, and report how fast they drained.
+    Drain {
+        /// Give up after this many seconds (exit 5).
+        #[arg(long, default_value_t = 600.0)]
+        wait: f64,
+    },
 }
 
 /// Settings of a load run.

@@ -122,6 +122,21 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
                 print!("{}", report.render());
             }
         }
+        Command::Drain { wait } => {
+            let limit = Duration::try_from_secs_f64(*wait)
+                .map_err(|_| CliError::Invalid("--wait must be positive".into()))?;
+            let drained = load::settle(&client, (0, 0), limit).await?;
+            let value =
+                serde_json::to_value(&drained).map_err(|e| CliError::Other(e.to_string()))?;
+            output::print(format, &value, |d| {
+                format!(
+                    "drained {} open orders in {:.1} s ({:.0}/s)\n",
+                    d["open_at_start"],
+                    d["seconds"].as_f64().unwrap_or(0.0),
+                    d["drain_rate"].as_f64().unwrap_or(0.0)
+                )
+            });
+        }
         Command::Completions { .. } => {}
     }
     Ok(())

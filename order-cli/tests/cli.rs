@@ -1,6 +1,9 @@
 //! `order-cli` as a script runs it, against a real server on the embedded default.
 
-#![allow(clippy::too_many_lines, reason = "one scenario walks every subcommand in order")]
+#![allow(
+    clippy::too_many_lines,
+    reason = "one scenario walks every subcommand in order"
+)]
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};

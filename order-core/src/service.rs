@@ -23,6 +23,10 @@ use crate::ports::{
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
+pub mod group_commit;
+
+use group_commit::GroupCommit;
+
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -37,6 +41,7 @@ pub struct OrderService<R: ?Sized, Q: ?Sized, C: ?Sized> {
     repo: Arc<R>,
     queue: Arc<Q>,
     clock: Arc<C>,
+    group: Arc<GroupCommit>,
 }
 
 impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
@@ -45,6 +50,7 @@ impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
             repo: Arc::clone(&self.repo),
             queue: Arc::clone(&self.queue),
             clock: Arc::clone(&self.clock),
+            group: Arc::clone(&self.group),
         }
     }
 }
@@ -57,7 +63,12 @@ where
 {
     /// A service over these adapters.
     pub fn new(repo: Arc<R>, queue: Arc<Q>, clock: Arc<C>) -> Self {
-        Self { repo, queue, clock }
+        Self {
+            repo,
+            queue,
+            clock,
+            group: Arc::new(GroupCommit::default()),
+        }
     }
 
     /// The store.
@@ -67,6 +78,9 @@ where
 
     /// Places an order: stores it durably as `pending`, then queues its payment.
     ///
+    /// Concurrent placements share transactions ([`group_commit`]): one durable commit serves
+    /// every order that arrived while the previous one was being written.
+    ///
     /// Once this returns `Ok` the order is never lost. If queueing fails the order is
     /// still accepted: it stays due in the store, and [`PaymentProcessor::reconcile`] queues
     /// it later.
@@ -74,7 +88,7 @@ where
     pub async fn place(&self, new: NewOrder) -> Result<Order, RepoError> {
         let order = new.place(OrderId::new(), micros_now(&*self.clock));
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
-        self.repo.insert(&order).await?;
+        self.group.insert(&*self.repo, order.clone()).await?;
         if let Err(e) = self.queue.enqueue(order.id).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }

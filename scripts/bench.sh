@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The benchmark, in one run, on this machine, with fsync and synchronous_commit on:
+#   1. PostgreSQL's own ceiling for the durable insert the service does (pgbench: the order
+#      row and its 2 item rows, one order per transaction, 16 clients);
+#   2. the service's maximum POST throughput (API process against PostgreSQL + Redis,
+#      closed loop, 64 connections);
+#   3. latency at a fixed 1,000 orders/s (open model, corrected for coordinated omission);
+#   4. how fast one worker process drains the backlog with the default mock gateway
+#      (50-200 ms per charge, 95 % success).
+# It prints a Markdown table with each figure and its ratio to the PostgreSQL ceiling.
+# BENCH_SECONDS (10) sets the length of each measured phase.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/order-service-target}"
+seconds="${BENCH_SECONDS:-10}"
+db=order_bench
+admin=postgres://postgres@127.0.0.1:5432/postgres
+url=postgres://postgres@127.0.0.1:5432/$db
+stream="bench-$$"
+port=18400
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  redis-cli -h 127.0.0.1 DEL "$stream" "$stream:deferred" "$stream:dead" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+scripts/ensure-services.sh >/dev/null
+cargo build --release -q -p order-http -p order-cli
+bin="$CARGO_TARGET_DIR/release"
+psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+
+export DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="$stream" LOG_LEVEL=warn
+PORT=$port DATABASE_POOL_SIZE=32 "$bin/order-http" serve >"$work/api.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+settings=$(psql -Atq "$url" -c "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit')")
+
+echo "1/4 PostgreSQL ceiling (pgbench, ${seconds}s)" >&2
+cat >"$work/insert.sql" <<'SQL'
+\set c random(1, 1000)
+WITH o AS (
+  INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at)
+  VALUES (gen_random_uuid(), 'bench-' || :c, 30.97, 'pending', now(), now(), now()) RETURNING id)
+INSERT INTO order_items (order_id, position, item_id, item_name, quantity, price)
+  SELECT id, 0, 'item_001', 'Burger', 2, 12.99 FROM o
+  UNION ALL SELECT id, 1, 'item_002', 'Fries', 1, 4.99 FROM o;
+SQL
+pgbench -n -c 16 -j 2 -T "$seconds" -f "$work/insert.sql" "$url" >"$work/pgbench.txt" 2>&1 \
+  || { cat "$work/pgbench.txt" >&2; exit 1; }
+psql -q "$url" -c "TRUNCATE orders CASCADE"
+
+cli="$bin/order-cli --base-url http://127.0.0.1:$port --timeout 30"
+echo "2/4 maximum POST throughput (${seconds}s)" >&2
+$cli load --connections 64 --duration "${seconds}s" --json --quiet --seed 1 >"$work/max.json"
+echo "3/4 latency at 1000 orders/s (${seconds}s)" >&2
+$cli load --rate 1000 --duration "${seconds}s" --json --quiet --seed 2 >"$work/fixed.json"
+
+echo "4/4 draining the backlog with one worker" >&2
+PORT=0 "$bin/order-http" worker >"$work/worker.log" 2>&1 &
+pids+=($!)
+$cli drain --wait 900 -o json >"$work/drain.json"
+
+python3 - "$work" "$settings" "$seconds" <<'PY'
+import json, re, sys
+work, settings, seconds = sys.argv[1], sys.argv[2], sys.argv[3]
+tps = float(re.search(r"tps = ([0-9.]+)", open(f"{work}/pgbench.txt").read()).group(1))
+peak = json.load(open(f"{work}/max.json"))
+fixed = json.load(open(f"{work}/fixed.json"))
+drain = json.load(open(f"{work}/drain.json"))
+fsync, sync = settings.split()
+l = fixed["latency_ms"]
+print(f"fsync={fsync} synchronous_commit={sync}; {seconds} s per phase\n")
+print("| Measure | Result | Ratio to PostgreSQL ceiling |")
+print("|---|---:|---:|")
+print(f"| PostgreSQL ceiling: pgbench, 1 order (+2 items) per transaction, 16 clients | {tps:,.0f} orders/s | 1.00 |")
+print(f"| Service: max POST throughput, 64 connections, API + PostgreSQL + Redis | {peak['throughput']:,.0f} orders/s | {peak['throughput'] / tps:.2f} |")
+print(f"| Service: max POST p50 / p99 latency | {peak['latency_ms']['p50']:.1f} / {peak['latency_ms']['p99']:.1f} ms | |")
+print(f"| Service at 1,000 orders/s: p50 / p99 / p99.9 / max | {l['p50']:.2f} / {l['p99']:.2f} / {l['p999']:.2f} / {l['max']:.2f} ms | {1000 / tps:.2f} (load) |")
+print(f"| Errors (max run, fixed run) | {sum(peak['errors'].values())}, {sum(fixed['errors'].values()) + fixed['dropped']} | |")
+print(f"| One worker draining {drain['open_at_start']:,} orders, mock 50-200 ms | {drain['drain_rate']:,.0f} orders/s ({drain['seconds']:.1f} s) | {drain['drain_rate'] / tps:.2f} |")
+PY

@@ -11,7 +11,7 @@
 //! - Driver errors are translated here: unique violations become `Duplicate`, connection
 //!   trouble `Unavailable` (retryable); no SQL text travels upward.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
@@ -102,53 +102,13 @@ impl PgOrderRepo {
         &self.pool
     }
 
-    /// Items and attempts of the given order rows, assembled into orders in row order.
-    async fn assemble(&self, rows: Vec<PgRow>) -> Result<Vec<Order>, RepoError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.get::<Uuid, _>("id")).collect();
-        let item_rows = sqlx::query(
-            "SELECT order_id, item_id, item_name, quantity, price FROM order_items \
-             WHERE order_id = ANY($1) ORDER BY order_id, position",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(translate)?;
-        let attempt_rows = sqlx::query(
-            "SELECT order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at \
-             FROM payment_attempts WHERE order_id = ANY($1) ORDER BY order_id, number",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(translate)?;
-
-        let mut items: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
-        for row in item_rows {
-            items
-                .entry(row.get("order_id"))
-                .or_default()
-                .push(item_from_row(&row)?);
-        }
-        let mut attempts: HashMap<Uuid, Vec<PaymentAttempt>> = HashMap::new();
-        for row in attempt_rows {
-            attempts
-                .entry(row.get("order_id"))
-                .or_default()
-                .push(attempt_from_row(&row)?);
-        }
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.get("id");
-                order_from_row(
-                    row,
-                    items.remove(&id).unwrap_or_default(),
-                    attempts.remove(&id).unwrap_or_default(),
-                )
-            })
-            .collect()
+    /// Runs an order-tree query ([`order_tree`]) and assembles its rows into orders.
+    async fn fetch_orders(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<Order>, RepoError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(translate)?;
+        assemble(&rows)
     }
 
     /// Says why a fenced write matched no row: the order is gone, the lease was taken
@@ -283,6 +243,53 @@ impl PgOrderRepo {
     }
 }
 
+/// One statement that returns whole orders: `picked` is a CTE yielding order rows with a
+/// `rank` (their order in the answer); the statement adds their items and attempts, so an
+/// order is read, or claimed and read, in a single round trip. Row kinds: 0 order, 1 item,
+/// 2 attempt.
+fn order_tree(picked: &str) -> String {
+    format!(
+        "WITH picked AS ({picked}) \
+         SELECT 0 AS kind, p.rank, p.id, p.customer_id, p.total_amount, p.status, p.created_at, p.updated_at, \
+                0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
+                NULL::text AS outcome, NULL::text AS transaction_id, NULL::text AS decline_reason, NULL::text AS error, \
+                NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
+         FROM picked p \
+         UNION ALL \
+         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, i.position, i.item_id, i.item_name, i.quantity, i.price, \
+                NULL, NULL, NULL, NULL, NULL, NULL \
+         FROM picked p JOIN order_items i ON i.order_id = p.id \
+         UNION ALL \
+         SELECT 2, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, a.number, NULL, NULL, NULL, NULL, \
+                a.outcome, a.transaction_id, a.decline_reason, a.error, a.started_at, a.finished_at \
+         FROM picked p JOIN payment_attempts a ON a.order_id = p.id \
+         ORDER BY rank, kind, n"
+    )
+}
+
+/// Builds orders from the rows of an [`order_tree`] statement, in rank order.
+fn assemble(rows: &[PgRow]) -> Result<Vec<Order>, RepoError> {
+    let mut orders: Vec<Order> = Vec::new();
+    for row in rows {
+        match row.get::<i32, _>("kind") {
+            0 => orders.push(order_from_row(row, Vec::new(), Vec::new())?),
+            kind => {
+                let id = OrderId::from_uuid(row.get("id"));
+                let order = orders
+                    .last_mut()
+                    .filter(|o| o.id == id)
+                    .ok_or_else(|| corrupt("order tree", "child row before its order"))?;
+                if kind == 1 {
+                    order.items.push(item_from_row(row)?);
+                } else {
+                    order.payment_attempts.push(attempt_from_row(row)?);
+                }
+            }
+        }
+    }
+    Ok(orders)
+}
+
 const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at";
 
 /// The attempt as bind parameters: number, outcome, transaction id, decline reason, error,
@@ -335,12 +342,13 @@ impl OrderRepo for PgOrderRepo {
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
-        let rows = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .bind(id.as_uuid())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(translate)?;
-        Ok(self.assemble(rows).await?.pop())
+        let sql = order_tree(&format!(
+            "SELECT {ORDER_COLUMNS}, 1 AS rank FROM orders WHERE id = $1"
+        ));
+        Ok(self
+            .fetch_orders(sqlx::query(&sql).bind(id.as_uuid()))
+            .await?
+            .pop())
     }
 
     async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError> {
@@ -355,19 +363,21 @@ impl OrderRepo for PgOrderRepo {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(translate)?;
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE {condition} \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-        ))
-        .bind(customer)
-        .bind(status)
-        .bind(i64::from(page.size.get()))
-        .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(translate)?;
+        let sql = order_tree(&format!(
+            "SELECT {ORDER_COLUMNS}, row_number() OVER (ORDER BY created_at DESC, id DESC) AS rank \
+             FROM orders WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        ));
+        let orders = self
+            .fetch_orders(
+                sqlx::query(&sql)
+                    .bind(customer)
+                    .bind(status)
+                    .bind(i64::from(page.size.get()))
+                    .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX)),
+            )
+            .await?;
         Ok(OrderPage {
-            orders: self.assemble(rows).await?,
+            orders,
             total: u64::try_from(total).unwrap_or(0),
         })
     }
@@ -388,26 +398,28 @@ impl OrderRepo for PgOrderRepo {
             expires_at: now
                 + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX),
         };
-        let rows = sqlx::query(&format!(
+        let sql = order_tree(&format!(
             "UPDATE orders SET \
                status = CASE WHEN status = $2 THEN $3 ELSE status END, \
                updated_at = CASE WHEN status = $2 THEN $4 ELSE updated_at END, \
                lease_token = $5, lease_owner = $6, lease_expires_at = $7 \
              WHERE id = $1 AND status IN ('pending', 'payment_processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at <= $4) AND due_at <= $4 \
-             RETURNING {ORDER_COLUMNS}"
-        ))
-        .bind(id.as_uuid())
-        .bind(start.from().as_str())
-        .bind(start.to().as_str())
-        .bind(now)
-        .bind(lease.token)
-        .bind(worker.as_str())
-        .bind(lease.expires_at)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(translate)?;
-        if let Some(order) = self.assemble(rows).await?.pop() {
+             RETURNING {ORDER_COLUMNS}, 1 AS rank"
+        ));
+        let claimed = self
+            .fetch_orders(
+                sqlx::query(&sql)
+                    .bind(id.as_uuid())
+                    .bind(start.from().as_str())
+                    .bind(start.to().as_str())
+                    .bind(now)
+                    .bind(lease.token)
+                    .bind(worker.as_str())
+                    .bind(lease.expires_at),
+            )
+            .await?;
+        if let Some(order) = claimed.into_iter().next() {
             return Ok(Claim::Acquired { lease, order });
         }
         let row = sqlx::query("SELECT status, lease_expires_at, due_at FROM orders WHERE id = $1")
@@ -677,7 +689,7 @@ fn attempt_from_row(row: &PgRow) -> Result<PaymentAttempt, RepoError> {
         },
         other => return Err(corrupt("attempt outcome", other)),
     };
-    let number = u32::try_from(row.get::<i32, _>("number"))
+    let number = u32::try_from(row.get::<i32, _>("n"))
         .ok()
         .and_then(NonZeroU32::new)
         .ok_or_else(|| corrupt("attempt number", "not positive"))?;

@@ -5,13 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use order_queue_redis::testing::free_port;
 
 #[tokio::test]
 async fn the_binary_serves_the_original_example_and_stops_gracefully_on_sigterm() {

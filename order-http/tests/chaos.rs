@@ -24,21 +24,13 @@ use order_core::{IdempotencyKey, OrderId, OrderStatus};
 use order_gateway_mock::server::{Behaviour, router};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
 use rand::Rng;
-use support::{PrivateRedis, Storage, sample_order};
+use support::{PrivateRedis, Storage, free_port, sample_order};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One `order-http` process that can be killed and started again.

@@ -181,11 +181,7 @@ async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
 #[tokio::test]
 async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     let storage = Storage::create().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let mut env = storage.env();
     env.retain(|(k, _)| k != "REDIS_URL");
     env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));

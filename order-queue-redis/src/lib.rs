@@ -15,6 +15,9 @@
 //!   is longer than any `BLOCK`. A restarted, empty Redis has no group: commands that find
 //!   none recreate it and carry on.
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use std::sync::Arc;
 use std::time::Duration;
 

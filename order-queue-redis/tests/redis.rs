@@ -1,7 +1,6 @@
 //! `RedisQueue` against real Redis servers: the machine's shared one (each test on its own
 //! stream) and, for restarts, a private `redis-server` the test starts and stops.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +12,8 @@ use order_core::{
     ChargeReceipt, ChargeRequest, GatewayError, OrderId, PaymentProcessor, ProcessorConfig,
     WorkerId,
 };
+use order_queue_redis::testing::{PrivateRedis, redis_url};
 use order_queue_redis::{QueueConfig, RedisQueue};
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 fn test_config(url: &str) -> QueueConfig {
     QueueConfig {
@@ -204,68 +200,6 @@ async fn the_worker_pays_an_order_through_redis_end_to_end() {
     delete_keys(&stream).await;
 }
 
-/// A private Redis server on a free port, killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install Redis to run this test")
-            });
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn after_redis_restarts_empty_the_queue_reconnects_and_keeps_working() {
     let mut server = PrivateRedis::start();
@@ -276,7 +210,7 @@ async fn after_redis_restarts_empty_the_queue_reconnects_and_keeps_working() {
     server.kill();
     let err = queue.enqueue(OrderId::new()).await.unwrap_err();
     assert!(err.is_retryable(), "a dead server is retryable: {err:?}");
-    let server = PrivateRedis::start_on(server.port);
+    let server = PrivateRedis::start_on(server.port());
 
     let order = OrderId::new();
     eventually(Duration::from_secs(10), || async {

@@ -2,7 +2,6 @@
 //! queued, or when an order was stored but never queued: PostgreSQL is the source of truth
 //! and the reconciler rebuilds the queue from it.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,60 +11,14 @@ use order_core::{
     IdempotencyKey, OrderService, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId,
 };
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
+use order_queue_redis::testing::{PrivateRedis, free_port};
 use order_queue_redis::{QueueConfig, RedisQueue};
 use order_store_postgres::testing::TestSchema;
-
-struct PrivateRedis {
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install Redis to run this test")
-            });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 #[tokio::test]
 async fn orders_queued_in_a_redis_that_restarts_empty_are_all_paid_once() {
     let schema = TestSchema::create().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut redis = PrivateRedis::start_on(port);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let repo: Arc<dyn OrderRepo> = Arc::new(schema.repo());

@@ -208,46 +208,5 @@ pub fn sample_order(customer: &str) -> Value {
     })
 }
 
-/// A private Redis server on a given port, killed on drop.
-pub struct PrivateRedis {
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    pub fn start_on(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install Redis to run this test")
-            });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child }
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+#[allow(unused_imports, reason = "each test binary uses a different part of the support module")]
+pub use order_queue_redis::testing::{PrivateRedis, free_port};

@@ -208,5 +208,8 @@ pub fn sample_order(customer: &str) -> Value {
     })
 }
 
-#[allow(unused_imports, reason = "each test binary uses a different part of the support module")]
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different part of the support module"
+)]
 pub use order_queue_redis::testing::{PrivateRedis, free_port};

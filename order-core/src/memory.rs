@@ -34,6 +34,7 @@ struct Row {
     order: Order,
     lease: Option<(Uuid, DateTime<Utc>)>,
     due_at: DateTime<Utc>,
+    uncertain: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +94,7 @@ impl MemoryOrderRepo {
                     order,
                     lease: None,
                     due_at,
+                    uncertain: false,
                 },
             );
         }
@@ -183,10 +185,13 @@ impl OrderRepo for MemoryOrderRepo {
             token: Uuid::now_v7(),
             expires_at: now + chrono(lease_for),
         };
+        // A lease still set here ran out without being settled or released.
+        row.uncertain |= row.lease.is_some();
         row.lease = Some((lease.token, lease.expires_at));
         Ok(Claim::Acquired {
             lease,
             order: row.order.clone(),
+            uncertain: row.uncertain,
         })
     }
 

@@ -138,6 +138,10 @@ pub enum Claim {
         lease: Lease,
         /// The order as claimed, with its attempts so far.
         order: Order,
+        /// Whether an earlier holder's lease ran out unended: that worker died mid-payment
+        /// and may have charged without recording it. Stays true until the order is
+        /// terminal, so the order is never failed before the gateway says what happened.
+        uncertain: bool,
     },
     /// The order is in a terminal status: nothing to do.
     Settled(Order),
@@ -208,7 +212,9 @@ impl RepoError {
 ///   [`Claim::Busy`]; for one whose next attempt is after `now` [`Claim::NotDue`]. Otherwise
 ///   it MUST atomically move a `pending` order to `payment_processing` (a `payment_processing`
 ///   one stays so), give it a new lease token expiring at `now + lease_for`, and return
-///   [`Claim::Acquired`]. Of concurrent claims at most one acquires.
+///   [`Claim::Acquired`]. Of concurrent claims at most one acquires. A claim that finds an
+///   expired lease that was never settled or released MUST mark the order `uncertain`, and
+///   every later claim of it MUST report `uncertain` too.
 /// - `settle` and `release` write only while `lease` is the order's current lease, else
 ///   [`RepoError::LeaseLost`]. Both append `attempt` (if any) and end the lease.
 ///   `settle` applies `transition` only from its `from` status, else

@@ -402,8 +402,12 @@ where
             }
             other => other?,
         };
-        let (lease, order) = match claim {
-            Claim::Acquired { lease, order } => (lease, order),
+        let (lease, order, uncertain) = match claim {
+            Claim::Acquired {
+                lease,
+                order,
+                uncertain,
+            } => (lease, order, uncertain),
             Claim::Settled(_) => {
                 self.queue.ack(delivery).await?;
                 return Ok(Outcome::AlreadySettled);
@@ -415,7 +419,10 @@ where
         };
         let permit = self.lock_breaker().try_acquire(now);
         match permit {
-            Ok(permit) => self.charge(delivery, &lease, &order, permit).await,
+            Ok(permit) => {
+                self.charge(delivery, &lease, &order, uncertain, permit)
+                    .await
+            }
             Err(Rejection { reason, retry_at }) => {
                 debug!(?reason, %retry_at, "breaker rejected the charge; deferring");
                 self.finish(delivery, &lease, None, LeaseEnd::Retry(retry_at), now)
@@ -431,6 +438,7 @@ where
         delivery: &Delivery,
         lease: &Lease,
         order: &Order,
+        uncertain: bool,
         permit: Permit,
     ) -> Result<Outcome, ProcessError> {
         let request = ChargeRequest::for_order(order);
@@ -469,10 +477,13 @@ where
                         _ => None,
                     }
                 };
-                let unresolved = order
-                    .payment_attempts
-                    .iter()
-                    .any(|a| matches!(a.outcome, AttemptOutcome::TimedOut { .. }));
+                // A timed-out attempt, or a worker that died holding the order, may have
+                // charged: until the gateway says, a clean failure cannot end the order.
+                let unresolved = uncertain
+                    || order
+                        .payment_attempts
+                        .iter()
+                        .any(|a| matches!(a.outcome, AttemptOutcome::TimedOut { .. }));
                 let decision = match outage_until {
                     // The gateway is in an outage: this failure says nothing about the order.
                     // Wait for the breaker instead of spending the order's attempts, so an

@@ -35,6 +35,9 @@ enum Mode {
     Down,
     TimeoutBeforeCapture,
     TimeoutAfterCapture,
+    /// Cleanly fails (not processed) the orders whose id ends in an odd byte and approves the
+    /// rest: a partial fault that leaves the breaker closed.
+    DownForSome,
 }
 
 /// A gateway that behaves as told and keeps a ledger of captures per key.
@@ -70,11 +73,14 @@ impl PaymentGateway for ScriptedGateway {
         if s.mode == Mode::Down {
             return Err(GatewayError::Unavailable("gateway down".into()));
         }
+        if s.mode == Mode::DownForSome && request.order_id.as_uuid().as_bytes()[15] % 2 == 1 {
+            return Err(GatewayError::Unavailable("processor error".into()));
+        }
         if let Some(outcome) = s.outcomes.get(key) {
             return outcome.clone();
         }
         match s.mode {
-            Mode::Approve => Ok(Self::capture(&mut s, key)),
+            Mode::Approve | Mode::DownForSome => Ok(Self::capture(&mut s, key)),
             Mode::Decline => {
                 let e = GatewayError::Declined(DeclineReason::CardDeclined);
                 s.outcomes.insert(key.clone(), Err(e.clone()));
@@ -124,7 +130,8 @@ impl ReferenceStateMachine for Reference {
             1 => Just(Mode::Decline),
             2 => Just(Mode::Down),
             1 => Just(Mode::TimeoutBeforeCapture),
-            1 => Just(Mode::TimeoutAfterCapture),
+            2 => Just(Mode::TimeoutAfterCapture),
+            2 => Just(Mode::DownForSome),
         ];
         let placed = state.placed.max(1);
         prop_oneof![
@@ -166,7 +173,7 @@ struct System {
 fn config(name: &str) -> ProcessorConfig {
     ProcessorConfig {
         lease: Duration::from_secs(30),
-        retry: RetryPolicy::new(3, Duration::from_secs(1), Duration::from_secs(8)).unwrap(),
+        retry: RetryPolicy::new(2, Duration::from_secs(1), Duration::from_secs(8)).unwrap(),
         breaker: BreakerConfig {
             failure_threshold: 3,
             recovery_timeout: Duration::from_secs(20),

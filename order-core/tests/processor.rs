@@ -401,6 +401,61 @@ async fn jobs_of_a_crashed_worker_are_reclaimed_after_the_lease_and_charged_once
 }
 
 #[tokio::test]
+async fn an_order_whose_worker_died_mid_payment_is_never_failed_by_clean_failures() {
+    // The dead worker's charge was captured but never recorded; afterwards the gateway
+    // cleanly fails this order (a partial fault, breaker closed). The order must wait for a
+    // definitive answer, not end payment_failed with money taken.
+    let mut gateway = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    gateway
+        .expect_charge()
+        .times(5)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(GatewayError::Unavailable("processor error".into())));
+    gateway
+        .expect_charge()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| ok_receipt());
+    let mut settings = config();
+    settings.breaker.failure_threshold = 100;
+    let w = world_with(gateway, settings);
+    let order = w.orders.place(new_order("c1")).await.unwrap();
+    let crashed = w.queue.consumer("crashed");
+    crashed.receive(1, Duration::ZERO).await.unwrap();
+    w.repo
+        .claim(
+            order.id,
+            &WorkerId::parse("crashed").unwrap(),
+            w.clock.now(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    // (Here it charged, and died.)
+    w.clock.advance(Duration::from_secs(31));
+    for job in w.worker.reclaim(10).await.unwrap() {
+        w.worker.handle(&job).await.unwrap();
+    }
+
+    for _ in 0..30 {
+        match w.step().await {
+            Some(Outcome::Failed) => panic!("failed an order a dead worker may have charged"),
+            Some(Outcome::Confirmed) => break,
+            Some(_) => {}
+            None => w.clock.advance(Duration::from_secs(61)),
+        }
+    }
+    let stored = w.repo.get(order.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Confirmed);
+    assert_eq!(
+        stored.payment_attempts.len(),
+        6,
+        "past the 3-attempt limit, until the gateway told"
+    );
+}
+
+#[tokio::test]
 async fn a_job_delivered_too_often_goes_to_the_dead_letter_queue() {
     let w = world(MockPaymentGateway::new());
     let order = w.orders.place(new_order("c1")).await.unwrap();

@@ -106,7 +106,7 @@ impl PgOrderRepo {
     async fn fetch_orders(
         &self,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Vec<Order>, RepoError> {
+    ) -> Result<Vec<(Order, bool)>, RepoError> {
         let rows = query.fetch_all(&self.pool).await.map_err(translate)?;
         assemble(&rows)
     }
@@ -251,33 +251,38 @@ fn order_tree(picked: &str) -> String {
     format!(
         "WITH picked AS ({picked}) \
          SELECT 0 AS kind, p.rank, p.id, p.customer_id, p.total_amount, p.status, p.created_at, p.updated_at, \
-                0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
+                p.charge_uncertain, 0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
                 NULL::text AS outcome, NULL::text AS transaction_id, NULL::text AS decline_reason, NULL::text AS error, \
                 NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
          FROM picked p \
          UNION ALL \
-         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, i.position, i.item_id, i.item_name, i.quantity, i.price, \
+         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, i.position, i.item_id, i.item_name, i.quantity, i.price, \
                 NULL, NULL, NULL, NULL, NULL, NULL \
          FROM picked p JOIN order_items i ON i.order_id = p.id \
          UNION ALL \
-         SELECT 2, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, a.number, NULL, NULL, NULL, NULL, \
+         SELECT 2, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, a.number, NULL, NULL, NULL, NULL, \
                 a.outcome, a.transaction_id, a.decline_reason, a.error, a.started_at, a.finished_at \
          FROM picked p JOIN payment_attempts a ON a.order_id = p.id \
          ORDER BY rank, kind, n"
     )
 }
 
-/// Builds orders from the rows of an [`order_tree`] statement, in rank order.
-fn assemble(rows: &[PgRow]) -> Result<Vec<Order>, RepoError> {
-    let mut orders: Vec<Order> = Vec::new();
+/// Builds orders, each with its `charge_uncertain` flag, from the rows of an
+/// [`order_tree`] statement, in rank order.
+fn assemble(rows: &[PgRow]) -> Result<Vec<(Order, bool)>, RepoError> {
+    let mut orders: Vec<(Order, bool)> = Vec::new();
     for row in rows {
         match row.get::<i32, _>("kind") {
-            0 => orders.push(order_from_row(row, Vec::new(), Vec::new())?),
+            0 => orders.push((
+                order_from_row(row, Vec::new(), Vec::new())?,
+                row.get::<Option<bool>, _>("charge_uncertain")
+                    .unwrap_or(false),
+            )),
             kind => {
                 let id = OrderId::from_uuid(row.get("id"));
-                let order = orders
+                let (order, _) = orders
                     .last_mut()
-                    .filter(|o| o.id == id)
+                    .filter(|(o, _)| o.id == id)
                     .ok_or_else(|| corrupt("order tree", "child row before its order"))?;
                 if kind == 1 {
                     order.items.push(item_from_row(row)?);
@@ -290,7 +295,8 @@ fn assemble(rows: &[PgRow]) -> Result<Vec<Order>, RepoError> {
     Ok(orders)
 }
 
-const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at";
+const ORDER_COLUMNS: &str =
+    "id, customer_id, total_amount, status, created_at, updated_at, charge_uncertain";
 
 /// The attempt as bind parameters: number, outcome, transaction id, decline reason, error,
 /// started, finished.
@@ -348,7 +354,8 @@ impl OrderRepo for PgOrderRepo {
         Ok(self
             .fetch_orders(sqlx::query(&sql).bind(id.as_uuid()))
             .await?
-            .pop())
+            .pop()
+            .map(|(order, _)| order))
     }
 
     async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError> {
@@ -377,7 +384,7 @@ impl OrderRepo for PgOrderRepo {
             )
             .await?;
         Ok(OrderPage {
-            orders,
+            orders: orders.into_iter().map(|(order, _)| order).collect(),
             total: u64::try_from(total).unwrap_or(0),
         })
     }
@@ -402,6 +409,7 @@ impl OrderRepo for PgOrderRepo {
             "UPDATE orders SET \
                status = CASE WHEN status = $2 THEN $3 ELSE status END, \
                updated_at = CASE WHEN status = $2 THEN $4 ELSE updated_at END, \
+               charge_uncertain = charge_uncertain OR lease_token IS NOT NULL, \
                lease_token = $5, lease_owner = $6, lease_expires_at = $7 \
              WHERE id = $1 AND status IN ('pending', 'payment_processing') \
                AND (lease_expires_at IS NULL OR lease_expires_at <= $4) AND due_at <= $4 \
@@ -419,8 +427,12 @@ impl OrderRepo for PgOrderRepo {
                     .bind(lease.expires_at),
             )
             .await?;
-        if let Some(order) = claimed.into_iter().next() {
-            return Ok(Claim::Acquired { lease, order });
+        if let Some((order, uncertain)) = claimed.into_iter().next() {
+            return Ok(Claim::Acquired {
+                lease,
+                order,
+                uncertain,
+            });
         }
         let row = sqlx::query("SELECT status, lease_expires_at, due_at FROM orders WHERE id = $1")
             .bind(id.as_uuid())

@@ -55,7 +55,7 @@ async fn acquire<R: OrderRepo + ?Sized>(
         .claim(order, &worker(who), now, Duration::from_secs(30))
         .await
     {
-        Ok(Claim::Acquired { lease, order }) => (lease, order),
+        Ok(Claim::Acquired { lease, order, .. }) => (lease, order),
         other => panic!("claim of a due, free order must acquire it, got {other:?}"),
     }
 }
@@ -191,6 +191,30 @@ async fn listing_filters_pages_and_sorts_newest_first<R: OrderRepo>(repo: &R) {
     assert_eq!(everything.total, 6);
 }
 
+/// Claims an order whose lease ran out unended; the claim must say the order is uncertain.
+async fn take_over<R: OrderRepo + ?Sized>(
+    repo: &R,
+    order: crate::ids::OrderId,
+    who: &str,
+    now: DateTime<Utc>,
+) -> crate::ports::Lease {
+    let takeover = repo
+        .claim(order, &worker(who), now, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let Claim::Acquired {
+        lease, uncertain, ..
+    } = takeover
+    else {
+        panic!("an expired lease can be taken over, got {takeover:?}");
+    };
+    assert!(
+        uncertain,
+        "taking over a lease that was never ended makes the order uncertain"
+    );
+    lease
+}
+
 async fn claims_lease_fence_and_settle<R: OrderRepo>(repo: &R) {
     let t = base_time();
     let order = placed_order("c-claim", t);
@@ -228,7 +252,7 @@ async fn claims_lease_fence_and_settle<R: OrderRepo>(repo: &R) {
         "a live lease keeps others out"
     );
 
-    let (lease_b, _) = acquire(repo, order.id, "b", t + secs(31)).await;
+    let lease_b = take_over(repo, order.id, "b", t + secs(31)).await;
     assert_ne!(lease_a.token, lease_b.token);
     let failed = attempt(
         1,
@@ -301,7 +325,19 @@ async fn released_orders_are_not_due_until_their_retry_time<R: OrderRepo>(repo: 
             .expect("claim"),
         Claim::NotDue { at: t + secs(5) }
     );
-    let (lease, claimed) = acquire(repo, order.id, "b", t + secs(5)).await;
+    let again = repo
+        .claim(order.id, &worker("b"), t + secs(5), Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let Claim::Acquired {
+        lease,
+        order: claimed,
+        uncertain,
+    } = again
+    else {
+        panic!("a released order is claimable when due, got {again:?}");
+    };
+    assert!(!uncertain, "a released lease leaves nothing uncertain");
     assert_eq!(claimed.status, OrderStatus::PaymentProcessing);
     assert_eq!(
         claimed.payment_attempts,

@@ -107,6 +107,8 @@ return #due
 /// makes more consumers sharing the multiplexed connection.
 #[derive(Clone)]
 pub struct RedisQueue {
+    /// When this process last forgot idle consumers (at most once a minute).
+    last_sweep: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     shared: Arc<OnceCell<ConnectionManager>>,
     blocking: Arc<OnceCell<ConnectionManager>>,
     client: Client,
@@ -139,6 +141,7 @@ impl RedisQueue {
     pub fn new(config: QueueConfig) -> Result<Self, QueueError> {
         let client = Client::open(config.url.as_str()).map_err(|e| QueueError::Other(e.into()))?;
         Ok(Self {
+            last_sweep: Arc::new(std::sync::Mutex::new(None)),
             shared: Arc::new(OnceCell::new()),
             blocking: Arc::new(OnceCell::new()),
             client,
@@ -199,6 +202,56 @@ impl RedisQueue {
         &self.config.consumer
     }
 
+    /// Removes other consumers of the group that have nothing pending and have been idle
+    /// for at least `idle`: workers that stopped. Every process start registers a new
+    /// consumer name, so without this the group's consumer list only grows. Returns how
+    /// many were removed.
+    pub async fn forget_idle_consumers(&self, idle: Duration) -> Result<u64, QueueError> {
+        let conn = self.shared().await?;
+        let consumers: Vec<std::collections::HashMap<String, Value>> = self
+            .with_group(|| async {
+                let mut conn = conn.clone();
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&self.keys.stream)
+                    .arg(&self.config.group)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let field = |c: &std::collections::HashMap<String, Value>, k: &str| {
+            c.get(k)
+                .and_then(|v| redis::from_redis_value::<u64>(v).ok())
+        };
+        let mut removed = 0;
+        for consumer in &consumers {
+            let Some(name) = consumer
+                .get("name")
+                .and_then(|v| redis::from_redis_value::<String>(v).ok())
+            else {
+                continue;
+            };
+            let idle_for = field(consumer, "idle").unwrap_or(0);
+            if name == self.config.consumer
+                || field(consumer, "pending") != Some(0)
+                || idle_for < idle_ms
+            {
+                continue;
+            }
+            let _: i64 = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(&self.keys.stream)
+                .arg(&self.config.group)
+                .arg(&name)
+                .query_async(&mut conn.clone())
+                .await
+                .map_err(translate)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Entries in the dead-letter stream.
     pub async fn dead_letter_count(&self) -> Result<u64, QueueError> {
         redis::cmd("XLEN")
@@ -239,6 +292,25 @@ impl RedisQueue {
                 op().await.map_err(translate)
             }
             other => other.map_err(translate),
+        }
+    }
+
+    /// At most once a minute, forgets consumers idle for an hour with nothing pending.
+    async fn sweep_consumers(&self) {
+        {
+            let mut last = self
+                .last_sweep
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match self.forget_idle_consumers(Duration::from_secs(3600)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "forgot consumers of stopped workers"),
+            Err(e) => warn!(error = ?e, "forgetting idle consumers failed"),
         }
     }
 
@@ -440,6 +512,7 @@ impl PaymentQueue for RedisQueue {
                 "pending entries were trimmed from the stream; the reconciler re-queues their orders"
             );
         }
+        self.sweep_consumers().await;
         if reply.claimed.is_empty() {
             return Ok(Vec::new());
         }

@@ -233,3 +233,60 @@ async fn after_redis_restarts_empty_the_queue_reconnects_and_keeps_working() {
     queue.ack(&got[0]).await.unwrap();
     drop(server);
 }
+
+#[tokio::test]
+async fn consumers_of_stopped_workers_are_forgotten_once_they_hold_nothing() {
+    let config = test_config(&redis_url());
+    let stream = config.stream.clone();
+    let me = connect(QueueConfig {
+        consumer: "me".into(),
+        ..config
+    })
+    .await;
+    let stopped = me.consumer("stopped-worker");
+    let holding = me.consumer("holding-worker");
+    // Consumers exist once they have received something: one finished its job and
+    // stopped, one still holds a job.
+    me.enqueue(OrderId::new()).await.unwrap();
+    me.enqueue(OrderId::new()).await.unwrap();
+    let done = stopped.receive(1, Duration::from_millis(10)).await.unwrap();
+    stopped.ack(&done[0]).await.unwrap();
+    assert_eq!(
+        holding
+            .receive(1, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert_eq!(
+        me.forget_idle_consumers(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "none idle that long"
+    );
+    let removed = me.forget_idle_consumers(Duration::ZERO).await.unwrap();
+
+    assert_eq!(
+        removed, 1,
+        "only the stopped consumer, not one holding a job"
+    );
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let left: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&stream)
+        .arg("payment-workers")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = left
+        .iter()
+        .map(|c| redis::from_redis_value::<String>(&c["name"]).unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["holding-worker"]);
+    delete_keys(&stream).await;
+}

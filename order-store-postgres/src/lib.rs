@@ -337,6 +337,26 @@ const INSERT_ATTEMPT_FROM_UPD: &str = "INSERT INTO payment_attempts \
     (order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at) \
     SELECT upd.id, $2, $3, $4, $5, $6, $7, $8 FROM upd WHERE $2::int IS NOT NULL";
 
+/// A statement ending a lease, with its first nine parameters bound: `$1` the order,
+/// `$2`..`$8` the attempt (all null without one), `$9` the lease token.
+fn end_lease<'q>(
+    sql: &'q str,
+    lease: &Lease,
+    attempt: Option<&PaymentAttempt>,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments> {
+    let (number, outcome, txn, reason, error, started, finished) = attempt_params(attempt);
+    sqlx::query_scalar(sql)
+        .bind(lease.order_id.as_uuid())
+        .bind(number)
+        .bind(outcome)
+        .bind(txn)
+        .bind(reason)
+        .bind(error)
+        .bind(started)
+        .bind(finished)
+        .bind(lease.token)
+}
+
 #[async_trait]
 impl OrderRepo for PgOrderRepo {
     async fn insert(&self, order: &Order) -> Result<(), RepoError> {
@@ -462,31 +482,21 @@ impl OrderRepo for PgOrderRepo {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        let (number, outcome, txn, reason, error, started, finished) =
-            attempt_params(attempt.as_ref());
-        let updated: i64 = sqlx::query_scalar(&format!(
+        let sql = format!(
             "WITH upd AS ( \
                UPDATE orders SET status = $10, updated_at = $11, \
                  lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
                WHERE id = $1 AND lease_token = $9 AND status = $12 RETURNING id), \
              ins AS ({INSERT_ATTEMPT_FROM_UPD}) \
              SELECT count(*) FROM upd"
-        ))
-        .bind(lease.order_id.as_uuid())
-        .bind(number)
-        .bind(outcome)
-        .bind(txn)
-        .bind(reason)
-        .bind(error)
-        .bind(started)
-        .bind(finished)
-        .bind(lease.token)
-        .bind(transition.to().as_str())
-        .bind(now)
-        .bind(transition.from().as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(translate)?;
+        );
+        let updated: i64 = end_lease(&sql, lease, attempt.as_ref())
+            .bind(transition.to().as_str())
+            .bind(now)
+            .bind(transition.from().as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(translate)?;
         if updated == 1 {
             Ok(())
         } else {
@@ -501,9 +511,7 @@ impl OrderRepo for PgOrderRepo {
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        let (number, outcome, txn, reason, error, started, finished) =
-            attempt_params(attempt.as_ref());
-        let updated: i64 = sqlx::query_scalar(&format!(
+        let sql = format!(
             "WITH upd AS ( \
                UPDATE orders SET due_at = $10, \
                  updated_at = CASE WHEN $2::int IS NULL THEN updated_at ELSE $11 END, \
@@ -511,21 +519,13 @@ impl OrderRepo for PgOrderRepo {
                WHERE id = $1 AND lease_token = $9 RETURNING id), \
              ins AS ({INSERT_ATTEMPT_FROM_UPD}) \
              SELECT count(*) FROM upd"
-        ))
-        .bind(lease.order_id.as_uuid())
-        .bind(number)
-        .bind(outcome)
-        .bind(txn)
-        .bind(reason)
-        .bind(error)
-        .bind(started)
-        .bind(finished)
-        .bind(lease.token)
-        .bind(retry_at)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(translate)?;
+        );
+        let updated: i64 = end_lease(&sql, lease, attempt.as_ref())
+            .bind(retry_at)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(translate)?;
         if updated == 1 {
             Ok(())
         } else {

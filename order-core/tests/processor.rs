@@ -73,6 +73,19 @@ impl<G: PaymentGateway> World<G> {
         self.worker.process_next(Duration::ZERO).await.unwrap()
     }
 
+    /// Steps the worker, moving the clock by `idle` whenever no job is ready, until an order
+    /// is confirmed; fails with `never_failed` if one ends `payment_failed`.
+    async fn until_confirmed(&self, steps: usize, idle: Duration, never_failed: &str) {
+        for _ in 0..steps {
+            match self.step().await {
+                Some(Outcome::Failed) => panic!("{never_failed}"),
+                Some(Outcome::Confirmed) => return,
+                Some(_) => {}
+                None => self.clock.advance(idle),
+            }
+        }
+    }
+
     async fn status(&self, id: order_core::OrderId) -> OrderStatus {
         self.repo.get(id).await.unwrap().unwrap().status
     }
@@ -224,14 +237,8 @@ async fn failures_while_the_breaker_opens_wait_for_it_instead_of_failing_the_ord
     let w = world(gateway);
     let order = w.orders.place(new_order("c1")).await.unwrap();
 
-    for _ in 0..20 {
-        match w.step().await {
-            Some(Outcome::Failed) => panic!("an outage failed the order"),
-            Some(Outcome::Confirmed) => break,
-            Some(_) => {}
-            None => w.clock.advance(Duration::from_secs(5)),
-        }
-    }
+    w.until_confirmed(20, Duration::from_secs(5), "an outage failed the order")
+        .await;
     assert_eq!(w.status(order.id).await, OrderStatus::Confirmed);
 }
 
@@ -309,16 +316,12 @@ async fn an_ambiguous_final_attempt_is_retried_until_the_gateway_tells() {
     let w = world(gateway);
     let order = w.orders.place(new_order("c1")).await.unwrap();
 
-    for _ in 0..20 {
-        match w.step().await {
-            Some(Outcome::Failed) => {
-                panic!("an order whose charge may have happened must not fail")
-            }
-            Some(Outcome::Confirmed) => break,
-            Some(_) => {}
-            None => w.clock.advance(Duration::from_secs(61)),
-        }
-    }
+    w.until_confirmed(
+        20,
+        Duration::from_secs(61),
+        "an order whose charge may have happened must not fail",
+    )
+    .await;
 
     let stored = w.repo.get(order.id).await.unwrap().unwrap();
     assert_eq!(stored.status, OrderStatus::Confirmed);
@@ -353,16 +356,12 @@ async fn a_clean_failure_after_a_timeout_does_not_fail_an_order_that_may_be_paid
     let w = world(gateway);
     let order = w.orders.place(new_order("c1")).await.unwrap();
 
-    for _ in 0..30 {
-        match w.step().await {
-            Some(Outcome::Failed) => {
-                panic!("failed an order whose first charge may have been captured")
-            }
-            Some(Outcome::Confirmed) => break,
-            Some(_) => {}
-            None => w.clock.advance(Duration::from_secs(61)),
-        }
-    }
+    w.until_confirmed(
+        30,
+        Duration::from_secs(61),
+        "failed an order whose first charge may have been captured",
+    )
+    .await;
     assert_eq!(w.status(order.id).await, OrderStatus::Confirmed);
 }
 
@@ -438,14 +437,12 @@ async fn an_order_whose_worker_died_mid_payment_is_never_failed_by_clean_failure
         w.worker.handle(&job).await.unwrap();
     }
 
-    for _ in 0..30 {
-        match w.step().await {
-            Some(Outcome::Failed) => panic!("failed an order a dead worker may have charged"),
-            Some(Outcome::Confirmed) => break,
-            Some(_) => {}
-            None => w.clock.advance(Duration::from_secs(61)),
-        }
-    }
+    w.until_confirmed(
+        30,
+        Duration::from_secs(61),
+        "failed an order a dead worker may have charged",
+    )
+    .await;
     let stored = w.repo.get(order.id).await.unwrap().unwrap();
     assert_eq!(stored.status, OrderStatus::Confirmed);
     assert_eq!(

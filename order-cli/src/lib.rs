@@ -5,7 +5,7 @@
 //!
 //! ## Layout
 //! - [`cli`]: the commands and flags (clap).
-//! - [`client`]: the HTTP client and its errors, each with an exit code.
+//! - [`client`]: what each failure of `order-api`'s `OrderClient` means, as an exit code.
 //! - [`output`]: JSON for scripts, tables for people.
 //! - [`load`]: the open-model load generator and its report.
 //!
@@ -20,14 +20,19 @@ pub mod output;
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use order_api::health::{HealthResponse, Readiness, ReadyResponse};
+use order_api::orders::{CreateItemRequest, CreateOrderRequest, ListOrdersQuery, OrderStatus};
+use order_api::{OrderClient, OrderResponse};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
 
 use crate::cli::{Cli, Command};
-use crate::client::{CliError, Client};
+use crate::client::CliError;
 use crate::output::Format;
 
 /// Parses `ID:NAME:QUANTITY:PRICE`; the name may itself contain colons.
-pub fn parse_item(spec: &str) -> Result<Value, CliError> {
+pub fn parse_item(spec: &str) -> Result<CreateItemRequest, CliError> {
     let bad = || CliError::Invalid(format!("item {spec:?} is not ID:NAME:QUANTITY:PRICE"));
     let (id, rest) = spec.split_once(':').ok_or_else(bad)?;
     let (rest, price) = rest.rsplit_once(':').ok_or_else(bad)?;
@@ -37,10 +42,20 @@ pub fn parse_item(spec: &str) -> Result<Value, CliError> {
             "item {spec:?}: quantity {quantity:?} is not a whole number"
         ))
     })?;
-    // The price goes as text, so its digits reach the service exactly.
-    Ok(json!({"item_id": id, "item_name": name, "quantity": quantity, "price": price.trim()}))
+    // Read exactly, so the price's digits reach the service as typed.
+    let price = order_api::money::parse_decimal(price).ok_or_else(|| {
+        CliError::Invalid(format!("item {spec:?}: price {price:?} is not a number"))
+    })?;
+    Ok(CreateItemRequest {
+        item_id: id.to_owned(),
+        item_name: name.to_owned(),
+        quantity,
+        price,
+    })
 }
 
+/// Reads a JSON order from a file (`-`: standard input), to be sent as it is: the service
+/// judges it and reports every bad field.
 fn read_order_file(path: &std::path::Path) -> Result<Value, CliError> {
     let text = if path.as_os_str() == "-" {
         let mut text = String::new();
@@ -55,11 +70,31 @@ fn read_order_file(path: &std::path::Path) -> Result<Value, CliError> {
     serde_json::from_str(&text).map_err(|e| CliError::Invalid(format!("not JSON: {e}")))
 }
 
+fn order_id(id: &str) -> Result<Uuid, CliError> {
+    id.trim()
+        .parse()
+        .map_err(|_| CliError::Invalid(format!("{id:?} is not an order id (a UUID)")))
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, CliError> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| CliError::Invalid(format!("{flag} must be positive")))
+}
+
+/// Liveness and readiness together, as `health` prints them.
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    /// `GET /health`.
+    pub live: HealthResponse,
+    /// `GET /health/ready`.
+    pub ready: ReadyResponse,
+}
+
 /// Runs one command (all but `completions`), printing in `format`.
 pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
-    let timeout = Duration::try_from_secs_f64(cli.timeout)
-        .map_err(|_| CliError::Invalid("--timeout must be positive".into()))?;
-    let client = Client::new(&cli.base_url, timeout)?;
+    let client = OrderClient::with_timeout(&cli.base_url, seconds(cli.timeout, "--timeout")?)?;
     match &cli.command {
         Command::Create {
             customer,
@@ -67,18 +102,23 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             file,
             idempotency_key,
         } => {
-            let body = match file {
-                Some(path) => read_order_file(path)?,
-                None => json!({
-                    "customer_id": customer.clone().unwrap_or_default(),
-                    "items": items.iter().map(|s| parse_item(s)).collect::<Result<Vec<_>, _>>()?,
-                }),
+            let key = idempotency_key.as_deref();
+            let placed = if let Some(path) = file {
+                client.create(&read_order_file(path)?, key).await?
+            } else {
+                let order = CreateOrderRequest {
+                    customer_id: customer.clone().unwrap_or_default(),
+                    items: items
+                        .iter()
+                        .map(|s| parse_item(s))
+                        .collect::<Result<_, _>>()?,
+                };
+                client.create(&order, key).await?
             };
-            let order = client.create(&body, idempotency_key.as_deref()).await?;
-            output::print(format, &order, output::order);
+            output::print(format, &placed.order, output::order);
         }
         Command::Get { id } => {
-            let order = client.get(id).await?;
+            let order = client.get(order_id(id)?).await?;
             output::print(format, &order, output::order);
         }
         Command::List {
@@ -88,52 +128,55 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             page_size,
             all,
         } => {
-            list(
-                &client,
-                format,
-                customer.as_ref(),
-                status.as_ref(),
-                *page,
-                *page_size,
-                *all,
-            )
-            .await?;
+            let status = status
+                .as_deref()
+                .map(str::parse::<OrderStatus>)
+                .transpose()
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            let query = ListOrdersQuery {
+                customer_id: customer.clone(),
+                status,
+                page: Some(*page),
+                page_size: Some(*page_size),
+            };
+            list(&client, format, query, *all).await?;
         }
         Command::Watch { id, interval, wait } => {
-            watch(&client, format, id, *interval, *wait).await?;
+            let interval = seconds(*interval, "--interval")?;
+            let wait = seconds(*wait, "--wait")?;
+            watch(&client, format, order_id(id)?, interval, wait).await?;
         }
         Command::Health => {
-            let health = client.health().await?;
-            output::print(format, &health, |h| {
+            let live = client.health().await?;
+            let ready = client.ready().await?;
+            if ready.status != Readiness::Ready {
+                return Err(CliError::Unavailable(format!(
+                    "alive but not ready: database {}, queue {}",
+                    ready.database, ready.queue
+                )));
+            }
+            let report = HealthReport { live, ready };
+            output::print(format, &report, |h| {
                 format!(
-                    "live: {}\nready: {}\n",
-                    h["live"]["status"], h["ready"]["status"]
+                    "live: {}\nready: database {}, queue {}\n",
+                    h.live.status, h.ready.database, h.ready.queue
                 )
             });
         }
         Command::Load(args) => {
             let report = load::run(&client, args).await?;
             if args.json || format == Format::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).map_err(|e| CliError::Other(e.to_string()))?
-                );
+                output::print(Format::Json, &report, |_| String::new());
             } else {
                 print!("{}", report.render());
             }
         }
         Command::Drain { wait } => {
-            let limit = Duration::try_from_secs_f64(*wait)
-                .map_err(|_| CliError::Invalid("--wait must be positive".into()))?;
-            let drained = load::settle(&client, (0, 0), limit).await?;
-            let value =
-                serde_json::to_value(&drained).map_err(|e| CliError::Other(e.to_string()))?;
-            output::print(format, &value, |d| {
+            let drained = load::settle(&client, (0, 0), seconds(*wait, "--wait")?).await?;
+            output::print(format, &drained, |d| {
                 format!(
                     "drained {} open orders in {:.1} s ({:.0}/s)\n",
-                    d["open_at_start"],
-                    d["seconds"].as_f64().unwrap_or(0.0),
-                    d["drain_rate"].as_f64().unwrap_or(0.0)
+                    d.open_at_start, d.seconds, d.drain_rate
                 )
             });
         }
@@ -142,94 +185,81 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The orders of every page from the query's on, as `list --all` prints them.
+#[derive(Debug, Serialize)]
+struct AllOrders {
+    orders: Vec<OrderResponse>,
+    total: u64,
+}
+
 async fn list(
-    client: &Client,
+    client: &OrderClient,
     format: Format,
-    customer: Option<&String>,
-    status: Option<&String>,
-    first_page: u32,
-    page_size: u32,
+    mut query: ListOrdersQuery,
     all: bool,
 ) -> Result<(), CliError> {
-    let mut query: Vec<(&str, String)> = vec![("page_size", page_size.to_string())];
-    if let Some(c) = customer {
-        query.push(("customer_id", c.clone()));
+    if !all {
+        let page = client.list(&query).await?;
+        output::print(format, &page, |p| output::orders(&p.orders, p.total));
+        return Ok(());
     }
-    if let Some(s) = status {
-        query.push(("status", s.clone()));
-    }
-    let mut page = first_page;
-    let mut orders = Vec::new();
-    let mut total;
+    let mut collected = AllOrders {
+        orders: Vec::new(),
+        total: 0,
+    };
     loop {
-        let mut q = query.clone();
-        q.push(("page", page.to_string()));
-        let body = client.list(&q).await?;
-        total = body["total"].as_u64().unwrap_or(0);
-        let got = body["orders"].as_array().cloned().unwrap_or_default();
-        let done = !all || got.is_empty() || u64::from(page) * u64::from(page_size) >= total;
-        if !all {
-            output::print(format, &body, |b| {
-                output::orders(
-                    b["orders"].as_array().map_or(&[][..], Vec::as_slice),
-                    b["total"].as_u64(),
-                )
-            });
-            return Ok(());
-        }
-        orders.extend(got);
+        let page = client.list(&query).await?;
+        collected.total = page.total;
+        let done = page.orders.is_empty()
+            || u64::from(page.page) * u64::from(page.page_size) >= page.total;
+        collected.orders.extend(page.orders);
         if done {
             break;
         }
-        page += 1;
+        query.page = Some(page.page + 1);
     }
-    let body = json!({"orders": orders, "total": total});
-    output::print(format, &body, |b| {
-        output::orders(
-            b["orders"].as_array().map_or(&[][..], Vec::as_slice),
-            Some(total),
-        )
-    });
+    output::print(format, &collected, |c| output::orders(&c.orders, c.total));
     Ok(())
 }
 
+/// One line of `watch`: the order's status at a time.
+#[derive(Debug, Serialize)]
+struct StatusChange {
+    id: Uuid,
+    status: OrderStatus,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 async fn watch(
-    client: &Client,
+    client: &OrderClient,
     format: Format,
-    id: &str,
-    interval: f64,
-    wait: f64,
+    id: Uuid,
+    interval: Duration,
+    wait: Duration,
 ) -> Result<(), CliError> {
-    let interval = Duration::try_from_secs_f64(interval)
-        .map_err(|_| CliError::Invalid("--interval must be positive".into()))?;
-    let deadline = Instant::now()
-        + Duration::try_from_secs_f64(wait)
-            .map_err(|_| CliError::Invalid("--wait must be positive".into()))?;
-    let mut last = String::new();
+    let deadline = Instant::now() + wait;
+    let mut last = None;
     loop {
         let order = client.get(id).await?;
-        let status = order["status"].as_str().unwrap_or("").to_owned();
-        if status != last {
-            match format {
-                Format::Json => println!(
-                    "{}",
-                    json!({"id": id, "status": status, "updated_at": order["updated_at"]})
-                ),
-                Format::Table => {
-                    println!("{}  {status}", order["updated_at"].as_str().unwrap_or(""));
-                }
-            }
-            last.clone_from(&status);
+        if last != Some(order.status) {
+            let change = StatusChange {
+                id,
+                status: order.status,
+                updated_at: order.updated_at,
+            };
+            output::print(format, &change, |c| {
+                format!("{}  {}\n", c.updated_at.to_rfc3339(), c.status)
+            });
+            last = Some(order.status);
         }
-        if matches!(
-            status.as_str(),
-            "confirmed" | "payment_failed" | "cancelled"
-        ) {
+        if order.status.is_terminal() {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(CliError::Unavailable(format!(
-                "order {id} still {status} after {wait} s"
+                "order {id} still {} after {} s",
+                order.status,
+                wait.as_secs_f64()
             )));
         }
         tokio::time::sleep(interval).await;
@@ -242,14 +272,24 @@ mod tests {
 
     #[test]
     fn items_parse_from_flags_and_names_may_hold_colons() {
+        let item = parse_item("item_001:Burger:2:12.99").unwrap();
         assert_eq!(
-            parse_item("item_001:Burger:2:12.99").unwrap(),
-            json!({"item_id": "item_001", "item_name": "Burger", "quantity": 2, "price": "12.99"})
+            (
+                item.item_id.as_str(),
+                item.item_name.as_str(),
+                item.quantity
+            ),
+            ("item_001", "Burger", 2)
         );
+        assert_eq!(item.price.to_string(), "12.99");
         assert_eq!(
-            parse_item("x:Menu: large:1:5").unwrap()["item_name"],
+            parse_item("x:Menu: large:1:5").unwrap().item_name,
             "Menu: large"
         );
+        assert!(matches!(
+            parse_item("x:Burger:1:cheap"),
+            Err(CliError::Invalid(_))
+        ));
         assert!(matches!(
             parse_item("x:Burger:two:1"),
             Err(CliError::Invalid(_))

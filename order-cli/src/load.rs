@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use order_api::OrderClient;
+use order_api::client::{ClientError, Placed};
+use order_api::orders::{CreateItemRequest, CreateOrderRequest, ListOrdersQuery, OrderStatus};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::cli::LoadArgs;
-use crate::client::{CliError, Client};
+use crate::client::CliError;
 
 const MENU: [(&str, &str, &str); 8] = [
     ("item_001", "Burger", "12.99"),
@@ -37,14 +39,22 @@ const MENU: [(&str, &str, &str); 8] = [
 ];
 
 /// A realistic order: one of 1,000 customers, 1 to 5 items from the menu.
-pub fn random_order(rng: &mut impl Rng) -> Value {
-    let items: Vec<Value> = (0..rng.random_range(1..=5))
+pub fn random_order(rng: &mut impl Rng) -> CreateOrderRequest {
+    let items = (0..rng.random_range(1..=5))
         .map(|_| {
             let (id, name, price) = MENU[rng.random_range(0..MENU.len())];
-            json!({"item_id": id, "item_name": name, "quantity": rng.random_range(1..=4), "price": price})
+            CreateItemRequest {
+                item_id: id.to_owned(),
+                item_name: name.to_owned(),
+                quantity: rng.random_range(1..=4),
+                price: price.parse().expect("menu prices are decimals"),
+            }
         })
         .collect();
-    json!({"customer_id": format!("load-customer-{}", rng.random_range(0..1000)), "items": items})
+    CreateOrderRequest {
+        customer_id: format!("load-customer-{}", rng.random_range(0..1000)),
+        items,
+    }
 }
 
 /// Latency percentiles, milliseconds.
@@ -163,7 +173,7 @@ impl Tally {
         }
     }
 
-    fn record(&self, due: Instant, outcome: Result<reqwest::StatusCode, reqwest::Error>) {
+    fn record(&self, due: Instant, outcome: Result<Placed, ClientError>) {
         let micros = u64::try_from(due.elapsed().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -172,12 +182,14 @@ impl Tally {
             .unwrap_or_else(PoisonError::into_inner)
             .saturating_record(micros);
         match outcome {
-            Ok(status) if status.as_u16() == 202 => {
+            Ok(_) => {
                 self.accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(status) => self.error(status.as_u16().to_string()),
-            Err(e) if e.is_timeout() => self.error("timeout".into()),
-            Err(_) => self.error("connection".into()),
+            Err(ClientError::Timeout(_)) => self.error("timeout".into()),
+            Err(e) => self.error(
+                e.status()
+                    .map_or_else(|| "connection".into(), |s| s.to_string()),
+            ),
         }
     }
 
@@ -207,19 +219,6 @@ impl Tally {
     }
 }
 
-async fn post(client: &Client, order: &Value) -> Result<reqwest::StatusCode, reqwest::Error> {
-    let response = client
-        .http()
-        .post(client.url("/api/v1/orders"))
-        .json(order)
-        .send()
-        .await?;
-    let status = response.status();
-    // Read the body so the connection is reused.
-    let _ = response.bytes().await;
-    Ok(status)
-}
-
 fn progress(args: &LoadArgs) -> ProgressBar {
     if args.quiet {
         return ProgressBar::hidden();
@@ -234,7 +233,7 @@ fn progress(args: &LoadArgs) -> ProgressBar {
 }
 
 /// Sends load as `args` says and reports what it measured.
-pub async fn run(client: &Client, args: &LoadArgs) -> Result<Report, CliError> {
+pub async fn run(client: &OrderClient, args: &LoadArgs) -> Result<Report, CliError> {
     let tally = Arc::new(Tally::new());
     let baseline = if args.settle {
         Some(settled_counts(client).await?)
@@ -290,7 +289,7 @@ fn whole(x: f64) -> u64 {
 }
 
 async fn open_model(
-    client: &Client,
+    client: &OrderClient,
     args: &LoadArgs,
     rate: f64,
     tally: &Arc<Tally>,
@@ -323,7 +322,7 @@ async fn open_model(
                 (client.clone(), Arc::clone(tally), Arc::clone(&in_flight));
             let order = random_order(&mut rng);
             tasks.spawn(async move {
-                let outcome = post(&client, &order).await;
+                let outcome = client.create(&order, None).await;
                 tally.record(due, outcome);
                 in_flight.fetch_sub(1, Ordering::Relaxed);
             });
@@ -341,7 +340,7 @@ async fn open_model(
 }
 
 async fn closed_loop(
-    client: &Client,
+    client: &OrderClient,
     args: &LoadArgs,
     tally: &Arc<Tally>,
     bar: &ProgressBar,
@@ -360,7 +359,7 @@ async fn closed_loop(
                 let order = random_order(&mut rng);
                 let due = Instant::now();
                 sent.fetch_add(1, Ordering::Relaxed);
-                let outcome = post(&client, &order).await;
+                let outcome = client.create(&order, None).await;
                 tally.record(due, outcome);
             }
         });
@@ -375,29 +374,32 @@ async fn closed_loop(
     (sent.load(Ordering::Relaxed), 0)
 }
 
-async fn count(client: &Client, status: &str) -> Result<u64, CliError> {
-    let page = client
-        .list(&[("status", status.to_owned()), ("page_size", "1".to_owned())])
-        .await?;
-    Ok(page["total"].as_u64().unwrap_or(0))
+async fn count(client: &OrderClient, status: OrderStatus) -> Result<u64, CliError> {
+    let query = ListOrdersQuery {
+        status: Some(status),
+        page_size: Some(1),
+        ..ListOrdersQuery::default()
+    };
+    Ok(client.list(&query).await?.total)
 }
 
 /// Confirmed and failed orders so far.
-async fn settled_counts(client: &Client) -> Result<(u64, u64), CliError> {
+async fn settled_counts(client: &OrderClient) -> Result<(u64, u64), CliError> {
     Ok((
-        count(client, "confirmed").await?,
-        count(client, "payment_failed").await?,
+        count(client, OrderStatus::Confirmed).await?,
+        count(client, OrderStatus::PaymentFailed).await?,
     ))
 }
 
-async fn open_orders(client: &Client) -> Result<u64, CliError> {
-    Ok(count(client, "pending").await? + count(client, "payment_processing").await?)
+async fn open_orders(client: &OrderClient) -> Result<u64, CliError> {
+    Ok(count(client, OrderStatus::Pending).await?
+        + count(client, OrderStatus::PaymentProcessing).await?)
 }
 
 /// Waits until no order is pending or in payment; `before` is the settled counts before
 /// the run.
 pub async fn settle(
-    client: &Client,
+    client: &OrderClient,
     before: (u64, u64),
     limit: Duration,
 ) -> Result<Settle, CliError> {

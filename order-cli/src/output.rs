@@ -1,8 +1,10 @@
-//! How results are shown: JSON for scripts (one document per result), tables for people.
+//! How results are shown: JSON for scripts (one document per result, exactly as the
+//! service's contract writes it), tables for people.
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use order_api::orders::{AttemptResponse, OrderResponse};
+use serde::Serialize;
 
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -11,14 +13,6 @@ pub enum Format {
     Json,
     /// A readable table.
     Table,
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
 }
 
 /// Lays rows out in columns under `headers`.
@@ -48,19 +42,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn order_row(order: &Value) -> Vec<String> {
-    let items = order["items"].as_array().map_or(0, Vec::len);
+fn order_row(order: &OrderResponse) -> Vec<String> {
     vec![
-        text(&order["id"]),
-        text(&order["customer_id"]),
-        text(&order["status"]),
-        text(&order["total_amount"]),
-        items.to_string(),
-        order["payment_attempts"]
-            .as_array()
-            .map_or(0, Vec::len)
-            .to_string(),
-        text(&order["created_at"]),
+        order.id.to_string(),
+        order.customer_id.clone(),
+        order.status.to_string(),
+        order.total_amount.to_string(),
+        order.items.len().to_string(),
+        order.payment_attempts.len().to_string(),
+        order.created_at.to_rfc3339(),
     ]
 }
 
@@ -68,39 +58,36 @@ const ORDER_HEADERS: [&str; 7] = [
     "ID", "CUSTOMER", "STATUS", "TOTAL", "ITEMS", "ATTEMPTS", "CREATED",
 ];
 
+fn attempt_row(a: &AttemptResponse) -> Vec<String> {
+    vec![
+        a.attempt_number.to_string(),
+        a.status.to_string(),
+        a.transaction_id
+            .clone()
+            .or_else(|| a.error_message.clone())
+            .unwrap_or_else(|| "-".into()),
+        a.finished_at.to_rfc3339(),
+    ]
+}
+
 /// One order: a summary line and its items and attempts.
-pub fn order(order: &Value) -> String {
+pub fn order(order: &OrderResponse) -> String {
     let mut out = table(&ORDER_HEADERS, &[order_row(order)]);
-    let items: Vec<Vec<String>> = order["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let items: Vec<Vec<String>> = order
+        .items
+        .iter()
         .map(|i| {
             vec![
-                text(&i["item_id"]),
-                text(&i["item_name"]),
-                text(&i["quantity"]),
-                text(&i["price"]),
+                i.item_id.clone(),
+                i.item_name.clone(),
+                i.quantity.to_string(),
+                i.price.to_string(),
             ]
         })
         .collect();
     out.push('\n');
     out.push_str(&table(&["ITEM", "NAME", "QTY", "PRICE"], &items));
-    let attempts: Vec<Vec<String>> = order["payment_attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            vec![
-                text(&a["attempt_number"]),
-                text(&a["status"]),
-                a.get("transaction_id")
-                    .or_else(|| a.get("error_message"))
-                    .map_or("-".into(), text),
-                text(&a["finished_at"]),
-            ]
-        })
-        .collect();
+    let attempts: Vec<Vec<String>> = order.payment_attempts.iter().map(attempt_row).collect();
     if !attempts.is_empty() {
         out.push('\n');
         out.push_str(&table(&["ATTEMPT", "OUTCOME", "DETAIL", "AT"], &attempts));
@@ -109,19 +96,20 @@ pub fn order(order: &Value) -> String {
 }
 
 /// A list of orders, with the paging line.
-pub fn orders(orders: &[Value], total: Option<u64>) -> String {
+pub fn orders(orders: &[OrderResponse], total: u64) -> String {
     let rows: Vec<Vec<String>> = orders.iter().map(order_row).collect();
     let mut out = table(&ORDER_HEADERS, &rows);
-    if let Some(total) = total {
-        let _ = writeln!(out, "{} of {total} orders", orders.len());
-    }
+    let _ = writeln!(out, "{} of {total} orders", orders.len());
     out
 }
 
-/// Prints `value` in `format`, using `table` for people.
-pub fn print(format: Format, value: &Value, table: impl FnOnce(&Value) -> String) {
+/// Prints `value` in `format`: as its JSON for scripts, through `table` for people.
+pub fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce(&T) -> String) {
     match format {
-        Format::Json => println!("{value}"),
+        Format::Json => match serde_json::to_string(value) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("order-cli: cannot write JSON: {e}"),
+        },
         Format::Table => print!("{}", table(value)),
     }
 }

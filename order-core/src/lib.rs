@@ -12,7 +12,9 @@
 //! - [`request`]: client idempotency keys and request fingerprints.
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
-//! - [`service`]: `OrderService` (place, get, list) and `PaymentProcessor` (the worker's step).
+//! - [`service`]: `OrderService` (place, get, list) in [`service::orders`], `PaymentProcessor`
+//!   (the worker's steps) in [`service::payments`], and the pure charge decision in
+//!   [`service::decision`].
 //! - [`memory`]: in-memory adapters and a manual clock.
 //! - `testing` (feature `testing`): sample data and the conformance suites for adapters.
 //!

@@ -73,58 +73,139 @@ pub struct NewOrder {
     items: Vec<OrderItem>,
 }
 
-impl NewOrder {
-    /// Checks every field of `input` and reports all that are wrong, with their paths.
-    pub fn parse(input: UncheckedOrder) -> Result<Self, ValidationErrors> {
-        let mut errors = Vec::new();
-        let customer_id = CustomerId::parse(input.customer_id)
-            .map_err(|e| errors.push(FieldError::new("customer_id", e)))
-            .ok();
-        let count = input.items.len();
-        if count < MIN_ITEMS {
-            errors.push(FieldError::new("items", Invalid::TooFew { min: MIN_ITEMS }));
-        } else if count > MAX_ITEMS {
-            errors.push(FieldError::new(
-                "items",
-                Invalid::TooMany {
-                    max: MAX_ITEMS,
-                    actual: count,
-                },
-            ));
+/// Checks the number of items an order has: 1 to 100.
+pub fn check_item_count(count: usize) -> Result<(), Invalid> {
+    if count < MIN_ITEMS {
+        Err(Invalid::TooFew { min: MIN_ITEMS })
+    } else if count > MAX_ITEMS {
+        Err(Invalid::TooMany {
+            max: MAX_ITEMS,
+            actual: count,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The path of field `name` of item `index`, as errors report it: `items[2].price`.
+pub fn item_field(index: usize, name: &str) -> String {
+    format!("items[{index}].{name}")
+}
+
+/// Collects the values and errors of an order's fields in input order: the one place
+/// that decides how an order's input is checked, whatever it was read from (typed
+/// [`UncheckedOrder`]s here, raw JSON in the HTTP adapter).
+#[derive(Debug, Default)]
+pub struct OrderFields {
+    errors: Vec<FieldError>,
+    customer_id: Option<CustomerId>,
+    items: Vec<OrderItem>,
+}
+
+impl OrderFields {
+    /// No field read yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an error at `field` (one the caller found, such as a value of the wrong
+    /// type).
+    pub fn reject(&mut self, field: impl Into<String>, reason: Invalid) {
+        self.errors.push(FieldError::new(field, reason));
+    }
+
+    /// Checks `value` with `parse`; records the error at `field` and returns `None` when it
+    /// fails.
+    pub fn check<T, V>(
+        &mut self,
+        field: impl FnOnce() -> String,
+        value: V,
+        parse: impl FnOnce(V) -> Result<T, Invalid>,
+    ) -> Option<T> {
+        parse(value).map_err(|e| self.reject(field(), e)).ok()
+    }
+
+    /// Reads the customer.
+    pub fn customer_id(&mut self, value: String) {
+        self.customer_id = self.check(|| "customer_id".into(), value, CustomerId::parse);
+    }
+
+    /// Checks the number of items; `false` when it is out of range, in which case the
+    /// items should not be read one by one (a list of 1,000 is rejected as a whole).
+    pub fn item_count(&mut self, count: usize) -> bool {
+        self.check(|| "items".into(), count, check_item_count)
+            .is_some()
+    }
+
+    /// Checks the catalogue id of item `index`.
+    pub fn item_id(&mut self, index: usize, value: String) -> Option<ItemId> {
+        self.check(|| item_field(index, "item_id"), value, ItemId::parse)
+    }
+
+    /// Checks the name of item `index`.
+    pub fn item_name(&mut self, index: usize, value: String) -> Option<ItemName> {
+        self.check(|| item_field(index, "item_name"), value, ItemName::parse)
+    }
+
+    /// Checks the quantity of item `index`.
+    pub fn quantity(&mut self, index: usize, value: i64) -> Option<Quantity> {
+        self.check(|| item_field(index, "quantity"), value, Quantity::new)
+    }
+
+    /// Checks the unit price of item `index`.
+    pub fn price(&mut self, index: usize, value: Decimal) -> Option<Price> {
+        self.check(|| item_field(index, "price"), value, Price::new)
+    }
+
+    /// Adds an item from its checked fields (`None`: rejected, and recorded why).
+    pub fn item(
+        &mut self,
+        item_id: Option<ItemId>,
+        item_name: Option<ItemName>,
+        quantity: Option<Quantity>,
+        price: Option<Price>,
+    ) {
+        if let (Some(item_id), Some(item_name), Some(quantity), Some(price)) =
+            (item_id, item_name, quantity, price)
+        {
+            self.items.push(OrderItem {
+                item_id,
+                item_name,
+                quantity,
+                price,
+            });
         }
-        let mut items = Vec::with_capacity(count.min(MAX_ITEMS));
-        // Past the limit the list is rejected as a whole: do not report each of 1,000 items.
-        if count <= MAX_ITEMS {
-            for (i, item) in input.items.into_iter().enumerate() {
-                let mut field = |name: &str, e: Invalid| {
-                    errors.push(FieldError::new(format!("items[{i}].{name}"), e));
-                };
-                let item_id = ItemId::parse(item.item_id)
-                    .map_err(|e| field("item_id", e))
-                    .ok();
-                let item_name = ItemName::parse(item.item_name)
-                    .map_err(|e| field("item_name", e))
-                    .ok();
-                let quantity = Quantity::new(item.quantity)
-                    .map_err(|e| field("quantity", e))
-                    .ok();
-                let price = Price::new(item.price).map_err(|e| field("price", e)).ok();
-                if let (Some(item_id), Some(item_name), Some(quantity), Some(price)) =
-                    (item_id, item_name, quantity, price)
-                {
-                    items.push(OrderItem {
-                        item_id,
-                        item_name,
-                        quantity,
-                        price,
-                    });
-                }
-            }
-        }
-        ValidationErrors::check(errors, || Self {
+    }
+
+    /// The order, or every error recorded, in the order they were found.
+    pub fn finish(self) -> Result<NewOrder, ValidationErrors> {
+        let Self {
+            errors,
+            customer_id,
+            items,
+        } = self;
+        ValidationErrors::check(errors, || NewOrder {
             customer_id: customer_id.expect("no errors means a customer id"),
             items,
         })
+    }
+}
+
+impl NewOrder {
+    /// Checks every field of `input` and reports all that are wrong, with their paths.
+    pub fn parse(input: UncheckedOrder) -> Result<Self, ValidationErrors> {
+        let mut fields = OrderFields::new();
+        fields.customer_id(input.customer_id);
+        if fields.item_count(input.items.len()) {
+            for (i, item) in input.items.into_iter().enumerate() {
+                let item_id = fields.item_id(i, item.item_id);
+                let item_name = fields.item_name(i, item.item_name);
+                let quantity = fields.quantity(i, item.quantity);
+                let price = fields.price(i, item.price);
+                fields.item(item_id, item_name, quantity, price);
+            }
+        }
+        fields.finish()
     }
 
     /// The customer placing the order.

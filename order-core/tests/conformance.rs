@@ -1,9 +1,12 @@
 //! The in-memory adapters pass the ports' conformance suites.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use order_core::memory::{MemoryOrderRepo, MemoryQueue};
-use order_core::ports::SystemClock;
+use order_core::payment::{ChargeReceipt, ChargeRequest, GatewayError, IdempotencyKey};
+use order_core::ports::{PaymentGateway, SystemClock};
 use order_core::testing::conformance;
 
 #[tokio::test]
@@ -17,6 +20,38 @@ async fn the_memory_queue_honours_the_payment_queue_contract() {
         let a = MemoryQueue::new(Arc::new(SystemClock)).consumer("a");
         let b = a.consumer("b");
         (a, b)
+    })
+    .await;
+}
+
+/// A gateway that charges again on every call with a key but answers with the first
+/// receipt: its answers look idempotent, its books do not.
+#[derive(Default)]
+struct DoubleChargingGateway {
+    books: Mutex<HashMap<IdempotencyKey, u32>>,
+}
+
+#[async_trait]
+impl PaymentGateway for DoubleChargingGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        *self
+            .books
+            .lock()
+            .unwrap()
+            .entry(request.idempotency_key.clone())
+            .or_default() += 1;
+        Ok(ChargeReceipt {
+            transaction_id: format!("txn-{}", request.idempotency_key),
+        })
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "captured 2 times")]
+async fn a_gateway_that_charges_a_key_twice_fails_the_gateway_contract() {
+    let gateway = DoubleChargingGateway::default();
+    conformance::payment_gateway(&gateway, |key| {
+        gateway.books.lock().unwrap().get(key).copied().unwrap_or(0)
     })
     .await;
 }

@@ -1,8 +1,8 @@
 //! # order-gateway-http
 //!
 //! [`HttpGateway`]: the [`PaymentGateway`] port over HTTP, for a gateway that speaks the
-//! protocol of `order-gateway-mock`'s server: `POST {base}/charges` with an
-//! `Idempotency-Key` header and `{"order_id", "customer_id", "amount"}`.
+//! protocol written in [`order_api::gateway`] (as `order-gateway-mock`'s server does):
+//! `POST {base}/charges` with an `Idempotency-Key` header and a [`ChargeBody`].
 //!
 //! Outcomes map to the port's three kinds:
 //! - `200` captured; `402` declined (final);
@@ -13,10 +13,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use order_api::gateway::{CHARGES, ChargeAnswer, ChargeBody, IDEMPOTENCY_KEY};
 use order_core::payment::{ChargeReceipt, ChargeRequest, DeclineReason, GatewayError};
 use order_core::ports::PaymentGateway;
-use serde::Deserialize;
-use serde_json::json;
 
 /// [`PaymentGateway`] calling an HTTP payment gateway.
 #[derive(Debug, Clone)]
@@ -54,37 +53,31 @@ impl HttpGateway {
             .map_err(|e| BuildError(e.to_string()))?;
         Ok(Self {
             client,
-            charges: format!("{}/charges", base_url.trim_end_matches('/')),
+            charges: format!("{}{CHARGES}", base_url.trim_end_matches('/')),
         })
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Answer {
-    transaction_id: Option<String>,
-    reason: Option<String>,
-    error: Option<String>,
-}
-
-fn decline_reason(reason: Option<&str>) -> DeclineReason {
+fn decline_reason(reason: &str) -> DeclineReason {
     DeclineReason::ALL
         .into_iter()
-        .find(|r| Some(r.as_str()) == reason)
+        .find(|r| r.as_str() == reason)
         .unwrap_or(DeclineReason::CardDeclined)
 }
 
 #[async_trait]
 impl PaymentGateway for HttpGateway {
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        let body = ChargeBody {
+            order_id: request.order_id.as_uuid(),
+            customer_id: request.customer_id.to_string(),
+            amount: request.amount.amount(),
+        };
         let sent = self
             .client
             .post(&self.charges)
-            .header("Idempotency-Key", request.idempotency_key.as_str())
-            .json(&json!({
-                "order_id": request.order_id,
-                "customer_id": request.customer_id.as_str(),
-                "amount": request.amount.to_string(),
-            }))
+            .header(IDEMPOTENCY_KEY, request.idempotency_key.as_str())
+            .json(&body)
             .send()
             .await;
         let response = match sent {
@@ -101,29 +94,31 @@ impl PaymentGateway for HttpGateway {
             Err(e) => return Err(GatewayError::Timeout(format!("connection lost: {e}"))),
         };
         let status = response.status().as_u16();
-        let answer: Option<Answer> = response.json().await.ok();
-        let error = |default: &str| {
-            answer
-                .as_ref()
-                .and_then(|a| a.error.clone())
-                .unwrap_or_else(|| format!("{default} (HTTP {status})"))
+        let answer: Option<ChargeAnswer> = response.json().await.ok();
+        let said = |default: &str| match &answer {
+            Some(
+                ChargeAnswer::Unavailable { error }
+                | ChargeAnswer::Timeout { error }
+                | ChargeAnswer::Invalid { error },
+            ) => error.clone(),
+            _ => format!("{default} (HTTP {status})"),
         };
-        match status {
-            200 | 201 => answer
-                .as_ref()
-                .and_then(|a| a.transaction_id.clone())
-                .map(|transaction_id| ChargeReceipt { transaction_id })
-                .ok_or_else(|| {
-                    GatewayError::Timeout("captured, but the answer was unreadable".into())
-                }),
-            402 => Err(GatewayError::Declined(decline_reason(
-                answer.as_ref().and_then(|a| a.reason.as_deref()),
-            ))),
-            429 | 503 => Err(GatewayError::Unavailable(error("gateway unavailable"))),
-            400..=499 => Err(GatewayError::Unavailable(error(
+        match (status, &answer) {
+            (200 | 201, Some(ChargeAnswer::Succeeded { transaction_id })) => Ok(ChargeReceipt {
+                transaction_id: transaction_id.clone(),
+            }),
+            (200 | 201, _) => Err(GatewayError::Timeout(
+                "captured, but the answer was unreadable".into(),
+            )),
+            (402, Some(ChargeAnswer::Declined { reason })) => {
+                Err(GatewayError::Declined(decline_reason(reason)))
+            }
+            (402, _) => Err(GatewayError::Declined(DeclineReason::CardDeclined)),
+            (429 | 503, _) => Err(GatewayError::Unavailable(said("gateway unavailable"))),
+            (400..=499, _) => Err(GatewayError::Unavailable(said(
                 "gateway refused the request",
             ))),
-            _ => Err(GatewayError::Timeout(error("gateway failed mid-charge"))),
+            _ => Err(GatewayError::Timeout(said("gateway failed mid-charge"))),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use order_api::gateway::{ADMIN_CONFIG, ADMIN_OUTAGE, AUDIT_CHARGES, Audit, Outage};
 use order_core::payment::{ChargeRequest, GatewayError};
 use order_core::ports::PaymentGateway;
 use order_core::testing::{conformance, placed_order};
@@ -35,9 +36,9 @@ fn request(customer: &str) -> ChargeRequest {
 
 #[tokio::test]
 async fn charges_over_http_honour_the_payment_gateway_contract() {
-    let (url, _) = serve(quick(0.5, 0.4, 0.2)).await;
+    let (url, server) = serve(quick(0.5, 0.4, 0.2)).await;
     let gateway = HttpGateway::new(&url, Duration::from_millis(300)).unwrap();
-    conformance::payment_gateway(&gateway).await;
+    conformance::payment_gateway(&gateway, |key| server.entry(key).map_or(0, |e| e.captures)).await;
 }
 
 #[tokio::test]
@@ -96,24 +97,22 @@ async fn the_admin_and_audit_endpoints_change_and_show_the_gateway() {
     gateway.charge(&r).await.unwrap();
     gateway.charge(&r).await.unwrap();
 
-    let audit: serde_json::Value = client
-        .get(format!("{url}/audit/charges"))
+    let audit: Audit = client
+        .get(format!("{url}{AUDIT_CHARGES}"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let entry = &audit["charges"][r.idempotency_key.as_str()];
-    assert_eq!(
-        (entry["calls"].as_u64(), entry["captures"].as_u64()),
-        (Some(2), Some(1))
-    );
+    let entry = &audit.charges[r.idempotency_key.as_str()];
+    assert_eq!((entry.calls, entry.captures), (2, 1));
+    assert_eq!(entry.amount, r.amount.amount());
 
     let mut behaviour = quick(0.0, 1.0, 0.0);
     behaviour.latency_max_ms = 2;
     let put = client
-        .put(format!("{url}/admin/config"))
+        .put(format!("{url}{ADMIN_CONFIG}"))
         .json(&behaviour)
         .send()
         .await
@@ -124,7 +123,7 @@ async fn the_admin_and_audit_endpoints_change_and_show_the_gateway() {
         Err(GatewayError::Declined(_))
     ));
     let bad = client
-        .put(format!("{url}/admin/config"))
+        .put(format!("{url}{ADMIN_CONFIG}"))
         .json(&quick(1.5, 0.0, 0.0))
         .send()
         .await
@@ -132,8 +131,8 @@ async fn the_admin_and_audit_endpoints_change_and_show_the_gateway() {
     assert_eq!(bad.status(), 422);
 
     let outage = client
-        .put(format!("{url}/admin/outage"))
-        .json(&serde_json::json!({"seconds": 60}))
+        .put(format!("{url}{ADMIN_OUTAGE}"))
+        .json(&Outage { seconds: 60.0 })
         .send()
         .await
         .unwrap();
@@ -144,7 +143,7 @@ async fn the_admin_and_audit_endpoints_change_and_show_the_gateway() {
     ));
     assert_eq!(
         client
-            .delete(format!("{url}/admin/outage"))
+            .delete(format!("{url}{ADMIN_OUTAGE}"))
             .send()
             .await
             .unwrap()

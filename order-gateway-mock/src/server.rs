@@ -1,14 +1,13 @@
-//! The simulated gateway as an HTTP service, for running it as a process of its own.
+//! The simulated gateway as an HTTP service, for running it as a process of its own. It
+//! speaks the protocol written in [`order_api::gateway`]:
 //!
-//! - `POST /charges` with an `Idempotency-Key` header and `{"order_id", "customer_id",
-//!   "amount"}`: `200 {"status":"succeeded","transaction_id"}`, `402 {"status":"declined",
-//!   "reason"}`, `503 {"status":"unavailable","error"}`; a simulated time-out answers `504`
-//!   only after `timeout_delay`, so clients with a shorter time-out see a real one.
+//! - `POST /charges` with an `Idempotency-Key` header and a `ChargeBody`: a `ChargeAnswer`
+//!   with its status (`200`, `402`, `503`); a simulated time-out answers `504` only after
+//!   `timeout_delay`, so clients with a shorter time-out see a real one.
 //! - `GET /admin/config`, `PUT /admin/config`: the behaviour, changeable at run time.
 //! - `PUT /admin/outage` `{"seconds": 30}`: fail every charge for that long; `DELETE` ends it.
 //! - `GET /audit/charges`: the ledger, one entry per idempotency key; `GET /health`.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,53 +17,27 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
+use order_api::gateway::{
+    self as gw, Audit, AuditEntry, AuditOutcome, ChargeAnswer, ChargeBody, Outage, OutageAnswer,
+};
 use order_core::payment::{ChargeRequest, GatewayError, IdempotencyKey};
 use order_core::ports::PaymentGateway;
 use order_core::{CustomerId, Money, OrderId};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{SimulatedGateway, SimulationConfig};
 
-/// The behaviour, as the admin endpoint reads and writes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Behaviour {
-    /// Share of charges that succeed.
-    pub success_rate: f64,
-    /// Shortest simulated latency, ms.
-    pub latency_min_ms: u64,
-    /// Longest simulated latency, ms.
-    pub latency_max_ms: u64,
-    /// Share of failures that are declines.
-    pub decline_share: f64,
-    /// Share of failures that are time-outs.
-    pub timeout_share: f64,
-    /// How long a simulated time-out keeps the client waiting, ms.
-    pub timeout_delay_ms: u64,
-}
+pub use order_api::gateway::Behaviour;
 
-impl Behaviour {
-    fn simulation(&self) -> Result<SimulationConfig, crate::ConfigError> {
-        SimulationConfig::new(
-            self.success_rate,
-            Duration::from_millis(self.latency_min_ms)..=Duration::from_millis(self.latency_max_ms),
-            self.decline_share,
-            self.timeout_share,
-        )
-    }
-}
-
-impl Default for Behaviour {
-    fn default() -> Self {
-        Self {
-            success_rate: 0.95,
-            latency_min_ms: 50,
-            latency_max_ms: 200,
-            decline_share: 0.5,
-            timeout_share: 0.1,
-            timeout_delay_ms: 5_000,
-        }
-    }
+/// The simulation `behaviour` describes, or why it describes none.
+fn simulation(behaviour: &Behaviour) -> Result<SimulationConfig, crate::ConfigError> {
+    SimulationConfig::new(
+        behaviour.success_rate,
+        Duration::from_millis(behaviour.latency_min_ms)
+            ..=Duration::from_millis(behaviour.latency_max_ms),
+        behaviour.decline_share,
+        behaviour.timeout_share,
+    )
 }
 
 #[derive(Clone)]
@@ -78,33 +51,32 @@ pub fn router(
     gateway: SimulatedGateway,
     behaviour: Behaviour,
 ) -> Result<Router, crate::ConfigError> {
-    gateway.reconfigure(behaviour.simulation()?);
+    gateway.reconfigure(simulation(&behaviour)?);
     let state = ServerState {
         gateway,
         behaviour: Arc::new(Mutex::new(behaviour)),
     };
     Ok(Router::new()
-        .route("/charges", post(charge))
-        .route("/admin/config", get(read_config).put(write_config))
-        .route("/admin/outage", put(start_outage).delete(end_outage))
-        .route("/audit/charges", get(audit))
+        .route(gw::CHARGES, post(charge))
+        .route(gw::ADMIN_CONFIG, get(read_config).put(write_config))
+        .route(gw::ADMIN_OUTAGE, put(start_outage).delete(end_outage))
+        .route(gw::AUDIT_CHARGES, get(audit))
         .route(
-            "/health",
+            gw::HEALTH,
             get(|| async { Json(json!({"status": "healthy", "service": "payment-gateway-mock"})) }),
         )
         .with_state(state))
 }
 
-/// A charge as the wire carries it.
-#[derive(Debug, Deserialize)]
-struct ChargeBody {
-    order_id: OrderId,
-    customer_id: CustomerId,
-    amount: Money,
+fn answer(answer: &ChargeAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(answer)).into_response()
 }
 
-fn problem(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
+fn invalid(error: impl Into<String>) -> Response {
+    answer(&ChargeAnswer::Invalid {
+        error: error.into(),
+    })
 }
 
 async fn charge(
@@ -113,56 +85,48 @@ async fn charge(
     body: Result<Json<ChargeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Some(key) = headers
-        .get("idempotency-key")
+        .get(gw::IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty())
     else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            json!({"status": "invalid", "error": "an Idempotency-Key header is required"}),
-        );
+        return invalid("an Idempotency-Key header is required");
     };
     let Json(body) = match body {
         Ok(body) => body,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                json!({"status": "invalid", "error": e.body_text()}),
-            );
-        }
+        Err(e) => return invalid(e.body_text()),
+    };
+    let (customer_id, amount) = match (CustomerId::parse(body.customer_id), Money::new(body.amount))
+    {
+        (Ok(customer), Ok(amount)) => (customer, amount),
+        (Err(e), _) => return invalid(format!("customer_id: {e}")),
+        (_, Err(e)) => return invalid(format!("amount: {e}")),
     };
     let request = ChargeRequest {
         idempotency_key: IdempotencyKey::from_raw(key),
-        order_id: body.order_id,
-        customer_id: body.customer_id,
-        amount: body.amount,
+        order_id: OrderId::from_uuid(body.order_id),
+        customer_id,
+        amount,
     };
-    match state.gateway.charge(&request).await {
-        Ok(receipt) => problem(
-            StatusCode::OK,
-            json!({"status": "succeeded", "transaction_id": receipt.transaction_id}),
-        ),
-        Err(GatewayError::Declined(reason)) => problem(
-            StatusCode::PAYMENT_REQUIRED,
-            json!({"status": "declined", "reason": reason.as_str()}),
-        ),
-        Err(GatewayError::Unavailable(e)) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "error": e}),
-        ),
-        Err(GatewayError::Timeout(e)) => {
-            let delay = state
-                .behaviour
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .timeout_delay_ms;
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                json!({"status": "timeout", "error": e}),
-            )
-        }
+    let result = state.gateway.charge(&request).await;
+    if matches!(result, Err(GatewayError::Timeout(_))) {
+        // A simulated time-out keeps the client waiting, so clients see a real one.
+        let delay = state
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .timeout_delay_ms;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    answer(&match result {
+        Ok(receipt) => ChargeAnswer::Succeeded {
+            transaction_id: receipt.transaction_id,
+        },
+        Err(GatewayError::Declined(reason)) => ChargeAnswer::Declined {
+            reason: reason.as_str().to_owned(),
+        },
+        Err(GatewayError::Unavailable(error)) => ChargeAnswer::Unavailable { error },
+        Err(GatewayError::Timeout(error)) => ChargeAnswer::Timeout { error },
+    })
 }
 
 async fn read_config(State(state): State<ServerState>) -> Json<Behaviour> {
@@ -179,7 +143,7 @@ async fn write_config(
     State(state): State<ServerState>,
     Json(behaviour): Json<Behaviour>,
 ) -> Response {
-    match behaviour.simulation() {
+    match simulation(&behaviour) {
         Ok(simulation) => {
             state.gateway.reconfigure(simulation);
             *state
@@ -188,28 +152,28 @@ async fn write_config(
                 .unwrap_or_else(PoisonError::into_inner) = behaviour.clone();
             Json(behaviour).into_response()
         }
-        Err(e) => problem(
+        Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"error": e.to_string()}),
-        ),
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct Outage {
-    seconds: f64,
 }
 
 async fn start_outage(State(state): State<ServerState>, Json(outage): Json<Outage>) -> Response {
     let Ok(length) = Duration::try_from_secs_f64(outage.seconds) else {
-        return problem(
+        return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"error": "seconds must be a non-negative number"}),
-        );
+            Json(json!({"error": "seconds must be a non-negative number"})),
+        )
+            .into_response();
     };
     let until = Utc::now() + chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX);
     state.gateway.set_outage_until(Some(until));
-    Json(json!({"outage_until": until})).into_response()
+    Json(OutageAnswer {
+        outage_until: until,
+    })
+    .into_response()
 }
 
 async fn end_outage(State(state): State<ServerState>) -> StatusCode {
@@ -217,26 +181,35 @@ async fn end_outage(State(state): State<ServerState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn audit(State(state): State<ServerState>) -> Json<serde_json::Value> {
-    let ledger: BTreeMap<String, serde_json::Value> = state
+async fn audit(State(state): State<ServerState>) -> Json<Audit> {
+    let charges = state
         .gateway
         .ledger()
         .into_iter()
         .map(|(key, entry)| {
-            let outcome = match &entry.outcome {
-                None => json!(null),
-                Some(Ok(receipt)) => json!({"status": "succeeded", "transaction_id": receipt.transaction_id}),
-                Some(Err(e)) => json!({"status": "declined", "error": e.to_string()}),
+            let outcome = match entry.outcome {
+                None => None,
+                Some(Ok(receipt)) => Some(AuditOutcome::Succeeded {
+                    transaction_id: receipt.transaction_id,
+                }),
+                Some(Err(e)) => Some(AuditOutcome::Declined {
+                    error: e.to_string(),
+                }),
             };
             (
                 key.as_str().to_owned(),
-                json!({"calls": entry.calls, "captures": entry.captures, "amount": entry.amount.to_string(), "outcome": outcome}),
+                AuditEntry {
+                    calls: entry.calls,
+                    captures: entry.captures,
+                    amount: entry.amount.amount(),
+                    outcome,
+                },
             )
         })
         .collect();
-    Json(json!({
-        "calls": state.gateway.calls(),
-        "captures": state.gateway.total_captures(),
-        "charges": ledger,
-    }))
+    Json(Audit {
+        calls: state.gateway.calls(),
+        captures: state.gateway.total_captures(),
+        charges,
+    })
 }

@@ -1,33 +1,39 @@
 //! Routes and handlers of the HTTP API, and its OpenAPI document.
+//!
+//! A handler is a translation: an extractor whose rejection is [`ApiError`], one parse into
+//! the domain, one call into [`OrderService`], one response in `order-api`'s types.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use order_api::health::{HealthResponse, Readiness, ReadyResponse, ServiceInfo};
+use order_api::orders::{CreateOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse};
+use order_api::{ErrorBody, headers, paths};
 use order_core::ports::{Clock, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentQueue};
 use order_core::request::RequestKey;
 use order_core::service::Placed;
-use order_core::{CustomerId, FieldError, Invalid, NewOrder, OrderId, OrderService, OrderStatus};
+use order_core::{CustomerId, FieldError, Invalid, OrderId, OrderService, OrderStatus};
+use serde::Deserialize;
 use serde_json::Value;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
-use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::dto::{
-    CreateItemRequest, CreateOrderRequest, HealthResponse, ItemResponse, ListParams,
-    OrderListResponse, OrderResponse, ReadyResponse, read_create_order,
-};
-use crate::error::{ApiError, ErrorBody, FieldErrorBody};
+use crate::convert;
+use crate::error::ApiError;
+use crate::parse;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// How long readiness waits for each dependency.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The service as the handlers see it.
 pub type Orders = OrderService<dyn OrderRepo, dyn PaymentQueue, dyn Clock>;
@@ -35,30 +41,34 @@ pub type Orders = OrderService<dyn OrderRepo, dyn PaymentQueue, dyn Clock>;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Places and reads orders.
+    /// Places and reads orders, and reports on the store and the queue.
     pub orders: Orders,
-    /// The queue, for readiness.
-    pub queue: Arc<dyn PaymentQueue>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Order service",
-        description = "Accepts food delivery orders and pays for them asynchronously."
+        description = "Accepts food delivery orders and pays for them asynchronously. \
+                       Every error answers with the same `ErrorBody`."
     ),
     paths(create_order, get_order, list_orders, health, ready, root),
     components(schemas(
-        CreateOrderRequest,
-        CreateItemRequest,
-        OrderResponse,
-        ItemResponse,
-        crate::dto::AttemptResponse,
-        OrderListResponse,
+        order_api::CreateOrderRequest,
+        order_api::CreateItemRequest,
+        order_api::OrderResponse,
+        order_api::ItemResponse,
+        order_api::AttemptResponse,
+        order_api::AttemptStatus,
+        order_api::OrderStatus,
+        order_api::OrderListResponse,
         HealthResponse,
         ReadyResponse,
+        Readiness,
+        ServiceInfo,
         ErrorBody,
-        FieldErrorBody
+        order_api::ErrorCode,
+        order_api::FieldErrorBody
     ))
 )]
 struct ApiDoc;
@@ -68,24 +78,30 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(headers::IDEMPOTENCY_KEY);
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static(headers::IDEMPOTENT_REPLAYED);
+
+/// The vendored ReDoc bundle: the page works with no network at all.
+const REDOC_JS: &str = include_str!("../assets/redoc.standalone.js");
+const REDOC_JS_PATH: &str = "/redoc/redoc.standalone.js";
 
 /// The router with every route, the docs, request ids, tracing and the body limit.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
-        .route("/api/v1/orders", get(list_orders).post(create_order))
-        .route("/api/v1/orders/{id}", get(get_order))
+        .route(paths::ROOT, get(root))
+        .route(paths::HEALTH, get(health))
+        .route(paths::READY, get(ready))
+        .route(paths::ORDERS, get(list_orders).post(create_order))
+        .route(paths::ORDER, get(get_order))
         .with_state(state);
     Router::new()
         .merge(api)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
-        .merge(Redoc::with_url("/redoc", openapi()))
+        .merge(SwaggerUi::new(paths::DOCS).url(paths::OPENAPI, openapi()))
+        .route(paths::REDOC, get(redoc))
+        .route(REDOC_JS_PATH, get(redoc_js))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -99,12 +115,54 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-fn json_rejection(rejection: &JsonRejection) -> ApiError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-        _ => ApiError::BadRequest(format!("malformed JSON body: {}", rejection.body_text())),
+/// A JSON body whose rejection is the API's error.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+struct JsonBody<T>(T);
+
+/// Query parameters whose rejection is the API's error.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+struct QueryParams<T>(T);
+
+/// A path parameter whose rejection is the API's error.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+struct PathParam<T>(T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit: BODY_LIMIT },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            _ => Self::BadRequest(format!("malformed JSON body: {}", rejection.body_text())),
+        }
     }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+/// The `Idempotency-Key` header, if the request has one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Invalid::Malformed("must be visible ASCII characters".into()))
+                .and_then(RequestKey::parse)
+                .map_err(|e| ApiError::BadRequest(format!("invalid Idempotency-Key header: {e}")))
+        })
+        .transpose()
 }
 
 /// Accepts an order: validates it, stores it durably, queues its payment.
@@ -115,13 +173,15 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
 /// first request is still being stored, 409.
 #[utoipa::path(
     post, path = "/api/v1/orders", request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key, same order")),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Makes retries safe: same key, same order. 1 to 255 visible ASCII characters.",
+            min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$")),
     responses(
         (status = 202, description = "Accepted; payment follows", body = OrderResponse,
          headers(("Location" = String, description = "URL of the order"),
                  ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the key placed it"))),
-        (status = 409, description = "A request with this Idempotency-Key is in flight", body = ErrorBody),
         (status = 400, description = "Malformed JSON or Idempotency-Key", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is in flight", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, all listed; or the Idempotency-Key was used for another order", body = ErrorBody),
@@ -131,40 +191,21 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
 async fn create_order(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|r| json_rejection(&r))?;
-    let (unchecked, mut errors) = read_create_order(&body);
-    let new = match NewOrder::parse(unchecked) {
-        Ok(new) if errors.is_empty() => new,
-        Ok(_) => return Err(ApiError::Validation(errors)),
-        Err(invalid) => {
-            errors.extend(invalid.errors().iter().cloned());
-            errors.sort_by_key(|e| field_order(&e.field));
-            return Err(ApiError::Validation(errors));
-        }
-    };
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Invalid::Malformed("must be visible ASCII characters".into()))
-                .and_then(RequestKey::parse)
-                .map_err(|e| ApiError::BadRequest(format!("invalid Idempotency-Key header: {e}")))
-        })
-        .transpose()?;
-    let placed = match key {
+    let new = parse::new_order(&body)?;
+    let placed = match idempotency_key(&headers)? {
         Some(key) => state.orders.place_once(new, &key).await?,
         None => Placed {
             order: state.orders.place(new).await?,
             replayed: false,
         },
     };
-    let location = format!("/api/v1/orders/{}", placed.order.id);
+    let location = paths::order(placed.order.id.as_uuid());
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(OrderResponse::from(&placed.order)),
+        Json(convert::order(&placed.order)),
     )
         .into_response();
     if placed.replayed {
@@ -175,42 +216,20 @@ async fn create_order(
     Ok(response)
 }
 
-/// Sorts errors in input order: `customer_id`, `items`, then by item index and field.
-fn field_order(field: &str) -> (u8, usize, u8) {
-    let part = |name: &str| match name {
-        "item_id" => 0,
-        "item_name" => 1,
-        "quantity" => 2,
-        "price" => 3,
-        _ => 4,
-    };
-    if field == "body" || field == "customer_id" {
-        return (0, 0, 0);
-    }
-    let Some(rest) = field.strip_prefix("items[") else {
-        return (1, 0, 0);
-    };
-    let (index, name) = rest.split_once(']').unwrap_or((rest, ""));
-    (
-        2,
-        index.parse().unwrap_or(0),
-        part(name.trim_start_matches('.')),
-    )
-}
-
 /// One order with its payment attempts.
 #[utoipa::path(
     get, path = "/api/v1/orders/{id}",
-    params(("id" = String, Path, description = "Order id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
     responses(
         (status = 200, body = OrderResponse),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 422, description = "Not a UUID", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
 async fn get_order(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<OrderResponse>, ApiError> {
     let id: OrderId = id
         .parse()
@@ -220,23 +239,34 @@ async fn get_order(
         .get(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
-    Ok(Json(OrderResponse::from(&order)))
+    Ok(Json(convert::order(&order)))
 }
 
-fn read_list_params(params: ListParams) -> Result<(OrderFilter, PageRequest), ApiError> {
+/// The listing's query as sent: text, so that every bad parameter can be reported at once.
+/// Its documented shape is [`ListOrdersQuery`].
+#[derive(Debug, Default, Deserialize)]
+struct RawListQuery {
+    customer_id: Option<String>,
+    status: Option<String>,
+    page: Option<String>,
+    page_size: Option<String>,
+}
+
+fn read_list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), ApiError> {
     let mut errors = Vec::new();
-    let customer_id = params
+    let mut check = |field: &str, e: Invalid| errors.push(FieldError::new(field, e));
+    let customer_id = query
         .customer_id
         .map(CustomerId::parse)
         .transpose()
-        .map_err(|e| errors.push(FieldError::new("customer_id", e)))
+        .map_err(|e| check("customer_id", e))
         .ok()
         .flatten();
-    let status = params
+    let status = query
         .status
         .map(|s| s.parse::<OrderStatus>())
         .transpose()
-        .map_err(|e| errors.push(FieldError::new("status", e)))
+        .map_err(|e| check("status", e))
         .ok()
         .flatten();
     let whole = |s: &str| {
@@ -244,19 +274,19 @@ fn read_list_params(params: ListParams) -> Result<(OrderFilter, PageRequest), Ap
             .parse::<i64>()
             .map_err(|_| Invalid::Malformed("must be a whole number".into()))
     };
-    let page = params
+    let page = query
         .page
         .as_deref()
         .map_or(Ok(PageRequest::FIRST.page), |p| {
             whole(p).and_then(PageRequest::page_number)
         })
-        .map_err(|e| errors.push(FieldError::new("page", e)))
+        .map_err(|e| check("page", e))
         .ok();
-    let size = params
+    let size = query
         .page_size
         .as_deref()
         .map_or(Ok(PageSize::DEFAULT), |p| whole(p).and_then(PageSize::new))
-        .map_err(|e| errors.push(FieldError::new("page_size", e)))
+        .map_err(|e| check("page_size", e))
         .ok();
     match (page, size) {
         (Some(page), Some(size)) if errors.is_empty() => Ok((
@@ -272,21 +302,22 @@ fn read_list_params(params: ListParams) -> Result<(OrderFilter, PageRequest), Ap
 
 /// Orders, newest first, filtered by customer and status, a page at a time.
 #[utoipa::path(
-    get, path = "/api/v1/orders", params(ListParams),
+    get, path = "/api/v1/orders", params(ListOrdersQuery),
     responses(
         (status = 200, body = OrderListResponse),
+        (status = 400, description = "Unreadable query string", body = ErrorBody),
         (status = 422, description = "Bad parameters, all listed", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
 async fn list_orders(
     State(state): State<AppState>,
-    params: Result<Query<ListParams>, QueryRejection>,
+    QueryParams(query): QueryParams<RawListQuery>,
 ) -> Result<Json<OrderListResponse>, ApiError> {
-    let Query(params) = params.map_err(|r| ApiError::BadRequest(r.body_text()))?;
-    let (filter, page) = read_list_params(params)?;
+    let (filter, page) = read_list_query(query)?;
     let found = state.orders.list(&filter, page).await?;
     Ok(Json(OrderListResponse {
-        orders: found.orders.iter().map(OrderResponse::from).collect(),
+        orders: found.orders.iter().map(convert::order).collect(),
         total: found.total,
         page: page.page.get(),
         page_size: page.size.get(),
@@ -296,10 +327,18 @@ async fn list_orders(
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
 async fn health() -> Json<HealthResponse> {
-    Json(HealthResponse {
-        status: "healthy",
-        service: "order-service",
-    })
+    Json(HealthResponse::healthy())
+}
+
+/// What a dependency check says: `ok`, what failed, or that it did not answer.
+fn describe<E: std::fmt::Display>(
+    checked: Result<Result<(), E>, tokio::time::error::Elapsed>,
+) -> String {
+    match checked {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    }
 }
 
 /// Readiness: the store and the queue answer within 2 s.
@@ -308,21 +347,18 @@ async fn health() -> Json<HealthResponse> {
     responses((status = 200, body = ReadyResponse), (status = 503, body = ReadyResponse))
 )]
 async fn ready(State(state): State<AppState>) -> Response {
-    let limit = Duration::from_secs(2);
-    let (db, queue) = tokio::join!(
-        tokio::time::timeout(limit, state.orders.repo().ping()),
-        tokio::time::timeout(limit, state.queue.ping()),
+    let (store, queue) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, state.orders.check_store()),
+        tokio::time::timeout(READY_TIMEOUT, state.orders.check_queue()),
     );
-    let describe = |r: Result<Result<(), String>, _>| match r {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => e,
-        Err(_) => "timed out".to_owned(),
-    };
-    let database = describe(db.map(|r| r.map_err(|e| e.to_string())));
-    let queue = describe(queue.map(|r| r.map_err(|e| e.to_string())));
+    let (database, queue) = (describe(store), describe(queue));
     let is_ready = database == "ok" && queue == "ok";
     let body = ReadyResponse {
-        status: if is_ready { "ready" } else { "not_ready" },
+        status: if is_ready {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        },
         database,
         queue,
     };
@@ -335,15 +371,39 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// What this service is and where its docs are.
-#[utoipa::path(get, path = "/", responses((status = 200, description = "Service information")))]
-async fn root() -> Json<Value> {
-    Json(serde_json::json!({
-        "service": "order-service",
-        "version": env!("CARGO_PKG_VERSION"),
-        "docs": "/docs",
-        "redoc": "/redoc",
-        "openapi": "/openapi.json",
-        "health": "/health",
-        "ready": "/health/ready",
-    }))
+#[utoipa::path(get, path = "/", responses((status = 200, body = ServiceInfo)))]
+async fn root() -> Json<ServiceInfo> {
+    Json(ServiceInfo {
+        service: order_api::health::SERVICE_NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        docs: paths::DOCS.into(),
+        redoc: paths::REDOC.into(),
+        openapi: paths::OPENAPI.into(),
+        health: paths::HEALTH.into(),
+        ready: paths::READY.into(),
+    })
+}
+
+/// ReDoc, rendering `/openapi.json` with the bundle this binary serves.
+async fn redoc() -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Order service API</title>\n<style>body {{ margin: 0; padding: 0; }}</style>\n\
+         </head>\n<body>\n<div id=\"redoc-container\"></div>\n\
+         <script src=\"{REDOC_JS_PATH}\"></script>\n\
+         <script>Redoc.init(\"{openapi}\", {{}}, document.getElementById(\"redoc-container\"));</script>\n\
+         </body>\n</html>\n",
+        openapi = paths::OPENAPI,
+    ))
+}
+
+async fn redoc_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        REDOC_JS,
+    )
 }

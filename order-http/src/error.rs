@@ -4,11 +4,10 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use order_api::{ErrorBody, ErrorCode, FieldErrorBody};
 use order_core::ports::{BoxError, RepoError};
 use order_core::service::PlaceError;
 use order_core::{FieldError, ValidationErrors};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +30,9 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// The idempotency key was used for a different order.
     #[error("the Idempotency-Key was already used for a different order")]
     KeyReused,
@@ -71,46 +73,36 @@ impl From<RepoError> for ApiError {
     }
 }
 
-/// A rejected field in an error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FieldErrorBody {
-    /// Path of the field, as `items[0].price`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-/// The body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Machine-readable kind: `bad_request`, `unsupported_media_type`, `payload_too_large`,
-    /// `validation_failed`, `idempotency_key_reused`, `request_in_flight`, `not_found`,
-    /// `service_unavailable`, `internal_error`.
-    pub error: &'static str,
-    /// Human-readable message.
-    pub message: String,
-    /// The offending fields (validation errors only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<FieldErrorBody>,
-}
-
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            Self::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
-            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            Self::InFlight => (StatusCode::CONFLICT, "request_in_flight"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::ValidationFailed,
+            ),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
+            Self::KeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+            ),
+            Self::InFlight => (StatusCode::CONFLICT, ErrorCode::RequestInFlight),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServiceUnavailable,
+            ),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         };
         match &self {
             Self::Unavailable(source) => tracing::warn!(error = ?source, "dependency unavailable"),

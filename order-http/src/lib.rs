@@ -5,15 +5,18 @@
 //!
 //! ## Layout
 //! - [`config`]: settings from the environment, checked at start.
-//! - [`api`], [`dto`], [`error`]: routes, JSON shapes, the one error type, OpenAPI.
+//! - [`api`]: routes, handlers and the OpenAPI document; the JSON shapes are `order-api`'s.
+//! - [`parse`], [`convert`]: from the wire into the domain, and back.
+//! - [`error`]: the one error type, answering with `order-api`'s `ErrorBody`.
 //! - [`worker`]: the payment worker's loop.
 //! - [`startup`]: [`startup::Application`] builds and runs a process of any [`startup::Role`].
 //! - [`telemetry`] sets up logging.
 
 pub mod api;
 pub mod config;
-pub mod dto;
+pub mod convert;
 pub mod error;
+pub mod parse;
 pub mod startup;
 pub mod telemetry;
 pub mod worker;

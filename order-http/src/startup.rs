@@ -116,7 +116,6 @@ impl Application {
                     Arc::clone(&queue),
                     Arc::clone(&clock),
                 ),
-                queue: Arc::clone(&queue),
             };
             (Some(listener), Some(state))
         };

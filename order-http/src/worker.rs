@@ -88,7 +88,7 @@ pub async fn run(
             permit = Arc::clone(&permits).acquire_owned() => {
                 let permit = permit.expect("semaphore open");
                 let room = permits.available_permits() + 1;
-                match processor.queue().receive(room.min(256), settings.poll_wait).await {
+                match processor.receive(room.min(256), settings.poll_wait).await {
                     Ok(jobs) => {
                         let mut first = Some(permit);
                         for job in jobs {

@@ -27,6 +27,16 @@ pub struct RetryPolicy {
     cap: Duration,
 }
 
+/// Whether an order may already have been charged by an attempt whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeHistory {
+    /// Every earlier attempt ended with a definite answer: nothing was captured.
+    Resolved,
+    /// An earlier attempt timed out, or a worker died holding the order: a capture may have
+    /// happened, and only the gateway (asked again with the same key) can say.
+    Unresolved,
+}
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryDecision {
@@ -75,8 +85,8 @@ impl RetryPolicy {
         self.ceiling(retry).mul_f64(draw.clamp(0.0, 1.0))
     }
 
-    /// What to do after attempt number `attempts_made` (1-based) failed with `error`;
-    /// `unresolved` says whether an earlier attempt timed out with its outcome still unknown.
+    /// What to do after attempt number `attempts_made` (1-based) failed with `error`, given
+    /// the order's `history`.
     ///
     /// A decline is final. A gateway that did not process the charge is retried until
     /// `max_attempts`. A timeout, or any failure after one, is retried with the same key even
@@ -86,13 +96,13 @@ impl RetryPolicy {
         &self,
         attempts_made: u32,
         error: &GatewayError,
-        unresolved: bool,
+        history: ChargeHistory,
         draw: f64,
     ) -> RetryDecision {
         let retry = attempts_made.saturating_sub(1);
-        let class = match error.retry_class() {
-            RetryClass::Retryable if unresolved => RetryClass::Ambiguous,
-            class => class,
+        let class = match (error.retry_class(), history) {
+            (RetryClass::Retryable, ChargeHistory::Unresolved) => RetryClass::Ambiguous,
+            (class, _) => class,
         };
         match class {
             RetryClass::Final => RetryDecision::GiveUp,
@@ -122,21 +132,33 @@ mod tests {
         let declined = GatewayError::Declined(DeclineReason::InsufficientFunds);
         let down = GatewayError::Unavailable("503".into());
         let timeout = GatewayError::Timeout("slow".into());
-        assert_eq!(p.decide(1, &declined, false, 0.5), RetryDecision::GiveUp);
+        assert_eq!(
+            p.decide(1, &declined, ChargeHistory::Resolved, 0.5),
+            RetryDecision::GiveUp
+        );
         assert!(matches!(
-            p.decide(2, &down, false, 0.5),
+            p.decide(2, &down, ChargeHistory::Resolved, 0.5),
             RetryDecision::RetryAfter(_)
         ));
-        assert_eq!(p.decide(3, &down, false, 0.5), RetryDecision::GiveUp);
+        assert_eq!(
+            p.decide(3, &down, ChargeHistory::Resolved, 0.5),
+            RetryDecision::GiveUp
+        );
         assert!(matches!(
-            p.decide(3, &timeout, false, 0.5),
+            p.decide(3, &timeout, ChargeHistory::Resolved, 0.5),
             RetryDecision::RetryAfter(_)
         ));
         assert!(
-            matches!(p.decide(3, &down, true, 0.5), RetryDecision::RetryAfter(_)),
+            matches!(
+                p.decide(3, &down, ChargeHistory::Unresolved, 0.5),
+                RetryDecision::RetryAfter(_)
+            ),
             "after a timeout, even a clean failure cannot end the order"
         );
-        assert_eq!(p.decide(3, &declined, true, 0.5), RetryDecision::GiveUp);
+        assert_eq!(
+            p.decide(3, &declined, ChargeHistory::Unresolved, 0.5),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]

@@ -601,13 +601,27 @@ async fn receive_waits_for_a_job<Q: PaymentQueue>((a, b): (Q, Q)) {
 /// Checks a [`PaymentGateway`] against its contract: whatever happens, at most one capture
 /// per idempotency key, and a definitive outcome is replayed. `gateway` must eventually
 /// give definitive outcomes (its outage, if any, over).
-pub async fn payment_gateway<G: PaymentGateway + ?Sized>(gateway: &G) {
+///
+/// `captures` reads the gateway's own books: how many payments were really captured under
+/// a key. Receipts alone cannot show a gateway that charges twice and answers with the same
+/// receipt; its books can.
+pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    captures: impl Fn(&crate::payment::IdempotencyKey) -> u32,
+) {
     for i in 0..20 {
         let order = placed_order(&format!("c-gw-{i}"), base_time());
         let request = ChargeRequest::for_order(&order);
+        let key = &request.idempotency_key;
         let mut definitive = None;
         for _ in 0..50 {
-            match gateway.charge(&request).await {
+            let outcome = gateway.charge(&request).await;
+            assert!(
+                captures(key) <= 1,
+                "key {key} captured {} times",
+                captures(key)
+            );
+            match outcome {
                 Err(GatewayError::Unavailable(_) | GatewayError::Timeout(_)) => {}
                 outcome => {
                     definitive = Some(outcome);
@@ -623,7 +637,18 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(gateway: &G) {
                 definitive,
                 "the same key replays the first definitive outcome"
             );
+            assert!(
+                captures(key) <= 1,
+                "key {key} captured {} times",
+                captures(key)
+            );
         }
+        let expected = u32::from(definitive.is_ok());
+        assert_eq!(
+            captures(key),
+            expected,
+            "key {key}: the books must show exactly {expected} capture(s) after {definitive:?}"
+        );
     }
 }
 

@@ -1,0 +1,273 @@
+//! [`OrderClient`]: a typed async client of the order service.
+//!
+//! Every answer is decoded into this crate's types; every failure is a [`ClientError`] that
+//! says whether the service answered (and with which [`ErrorBody`]), could not be reached,
+//! or answered something unreadable.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+use crate::health::{HealthResponse, ReadyResponse, ServiceInfo};
+use crate::orders::{ListOrdersQuery, OrderListResponse, OrderResponse};
+use crate::paths;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service answered with an error status and the standard error body.
+    #[error("HTTP {status}: {body}")]
+    Api {
+        /// The response status.
+        status: u16,
+        /// What the service said.
+        body: ErrorBody,
+    },
+    /// No connection could be made: nothing reached the service.
+    #[error("cannot reach {base}")]
+    Connect {
+        /// The service's base URL.
+        base: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No answer in time: the request may or may not have been processed.
+    #[error("no answer in time")]
+    Timeout(#[source] reqwest::Error),
+    /// The answer could not be read as the contract says (or the connection broke).
+    #[error("unreadable answer (HTTP {status:?})")]
+    Decode {
+        /// The response status, when one arrived.
+        status: Option<u16>,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The client could not be built (a bad base URL, for one).
+    #[error("invalid client settings: {0}")]
+    Build(String),
+}
+
+impl ClientError {
+    /// The response status, when the service answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            Self::Decode { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// The error code of the service's answer, when it gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { body, .. } => Some(body.error),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed (with the same `Idempotency-Key`
+    /// for a `POST`).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => matches!(status, 409 | 429 | 502..=504),
+            Self::Connect { .. } | Self::Timeout(_) => true,
+            Self::Decode { .. } | Self::Build(_) => false,
+        }
+    }
+}
+
+/// An order placed by [`OrderClient::create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The order, as accepted.
+    pub order: OrderResponse,
+    /// The `Location` of the order.
+    pub location: Option<String>,
+    /// Whether an earlier request with the same `Idempotency-Key` placed it.
+    pub replayed: bool,
+}
+
+/// A client of one order service.
+#[derive(Debug, Clone)]
+pub struct OrderClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl OrderClient {
+    /// A client of the service at `base` (such as `http://localhost:8000`) whose requests
+    /// time out after 10 s.
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        Self::with_timeout(base, Duration::from_secs(10))
+    }
+
+    /// A client whose requests time out after `timeout`.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(1024)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Self::with_http(base, http)
+    }
+
+    /// A client sending through `http` (to share its pool or set its own options).
+    pub fn with_http(base: &str, http: reqwest::Client) -> Result<Self, ClientError> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Build(format!(
+                "expected an http:// or https:// URL, got {base:?}"
+            )));
+        }
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The service's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /api/v1/orders`: places an order. `order` is usually a
+    /// [`CreateOrderRequest`](crate::CreateOrderRequest); any serializable body is sent as
+    /// it is, so the service judges it. With `idempotency_key`, retrying never places a
+    /// second order.
+    pub async fn create<B: Serialize + ?Sized>(
+        &self,
+        order: &B,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, ClientError> {
+        let mut request = self.http.post(self.url(paths::ORDERS)).json(order);
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY, key);
+        }
+        let response = self.send(request).await?;
+        let headers = response.headers().clone();
+        let order = decode(response).await?;
+        Ok(Placed {
+            order,
+            location: header(&headers, LOCATION.as_str()),
+            replayed: header(&headers, IDEMPOTENT_REPLAYED).as_deref() == Some("true"),
+        })
+    }
+
+    /// `GET /api/v1/orders/{id}`.
+    pub async fn get(&self, id: Uuid) -> Result<OrderResponse, ClientError> {
+        let response = self
+            .send(self.http.get(self.url(&paths::order(id))))
+            .await?;
+        decode(response).await
+    }
+
+    /// `GET /api/v1/orders`: one page of orders, newest first.
+    pub async fn list(&self, query: &ListOrdersQuery) -> Result<OrderListResponse, ClientError> {
+        let response = self
+            .send(self.http.get(self.url(paths::ORDERS)).query(query))
+            .await?;
+        decode(response).await
+    }
+
+    /// `GET /health`: liveness.
+    pub async fn health(&self) -> Result<HealthResponse, ClientError> {
+        decode(self.send(self.http.get(self.url(paths::HEALTH))).await?).await
+    }
+
+    /// `GET /health/ready`: the state of each dependency, ready or not (a `503` answer is
+    /// read as a [`ReadyResponse`] too).
+    pub async fn ready(&self) -> Result<ReadyResponse, ClientError> {
+        let response = self.send(self.http.get(self.url(paths::READY))).await?;
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return response.json().await.map_err(|source| ClientError::Decode {
+                status: Some(status.as_u16()),
+                source,
+            });
+        }
+        decode(response).await
+    }
+
+    /// `GET /`: the service's self-description.
+    pub async fn info(&self) -> Result<ServiceInfo, ClientError> {
+        decode(self.send(self.http.get(self.url(paths::ROOT))).await?).await
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        request.send().await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::Connect {
+                    base: self.base.clone(),
+                    source: e,
+                }
+            } else if e.is_timeout() {
+                ClientError::Timeout(e)
+            } else {
+                ClientError::Decode {
+                    status: e.status().map(|s| s.as_u16()),
+                    source: e,
+                }
+            }
+        })
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Reads a success body as `T`, or an error status's [`ErrorBody`].
+async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+    let status = response.status();
+    let failed = |source: reqwest::Error| {
+        if source.is_timeout() {
+            ClientError::Timeout(source)
+        } else {
+            ClientError::Decode {
+                status: Some(status.as_u16()),
+                source,
+            }
+        }
+    };
+    if status.is_success() {
+        return response.json().await.map_err(failed);
+    }
+    let body: ErrorBody = response.json().await.map_err(failed)?;
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_url_must_be_http() {
+        assert!(matches!(
+            OrderClient::new("localhost:8000"),
+            Err(ClientError::Build(_))
+        ));
+        let client = OrderClient::new("http://localhost:8000/").unwrap();
+        assert_eq!(
+            client.url(paths::ORDERS),
+            "http://localhost:8000/api/v1/orders"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The one error body: every failure, whatever the route, answers with [`ErrorBody`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of failure an [`ErrorBody`] reports; clients branch on this, never on the
+/// message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: malformed JSON, or a header or parameter that cannot be read.
+    BadRequest,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 413: the body is over the limit.
+    PayloadTooLarge,
+    /// 422: some fields are invalid; `fields` lists every one.
+    ValidationFailed,
+    /// 422: the `Idempotency-Key` was used for a different order.
+    IdempotencyKeyReused,
+    /// 409: a request with the same `Idempotency-Key` is still in flight.
+    RequestInFlight,
+    /// 404: no such resource or route.
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 503: a dependency is down; retry after `Retry-After` seconds.
+    ServiceUnavailable,
+    /// 500: a bug or corrupt data; the details are in the service's log.
+    InternalError,
+    /// A code this version of the contract does not know (a newer service).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::ValidationFailed => "validation_failed",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::RequestInFlight => "request_in_flight",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::InternalError => "internal_error",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldErrorBody {
+    /// Path of the field, as `items[0].price`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// Machine-readable kind.
+    pub error: ErrorCode,
+    /// Human-readable message.
+    pub message: String,
+    /// The offending fields, in input order (validation errors only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldErrorBody>,
+}
+
+impl fmt::Display for ErrorBody {
+    /// The message, followed by every field error.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        for (i, field) in self.fields.iter().enumerate() {
+            f.write_str(if i == 0 { " (" } else { "; " })?;
+            write!(f, "{}: {}", field.field, field.message)?;
+        }
+        if !self.fields.is_empty() {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_code_from_a_newer_service_still_reads() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":"quota_exceeded","message":"slow down"}"#).unwrap();
+        assert_eq!(body.error, ErrorCode::Unknown);
+        assert_eq!(body.message, "slow down");
+    }
+
+    #[test]
+    fn a_body_reads_as_its_message_and_fields() {
+        let body = ErrorBody {
+            error: ErrorCode::ValidationFailed,
+            message: "invalid input".into(),
+            fields: vec![
+                FieldErrorBody {
+                    field: "customer_id".into(),
+                    message: "must not be empty".into(),
+                },
+                FieldErrorBody {
+                    field: "items".into(),
+                    message: "must have at least 1 entries".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            body.to_string(),
+            "invalid input (customer_id: must not be empty; items: must have at least 1 entries)"
+        );
+    }
+}

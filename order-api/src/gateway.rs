@@ -1,0 +1,193 @@
+//! The protocol of the HTTP payment gateway: what `order-gateway-http` sends and what
+//! `order-gateway-mock`'s server answers, written once for both.
+//!
+//! - `POST /charges` with an [`IDEMPOTENCY_KEY`] header and a [`ChargeBody`]: the answer is
+//!   a [`ChargeAnswer`] whose [`ChargeAnswer::http_status`] is the response status:
+//!   `200` captured, `402` declined (final), `503` unavailable (nothing was charged), `504`
+//!   timed out (may have charged), `400` invalid.
+//! - `GET`/`PUT /admin/config`: the simulation's [`Behaviour`].
+//! - `PUT /admin/outage` with an [`Outage`] fails every charge for that long ([`OutageAnswer`]);
+//!   `DELETE` ends it.
+//! - `GET /audit/charges`: the [`Audit`], one [`AuditEntry`] per idempotency key.
+//! - `GET /health`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::money::exact;
+
+/// Charges.
+pub const CHARGES: &str = "/charges";
+/// The simulation's behaviour.
+pub const ADMIN_CONFIG: &str = "/admin/config";
+/// Switching an outage on and off.
+pub const ADMIN_OUTAGE: &str = "/admin/outage";
+/// The ledger.
+pub const AUDIT_CHARGES: &str = "/audit/charges";
+/// Liveness.
+pub const HEALTH: &str = "/health";
+/// The charge's idempotency key: the same for every attempt at one order's payment.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeBody {
+    /// The order paid for.
+    pub order_id: Uuid,
+    /// Who pays.
+    pub customer_id: String,
+    /// How much, exact.
+    #[serde(with = "exact")]
+    pub amount: Decimal,
+}
+
+/// The answer to a charge, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ChargeAnswer {
+    /// Captured.
+    Succeeded {
+        /// The gateway's id of the payment.
+        transaction_id: String,
+    },
+    /// Declined: final.
+    Declined {
+        /// Why, as a decline code (`insufficient_funds`, `card_declined`, ...).
+        reason: String,
+    },
+    /// Not processed: nothing was charged, retrying is safe.
+    Unavailable {
+        /// What failed.
+        error: String,
+    },
+    /// No definite answer in time: the charge may have happened.
+    Timeout {
+        /// What failed.
+        error: String,
+    },
+    /// The request itself was wrong.
+    Invalid {
+        /// What is wrong.
+        error: String,
+    },
+}
+
+impl ChargeAnswer {
+    /// The HTTP status this answer is sent with.
+    pub const fn http_status(&self) -> u16 {
+        match self {
+            Self::Succeeded { .. } => 200,
+            Self::Declined { .. } => 402,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
+            Self::Invalid { .. } => 400,
+        }
+    }
+}
+
+/// How the simulated gateway behaves; read and written at `/admin/config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Behaviour {
+    /// Share of charges that succeed.
+    pub success_rate: f64,
+    /// Shortest simulated latency, ms.
+    pub latency_min_ms: u64,
+    /// Longest simulated latency, ms.
+    pub latency_max_ms: u64,
+    /// Share of failures that are declines.
+    pub decline_share: f64,
+    /// Share of failures that are time-outs.
+    pub timeout_share: f64,
+    /// How long a simulated time-out keeps the client waiting, ms.
+    pub timeout_delay_ms: u64,
+}
+
+impl Default for Behaviour {
+    /// The original service's mock: 95 % success, 50 to 200 ms.
+    fn default() -> Self {
+        Self {
+            success_rate: 0.95,
+            latency_min_ms: 50,
+            latency_max_ms: 200,
+            decline_share: 0.5,
+            timeout_share: 0.1,
+            timeout_delay_ms: 5_000,
+        }
+    }
+}
+
+/// `PUT /admin/outage`: fail every charge for this long.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
+    /// Length of the outage.
+    pub seconds: f64,
+}
+
+/// The answer to [`Outage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageAnswer {
+    /// When the outage ends.
+    pub outage_until: DateTime<Utc>,
+}
+
+/// The definitive outcome of a key's charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// Captured.
+    Succeeded {
+        /// The gateway's id of the payment.
+        transaction_id: String,
+    },
+    /// Declined.
+    Declined {
+        /// Why.
+        error: String,
+    },
+}
+
+/// What the gateway did under one idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Calls made with the key.
+    pub calls: u32,
+    /// Payments captured under the key (0 or 1).
+    pub captures: u32,
+    /// Amount of the first call.
+    #[serde(with = "exact")]
+    pub amount: Decimal,
+    /// The definitive outcome, once there is one.
+    pub outcome: Option<AuditOutcome>,
+}
+
+/// `GET /audit/charges`: the whole ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Calls received, outage rejections included.
+    pub calls: u64,
+    /// Payments captured, over all keys.
+    pub captures: u64,
+    /// One entry per idempotency key.
+    pub charges: BTreeMap<String, AuditEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charge_answers_are_tagged_by_status() {
+        let answer = ChargeAnswer::Declined {
+            reason: "insufficient_funds".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            serde_json::json!({"status": "declined", "reason": "insufficient_funds"})
+        );
+        assert_eq!(answer.http_status(), 402);
+    }
+}

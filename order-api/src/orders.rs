@@ -1,0 +1,351 @@
+//! Placing, reading and listing orders.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::money::exact;
+
+/// An item of a new order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateItemRequest {
+    /// Catalogue id: 1 to 100 characters, not blank, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "item_001",
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
+    pub item_id: String,
+    /// Display name: 1 to 255 characters, not blank, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "Burger",
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
+    pub item_name: String,
+    /// How many: 1 to 10,000.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = 2, minimum = 1, maximum = 10_000)
+    )]
+    pub quantity: i64,
+    /// Unit price: more than 0, at most 1,000,000, at most 2 decimal places. Sent as a
+    /// JSON number, read exactly (never through floating point).
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 12.99, exclusive_minimum = 0, maximum = 1_000_000, multiple_of = 0.01))]
+    pub price: Decimal,
+}
+
+/// A new order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateOrderRequest {
+    /// The customer: 1 to 100 characters, not blank, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "customer_123",
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
+    pub customer_id: String,
+    /// 1 to 100 items.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
+    pub items: Vec<CreateItemRequest>,
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted; payment not started.
+    Pending,
+    /// A payment attempt is under way or scheduled.
+    PaymentProcessing,
+    /// Paid (terminal).
+    Confirmed,
+    /// Payment failed for good (terminal).
+    PaymentFailed,
+    /// Cancelled (terminal).
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::PaymentProcessing,
+        Self::Confirmed,
+        Self::PaymentFailed,
+        Self::Cancelled,
+    ];
+
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::PaymentProcessing => "payment_processing",
+            Self::Confirmed => "confirmed",
+            Self::PaymentFailed => "payment_failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the order will never change again.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Confirmed | Self::PaymentFailed | Self::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of [`OrderStatus::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for OrderStatus {
+    type Err = UnknownStatus;
+
+    /// Reads a status name in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// An item of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemResponse {
+    /// Catalogue id.
+    pub item_id: String,
+    /// Display name.
+    pub item_name: String,
+    /// How many.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
+    pub quantity: u32,
+    /// Unit price.
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 12.99))]
+    pub price: Decimal,
+}
+
+/// How a payment attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// Captured.
+    Succeeded,
+    /// Declined by the gateway: final.
+    Declined,
+    /// Failed before anything was charged.
+    Failed,
+    /// No answer in time: may or may not have charged.
+    TimedOut,
+}
+
+impl AttemptStatus {
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Declined => "declined",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl fmt::Display for AttemptStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One payment attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttemptResponse {
+    /// 1, 2, 3, ...
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub attempt_number: u32,
+    /// How it ended.
+    pub status: AttemptStatus,
+    /// The gateway's id of a captured payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// Why it was declined or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When the charge was sent.
+    pub started_at: DateTime<Utc>,
+    /// When its outcome was known.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderResponse {
+    /// Its id (UUID v7: ids sort by creation time).
+    pub id: Uuid,
+    /// The customer.
+    pub customer_id: String,
+    /// Its items.
+    pub items: Vec<ItemResponse>,
+    /// Sum of price x quantity, exact.
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 30.97))]
+    pub total_amount: Decimal,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Every payment attempt, oldest first.
+    pub payment_attempts: Vec<AttemptResponse>,
+}
+
+/// A page of orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderListResponse {
+    /// The page's orders, newest first.
+    pub orders: Vec<OrderResponse>,
+    /// Orders matching the filters, on all pages.
+    pub total: u64,
+    /// This page's number (from 1).
+    pub page: u32,
+    /// Orders per page.
+    pub page_size: u32,
+}
+
+/// The filters and page of `GET /api/v1/orders`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ListOrdersQuery {
+    /// Only this customer's orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
+    pub customer_id: Option<String>,
+    /// Only orders in this status (the service reads any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<OrderStatus>,
+    /// Page number, from 1 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 4_294_967_295_u64))]
+    pub page: Option<u32>,
+    /// Orders per page, 1 to 100 (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub page_size: Option<u32>,
+}
+
+/// Defaults the service applies to [`ListOrdersQuery`].
+pub mod list_defaults {
+    /// The first page.
+    pub const PAGE: u32 = 1;
+    /// Orders per page.
+    pub const PAGE_SIZE: u32 = 20;
+    /// Largest page size.
+    pub const MAX_PAGE_SIZE: u32 = 100;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_in_any_case_and_write_in_snake_case() {
+        for status in OrderStatus::ALL {
+            let upper = status.as_str().to_uppercase();
+            assert_eq!(upper.parse::<OrderStatus>().unwrap(), status);
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::String(status.as_str().into())
+            );
+        }
+        assert!("shipped".parse::<OrderStatus>().is_err());
+    }
+
+    #[test]
+    fn only_confirmed_failed_and_cancelled_are_terminal() {
+        let terminal: Vec<_> = OrderStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(
+            terminal,
+            [
+                OrderStatus::Confirmed,
+                OrderStatus::PaymentFailed,
+                OrderStatus::Cancelled
+            ]
+        );
+    }
+
+    #[test]
+    fn an_order_reads_back_what_it_wrote() {
+        let order = OrderResponse {
+            id: Uuid::nil(),
+            customer_id: "c".into(),
+            items: vec![ItemResponse {
+                item_id: "i".into(),
+                item_name: "n".into(),
+                quantity: 3,
+                price: "0.10".parse().unwrap(),
+            }],
+            total_amount: "0.30".parse().unwrap(),
+            status: OrderStatus::PaymentProcessing,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+            payment_attempts: vec![AttemptResponse {
+                attempt_number: 1,
+                status: AttemptStatus::TimedOut,
+                transaction_id: None,
+                error_message: Some("slow".into()),
+                started_at: DateTime::UNIX_EPOCH,
+                finished_at: DateTime::UNIX_EPOCH,
+            }],
+        };
+        let json = serde_json::to_string(&order).unwrap();
+        assert!(json.contains(r#""total_amount":0.30"#), "{json}");
+        assert_eq!(serde_json::from_str::<OrderResponse>(&json).unwrap(), order);
+    }
+}

@@ -1,0 +1,36 @@
+//! Route paths, as the server mounts them and clients call them.
+
+use uuid::Uuid;
+
+/// `POST` places an order, `GET` lists orders.
+pub const ORDERS: &str = "/api/v1/orders";
+/// `GET` one order; `{id}` is its UUID.
+pub const ORDER: &str = "/api/v1/orders/{id}";
+/// Liveness.
+pub const HEALTH: &str = "/health";
+/// Readiness: the store and the queue answer.
+pub const READY: &str = "/health/ready";
+/// What the service is and where its docs are.
+pub const ROOT: &str = "/";
+/// The OpenAPI document.
+pub const OPENAPI: &str = "/openapi.json";
+/// Swagger UI.
+pub const DOCS: &str = "/docs";
+/// ReDoc.
+pub const REDOC: &str = "/redoc";
+
+/// The path of the order `id`: [`ORDER`] filled in.
+pub fn order(id: Uuid) -> String {
+    format!("{ORDERS}/{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_path_fills_in_the_template() {
+        let id = Uuid::nil();
+        assert_eq!(order(id), ORDER.replace("{id}", &id.to_string()));
+    }
+}

@@ -1,0 +1,174 @@
+//! [`OrderService`]: places, reads and lists orders, and reports on the store and queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{instrument, warn};
+
+use super::group_commit::GroupCommit;
+use super::{chrono, micros_now};
+use crate::ids::OrderId;
+use crate::order::{NewOrder, Order};
+use crate::ports::{
+    Clock, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue, QueueError, RepoError,
+};
+use crate::request::{Fingerprint, KeyedRequest, RequestKey};
+
+/// Places and reads orders.
+pub struct OrderService<R: ?Sized, Q: ?Sized, C: ?Sized> {
+    repo: Arc<R>,
+    queue: Arc<Q>,
+    clock: Arc<C>,
+    group: Arc<GroupCommit>,
+}
+
+impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
+    fn clone(&self) -> Self {
+        Self {
+            repo: Arc::clone(&self.repo),
+            queue: Arc::clone(&self.queue),
+            clock: Arc::clone(&self.clock),
+            group: Arc::clone(&self.group),
+        }
+    }
+}
+
+impl<R, Q, C> OrderService<R, Q, C>
+where
+    R: OrderRepo + ?Sized,
+    Q: PaymentQueue + ?Sized,
+    C: Clock + ?Sized,
+{
+    /// A service over these adapters.
+    pub fn new(repo: Arc<R>, queue: Arc<Q>, clock: Arc<C>) -> Self {
+        Self {
+            repo,
+            queue,
+            clock,
+            group: Arc::new(GroupCommit::default()),
+        }
+    }
+
+    /// Whether the store answers (for readiness checks).
+    pub async fn check_store(&self) -> Result<(), RepoError> {
+        self.repo.ping().await
+    }
+
+    /// Whether the queue answers (for readiness checks).
+    pub async fn check_queue(&self) -> Result<(), QueueError> {
+        self.queue.ping().await
+    }
+
+    /// Places an order: stores it durably as `pending`, then queues its payment.
+    ///
+    /// Concurrent placements share transactions ([`group_commit`]): one durable commit serves
+    /// every order that arrived while the previous one was being written.
+    ///
+    /// Once this returns `Ok` the order is never lost. If queueing fails the order is
+    /// still accepted: it stays due in the store, and [`PaymentProcessor::reconcile`] queues
+    /// it later.
+    #[instrument(skip_all, fields(order_id))]
+    pub async fn place(&self, new: NewOrder) -> Result<Order, RepoError> {
+        let order = new.place(OrderId::new(), micros_now(&*self.clock));
+        tracing::Span::current().record("order_id", tracing::field::display(order.id));
+        self.group.insert(&*self.repo, order.clone()).await?;
+        if let Err(e) = self.queue.enqueue(order.id).await {
+            warn!(error = %e, "order stored but not queued; the reconciler will queue it");
+        }
+        Ok(order)
+    }
+
+    /// Places an order under a client's idempotency key: a retry of the same request
+    /// returns the first order (`replayed`), never a second one.
+    ///
+    /// A key reused for a different order gives [`PlaceError::KeyReused`]; a key whose first
+    /// request is still being stored gives [`PlaceError::InFlight`]. The key is completed
+    /// in the same transaction that stores the order.
+    #[instrument(skip_all, fields(order_id, key = %key))]
+    pub async fn place_once(&self, new: NewOrder, key: &RequestKey) -> Result<Placed, PlaceError> {
+        let now = micros_now(&*self.clock);
+        let fingerprint = Fingerprint::of(&new);
+        let token = match self
+            .repo
+            .begin_request(key, &fingerprint, now, REQUEST_STALE_AFTER)
+            .await?
+        {
+            KeyedRequest::New(token) => token,
+            KeyedRequest::InFlight => return Err(PlaceError::InFlight),
+            KeyedRequest::Mismatch => return Err(PlaceError::KeyReused),
+            KeyedRequest::Completed(id) => {
+                let order = self.repo.get(id).await?.ok_or(RepoError::NotFound(id))?;
+                return Ok(Placed {
+                    order,
+                    replayed: true,
+                });
+            }
+        };
+        let order = new.place(OrderId::new(), now);
+        tracing::Span::current().record("order_id", tracing::field::display(order.id));
+        if let Err(e) = self.repo.insert_for_request(&order, key, token).await {
+            if !matches!(e, RepoError::RequestSuperseded(_)) {
+                let _ = self.repo.abandon_request(key, token).await;
+            }
+            return Err(e.into());
+        }
+        if let Err(e) = self.queue.enqueue(order.id).await {
+            warn!(error = %e, "order stored but not queued; the reconciler will queue it");
+        }
+        Ok(Placed {
+            order,
+            replayed: false,
+        })
+    }
+
+    /// Forgets idempotency keys older than `retention`; returns how many.
+    pub async fn purge_request_keys(&self, retention: Duration) -> Result<u64, RepoError> {
+        self.repo
+            .purge_requests(micros_now(&*self.clock) - chrono(retention))
+            .await
+    }
+
+    /// The order with this id, if any.
+    pub async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
+        self.repo.get(id).await
+    }
+
+    /// A page of orders, newest first.
+    pub async fn list(
+        &self,
+        filter: &OrderFilter,
+        page: PageRequest,
+    ) -> Result<OrderPage, RepoError> {
+        self.repo.list(filter, page).await
+    }
+}
+
+/// How long a reservation of an idempotency key may stay uncompleted before another request
+/// with the key may take it over (its request is presumed dead).
+pub const REQUEST_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// How long idempotency keys are kept: a retry later than this creates a new order.
+pub const REQUEST_KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// An order placed under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The order.
+    pub order: Order,
+    /// Whether it was placed by an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// Why an order could not be placed under an idempotency key.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    /// The key was used for a different order.
+    #[error("the idempotency key was used for a different order")]
+    KeyReused,
+    /// A request with the key is still being stored.
+    #[error("a request with this idempotency key is in flight")]
+    InFlight,
+    /// The store failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}

@@ -1,0 +1,396 @@
+//! [`PaymentProcessor`]: the worker's steps. Receive jobs, claim each order under a lease,
+//! charge through the breaker, record the attempt and what follows from it, then settle the
+//! job in the queue.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tracing::{debug, info, instrument, warn};
+
+use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth};
+use super::{chrono, micros_now};
+use crate::ids::WorkerId;
+use crate::order::{Order, OrderEvent, OrderStatus, Transition};
+use crate::payment::{AttemptOutcome, ChargeReceipt, ChargeRequest, GatewayError, PaymentAttempt};
+use crate::policy::circuit_breaker::{
+    BreakerConfig, BreakerState, CircuitBreaker, Permit, Rejection,
+};
+use crate::policy::retry::{ChargeHistory, RetryPolicy};
+use crate::ports::{
+    Claim, Clock, Delivery, Lease, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError,
+};
+
+/// Settings of a [`PaymentProcessor`].
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// This worker's name, unique among running workers.
+    pub worker: WorkerId,
+    /// How long a claim on an order lasts; longer than a charge can take.
+    pub lease: Duration,
+    /// Retry policy for failed charges.
+    pub retry: RetryPolicy,
+    /// Circuit breaker settings.
+    pub breaker: BreakerConfig,
+    /// Deliveries after which a job is moved to the dead-letter queue.
+    pub max_deliveries: u32,
+    /// How long a job may sit unqueued in the store before the reconciler queues it again.
+    pub reconcile_grace: Duration,
+    /// Seed of the jitter's random numbers; `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl ProcessorConfig {
+    /// Defaults for a worker named `worker`: 30 s leases, the default retry policy and
+    /// breaker, 10 deliveries, 30 s reconcile grace.
+    pub fn new(worker: WorkerId) -> Self {
+        Self {
+            worker,
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy::DEFAULT,
+            breaker: BreakerConfig::default(),
+            max_deliveries: 10,
+            reconcile_grace: Duration::from_secs(30),
+            seed: None,
+        }
+    }
+}
+
+/// What handling one delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Paid: the order is `confirmed`.
+    Confirmed,
+    /// Declined or out of attempts: the order is `payment_failed`.
+    Failed,
+    /// The charge failed; another attempt is scheduled.
+    RetryScheduled {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Not attempted now (breaker open, order busy or not yet due); queued again.
+    Deferred {
+        /// Until when.
+        until: DateTime<Utc>,
+    },
+    /// The order was already terminal; the job was dropped.
+    AlreadySettled,
+    /// No such order; the job was dropped.
+    UnknownOrder,
+    /// Delivered too often; moved to the dead-letter queue.
+    DeadLettered,
+    /// Another worker took the order over mid-payment; it finishes the job.
+    LeaseLost,
+}
+
+/// Errors of [`PaymentProcessor`]. The job stays pending and is delivered again later.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The store failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl ProcessError {
+    /// Whether the same call may succeed later.
+    pub const fn is_retryable(&self) -> bool {
+        match self {
+            Self::Repo(e) => e.is_retryable(),
+            Self::Queue(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// The worker's logic: take a job, claim the order, charge through breaker and retry
+/// policy, record the attempt and the transition, ack.
+pub struct PaymentProcessor<R: ?Sized, Q: ?Sized, G: ?Sized, C: ?Sized> {
+    repo: Arc<R>,
+    queue: Arc<Q>,
+    gateway: Arc<G>,
+    clock: Arc<C>,
+    breaker: Mutex<CircuitBreaker>,
+    rng: Mutex<SmallRng>,
+    config: ProcessorConfig,
+}
+
+impl<R, Q, G, C> PaymentProcessor<R, Q, G, C>
+where
+    R: OrderRepo + ?Sized,
+    Q: PaymentQueue + ?Sized,
+    G: PaymentGateway + ?Sized,
+    C: Clock + ?Sized,
+{
+    /// A processor over these adapters.
+    pub fn new(
+        repo: Arc<R>,
+        queue: Arc<Q>,
+        gateway: Arc<G>,
+        clock: Arc<C>,
+        config: ProcessorConfig,
+    ) -> Self {
+        let rng = config.seed.map_or_else(
+            || SmallRng::from_rng(&mut rand::rng()),
+            SmallRng::seed_from_u64,
+        );
+        Self {
+            repo,
+            queue,
+            gateway,
+            clock,
+            breaker: Mutex::new(CircuitBreaker::new(config.breaker)),
+            rng: Mutex::new(rng),
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    /// The breaker as it is now (for health reporting and tests).
+    pub fn breaker(&self) -> CircuitBreaker {
+        self.lock_breaker().clone()
+    }
+
+    fn lock_breaker(&self) -> MutexGuard<'_, CircuitBreaker> {
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn draw(&self) -> f64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random::<f64>()
+    }
+
+    /// Receives up to `max` new jobs, waiting up to `wait` for the first; each is then given
+    /// to [`handle`](Self::handle) (concurrently, by the caller, as it sees fit).
+    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, ProcessError> {
+        Ok(self.queue.receive(max, wait).await?)
+    }
+
+    /// Receives at most one new job, waiting up to `wait`, and handles it.
+    pub async fn process_next(&self, wait: Duration) -> Result<Option<Outcome>, ProcessError> {
+        let Some(delivery) = self.queue.receive(1, wait).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        self.handle(&delivery).await.map(Some)
+    }
+
+    /// Takes over jobs whose consumer has been silent for a lease: it probably crashed.
+    pub async fn reclaim(&self, max: usize) -> Result<Vec<Delivery>, ProcessError> {
+        Ok(self.queue.reclaim(self.config.lease, max).await?)
+    }
+
+    /// Queues again every order that is due but has waited past the grace period: its job
+    /// was lost (a crash between commit and enqueue, or a queue that lost its data).
+    /// Returns how many were queued.
+    pub async fn reconcile(&self, limit: usize) -> Result<usize, ProcessError> {
+        let before = micros_now(&*self.clock) - chrono(self.config.reconcile_grace);
+        let due = self.repo.due(before, limit).await?;
+        for id in &due {
+            self.queue.enqueue(*id).await?;
+        }
+        if !due.is_empty() {
+            info!(count = due.len(), "reconciler queued orders again");
+        }
+        Ok(due.len())
+    }
+
+    /// Handles one delivered job.
+    #[instrument(skip_all, fields(order_id = %delivery.order_id, deliveries = delivery.deliveries))]
+    pub async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
+        if delivery.deliveries > self.config.max_deliveries {
+            warn!("job delivered too often; moving it to the dead-letter queue");
+            self.queue
+                .dead_letter(
+                    delivery,
+                    &format!("delivered {} times", delivery.deliveries),
+                )
+                .await?;
+            return Ok(Outcome::DeadLettered);
+        }
+        let now = micros_now(&*self.clock);
+        let claim = match self
+            .repo
+            .claim(
+                delivery.order_id,
+                &self.config.worker,
+                now,
+                self.config.lease,
+            )
+            .await
+        {
+            Err(RepoError::NotFound(_)) => {
+                warn!("job for an unknown order; dropping it");
+                self.queue.ack(delivery).await?;
+                return Ok(Outcome::UnknownOrder);
+            }
+            other => other?,
+        };
+        let (lease, order, uncertain) = match claim {
+            Claim::Acquired {
+                lease,
+                order,
+                uncertain,
+            } => (lease, order, uncertain),
+            Claim::Settled(_) => {
+                self.queue.ack(delivery).await?;
+                return Ok(Outcome::AlreadySettled);
+            }
+            Claim::Busy { until } | Claim::NotDue { at: until } => {
+                self.queue.defer(delivery, until).await?;
+                return Ok(Outcome::Deferred { until });
+            }
+        };
+        let permit = self.lock_breaker().try_acquire(now);
+        match permit {
+            Ok(permit) => {
+                self.charge(delivery, &lease, &order, uncertain, permit)
+                    .await
+            }
+            Err(Rejection { reason, retry_at }) => {
+                debug!(?reason, %retry_at, "breaker rejected the charge; deferring");
+                self.finish(delivery, &lease, None, LeaseEnd::Retry(retry_at), now)
+                    .await
+                    .map(|()| Outcome::Deferred { until: retry_at })
+            }
+        }
+    }
+
+    /// Charges the claimed order once, then records the attempt and what follows from it.
+    async fn charge(
+        &self,
+        delivery: &Delivery,
+        lease: &Lease,
+        order: &Order,
+        uncertain: bool,
+        permit: Permit,
+    ) -> Result<Outcome, ProcessError> {
+        let request = ChargeRequest::for_order(order);
+        let number = u32::try_from(order.payment_attempts.len())
+            .ok()
+            .and_then(|n| NonZeroU32::new(n + 1))
+            .expect("fewer than u32::MAX attempts");
+        let started_at = micros_now(&*self.clock);
+        let result = self.gateway.charge(&request).await;
+        let finished_at = micros_now(&*self.clock);
+        let attempt = PaymentAttempt {
+            number,
+            outcome: AttemptOutcome::from_charge(&result),
+            started_at,
+            finished_at,
+        };
+        let context = AttemptContext {
+            number: number.get(),
+            history: history(order, uncertain),
+            gateway: self.record_in_breaker(permit, &result, finished_at),
+            finished_at,
+        };
+        let decided = decision::decide(
+            &result,
+            &context,
+            &self.config.retry,
+            self.config.breaker.probe_wait,
+            self.draw(),
+        );
+        let (end, outcome) = match decided {
+            ChargeDecision::Confirm => (
+                LeaseEnd::Settle(OrderEvent::PaymentCaptured),
+                Outcome::Confirmed,
+            ),
+            ChargeDecision::Fail => {
+                info!(?result, attempt = number.get(), "payment failed for good");
+                (LeaseEnd::Settle(OrderEvent::PaymentFailed), Outcome::Failed)
+            }
+            ChargeDecision::RetryAt(at) | ChargeDecision::AwaitGateway(at) => {
+                debug!(?result, attempt = number.get(), %at, "payment failed; retrying later");
+                (LeaseEnd::Retry(at), Outcome::RetryScheduled { at })
+            }
+        };
+        match self
+            .finish(delivery, lease, Some(attempt), end, finished_at)
+            .await
+        {
+            Ok(()) => Ok(outcome),
+            Err(ProcessError::Repo(RepoError::LeaseLost(_))) => {
+                // Another worker reclaimed this job and owns it now: leave the entry to it.
+                warn!("lease lost during payment; the new holder finishes the order");
+                Ok(Outcome::LeaseLost)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tells the breaker how the call went and returns what it now says of the gateway.
+    /// Only gateway faults count against it: a decline is the gateway working.
+    fn record_in_breaker(
+        &self,
+        permit: Permit,
+        result: &Result<ChargeReceipt, GatewayError>,
+        now: DateTime<Utc>,
+    ) -> GatewayHealth {
+        let mut breaker = self.lock_breaker();
+        match result {
+            Err(error) if error.is_gateway_fault() => breaker.on_failure(permit, now),
+            _ => breaker.on_success(permit),
+        }
+        match breaker.state() {
+            BreakerState::Open { until } => GatewayHealth::Outage { until },
+            _ => GatewayHealth::Serving,
+        }
+    }
+
+    /// Writes the end of a lease to the store, then settles the job in the queue.
+    async fn finish(
+        &self,
+        delivery: &Delivery,
+        lease: &Lease,
+        attempt: Option<PaymentAttempt>,
+        end: LeaseEnd,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProcessError> {
+        match end {
+            LeaseEnd::Settle(event) => {
+                let transition = Transition::apply(OrderStatus::PaymentProcessing, event)
+                    .expect("a claimed order is payment_processing");
+                self.repo.settle(lease, attempt, transition, now).await?;
+                self.queue.ack(delivery).await?;
+            }
+            LeaseEnd::Retry(at) => {
+                self.repo.release(lease, attempt, at, now).await?;
+                self.queue.defer(delivery, at).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a lease ends.
+enum LeaseEnd {
+    /// With a terminal transition.
+    Settle(OrderEvent),
+    /// With another attempt scheduled.
+    Retry(DateTime<Utc>),
+}
+
+/// Whether `order` may already have been charged: a timed-out attempt, or a worker that
+/// died holding it (`uncertain`), leaves the outcome to the gateway.
+fn history(order: &Order, uncertain: bool) -> ChargeHistory {
+    let timed_out = order
+        .payment_attempts
+        .iter()
+        .any(|a| matches!(a.outcome, AttemptOutcome::TimedOut { .. }));
+    if uncertain || timed_out {
+        ChargeHistory::Unresolved
+    } else {
+        ChargeHistory::Resolved
+    }
+}

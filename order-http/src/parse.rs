@@ -1,0 +1,185 @@
+//! From the wire into the domain: one pass over a request's raw JSON that reports every bad
+//! field, whether of the wrong type or of a wrong value, with its path and in input order.
+//!
+//! The values themselves are checked by the domain ([`OrderFields`]); this module only reads
+//! JSON types, so no rule is written twice.
+
+use order_api::money;
+use order_core::order::OrderFields;
+use order_core::{Invalid, NewOrder, ValidationErrors};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+fn required() -> Invalid {
+    Invalid::Malformed("is required".into())
+}
+
+fn must_be(expected: &str) -> Invalid {
+    Invalid::Malformed(format!("must be {expected}"))
+}
+
+/// Reads a field of `object` with `read`, recording a missing field or one of the wrong
+/// type at `path`.
+fn field<'v, T>(
+    fields: &mut OrderFields,
+    object: &'v Map<String, Value>,
+    name: &str,
+    path: impl FnOnce() -> String,
+    read: impl FnOnce(&'v Value) -> Result<T, Invalid>,
+) -> Option<T> {
+    let Some(value) = object.get(name) else {
+        fields.reject(path(), required());
+        return None;
+    };
+    read(value).map_err(|e| fields.reject(path(), e)).ok()
+}
+
+fn text(value: &Value) -> Result<String, Invalid> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| must_be("a string"))
+}
+
+fn whole(value: &Value) -> Result<i64, Invalid> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            // A whole number too large for i64 is still a whole number: out of range.
+            .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .ok_or_else(|| must_be("a whole number")),
+        _ => Err(must_be("a whole number")),
+    }
+}
+
+fn decimal(value: &Value) -> Result<Decimal, Invalid> {
+    money::from_json(value).ok_or_else(|| must_be("a decimal number"))
+}
+
+/// Parses a create-order body into a [`NewOrder`], or every reason it is not one.
+pub fn new_order(body: &Value) -> Result<NewOrder, ValidationErrors> {
+    let mut fields = OrderFields::new();
+    let Some(object) = body.as_object() else {
+        fields.reject("body", must_be("a JSON object"));
+        return fields.finish();
+    };
+    if let Some(customer) = field(
+        &mut fields,
+        object,
+        "customer_id",
+        || "customer_id".into(),
+        text,
+    ) {
+        fields.customer_id(customer);
+    }
+    let items = field(
+        &mut fields,
+        object,
+        "items",
+        || "items".into(),
+        |v| v.as_array().ok_or_else(|| must_be("an array")),
+    );
+    if let Some(items) = items {
+        if fields.item_count(items.len()) {
+            for (i, item) in items.iter().enumerate() {
+                let Some(item) = item.as_object() else {
+                    fields.reject(format!("items[{i}]"), must_be("an object"));
+                    continue;
+                };
+                let path = |name: &str| order_core::order::item_field(i, name);
+                let item_id = field(&mut fields, item, "item_id", || path("item_id"), text)
+                    .and_then(|v| fields.item_id(i, v));
+                let item_name = field(&mut fields, item, "item_name", || path("item_name"), text)
+                    .and_then(|v| fields.item_name(i, v));
+                let quantity = field(&mut fields, item, "quantity", || path("quantity"), whole)
+                    .and_then(|v| fields.quantity(i, v));
+                let price = field(&mut fields, item, "price", || path("price"), decimal)
+                    .and_then(|v| fields.price(i, v));
+                fields.item(item_id, item_name, quantity, price);
+            }
+        }
+    }
+    fields.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rejected(body: &Value) -> Vec<(String, String)> {
+        new_order(body)
+            .unwrap_err()
+            .errors()
+            .iter()
+            .map(|e| (e.field.clone(), e.reason.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_body_parses_exactly() {
+        let order = new_order(&json!({
+            "customer_id": "c1",
+            "items": [{"item_id": "i", "item_name": "n", "quantity": 3, "price": 0.1}]
+        }))
+        .unwrap();
+        assert_eq!(order.total().to_string(), "0.30");
+    }
+
+    #[test]
+    fn type_and_value_errors_are_reported_together_in_input_order() {
+        let errors = rejected(&json!({
+            "customer_id": "",
+            "items": [
+                {"item_id": 5, "item_name": "", "quantity": "two", "price": 1.001},
+                {"item_name": "ok", "quantity": 0, "price": true},
+                "not an item"
+            ]
+        }));
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "customer_id",
+                "items[0].item_id",
+                "items[0].item_name",
+                "items[0].quantity",
+                "items[0].price",
+                "items[1].item_id",
+                "items[1].quantity",
+                "items[1].price",
+                "items[2]",
+            ]
+        );
+        assert_eq!(errors[1].1, "must be a string");
+        assert_eq!(errors[4].1, "must have at most 2 decimal places");
+        assert_eq!(errors[5].1, "is required");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_one_error() {
+        assert_eq!(
+            rejected(&json!([1, 2])),
+            [("body".to_owned(), "must be a JSON object".to_owned())]
+        );
+    }
+
+    #[test]
+    fn too_many_items_are_rejected_as_a_whole() {
+        let item = json!({"item_id": "", "item_name": "", "quantity": 0, "price": 0});
+        let errors = rejected(&json!({"customer_id": "c", "items": vec![item; 101]}));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, "items");
+    }
+
+    #[test]
+    fn a_huge_quantity_is_out_of_range_not_malformed() {
+        let errors = rejected(&json!({
+            "customer_id": "c",
+            "items": [{"item_id": "i", "item_name": "n", "quantity": 18_446_744_073_709_551_615_u64, "price": 1}]
+        }));
+        assert_eq!(errors[0].0, "items[0].quantity");
+        assert!(errors[0].1.starts_with("must be between"), "{errors:?}");
+    }
+}

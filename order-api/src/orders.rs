@@ -267,9 +267,9 @@ pub struct ListOrdersQuery {
     /// Only orders in this status (the service reads any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<OrderStatus>,
-    /// Page number, from 1 (default 1).
+    /// Page number, 1 to 2,147,483,647 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 4_294_967_295_u64))]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 2_147_483_647))]
     pub page: Option<u32>,
     /// Orders per page, 1 to 100 (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -89,14 +89,18 @@ impl PageRequest {
         size: PageSize::DEFAULT,
     };
 
-    /// Parses a 1-based page number.
+    /// Largest page number: 2^31 - 1, so the number fits every client's 32-bit integer.
+    pub const MAX_PAGE: u32 = i32::MAX.unsigned_abs();
+
+    /// Parses a 1-based page number, 1 to [`MAX_PAGE`](Self::MAX_PAGE).
     pub fn page_number(page: i64) -> Result<NonZeroU32, Invalid> {
         u32::try_from(page)
             .ok()
+            .filter(|p| *p <= Self::MAX_PAGE)
             .and_then(NonZeroU32::new)
             .ok_or_else(|| Invalid::OutOfRange {
                 min: "1".into(),
-                max: u32::MAX.to_string(),
+                max: Self::MAX_PAGE.to_string(),
             })
     }
 

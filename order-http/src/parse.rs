@@ -41,14 +41,28 @@ fn text(value: &Value) -> Result<String, Invalid> {
         .ok_or_else(|| must_be("a string"))
 }
 
+/// A whole number as JSON Schema reads one: `3`, but also `3.0` or `3e0` (a number whose
+/// fractional part is zero). One too large for `i64` is still whole: it saturates, and the
+/// domain reports it out of range.
 fn whole(value: &Value) -> Result<i64, Invalid> {
-    match value {
-        Value::Number(n) => n
-            .as_i64()
-            // A whole number too large for i64 is still a whole number: out of range.
-            .or_else(|| n.as_u64().map(|_| i64::MAX))
-            .ok_or_else(|| must_be("a whole number")),
-        _ => Err(must_be("a whole number")),
+    let Value::Number(n) = value else {
+        return Err(must_be("a whole number"));
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    let saturate = |negative: bool| if negative { i64::MIN } else { i64::MAX };
+    let text = n.to_string();
+    match money::parse_decimal(&text) {
+        Some(d) if d.fract().is_zero() => {
+            Ok(i64::try_from(d).unwrap_or_else(|_| saturate(d.is_sign_negative())))
+        }
+        Some(_) => Err(must_be("a whole number")),
+        // Beyond a decimal's range (1e300, say): whole if it has no fraction.
+        None => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() && f.fract() == 0.0 => Ok(saturate(f < 0.0)),
+            _ => Err(must_be("a whole number")),
+        },
     }
 }
 
@@ -174,12 +188,35 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_quantity_is_out_of_range_not_malformed() {
+    fn a_whole_number_may_be_written_with_a_zero_fraction_or_an_exponent() {
+        for quantity in [json!(3), json!(3.0), json!(3e0), json!(0.3e1)] {
+            let order = new_order(&json!({
+                "customer_id": "c",
+                "items": [{"item_id": "i", "item_name": "n", "quantity": quantity, "price": 1}]
+            }))
+            .unwrap();
+            assert_eq!(order.items()[0].quantity.get(), 3, "{quantity}");
+        }
         let errors = rejected(&json!({
             "customer_id": "c",
-            "items": [{"item_id": "i", "item_name": "n", "quantity": 18_446_744_073_709_551_615_u64, "price": 1}]
+            "items": [{"item_id": "i", "item_name": "n", "quantity": 2.5, "price": 1}]
         }));
-        assert_eq!(errors[0].0, "items[0].quantity");
-        assert!(errors[0].1.starts_with("must be between"), "{errors:?}");
+        assert_eq!(errors[0].1, "must be a whole number");
+    }
+
+    #[test]
+    fn a_huge_quantity_is_out_of_range_not_malformed() {
+        for quantity in [
+            json!(18_446_744_073_709_551_615_u64),
+            json!(1e300),
+            json!(-1e30),
+        ] {
+            let errors = rejected(&json!({
+                "customer_id": "c",
+                "items": [{"item_id": "i", "item_name": "n", "quantity": quantity, "price": 1}]
+            }));
+            assert_eq!(errors[0].0, "items[0].quantity");
+            assert!(errors[0].1.starts_with("must be between"), "{errors:?}");
+        }
     }
 }

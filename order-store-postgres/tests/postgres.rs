@@ -8,7 +8,7 @@ use order_core::ports::{Claim, OrderRepo, RepoError};
 use order_core::testing::{conformance, placed_order};
 use order_core::{OrderId, WorkerId};
 use order_store_postgres::testing::TestSchema;
-use order_store_postgres::{PgOrderRepo, PoolConfig, connect_options, lazy_pool};
+use order_store_postgres::{CorruptRow, PgOrderRepo, PoolConfig, connect_options, lazy_pool};
 
 #[tokio::test]
 async fn the_postgres_repo_honours_the_order_repo_contract() {
@@ -109,5 +109,48 @@ async fn migrations_can_run_again_at_every_start() {
     let schema = TestSchema::create().await;
     order_store_postgres::migrate(&schema.pool).await.unwrap();
     order_store_postgres::migrate(&schema.pool).await.unwrap();
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_stored_value_the_domain_rejects_is_a_typed_error_naming_its_column() {
+    let schema = TestSchema::create().await;
+    let repo = schema.repo();
+    let order = placed_order("c-corrupt", Utc::now());
+    repo.insert(&order).await.unwrap();
+    // A control character passes the table's CHECK but not the domain's CustomerId.
+    sqlx::query("UPDATE orders SET customer_id = E'bad\\x01id' WHERE id = $1")
+        .bind(order.id.as_uuid())
+        .execute(&schema.pool)
+        .await
+        .unwrap();
+
+    let err = repo.get(order.id).await.unwrap_err();
+
+    let RepoError::Other(source) = &err else {
+        panic!("expected Other, got {err:?}");
+    };
+    let corrupt = source
+        .downcast_ref::<CorruptRow>()
+        .unwrap_or_else(|| panic!("expected a CorruptRow, got {source:?}"));
+    assert_eq!((corrupt.table, corrupt.column), ("orders", "customer_id"));
+    assert!(!err.is_retryable());
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
+    let schema = TestSchema::create().await;
+    let repo = schema.repo();
+    let order = placed_order("c-retyped", Utc::now());
+    repo.insert(&order).await.unwrap();
+    sqlx::query("ALTER TABLE order_items ALTER COLUMN quantity TYPE bigint")
+        .execute(&schema.pool)
+        .await
+        .unwrap();
+
+    let err = repo.get(order.id).await.unwrap_err();
+
+    assert!(matches!(err, RepoError::Other(_)), "{err:?}");
     schema.drop().await;
 }

@@ -1,0 +1,237 @@
+//! Rows as types: each statement's result decodes into one of these (`FromRow`, so a column
+//! of the wrong type is a decode error, not a panic), then converts into domain values with
+//! a [`CorruptRow`] naming the column the domain rejects.
+
+use std::num::NonZeroU32;
+
+use chrono::{DateTime, Utc};
+use order_core::payment::{AttemptOutcome, DeclineReason, PaymentAttempt};
+use order_core::{
+    CustomerId, ItemId, ItemName, Money, Order, OrderId, OrderItem, OrderStatus, Price, Quantity,
+};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::error::CorruptRow;
+
+/// The value of a column the row kind requires.
+fn need<T>(column: &'static str, value: Option<T>) -> Result<T, CorruptRow> {
+    value.ok_or_else(|| CorruptRow::new("orders", column, "missing"))
+}
+
+/// A status read back from a `status` column.
+pub fn status(table: &'static str, text: &str) -> Result<OrderStatus, CorruptRow> {
+    text.parse()
+        .map_err(|e| CorruptRow::new(table, "status", format!("{text:?}: {e}")))
+}
+
+/// Which part of an order an [`OrderTreeRow`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeRowKind {
+    /// The order's own columns.
+    Order,
+    /// One of its items.
+    Item,
+    /// One of its payment attempts.
+    Attempt,
+}
+
+impl TreeRowKind {
+    /// The kind encoded in the `kind` column.
+    pub fn from_column(kind: i32) -> Result<Self, CorruptRow> {
+        match kind {
+            0 => Ok(Self::Order),
+            1 => Ok(Self::Item),
+            2 => Ok(Self::Attempt),
+            other => Err(CorruptRow::new("order tree", "kind", other)),
+        }
+    }
+}
+
+/// One row of an order-tree statement (see [`crate::orders::order_tree`]): an order, an item
+/// or an attempt, told apart by `kind`; the columns of the other kinds are null.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderTreeRow {
+    /// 0 order, 1 item, 2 attempt.
+    pub kind: i32,
+    /// The order's place in the answer.
+    pub rank: i64,
+    /// The order's id.
+    pub id: Uuid,
+    /// Order: the customer.
+    pub customer_id: Option<String>,
+    /// Order: the total.
+    pub total_amount: Option<Decimal>,
+    /// Order: the status.
+    pub status: Option<String>,
+    /// Order: when placed.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Order: when last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Order: whether a dead worker may have charged it.
+    pub charge_uncertain: Option<bool>,
+    /// Item: its position; attempt: its number.
+    pub n: i32,
+    /// Item: catalogue id.
+    pub item_id: Option<String>,
+    /// Item: name.
+    pub item_name: Option<String>,
+    /// Item: quantity.
+    pub quantity: Option<i32>,
+    /// Item: unit price.
+    pub price: Option<Decimal>,
+    /// Attempt: `succeeded`, `declined`, `failed` or `timed_out`.
+    pub outcome: Option<String>,
+    /// Attempt: the gateway's transaction id.
+    pub transaction_id: Option<String>,
+    /// Attempt: the decline code.
+    pub decline_reason: Option<String>,
+    /// Attempt: what failed.
+    pub error: Option<String>,
+    /// Attempt: when sent.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Attempt: when answered.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl OrderTreeRow {
+    /// The order this row starts (items and attempts follow), and its `charge_uncertain`.
+    pub fn order(&self) -> Result<(Order, bool), CorruptRow> {
+        let customer_id = CustomerId::parse(need("customer_id", self.customer_id.clone())?)
+            .map_err(|e| CorruptRow::new("orders", "customer_id", e))?;
+        let total_amount = Money::new(need("total_amount", self.total_amount)?)
+            .map_err(|e| CorruptRow::new("orders", "total_amount", e))?;
+        let order = Order {
+            id: OrderId::from_uuid(self.id),
+            customer_id,
+            items: Vec::new(),
+            total_amount,
+            status: status("orders", &need("status", self.status.clone())?)?,
+            created_at: need("created_at", self.created_at)?,
+            updated_at: need("updated_at", self.updated_at)?,
+            payment_attempts: Vec::new(),
+        };
+        Ok((order, self.charge_uncertain.unwrap_or(false)))
+    }
+
+    /// The item this row carries.
+    pub fn item(&self) -> Result<OrderItem, CorruptRow> {
+        let bad = |column, e: order_core::Invalid| CorruptRow::new("order_items", column, e);
+        Ok(OrderItem {
+            item_id: ItemId::parse(need("item_id", self.item_id.clone())?)
+                .map_err(|e| bad("item_id", e))?,
+            item_name: ItemName::parse(need("item_name", self.item_name.clone())?)
+                .map_err(|e| bad("item_name", e))?,
+            quantity: Quantity::new(i64::from(need("quantity", self.quantity)?))
+                .map_err(|e| bad("quantity", e))?,
+            price: Price::new(need("price", self.price)?).map_err(|e| bad("price", e))?,
+        })
+    }
+
+    /// The payment attempt this row carries.
+    pub fn attempt(&self) -> Result<PaymentAttempt, CorruptRow> {
+        let bad = |column, e: String| CorruptRow::new("payment_attempts", column, e);
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let outcome = match need("outcome", self.outcome.as_deref())? {
+            "succeeded" => AttemptOutcome::Succeeded {
+                transaction_id: text(&self.transaction_id),
+            },
+            "declined" => {
+                let stored = text(&self.decline_reason);
+                let reason = DeclineReason::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == stored)
+                    .ok_or_else(|| bad("decline_reason", stored))?;
+                AttemptOutcome::Declined { reason }
+            }
+            "failed" => AttemptOutcome::Failed {
+                error: text(&self.error),
+            },
+            "timed_out" => AttemptOutcome::TimedOut {
+                error: text(&self.error),
+            },
+            other => return Err(bad("outcome", other.to_owned())),
+        };
+        let number = u32::try_from(self.n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| bad("number", format!("{} is not positive", self.n)))?;
+        Ok(PaymentAttempt {
+            number,
+            outcome,
+            started_at: need("started_at", self.started_at)?,
+            finished_at: need("finished_at", self.finished_at)?,
+        })
+    }
+}
+
+/// What a claim that took nothing finds: why the order could not be claimed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimMissRow {
+    /// The order's status.
+    pub status: String,
+    /// When its current lease ends, if leased.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When its next attempt may start.
+    pub due_at: DateTime<Utc>,
+}
+
+/// What a fenced write that matched nothing finds: the status and the lease now held.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeaseRow {
+    /// The order's status.
+    pub status: String,
+    /// The token of the lease now held, if any.
+    pub lease_token: Option<Uuid>,
+}
+
+/// A reserved or completed idempotency key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RequestKeyRow {
+    /// SHA-256 of the order the key was first used for.
+    pub fingerprint: Vec<u8>,
+    /// The order it placed, once completed.
+    pub order_id: Option<Uuid>,
+}
+
+/// A payment attempt as the columns of `payment_attempts` store it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptColumns {
+    /// `number`.
+    pub number: i32,
+    /// `outcome`.
+    pub outcome: &'static str,
+    /// `transaction_id`.
+    pub transaction_id: Option<String>,
+    /// `decline_reason`.
+    pub decline_reason: Option<&'static str>,
+    /// `error`.
+    pub error: Option<String>,
+    /// `started_at`.
+    pub started_at: DateTime<Utc>,
+    /// `finished_at`.
+    pub finished_at: DateTime<Utc>,
+}
+
+impl From<&PaymentAttempt> for AttemptColumns {
+    fn from(a: &PaymentAttempt) -> Self {
+        let (transaction_id, decline_reason, error) = match &a.outcome {
+            AttemptOutcome::Succeeded { transaction_id } => {
+                (Some(transaction_id.clone()), None, None)
+            }
+            AttemptOutcome::Declined { reason } => (None, Some(reason.as_str()), None),
+            AttemptOutcome::Failed { error } | AttemptOutcome::TimedOut { error } => {
+                (None, None, Some(error.clone()))
+            }
+        };
+        Self {
+            number: i32::try_from(a.number.get()).unwrap_or(i32::MAX),
+            outcome: a.outcome.as_str(),
+            transaction_id,
+            decline_reason,
+            error,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+        }
+    }
+}

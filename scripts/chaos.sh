@@ -9,8 +9,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/order-service-target}"
 export CHAOS_ORDERS="${CHAOS_ORDERS:-2000}" CHAOS_KILLS="${CHAOS_KILLS:-10}"
 runs="${CHAOS_RUNS:-5}"
 scripts/ensure-services.sh >/dev/null
-cargo test --release -p order-http --test chaos --no-run
+cargo test --release -p order-http --test it --no-run
 for run in $(seq 1 "$runs"); do
   echo "== chaos run $run of $runs"
-  cargo test --release -q -p order-http --test chaos -- --nocapture 2>&1 | grep -E '^chaos:|panicked|FAILED|test result'
+  cargo test --release -q -p order-http --test it chaos -- --nocapture 2>&1 | grep -E '^chaos:|panicked|FAILED|test result'
 done

@@ -13,7 +13,7 @@ budget="${1:-60}"
 seed="${2:-20261126}"
 target="${CARGO_TARGET_DIR:-target}"
 
-command -v schemathesis >/dev/null || python3 -m pip install --quiet 'schemathesis>=4,<5'
+command -v schemathesis >/dev/null || python3 -m pip install --quiet 'schemathesis==4.32.5'
 cargo build --quiet -p order-http
 binary="$target/debug/order-http"
 

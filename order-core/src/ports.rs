@@ -1,7 +1,8 @@
 //! The ports: what the services need from the outside world, each with its contract.
 //!
 //! Every adapter of a port is checked by the same conformance suite
-//! ([`crate::testing::conformance`]), so the contracts below are tested, not just written.
+//! (`order_core::testing::conformance`, behind the `testing` feature), so the contracts
+//! below are tested, not just written.
 
 use std::error::Error as StdError;
 use std::num::NonZeroU32;

@@ -58,6 +58,14 @@ pub enum StartError {
     /// The payment gateway's settings are unusable.
     #[error("cannot use the payment gateway (PAYMENT_GATEWAY_URL)")]
     Gateway(#[source] order_gateway_http::BuildError),
+    /// A task of the process panicked (a bug); the rest was stopped and drained.
+    #[error("the {task} panicked: {message}")]
+    Panicked {
+        /// Which task.
+        task: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// A role that needs shared storage was asked for without it.
     #[error(
         "running the API and the worker as separate processes needs DATABASE_URL and REDIS_URL"
@@ -174,35 +182,91 @@ impl Application {
 
     /// Serves and works until `shutdown` completes; then stops accepting, finishes in-flight
     /// requests and drains the worker.
+    ///
+    /// Every task it starts is joined before it returns. If serving fails, the worker is
+    /// still drained before the error is returned; if a task panics, the rest is stopped
+    /// and drained, and the panic is returned as [`StartError::Panicked`] (so the process
+    /// exits non-zero).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            info!("shutdown requested");
-            let _ = stop.send(true);
-        });
+        let stop = Arc::new(stop);
+        let signal = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                shutdown.await;
+                info!("shutdown requested");
+                stop.send_replace(true);
+            })
+        };
         let worker = self.worker.map(|(processor, settings)| {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
         });
-        if let (Some(listener), Some(state)) = (self.listener, self.state) {
-            tokio::spawn(purge_request_keys(state.orders.clone(), stopped.clone()));
-            info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
-            let mut stopped = stopped.clone();
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(StartError::Serve)?;
-        }
-        if let Some(worker) = worker {
-            let _ = worker.await;
-        }
-        Ok(())
+        let purge = self
+            .state
+            .as_ref()
+            .map(|state| tokio::spawn(purge_request_keys(state.orders.clone(), stopped.clone())));
+        let serving = serve(self.listener, self.state, stopped.clone());
+        tokio::pin!(serving);
+        let (served, worker_result) = match worker {
+            Some(mut worker) => tokio::select! {
+                served = &mut serving => {
+                    // A signal or a failure ended serving: either way, drain the worker.
+                    stop.send_replace(true);
+                    (served, worker.await)
+                }
+                joined = &mut worker => {
+                    // The worker ended first: it panicked. Stop serving gracefully too.
+                    stop.send_replace(true);
+                    (serving.await, joined)
+                }
+            },
+            None => (serving.await, Ok(Ok(()))),
+        };
+        stop.send_replace(true);
+        signal.abort();
+        let worker_result = match worker_result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(panicked)) => Err(StartError::Panicked {
+                task: "payment worker",
+                message: panicked.0,
+            }),
+            Err(e) => Err(StartError::Panicked {
+                task: "payment worker",
+                message: worker::panic_message(e),
+            }),
+        };
+        let purge_result = match purge {
+            Some(purge) => purge.await.map_err(|e| StartError::Panicked {
+                task: "idempotency key purge",
+                message: worker::panic_message(e),
+            }),
+            None => Ok(()),
+        };
+        served.and(worker_result).and(purge_result)
     }
+}
+
+/// Serves the API (when this process has one) until `stopped` turns true; a worker-only
+/// process just waits for that.
+async fn serve(
+    listener: Option<TcpListener>,
+    state: Option<AppState>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), StartError> {
+    let (Some(listener), Some(state)) = (listener, state) else {
+        let _ = stopped.wait_for(|s| *s).await;
+        return Ok(());
+    };
+    info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(StartError::Serve)
 }
 
 /// The store and queue the configuration names, in memory for those it does not.

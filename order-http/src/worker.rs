@@ -9,7 +9,7 @@ use order_core::ports::{Clock, Delivery, OrderRepo, PaymentGateway, PaymentQueue
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{MissedTickBehavior, interval};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The processor as the worker holds it.
 pub type Processor =
@@ -47,6 +47,36 @@ fn spawn_handle(
     });
 }
 
+/// A payment task panicked: a bug. The loop stops taking jobs, drains, and reports it, so
+/// the process exits non-zero instead of running on with a broken worker.
+#[derive(Debug, thiserror::Error)]
+#[error("a payment task panicked: {0}")]
+pub struct WorkerPanicked(pub String);
+
+/// The message a panic carried.
+pub fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into()),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// Logs a finished payment task; returns the panic's message if it panicked.
+fn joined(result: Result<(), tokio::task::JoinError>) -> Option<String> {
+    match result {
+        Err(e) if e.is_panic() => {
+            let message = panic_message(e);
+            error!(panic = %message, "a payment task panicked");
+            Some(message)
+        }
+        _ => None,
+    }
+}
+
 /// Runs until `shutdown` turns true, then waits up to the grace period for payments in
 /// flight. A payment cut off there keeps its lease and its pending job: another worker
 /// takes it over when the lease expires, and the gateway's idempotency key makes sure it is
@@ -55,7 +85,8 @@ pub async fn run(
     processor: Arc<Processor>,
     settings: WorkerSettings,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> Result<(), WorkerPanicked> {
+    let mut panicked = None;
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     let mut tasks = JoinSet::new();
     let mut reclaim = interval(settings.reclaim_every);
@@ -63,8 +94,10 @@ pub async fn run(
     let mut reconcile = interval(settings.reconcile_every);
     reconcile.set_missed_tick_behavior(MissedTickBehavior::Skip);
     info!(concurrency = settings.concurrency, "payment worker started");
-    while !*shutdown.borrow() {
-        while tasks.try_join_next().is_some() {}
+    while !*shutdown.borrow() && panicked.is_none() {
+        while let Some(result) = tasks.try_join_next() {
+            panicked = panicked.or(joined(result));
+        }
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
@@ -113,7 +146,9 @@ pub async fn run(
     }
     info!(in_flight = tasks.len(), "payment worker stopping");
     let drained = tokio::time::timeout(settings.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
+        while let Some(result) = tasks.join_next().await {
+            panicked = panicked.take().or(joined(result));
+        }
     })
     .await;
     if drained.is_err() {
@@ -124,4 +159,5 @@ pub async fn run(
         tasks.abort_all();
     }
     info!("payment worker stopped");
+    panicked.map_or(Ok(()), |message| Err(WorkerPanicked(message)))
 }

@@ -1,6 +1,6 @@
 //! # order-store-postgres
 //!
-//! [`PgOrderRepo`]: the [`OrderRepo`](order_core::ports::OrderRepo) port on PostgreSQL with
+//! [`PgOrderRepo`]: the [`order_core::ports::OrderRepo`] port on PostgreSQL with
 //! sqlx.
 //!
 //! ## Layout

@@ -61,11 +61,11 @@ where
 
     /// Places an order: stores it durably as `pending`, then queues its payment.
     ///
-    /// Concurrent placements share transactions ([`group_commit`]): one durable commit serves
+    /// Concurrent placements share transactions ([`group_commit`](super::group_commit)): one durable commit serves
     /// every order that arrived while the previous one was being written.
     ///
     /// Once this returns `Ok` the order is never lost. If queueing fails the order is
-    /// still accepted: it stays due in the store, and [`PaymentProcessor::reconcile`] queues
+    /// still accepted: it stays due in the store, and [`PaymentProcessor::reconcile`](super::PaymentProcessor::reconcile) queues
     /// it later.
     #[instrument(skip_all, fields(order_id))]
     pub async fn place(&self, new: NewOrder) -> Result<Order, RepoError> {

@@ -1,8 +1,6 @@
 //! Starts the service for a test: on port 0, on the embedded default or on the local
 //! PostgreSQL (a schema of its own) and Redis (a stream of its own).
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -208,8 +206,4 @@ pub fn sample_order(customer: &str) -> Value {
     })
 }
 
-#[allow(
-    unused_imports,
-    reason = "each test binary uses a different part of the support module"
-)]
 pub use order_queue_redis::testing::{PrivateRedis, free_port};

@@ -7,9 +7,8 @@
 //! allows.
 //!
 //! Short by default (CI); `scripts/chaos.sh` runs the full form:
-//! `CHAOS_ORDERS=2000 CHAOS_KILLS=10 cargo test --release -p order-http --test chaos -- --nocapture`.
-
-mod support;
+//! `CHAOS_ORDERS=2000 CHAOS_KILLS=10 cargo test --release -p order-http --test it chaos -- --nocapture`;
+//! `CHAOS_SEED` replays the fault schedule of an earlier run (each run prints its seed).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -18,13 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{PrivateRedis, Storage, free_port, sample_order};
 use order_core::payment::AttemptOutcome;
 use order_core::ports::OrderRepo;
 use order_core::{IdempotencyKey, OrderId, OrderStatus};
 use order_gateway_mock::server::{Behaviour, router};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
-use rand::Rng;
-use support::{PrivateRedis, Storage, free_port, sample_order};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -276,6 +276,13 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     let clients = Clients::start(api_ports);
 
     // Faults: SIGKILL a random process and restart it; restart Redis empty along the way.
+    // The schedule is seeded; a failing run prints its seed, and CHAOS_SEED replays it.
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("chaos: seed {seed} (replay with CHAOS_SEED={seed})");
+    let mut rng = SmallRng::seed_from_u64(seed);
     let (mut kills, mut redis_restarts) = (0u64, 0u64);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(setting("CHAOS_MAX_SECONDS", 600));
@@ -287,14 +294,11 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
             Instant::now() < deadline,
             "chaos did not reach its targets in time"
         );
-        let (pause, victim, down) = {
-            let mut rng = rand::rng();
-            (
-                rng.random_range(200..800),
-                rng.random_range(0..processes.len()),
-                rng.random_range(50..400),
-            )
-        };
+        let (pause, victim, down) = (
+            rng.random_range(200..800),
+            rng.random_range(0..processes.len()),
+            rng.random_range(50..400),
+        );
         tokio::time::sleep(Duration::from_millis(pause)).await;
         if kills >= target_kills / 2 && redis_restarts < redis_restarts_wanted {
             redis.kill();

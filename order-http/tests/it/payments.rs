@@ -1,15 +1,13 @@
 //! Payments end to end over HTTP: retries, the breaker during an outage, and several
 //! worker processes sharing one backlog.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::{Backend, Storage, TestApp, sample_order};
 use order_core::IdempotencyKey;
 use order_http::Role;
 use serde_json::Value;
-use support::{Backend, Storage, TestApp, sample_order};
 
 #[tokio::test]
 async fn a_gateway_that_never_succeeds_fails_the_order_after_exactly_the_configured_attempts() {
@@ -181,7 +179,7 @@ async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
 #[tokio::test]
 async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     let storage = Storage::create().await;
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let mut env = storage.env();
     env.retain(|(k, _)| k != "REDIS_URL");
     env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));
@@ -194,7 +192,7 @@ async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     assert_eq!((status, ready["database"].as_str()), (503, Some("ok")));
     assert_ne!(ready["queue"], "ok");
 
-    let _redis = support::PrivateRedis::start_on(port);
+    let _redis = crate::support::PrivateRedis::start_on(port);
     let worker = TestApp::spawn_role(
         Role::Worker,
         env,
@@ -212,4 +210,60 @@ async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     worker.stop().await;
     api.stop().await;
     storage.drop().await;
+}
+
+/// A gateway with a bug: every charge panics.
+struct PanickingGateway;
+
+#[async_trait::async_trait]
+impl order_core::ports::PaymentGateway for PanickingGateway {
+    async fn charge(
+        &self,
+        _: &order_core::ChargeRequest,
+    ) -> Result<order_core::ChargeReceipt, order_core::GatewayError> {
+        panic!("gateway adapter bug")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_payment_task_stops_the_worker_with_its_message() {
+    use std::sync::Arc;
+
+    use order_core::memory::{MemoryOrderRepo, MemoryQueue};
+    use order_core::ports::{Clock, OrderRepo, PaymentGateway, PaymentQueue, SystemClock};
+    use order_core::testing::new_order;
+    use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
+    use order_http::worker::{self, WorkerSettings};
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let repo: Arc<dyn OrderRepo> = Arc::new(MemoryOrderRepo::new());
+    let queue: Arc<dyn PaymentQueue> = Arc::new(MemoryQueue::new(Arc::clone(&clock)));
+    let gateway: Arc<dyn PaymentGateway> = Arc::new(PanickingGateway);
+    let orders = OrderService::new(Arc::clone(&repo), Arc::clone(&queue), Arc::clone(&clock));
+    orders.place(new_order("c-panic")).await.unwrap();
+    let processor = Arc::new(PaymentProcessor::new(
+        repo,
+        queue,
+        gateway,
+        clock,
+        ProcessorConfig::new(WorkerId::parse("w-panic").unwrap()),
+    ));
+    let settings = WorkerSettings {
+        concurrency: 4,
+        poll_wait: Duration::from_millis(50),
+        reclaim_every: Duration::from_secs(60),
+        reconcile_every: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+
+    let ended = tokio::time::timeout(
+        Duration::from_secs(10),
+        worker::run(processor, settings, stopped),
+    )
+    .await
+    .expect("the worker stops by itself when a payment task panics");
+
+    let err = ended.expect_err("a panic is reported, not swallowed");
+    assert!(err.0.contains("gateway adapter bug"), "{err}");
 }

@@ -1,16 +1,9 @@
 //! The API through a real socket, on the embedded default and on PostgreSQL + Redis.
 
-#![allow(
-    clippy::too_many_lines,
-    reason = "table-driven tests read best as one table"
-)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Backend, TestApp, sample_order};
 use serde_json::{Value, json};
-use support::{Backend, TestApp, sample_order};
 
 async fn the_original_cases_hold(backend: Backend) {
     let app = TestApp::spawn(backend, &[]).await;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,6 +28,8 @@ pub enum ClientError {
         status: u16,
         /// What the service said.
         body: ErrorBody,
+        /// How long the service asked the client to wait before retrying (`Retry-After`).
+        retry_after: Option<Duration>,
     },
     /// No connection could be made: nothing reached the service.
     #[error("cannot reach {base}")]
@@ -61,6 +63,14 @@ impl ClientError {
         match self {
             Self::Api { status, .. } => Some(*status),
             Self::Decode { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// How long the service asked to wait before retrying, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -247,10 +257,14 @@ async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientErro
     if status.is_success() {
         return response.json().await.map_err(failed);
     }
+    let retry_after = header(response.headers(), RETRY_AFTER.as_str())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let body: ErrorBody = response.json().await.map_err(failed)?;
     Err(ClientError::Api {
         status: status.as_u16(),
         body,
+        retry_after,
     })
 }
 

@@ -53,7 +53,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match &e {
-            ClientError::Api { status, body } => {
+            ClientError::Api { status, body, .. } => {
                 let said = body.to_string();
                 match status {
                     404 => Self::NotFound(said),

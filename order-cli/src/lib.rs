@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use order_api::health::{HealthResponse, Readiness, ReadyResponse};
 use order_api::orders::{CreateItemRequest, CreateOrderRequest, ListOrdersQuery, OrderStatus};
 use order_api::{OrderClient, OrderResponse};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, CliError> {
 }
 
 /// Liveness and readiness together, as `health` prints them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// `GET /health`.
     pub live: HealthResponse,
@@ -186,10 +186,12 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
 }
 
 /// The orders of every page from the query's on, as `list --all` prints them.
-#[derive(Debug, Serialize)]
-struct AllOrders {
-    orders: Vec<OrderResponse>,
-    total: u64,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllOrders {
+    /// Every order listed, newest first.
+    pub orders: Vec<OrderResponse>,
+    /// How many matched.
+    pub total: u64,
 }
 
 async fn list(
@@ -223,11 +225,14 @@ async fn list(
 }
 
 /// One line of `watch`: the order's status at a time.
-#[derive(Debug, Serialize)]
-struct StatusChange {
-    id: Uuid,
-    status: OrderStatus,
-    updated_at: chrono::DateTime<chrono::Utc>,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// The order.
+    pub id: Uuid,
+    /// Its status since `updated_at`.
+    pub status: OrderStatus,
+    /// When it took that status.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 async fn watch(

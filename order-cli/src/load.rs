@@ -22,7 +22,7 @@ use order_api::client::{ClientError, Placed};
 use order_api::orders::{CreateItemRequest, CreateOrderRequest, ListOrdersQuery, OrderStatus};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::LoadArgs;
 use crate::client::CliError;
@@ -58,7 +58,7 @@ pub fn random_order(rng: &mut impl Rng) -> CreateOrderRequest {
 }
 
 /// Latency percentiles, milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
     pub p50: f64,
@@ -75,7 +75,7 @@ pub struct Latency {
 }
 
 /// How the backlog drained after sending.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settle {
     /// Orders pending or in payment when sending stopped.
     pub open_at_start: u64,
@@ -91,11 +91,31 @@ pub struct Settle {
     pub confirmation_rate: f64,
 }
 
+/// How a run sends its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// At a fixed rate, whether or not earlier requests have answered.
+    Open,
+    /// Back to back over a fixed number of connections, as fast as they go.
+    Closed,
+}
+
+impl LoadMode {
+    /// Its name in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// What a load run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    /// `open` (fixed rate) or `closed` (full speed).
-    pub mode: &'static str,
+    /// Fixed rate or full speed.
+    pub mode: LoadMode,
     /// The target rate (open model).
     pub target_rate: Option<f64>,
     /// Seconds spent sending.
@@ -123,7 +143,7 @@ impl Report {
         let mut out = format!(
             "mode {} {}for {:.1} s\nsent {}  accepted {}  dropped {}  errors {:?}\nthroughput {:.0} orders/s\n\
              latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}\n",
-            self.mode,
+            self.mode.as_str(),
             self.target_rate
                 .map_or(String::new(), |r| format!("at {r:.0}/s ")),
             self.seconds,
@@ -258,9 +278,9 @@ pub async fn run(client: &OrderClient, args: &LoadArgs) -> Result<Report, CliErr
     };
     Ok(Report {
         mode: if args.rate.is_some() {
-            "open"
+            LoadMode::Open
         } else {
-            "closed"
+            LoadMode::Closed
         },
         target_rate: args.rate,
         seconds,

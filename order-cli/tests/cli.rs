@@ -8,50 +8,13 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
-use order_http::{Application, Config, Role};
-use serde_json::Value;
-
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let vars = [
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("PAYMENT_MOCK_SUCCESS_RATE", "1"),
-            ("PAYMENT_MOCK_LATENCY_MIN", "1"),
-            ("PAYMENT_MOCK_LATENCY_MAX", "5"),
-            ("LOG_LEVEL", "error"),
-        ];
-        let config = Config::from_lookup(|k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        })
-        .unwrap();
-        let app = Application::build(&config, Role::All).await.unwrap();
-        let url = format!("http://127.0.0.1:{}", app.port().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            url,
-            stop: Some(stop),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+use order_api::OrderResponse;
+use order_api::health::Readiness;
+use order_api::orders::OrderStatus;
+use order_cli::load::{LoadMode, Report};
+use order_cli::{AllOrders, HealthReport, StatusChange};
+use order_http::testing::{Backend, TestApp, free_port};
+use serde::de::DeserializeOwned;
 
 /// Runs the CLI with `args` (and `stdin`), off the async runtime.
 async fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
@@ -80,7 +43,8 @@ async fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     .unwrap()
 }
 
-fn json(output: &Output) -> Value {
+/// The command's standard output, read as the contract type it prints.
+fn json<T: DeserializeOwned>(output: &Output) -> T {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {}",
@@ -95,8 +59,8 @@ fn stdout(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_code() {
-    let server = Server::start().await;
-    let url = &server.url;
+    let server = TestApp::spawn(Backend::Memory, &[("LOG_LEVEL", "error")]).await;
+    let url = &server.base;
     let customer = format!("cli-{}", std::process::id());
 
     // create from flags, JSON.
@@ -122,9 +86,9 @@ async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_cod
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
-    let order = json(&created);
-    assert_eq!(order["total_amount"].to_string(), "30.97");
-    let id = order["id"].as_str().unwrap().to_owned();
+    let order: OrderResponse = json(&created);
+    assert_eq!(order.total_amount.to_string(), "30.97");
+    let id = order.id.to_string();
 
     // create from standard input, table.
     let body = format!(
@@ -146,16 +110,16 @@ async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_cod
     )
     .await;
     assert_eq!(watched.status.code(), Some(0));
-    let last = stdout(&watched)
+    let last: StatusChange = stdout(&watched)
         .lines()
         .last()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap())
         .unwrap();
-    assert_eq!(last["status"], "confirmed");
+    assert_eq!((last.id, last.status), (order.id, OrderStatus::Confirmed));
 
     // get, both formats.
     let got = cli(url, &["get", &id, "-o", "json"], None).await;
-    assert_eq!(json(&got)["status"], "confirmed");
+    assert_eq!(json::<OrderResponse>(&got).status, OrderStatus::Confirmed);
     let got = cli(url, &["get", &id, "-o", "table"], None).await;
     assert!(stdout(&got).contains("ATTEMPT") && stdout(&got).contains("succeeded"));
 
@@ -196,9 +160,9 @@ async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_cod
         None,
     )
     .await;
-    let all = json(&all);
-    assert_eq!(all["total"], 5);
-    assert_eq!(all["orders"].as_array().unwrap().len(), 5);
+    let all: AllOrders = json(&all);
+    assert_eq!(all.total, 5);
+    assert_eq!(all.orders.len(), 5);
     let one_page = cli(
         url,
         &[
@@ -222,7 +186,7 @@ async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_cod
     // health.
     let health = cli(url, &["health", "-o", "json"], None).await;
     assert_eq!(health.status.code(), Some(0));
-    assert_eq!(json(&health)["ready"]["status"], "ready");
+    assert_eq!(json::<HealthReport>(&health).ready.status, Readiness::Ready);
 
     // Exit codes: not found 3, invalid input 4, unavailable 5, usage 2.
     let missing = cli(url, &["get", "01936f0e-0000-7000-8000-000000000000"], None).await;
@@ -246,11 +210,7 @@ async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_cod
             .code(),
         Some(4)
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let down = cli(&format!("http://127.0.0.1:{port}"), &["health"], None).await;
     assert_eq!(down.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&down.stderr).contains("unavailable"));
@@ -259,11 +219,12 @@ async fn every_subcommand_prints_json_or_a_table_and_exits_with_a_meaningful_cod
     // completions.
     let completions = cli(url, &["completions", "bash"], None).await;
     assert!(stdout(&completions).contains("order-cli"));
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_report_adds_up_in_both_modes() {
-    let server = Server::start().await;
+    let server = TestApp::spawn(Backend::Memory, &[("LOG_LEVEL", "error")]).await;
     for args in [
         vec![
             "load",
@@ -287,54 +248,35 @@ async fn the_load_report_adds_up_in_both_modes() {
             "--quiet",
         ],
     ] {
-        let output = cli(&server.url, &args, None).await;
+        let output = cli(&server.base, &args, None).await;
         assert_eq!(
             output.status.code(),
             Some(0),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let report = json(&output);
-        let errors: u64 = report["errors"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
-        let (sent, accepted) = (
-            report["sent"].as_u64().unwrap(),
-            report["accepted"].as_u64().unwrap(),
-        );
+        let report: Report = json(&output);
+        let errors: u64 = report.errors.values().sum();
         assert_eq!(
-            sent,
-            accepted + errors,
-            "every sent request is accepted or an error: {report}"
+            report.sent,
+            report.accepted + errors,
+            "every sent request is accepted or an error: {report:?}"
         );
-        assert!(accepted > 0);
-        let l = &report["latency_ms"];
-        let p = |k: &str| l[k].as_f64().unwrap();
+        assert!(report.accepted > 0);
+        let l = &report.latency_ms;
         assert!(
-            p("p50") <= p("p90")
-                && p("p90") <= p("p99")
-                && p("p99") <= p("p999")
-                && p("p999") <= p("max"),
-            "{l}"
+            l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max,
+            "{l:?}"
         );
-        if report["mode"] == "open" {
-            assert_eq!(
-                sent + report["dropped"].as_u64().unwrap(),
-                200,
-                "200/s for 1 s"
-            );
-            let settle = &report["settle"];
-            assert_eq!(
-                settle["confirmed"].as_u64().unwrap() + settle["failed"].as_u64().unwrap(),
-                accepted
-            );
+        if report.mode == LoadMode::Open {
+            assert_eq!(report.sent + report.dropped, 200, "200/s for 1 s");
+            let settle = report.settle.as_ref().expect("--settle reports the drain");
+            assert_eq!(settle.confirmed + settle.failed, report.accepted);
             assert!(
-                (settle["confirmation_rate"].as_f64().unwrap() - 1.0).abs() < f64::EPSILON,
+                (settle.confirmation_rate - 1.0).abs() < f64::EPSILON,
                 "all approved"
             );
         }
     }
+    server.stop().await;
 }

@@ -11,6 +11,7 @@
 //! - [`worker`]: the payment worker's loop.
 //! - [`startup`]: [`startup::Application`] builds and runs a process of any [`startup::Role`].
 //! - [`telemetry`] sets up logging.
+//! - `testing` (feature `testing`): `TestApp`, the service started for a test.
 
 pub mod api;
 pub mod config;
@@ -19,6 +20,8 @@ pub mod error;
 pub mod parse;
 pub mod startup;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod worker;
 
 pub use config::Config;

@@ -46,36 +46,33 @@ const CLAIM_MISS: &str = "SELECT status, lease_expires_at, due_at FROM orders WH
 /// Why a fenced write matched nothing. Binds: `$1` order.
 const LEASE_NOW: &str = "SELECT status, lease_token FROM orders WHERE id = $1";
 
-/// Ends a lease with a transition, appending the attempt (if `$6` is not null).
-///
-/// Binds: `$1` order, `$2` lease token, `$3` new status, `$4` now, `$5` the status the
-/// transition starts from; the attempt's `$6` number, `$7` outcome, `$8` transaction id,
-/// `$9` decline reason, `$10` error, `$11` started, `$12` finished.
-const SETTLE: &str = "WITH upd AS ( \
-       UPDATE orders SET status = $3, updated_at = $4, \
-         lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
-       WHERE id = $1 AND lease_token = $2 AND status = $5 RETURNING id), \
-     ins AS ( \
-       INSERT INTO payment_attempts \
-         (order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at) \
-       SELECT upd.id, $6, $7, $8, $9, $10, $11, $12 FROM upd WHERE $6::int IS NOT NULL) \
-     SELECT count(*) FROM upd";
+/// A statement that ends a lease with `update` (a fenced `UPDATE orders ... RETURNING id`)
+/// and, in the same statement, appends the attempt bound as `$1`..`$7` when `$1` is not null
+/// (see [`AttemptColumns::bind`]). It returns how many orders were updated: 0 or 1.
+fn end_lease_sql(update: &str) -> String {
+    format!(
+        "WITH upd AS ({update}), \
+         ins AS ( \
+           INSERT INTO payment_attempts \
+             (order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at) \
+           SELECT upd.id, $1, $2, $3, $4, $5, $6, $7 FROM upd WHERE $1::int IS NOT NULL) \
+         SELECT count(*) FROM upd"
+    )
+}
 
-/// Ends a lease with the next attempt scheduled, appending the attempt (if `$5` is not null).
-///
-/// Binds: `$1` order, `$2` lease token, `$3` when the next attempt is due, `$4` now; the
-/// attempt's `$5` number, `$6` outcome, `$7` transaction id, `$8` decline reason, `$9` error,
-/// `$10` started, `$11` finished.
-const RELEASE: &str = "WITH upd AS ( \
-       UPDATE orders SET due_at = $3, \
-         updated_at = CASE WHEN $5::int IS NULL THEN updated_at ELSE $4 END, \
-         lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
-       WHERE id = $1 AND lease_token = $2 RETURNING id), \
-     ins AS ( \
-       INSERT INTO payment_attempts \
-         (order_id, number, outcome, transaction_id, decline_reason, error, started_at, finished_at) \
-       SELECT upd.id, $5, $6, $7, $8, $9, $10, $11 FROM upd WHERE $5::int IS NOT NULL) \
-     SELECT count(*) FROM upd";
+/// Ends a lease with a transition. Binds: the attempt's `$1`..`$7`, then `$8` order, `$9`
+/// lease token, `$10` new status, `$11` now, `$12` the status the transition starts from.
+const SETTLE_UPDATE: &str = "UPDATE orders SET status = $10, updated_at = $11, \
+       lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
+     WHERE id = $8 AND lease_token = $9 AND status = $12 RETURNING id";
+
+/// Ends a lease with the next attempt scheduled. Binds: the attempt's `$1`..`$7`, then `$8`
+/// order, `$9` lease token, `$10` when the next attempt is due, `$11` now (the order's
+/// `updated_at` moves only when an attempt is recorded).
+const RELEASE_UPDATE: &str = "UPDATE orders SET due_at = $10, \
+       updated_at = CASE WHEN $1::int IS NULL THEN updated_at ELSE $11 END, \
+       lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
+     WHERE id = $8 AND lease_token = $9 RETURNING id";
 
 /// Live orders due by a time and not leased, oldest first. Binds: `$1` the time, `$2` the
 /// limit, `$3` live statuses.
@@ -143,20 +140,13 @@ impl PgOrderRepo {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        let a = attempt.map(AttemptColumns::from);
-        let updated: i64 = sqlx::query_scalar(SETTLE)
+        let sql = end_lease_sql(SETTLE_UPDATE);
+        let updated: i64 = AttemptColumns::bind(attempt, sqlx::query_scalar(&sql))
             .bind(lease.order_id.as_uuid())
             .bind(lease.token)
             .bind(transition.to().as_str())
             .bind(now)
             .bind(transition.from().as_str())
-            .bind(a.as_ref().map(|a| a.number))
-            .bind(a.as_ref().map(|a| a.outcome))
-            .bind(a.as_ref().and_then(|a| a.transaction_id.clone()))
-            .bind(a.as_ref().and_then(|a| a.decline_reason))
-            .bind(a.as_ref().and_then(|a| a.error.clone()))
-            .bind(a.as_ref().map(|a| a.started_at))
-            .bind(a.as_ref().map(|a| a.finished_at))
             .fetch_one(self.pool())
             .await
             .map_err(translate)?;
@@ -174,19 +164,12 @@ impl PgOrderRepo {
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        let a = attempt.map(AttemptColumns::from);
-        let updated: i64 = sqlx::query_scalar(RELEASE)
+        let sql = end_lease_sql(RELEASE_UPDATE);
+        let updated: i64 = AttemptColumns::bind(attempt, sqlx::query_scalar(&sql))
             .bind(lease.order_id.as_uuid())
             .bind(lease.token)
             .bind(retry_at)
             .bind(now)
-            .bind(a.as_ref().map(|a| a.number))
-            .bind(a.as_ref().map(|a| a.outcome))
-            .bind(a.as_ref().and_then(|a| a.transaction_id.clone()))
-            .bind(a.as_ref().and_then(|a| a.decline_reason))
-            .bind(a.as_ref().and_then(|a| a.error.clone()))
-            .bind(a.as_ref().map(|a| a.started_at))
-            .bind(a.as_ref().map(|a| a.finished_at))
             .fetch_one(self.pool())
             .await
             .map_err(translate)?;

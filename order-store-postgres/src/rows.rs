@@ -213,6 +213,30 @@ pub struct AttemptColumns {
     pub finished_at: DateTime<Utc>,
 }
 
+/// A statement returning one scalar, with its arguments so far.
+pub type ScalarQuery<'q, T> =
+    sqlx::query::QueryScalar<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
+
+impl AttemptColumns {
+    /// Binds `attempt` (all null without one) as the statement's first seven parameters:
+    /// `$1` number, `$2` outcome, `$3` transaction id, `$4` decline reason, `$5` error,
+    /// `$6` started, `$7` finished.
+    pub fn bind<'q, T>(
+        attempt: Option<&PaymentAttempt>,
+        query: ScalarQuery<'q, T>,
+    ) -> ScalarQuery<'q, T> {
+        let a = attempt.map(Self::from);
+        query
+            .bind(a.as_ref().map(|a| a.number))
+            .bind(a.as_ref().map(|a| a.outcome))
+            .bind(a.as_ref().and_then(|a| a.transaction_id.clone()))
+            .bind(a.as_ref().and_then(|a| a.decline_reason))
+            .bind(a.as_ref().and_then(|a| a.error.clone()))
+            .bind(a.as_ref().map(|a| a.started_at))
+            .bind(a.as_ref().map(|a| a.finished_at))
+    }
+}
+
 impl From<&PaymentAttempt> for AttemptColumns {
     fn from(a: &PaymentAttempt) -> Self {
         let (transaction_id, decline_reason, error) = match &a.outcome {

@@ -2,128 +2,148 @@
 
 use std::time::Duration;
 
-use crate::support::{Backend, TestApp, sample_order};
+use order_api::health::{HealthResponse, Readiness, ServiceInfo};
+use order_api::orders::{AttemptStatus, ListOrdersQuery, OrderStatus};
+use order_api::{ErrorBody, ErrorCode, headers, paths};
+use order_http::testing::{Backend, TestApp, sample_json, sample_order};
 use serde_json::{Value, json};
 
-async fn the_original_cases_hold(backend: Backend) {
+async fn an_order_is_accepted_with_its_location_and_exact_total_then_paid(backend: Backend) {
     let app = TestApp::spawn(backend, &[]).await;
     let customer = format!("customer-{}", uuid::Uuid::now_v7().simple());
 
-    // Create: 202, Location, exact total, request id echoed.
     let response = app.post_order(&sample_order(&customer)).await;
+
     assert_eq!(response.status(), 202);
+    assert!(response.headers().contains_key(headers::REQUEST_ID));
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    assert!(response.headers().contains_key("x-request-id"));
-    let created: Value = response.json().await.unwrap();
+    let created: order_api::OrderResponse = response.json().await.unwrap();
     assert_eq!(
-        created["total_amount"].to_string(),
+        created.total_amount.to_string(),
         "30.97",
         "2 x 12.99 + 4.99, exact"
     );
-    assert_eq!(created["status"], "pending");
-    assert_eq!(created["items"][0]["price"].to_string(), "12.99");
-    let id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(location, format!("/api/v1/orders/{id}"));
-
-    // Get, and the order is paid in the background.
-    let (status, fetched) = app.get_json(&location).await;
-    assert_eq!(status, 200);
-    assert_eq!(fetched["id"], created["id"]);
-    let paid = app.wait_terminal(&id, Duration::from_secs(10)).await;
-    assert_eq!(paid["status"], "confirmed");
-    let attempts = paid["payment_attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0]["status"], "succeeded");
-    assert_eq!(attempts[0]["attempt_number"], 1);
-
-    // Unknown and malformed ids.
-    let (status, body) = app
-        .get_json(&format!("/api/v1/orders/{}", uuid::Uuid::now_v7()))
-        .await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    let (status, body) = app.get_json("/api/v1/orders/not-a-uuid").await;
-    assert_eq!(status, 422);
-    assert_eq!(body["fields"][0]["field"], "order_id");
-
-    // Listing: customer filter, status filter (any case), pagination, newest first.
-    for _ in 0..4 {
-        assert_eq!(app.post_order(&sample_order(&customer)).await.status(), 202);
-    }
-    let (status, page) = app
-        .get_json(&format!(
-            "/api/v1/orders?customer_id={customer}&page=1&page_size=2"
-        ))
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        (
-            page["total"].as_u64(),
-            page["page"].as_u64(),
-            page["page_size"].as_u64()
-        ),
-        (Some(5), Some(1), Some(2))
-    );
-    let orders = page["orders"].as_array().unwrap();
-    assert_eq!(orders.len(), 2);
-    assert!(
-        orders[0]["created_at"].as_str() >= orders[1]["created_at"].as_str(),
-        "newest first"
-    );
-    let (_, last) = app
-        .get_json(&format!(
-            "/api/v1/orders?customer_id={customer}&page=3&page_size=2"
-        ))
-        .await;
-    assert_eq!(last["orders"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        last["orders"][0]["id"].as_str(),
-        Some(id.as_str()),
-        "the oldest is last"
-    );
-    let (_, confirmed) = app
-        .get_json(&format!(
-            "/api/v1/orders?customer_id={customer}&status=CONFIRMED"
-        ))
-        .await;
-    assert!(
-        confirmed["orders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|o| o["status"] == "confirmed")
-    );
-    assert!(confirmed["total"].as_u64().unwrap() >= 1);
-
-    // Health.
-    let (status, health) = app.get_json("/health").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        health,
-        json!({"status": "healthy", "service": "order-service"})
-    );
-    let (status, ready) = app.get_json("/health/ready").await;
-    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
+    assert_eq!(created.status, OrderStatus::Pending);
+    assert_eq!(created.items[0].price.to_string(), "12.99");
+    assert_eq!(location, paths::order(created.id));
+    assert_eq!(app.order(created.id).await.id, created.id);
+    let paid = app.wait_terminal(created.id, Duration::from_secs(10)).await;
+    assert_eq!(paid.status, OrderStatus::Confirmed);
+    assert_eq!(paid.payment_attempts.len(), 1);
+    assert_eq!(paid.payment_attempts[0].status, AttemptStatus::Succeeded);
+    assert_eq!(paid.payment_attempts[0].attempt_number, 1);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_original_cases_hold_on_the_embedded_default() {
-    the_original_cases_hold(Backend::Memory).await;
+async fn unknown_and_malformed_order_ids_are_404_and_422(backend: Backend) {
+    let app = TestApp::spawn(backend, &[]).await;
+
+    let (status, body) = app.error_at(&paths::order(uuid::Uuid::now_v7())).await;
+    assert_eq!((status, body.error), (404, ErrorCode::NotFound));
+    let (status, body) = app.error_at("/api/v1/orders/not-a-uuid").await;
+    assert_eq!(status, 422);
+    assert_eq!(body.fields[0].field, "order_id");
+    app.stop().await;
 }
 
-#[tokio::test]
-async fn the_original_cases_hold_on_postgres_and_redis() {
-    the_original_cases_hold(Backend::PostgresRedis).await;
+async fn listing_filters_by_customer_and_status_and_pages_newest_first(backend: Backend) {
+    let app = TestApp::spawn(backend, &[]).await;
+    let customer = format!("customer-{}", uuid::Uuid::now_v7().simple());
+    let oldest = app.place(&sample_order(&customer)).await;
+    for _ in 0..4 {
+        app.place(&sample_order(&customer)).await;
+    }
+    app.wait_terminal(oldest.id, Duration::from_secs(10)).await;
+    let query = |page| ListOrdersQuery {
+        customer_id: Some(customer.clone()),
+        status: None,
+        page: Some(page),
+        page_size: Some(2),
+    };
+
+    let page = app.client.list(&query(1)).await.unwrap();
+    let last = app.client.list(&query(3)).await.unwrap();
+    let confirmed: order_api::OrderListResponse = app
+        .http
+        .get(app.url(&format!(
+            "{}?customer_id={customer}&status=CONFIRMED",
+            paths::ORDERS
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!((page.total, page.page, page.page_size), (5, 1, 2));
+    assert_eq!(page.orders.len(), 2);
+    assert!(
+        page.orders[0].created_at >= page.orders[1].created_at,
+        "newest first"
+    );
+    assert_eq!(last.orders.len(), 1);
+    assert_eq!(last.orders[0].id, oldest.id, "the oldest is last");
+    assert!(
+        confirmed
+            .orders
+            .iter()
+            .all(|o| o.status == OrderStatus::Confirmed)
+    );
+    assert!(confirmed.total >= 1, "the status filter reads any case");
+    app.stop().await;
 }
+
+async fn liveness_and_readiness_answer(backend: Backend) {
+    let app = TestApp::spawn(backend, &[]).await;
+
+    assert_eq!(
+        app.client.health().await.unwrap(),
+        HealthResponse::healthy()
+    );
+    assert_eq!(app.client.ready().await.unwrap().status, Readiness::Ready);
+    app.stop().await;
+}
+
+/// Each scenario, once on the embedded default and once on PostgreSQL + Redis.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_memory {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(order_http::testing::Backend::Memory).await;
+                }
+            )*
+        }
+        mod on_postgres_and_redis {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(order_http::testing::Backend::PostgresRedis).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_order_is_accepted_with_its_location_and_exact_total_then_paid,
+    unknown_and_malformed_order_ids_are_404_and_422,
+    listing_filters_by_customer_and_status_and_pages_newest_first,
+    liveness_and_readiness_answer,
+    invalid_orders_are_rejected_naming_the_field,
+    an_idempotency_key_makes_retries_safe,
+);
 
 fn with_item(field: &str, value: Value) -> Value {
-    let mut order = sample_order("c");
+    let mut order = sample_json("c");
     order["items"][0][field] = value;
     order
 }
 
 fn with_customer(value: Value) -> Value {
-    let mut order = sample_order("c");
+    let mut order = sample_json("c");
     order["customer_id"] = value;
     order
 }
@@ -227,16 +247,10 @@ async fn invalid_orders_are_rejected_naming_the_field(backend: Backend) {
         ("body not an object", json!([1, 2]), "body"),
     ];
     for (case, body, field) in rejected {
-        let response = app.post_order(&body).await;
-        assert_eq!(response.status(), 422, "{case}");
-        let error: Value = response.json().await.unwrap();
-        assert_eq!(error["error"], "validation_failed", "{case}");
-        let fields: Vec<&str> = error["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|f| f["field"].as_str())
-            .collect();
+        let (status, error) = app.refused(&body).await;
+        assert_eq!(status, 422, "{case}");
+        assert_eq!(error.error, ErrorCode::ValidationFailed, "{case}");
+        let fields: Vec<&str> = error.fields.iter().map(|f| f.field.as_str()).collect();
         assert!(fields.contains(&field), "{case}: {field} not in {fields:?}");
     }
 
@@ -249,19 +263,15 @@ async fn invalid_orders_are_rejected_naming_the_field(backend: Backend) {
         ("price 0.01", with_item("price", json!(0.01))),
         ("price 1,000,000", with_item("price", json!(1_000_000))),
         ("price as exact text", with_item("price", json!("12.99"))),
+        ("quantity written 2.0", with_item("quantity", json!(2.0))),
     ];
     for (case, body) in accepted {
         assert_eq!(app.post_order(&body).await.status(), 202, "{case}");
     }
 
     let all_wrong = json!({"customer_id": "", "items": [{"item_id": "", "item_name": "ok", "quantity": 0, "price": 0.001}]});
-    let error: Value = app.post_order(&all_wrong).await.json().await.unwrap();
-    let fields: Vec<&str> = error["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["field"].as_str())
-        .collect();
+    let (_, error) = app.refused(&all_wrong).await;
+    let fields: Vec<&str> = error.fields.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(
         fields,
         [
@@ -276,21 +286,11 @@ async fn invalid_orders_are_rejected_naming_the_field(backend: Backend) {
 }
 
 #[tokio::test]
-async fn invalid_orders_are_rejected_naming_the_field_on_the_embedded_default() {
-    invalid_orders_are_rejected_naming_the_field(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn invalid_orders_are_rejected_naming_the_field_on_postgres_and_redis() {
-    invalid_orders_are_rejected_naming_the_field(Backend::PostgresRedis).await;
-}
-
-#[tokio::test]
 async fn malformed_oversized_and_non_json_bodies_get_400_413_and_415() {
     let app = TestApp::spawn(Backend::Memory, &[]).await;
     let post = |body: reqwest::Body, content_type: &'static str| {
-        app.client
-            .post(app.url("/api/v1/orders"))
+        app.http
+            .post(app.url(paths::ORDERS))
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -301,17 +301,17 @@ async fn malformed_oversized_and_non_json_bodies_get_400_413_and_415() {
         .unwrap();
     assert_eq!(malformed.status(), 400);
     assert_eq!(
-        malformed.json::<Value>().await.unwrap()["error"],
-        "bad_request"
+        malformed.json::<ErrorBody>().await.unwrap().error,
+        ErrorCode::BadRequest
     );
 
-    let text = post(sample_order("c").to_string().into(), "text/plain")
+    let text = post(sample_json("c").to_string().into(), "text/plain")
         .await
         .unwrap();
     assert_eq!(text.status(), 415);
     assert_eq!(
-        text.json::<Value>().await.unwrap()["error"],
-        "unsupported_media_type"
+        text.json::<ErrorBody>().await.unwrap().error,
+        ErrorCode::UnsupportedMediaType
     );
 
     let huge = format!(
@@ -321,8 +321,8 @@ async fn malformed_oversized_and_non_json_bodies_get_400_413_and_415() {
     let oversized = post(huge.into(), "application/json").await.unwrap();
     assert_eq!(oversized.status(), 413);
     assert_eq!(
-        oversized.json::<Value>().await.unwrap()["error"],
-        "payload_too_large"
+        oversized.json::<ErrorBody>().await.unwrap().error,
+        ErrorCode::PayloadTooLarge
     );
     app.stop().await;
 }
@@ -332,6 +332,7 @@ async fn bad_list_parameters_are_422_naming_each_one() {
     let app = TestApp::spawn(Backend::Memory, &[]).await;
     for (query, field) in [
         ("page=0", "page"),
+        ("page=2147483648", "page"),
         ("page=-1", "page"),
         ("page=abc", "page"),
         ("page_size=0", "page_size"),
@@ -339,106 +340,209 @@ async fn bad_list_parameters_are_422_naming_each_one() {
         ("status=paid", "status"),
         ("customer_id=", "customer_id"),
     ] {
-        let (status, body) = app.get_json(&format!("/api/v1/orders?{query}")).await;
+        let (status, body) = app.error_at(&format!("{}?{query}", paths::ORDERS)).await;
         assert_eq!(status, 422, "{query}");
-        assert_eq!(body["fields"][0]["field"], field, "{query}");
+        assert_eq!(body.fields[0].field, field, "{query}");
     }
-    let (status, body) = app.get_json("/api/v1/orders?page=0&page_size=500").await;
+    let (status, body) = app
+        .error_at(&format!("{}?page=0&page_size=500", paths::ORDERS))
+        .await;
     assert_eq!(status, 422);
-    assert_eq!(body["fields"].as_array().unwrap().len(), 2, "both named");
-    let (status, body) = app.get_json("/api/v1/orders").await;
-    assert_eq!(
-        (status, body["page"].as_u64(), body["page_size"].as_u64()),
-        (200, Some(1), Some(20)),
-        "defaults"
-    );
+    assert_eq!(body.fields.len(), 2, "both named");
+    let page = app.client.list(&ListOrdersQuery::default()).await.unwrap();
+    assert_eq!((page.page, page.page_size), (1, 20), "defaults");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_docs_and_the_openapi_document_are_served_from_the_binary() {
     let app = TestApp::spawn(Backend::Memory, &[]).await;
-    let (status, spec) = app.get_json("/openapi.json").await;
-    assert_eq!(status, 200);
-    assert!(spec["paths"]["/api/v1/orders"]["post"].is_object());
-    assert!(spec["paths"]["/api/v1/orders/{id}"]["get"].is_object());
-    for path in ["/docs/", "/redoc"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+    let spec: Value = app
+        .http
+        .get(app.url(paths::OPENAPI))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method) in [
+        (paths::ORDERS, "post"),
+        (paths::ORDERS, "get"),
+        (paths::ORDER, "get"),
+        (paths::HEALTH, "get"),
+        (paths::READY, "get"),
+        (paths::ROOT, "get"),
+    ] {
+        assert!(
+            spec.pointer(&format!("/paths/{}/{method}", path.replace('/', "~1")))
+                .is_some(),
+            "{method} {path} is documented where order-api says it is"
+        );
+    }
+    for path in ["/docs/", paths::REDOC] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let html = response.text().await.unwrap();
         assert!(html.to_lowercase().contains("<html"), "{path} is a page");
+        assert!(
+            !html.contains("https://"),
+            "{path} loads nothing from elsewhere"
+        );
     }
-    let (status, info) = app.get_json("/").await;
-    assert_eq!(
-        (status, info["service"].as_str()),
-        (200, Some("order-service"))
+    let script = app
+        .http
+        .get(app.url("/redoc/redoc.standalone.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.text().await.unwrap().len() > 100_000,
+        "the ReDoc bundle is served"
     );
-    let (status, body) = app.get_json("/no/such/route").await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let info: ServiceInfo = app.client.info().await.unwrap();
+    assert_eq!(info.service, "order-service");
+    let (status, body) = app.error_at("/no/such/route").await;
+    assert_eq!((status, body.error), (404, ErrorCode::NotFound));
+    let wrong_method = app
+        .http
+        .delete(app.url(paths::ORDERS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(
+        wrong_method.json::<ErrorBody>().await.unwrap().error,
+        ErrorCode::MethodNotAllowed
+    );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_states_the_limits_the_domain_enforces() {
+    use order_core::ports::{PageRequest, PageSize};
+    use order_core::request::RequestKey;
+    use order_core::{CustomerId, ItemId, ItemName, Price, Quantity};
+
+    let spec = serde_json::to_value(order_http::api::openapi()).unwrap();
+    let schema = |name: &str, field: &str| {
+        spec.pointer(&format!("/components/schemas/{name}/properties/{field}"))
+            .unwrap_or_else(|| panic!("{name}.{field} is documented"))
+            .clone()
+    };
+    assert_eq!(
+        schema("CreateOrderRequest", "customer_id")["maxLength"],
+        CustomerId::MAX_CHARS
+    );
+    assert_eq!(
+        schema("CreateOrderRequest", "customer_id")["pattern"],
+        order_api::TEXT_PATTERN
+    );
+    assert_eq!(
+        schema("CreateOrderRequest", "items")["minItems"],
+        order_core::order::MIN_ITEMS
+    );
+    assert_eq!(
+        schema("CreateOrderRequest", "items")["maxItems"],
+        order_core::order::MAX_ITEMS
+    );
+    assert_eq!(
+        schema("CreateItemRequest", "item_id")["maxLength"],
+        ItemId::MAX_CHARS
+    );
+    assert_eq!(
+        schema("CreateItemRequest", "item_name")["maxLength"],
+        ItemName::MAX_CHARS
+    );
+    assert_eq!(
+        schema("CreateItemRequest", "item_name")["pattern"],
+        order_api::TEXT_PATTERN
+    );
+    assert_eq!(
+        schema("CreateItemRequest", "quantity")["maximum"],
+        Quantity::MAX
+    );
+    assert_eq!(
+        schema("CreateItemRequest", "price")["maximum"].to_string(),
+        Price::MAX.to_string()
+    );
+    assert_eq!(
+        schema("CreateItemRequest", "price")["multipleOf"].to_string(),
+        "0.01"
+    );
+    let list = &spec["paths"][paths::ORDERS]["get"]["parameters"];
+    let param = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is documented"))["schema"]
+            .clone()
+    };
+    assert_eq!(param("page")["maximum"], PageRequest::MAX_PAGE);
+    assert_eq!(param("page_size")["maximum"], PageSize::MAX);
+    let key = spec["paths"][paths::ORDERS]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("the Idempotency-Key header is documented")["schema"]
+        .clone();
+    assert_eq!(key["maxLength"], RequestKey::MAX_LEN);
+    assert_eq!(key["pattern"], headers::IDEMPOTENCY_KEY_PATTERN);
+    let id = &spec["paths"][paths::ORDER]["get"]["parameters"][0]["schema"];
+    assert_eq!(id["format"], "uuid");
 }
 
 async fn an_idempotency_key_makes_retries_safe(backend: Backend) {
     let app = TestApp::spawn(backend, &[]).await;
     let customer = format!("idem-{}", uuid::Uuid::now_v7().simple());
     let key = format!("key-{}", uuid::Uuid::now_v7().simple());
-    let post = |body: Value, key: String| {
-        let app = &app;
-        async move {
-            app.client
-                .post(app.url("/api/v1/orders"))
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
 
-    let first = post(sample_order(&customer), key.clone()).await;
-    assert_eq!(first.status(), 202);
-    assert!(!first.headers().contains_key("idempotent-replayed"));
-    let first: Value = first.json().await.unwrap();
-    let again = post(sample_order(&customer), key.clone()).await;
-    assert_eq!(again.status(), 202, "a retry is accepted");
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["id"], first["id"], "the same order, not a second one");
-
-    let mut different = sample_order(&customer);
-    different["items"][0]["quantity"] = json!(3);
-    let reused = post(different, key.clone()).await;
-    assert_eq!(reused.status(), 422);
+    let first = app
+        .place_with_key(&sample_order(&customer), &key)
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let again = app
+        .place_with_key(&sample_order(&customer), &key)
+        .await
+        .unwrap();
+    assert!(again.replayed, "a retry is accepted and marked replayed");
     assert_eq!(
-        reused.json::<Value>().await.unwrap()["error"],
-        "idempotency_key_reused"
+        again.order.id, first.order.id,
+        "the same order, not a second one"
     );
 
-    let bad = post(sample_order(&customer), "k".repeat(300)).await;
-    assert_eq!(bad.status(), 400);
+    let mut different = sample_order(&customer);
+    different.items[0].quantity = 3;
+    let (status, body) = order_http::testing::refusal(app.place_with_key(&different, &key).await);
+    assert_eq!((status, body.error), (422, ErrorCode::IdempotencyKeyReused));
+
+    let (status, _) = order_http::testing::refusal(
+        app.place_with_key(&sample_order(&customer), &"k".repeat(300))
+            .await,
+    );
+    assert_eq!(status, 400);
 
     // Many identical requests at once: one order; each answer is that order or 409.
     let key = format!("burst-{}", uuid::Uuid::now_v7().simple());
-    let burst =
-        futures::future::join_all((0..20).map(|_| post(sample_order(&customer), key.clone())))
-            .await;
+    let order = sample_order(&customer);
+    let burst = futures::future::join_all((0..20).map(|_| app.place_with_key(&order, &key))).await;
     let mut ids = std::collections::HashSet::new();
     let mut conflicts = 0;
-    for response in burst {
-        match response.status().as_u16() {
-            202 => {
-                ids.insert(
-                    response.json::<Value>().await.unwrap()["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                );
+    for answer in burst {
+        match answer {
+            Ok(placed) => {
+                ids.insert(placed.order.id);
             }
-            409 => {
-                assert!(response.headers().contains_key("retry-after"));
+            Err(e) if e.status() == Some(409) => {
+                assert_eq!(e.code(), Some(ErrorCode::RequestInFlight));
+                assert!(e.retry_after().is_some(), "a 409 says when to retry");
                 conflicts += 1;
             }
-            other => panic!("unexpected status {other}"),
+            Err(e) => panic!("unexpected answer {e:?}"),
         }
     }
     assert_eq!(
@@ -446,19 +550,14 @@ async fn an_idempotency_key_makes_retries_safe(backend: Backend) {
         1,
         "concurrent identical requests place one order ({conflicts} answered 409)"
     );
-    let (_, listed) = app
-        .get_json(&format!("/api/v1/orders?customer_id={customer}"))
-        .await;
-    assert_eq!(listed["total"], 2, "one order per key");
+    let listed = app
+        .client
+        .list(&ListOrdersQuery {
+            customer_id: Some(customer),
+            ..ListOrdersQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 2, "one order per key");
     app.stop().await;
-}
-
-#[tokio::test]
-async fn an_idempotency_key_makes_retries_safe_on_the_embedded_default() {
-    an_idempotency_key_makes_retries_safe(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn an_idempotency_key_makes_retries_safe_on_postgres_and_redis() {
-    an_idempotency_key_makes_retries_safe(Backend::PostgresRedis).await;
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use order_queue_redis::testing::free_port;
+use order_http::testing::free_port;
 
 #[tokio::test]
 async fn the_binary_serves_the_original_example_and_stops_gracefully_on_sigterm() {
@@ -49,8 +49,8 @@ async fn the_binary_serves_the_original_example_and_stops_gracefully_on_sigterm(
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["total_amount"].to_string(), "25.98");
+    let order: order_api::OrderResponse = response.json().await.unwrap();
+    assert_eq!(order.total_amount.to_string(), "25.98");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{PrivateRedis, Storage, free_port, sample_order};
 use order_core::payment::AttemptOutcome;
 use order_core::ports::OrderRepo;
 use order_core::{IdempotencyKey, OrderId, OrderStatus};
 use order_gateway_mock::server::{Behaviour, router};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
+use order_http::testing::{PrivateRedis, Storage, free_port, sample_order};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -179,15 +179,17 @@ impl Clients {
                     let port = api_ports[(c + n) % 2];
                     n += 1;
                     let sent = client
-                        .post(format!("http://127.0.0.1:{port}/api/v1/orders"))
+                        .post(format!(
+                            "http://127.0.0.1:{port}{}",
+                            order_api::paths::ORDERS
+                        ))
                         .json(&sample_order(&format!("chaos-{c}")))
                         .send()
                         .await;
                     match sent {
                         Ok(r) if r.status() == 202 => {
-                            if let Ok(body) = r.json::<serde_json::Value>().await {
-                                let id: OrderId = body["id"].as_str().unwrap().parse().unwrap();
-                                accepted.lock().unwrap().push(id);
+                            if let Ok(order) = r.json::<order_api::OrderResponse>().await {
+                                accepted.lock().unwrap().push(OrderId::from_uuid(order.id));
                             }
                         }
                         _ => {

@@ -10,4 +10,3 @@ mod api;
 mod binary;
 mod chaos;
 mod payments;
-mod support;

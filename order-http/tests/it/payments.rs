@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, Storage, TestApp, sample_order};
+use order_api::orders::{AttemptStatus, OrderStatus};
 use order_core::IdempotencyKey;
 use order_http::Role;
-use serde_json::Value;
+use order_http::testing::{Backend, PrivateRedis, Storage, TestApp, free_port, sample_order};
 
 #[tokio::test]
 async fn a_gateway_that_never_succeeds_fails_the_order_after_exactly_the_configured_attempts() {
@@ -22,21 +22,14 @@ async fn a_gateway_that_never_succeeds_fails_the_order_after_exactly_the_configu
         ],
     )
     .await;
-    let created: Value = app
-        .post_order(&sample_order("never"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let created = app.place(&sample_order("never")).await;
 
-    let order = app
-        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(15))
-        .await;
+    let order = app.wait_terminal(created.id, Duration::from_secs(15)).await;
 
-    assert_eq!(order["status"], "payment_failed");
-    let attempts = order["payment_attempts"].as_array().unwrap();
+    assert_eq!(order.status, OrderStatus::PaymentFailed);
+    let attempts = &order.payment_attempts;
     assert_eq!(attempts.len(), 4, "exactly PAYMENT_RETRY_ATTEMPTS attempts");
-    assert!(attempts.iter().all(|a| a["status"] == "failed"));
+    assert!(attempts.iter().all(|a| a.status == AttemptStatus::Failed));
     app.stop().await;
 }
 
@@ -51,18 +44,11 @@ async fn a_decline_fails_the_order_after_one_attempt() {
         ],
     )
     .await;
-    let created: Value = app
-        .post_order(&sample_order("declined"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let order = app
-        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(10))
-        .await;
-    assert_eq!(order["status"], "payment_failed");
-    assert_eq!(order["payment_attempts"].as_array().unwrap().len(), 1);
-    assert_eq!(order["payment_attempts"][0]["status"], "declined");
+    let created = app.place(&sample_order("declined")).await;
+    let order = app.wait_terminal(created.id, Duration::from_secs(10)).await;
+    assert_eq!(order.status, OrderStatus::PaymentFailed);
+    assert_eq!(order.payment_attempts.len(), 1);
+    assert_eq!(order.payment_attempts[0].status, AttemptStatus::Declined);
     app.stop().await;
 }
 
@@ -74,6 +60,9 @@ async fn during_a_gateway_outage_orders_wait_without_hammering_it_and_confirm_af
             ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"),
             ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "0.5"),
             ("PAYMENT_RETRY_ATTEMPTS", "3"),
+            // One charge at a time: a closed breaker admits every call already in flight,
+            // so with concurrency the count before it opens would depend on scheduling.
+            ("WORKER_CONCURRENCY", "1"),
         ],
     )
     .await;
@@ -84,21 +73,16 @@ async fn during_a_gateway_outage_orders_wait_without_hammering_it_and_confirm_af
     let start = Instant::now();
     let mut ids = Vec::new();
     for i in 0..20 {
-        let created: Value = app
-            .post_order(&sample_order(&format!("outage-{i}")))
-            .await
-            .json()
-            .await
-            .unwrap();
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let created = app.place(&sample_order(&format!("outage-{i}"))).await;
+        ids.push(created.id);
     }
 
     // While the outage lasts, no order fails.
     while start.elapsed() < Duration::from_millis(2500) {
         for id in &ids {
-            let (_, order) = app.get_json(&format!("/api/v1/orders/{id}")).await;
             assert_ne!(
-                order["status"], "payment_failed",
+                app.order(*id).await.status,
+                OrderStatus::PaymentFailed,
                 "an outage must not fail orders"
             );
         }
@@ -107,8 +91,8 @@ async fn during_a_gateway_outage_orders_wait_without_hammering_it_and_confirm_af
     let calls_during_outage = app.gateway.calls();
 
     for id in &ids {
-        let order = app.wait_terminal(id, Duration::from_secs(20)).await;
-        assert_eq!(order["status"], "confirmed");
+        let order = app.wait_terminal(*id, Duration::from_secs(20)).await;
+        assert_eq!(order.status, OrderStatus::Confirmed);
     }
     // 3 failures open the breaker; then about one probe per 0.5 s recovery window over a 3 s
     // outage: far fewer than the 60 calls 20 orders x 3 attempts would make.
@@ -135,19 +119,14 @@ async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
     ];
     let mut ids = Vec::new();
     for i in 0..60 {
-        let created: Value = api
-            .post_order(&sample_order(&format!("backlog-{i}")))
-            .await
-            .json()
-            .await
-            .unwrap();
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let created = api.place(&sample_order(&format!("backlog-{i}"))).await;
+        ids.push(created.id);
     }
 
     for id in &ids {
         assert_eq!(
-            api.wait_terminal(id, Duration::from_secs(20)).await["status"],
-            "confirmed"
+            api.wait_terminal(*id, Duration::from_secs(20)).await.status,
+            OrderStatus::Confirmed
         );
     }
 
@@ -179,20 +158,20 @@ async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
 #[tokio::test]
 async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     let storage = Storage::create().await;
-    let port = crate::support::free_port();
+    let port = free_port();
     let mut env = storage.env();
     env.retain(|(k, _)| k != "REDIS_URL");
     env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));
     let api = TestApp::spawn_role(Role::Serve, env.clone(), &[]).await;
 
-    let response = api.post_order(&sample_order("redis-down")).await;
-    assert_eq!(response.status(), 202, "the order is durable in PostgreSQL");
-    let created: Value = response.json().await.unwrap();
-    let (status, ready) = api.get_json("/health/ready").await;
-    assert_eq!((status, ready["database"].as_str()), (503, Some("ok")));
-    assert_ne!(ready["queue"], "ok");
+    // Accepted: the order is durable in PostgreSQL.
+    let created = api.place(&sample_order("redis-down")).await;
+    let ready = api.client.ready().await.unwrap();
+    assert_eq!(ready.status, order_api::health::Readiness::NotReady);
+    assert_eq!(ready.database, "ok");
+    assert_ne!(ready.queue, "ok");
 
-    let _redis = crate::support::PrivateRedis::start_on(port);
+    let _redis = PrivateRedis::start_on(port);
     let worker = TestApp::spawn_role(
         Role::Worker,
         env,
@@ -203,10 +182,8 @@ async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     )
     .await;
     // The job was never queued: the reconciler finds the order after its grace period.
-    let order = api
-        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(15))
-        .await;
-    assert_eq!(order["status"], "confirmed");
+    let order = api.wait_terminal(created.id, Duration::from_secs(15)).await;
+    assert_eq!(order.status, OrderStatus::Confirmed);
     worker.stop().await;
     api.stop().await;
     storage.drop().await;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use crate::health::{HealthResponse, ReadyResponse, ServiceInfo};
-use crate::orders::{ListOrdersQuery, OrderListResponse, OrderResponse};
+use crate::orders::{CancelOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse};
 use crate::paths;
 
 /// Why a call failed.
@@ -94,7 +94,7 @@ impl ClientError {
     }
 }
 
-/// An order placed by [`OrderClient::create`].
+/// An order as [`OrderClient::create`] placed it or [`OrderClient::cancel`] left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
     /// The order, as accepted.
@@ -166,6 +166,32 @@ impl OrderClient {
             request = request.header(IDEMPOTENCY_KEY, key);
         }
         let response = self.send(request).await?;
+        let headers = response.headers().clone();
+        let order = decode(response).await?;
+        Ok(Placed {
+            order,
+            location: header(&headers, LOCATION.as_str()),
+            replayed: header(&headers, IDEMPOTENT_REPLAYED).as_deref() == Some("true"),
+        })
+    }
+
+    /// `POST /api/v1/orders/{id}/cancel`: cancels the order (at once before payment; after,
+    /// once its payment is refunded: the answer is then `cancelling`). With
+    /// `idempotency_key`, a retry answers with the order as it is then.
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        request: &CancelOrderRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, ClientError> {
+        let mut call = self
+            .http
+            .post(self.url(&paths::order_cancel(id)))
+            .json(request);
+        if let Some(key) = idempotency_key {
+            call = call.header(IDEMPOTENCY_KEY, key);
+        }
+        let response = self.send(call).await?;
         let headers = response.headers().clone();
         let order = decode(response).await?;
         Ok(Placed {

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     RequestInFlight,
     /// 404: no such resource or route.
     NotFound,
+    /// 409: the order's status does not allow a cancellation (`current_status` says which).
+    OrderNotCancellable,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
     /// 503: a dependency is down; retry after `Retry-After` seconds.
@@ -46,6 +48,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::RequestInFlight => "request_in_flight",
             Self::NotFound => "not_found",
+            Self::OrderNotCancellable => "order_not_cancellable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ServiceUnavailable => "service_unavailable",
             Self::InternalError => "internal_error",
@@ -81,6 +84,9 @@ pub struct ErrorBody {
     /// The offending fields, in input order (validation errors only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldErrorBody>,
+    /// The order's status, when it is why the request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<crate::orders::OrderStatus>,
 }
 
 impl fmt::Display for ErrorBody {
@@ -125,6 +131,7 @@ mod tests {
                     message: "must have at least 1 entries".into(),
                 },
             ],
+            current_status: None,
         };
         assert_eq!(
             body.to_string(),

@@ -8,6 +8,11 @@
 //! - `GET`/`PUT /admin/config`: the simulation's [`Behaviour`].
 //! - `PUT /admin/outage` with an [`Outage`] fails every charge for that long ([`OutageAnswer`]);
 //!   `DELETE` ends it.
+//! - `POST /refunds` with an [`IDEMPOTENCY_KEY`] header (the refund's own key) and a
+//!   [`RefundBody`] naming the charge key: a [`RefundAnswer`] whose
+//!   [`RefundAnswer::http_status`] is the response status: `200` refunded, or nothing was
+//!   captured and the charge key is now void (every later charge with it is declined
+//!   `voided`); `503` unavailable, `504` timed out (may have refunded), `400` invalid.
 //! - `GET /audit/charges`: the [`Audit`], one [`AuditEntry`] per idempotency key.
 //! - `GET /health`.
 
@@ -22,6 +27,8 @@ use crate::money::exact;
 
 /// Charges.
 pub const CHARGES: &str = "/charges";
+/// Refunds.
+pub const REFUNDS: &str = "/refunds";
 /// The simulation's behaviour.
 pub const ADMIN_CONFIG: &str = "/admin/config";
 /// Switching an outage on and off.
@@ -82,6 +89,61 @@ impl ChargeAnswer {
         match self {
             Self::Succeeded { .. } => 200,
             Self::Declined { .. } => 402,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
+            Self::Invalid { .. } => 400,
+        }
+    }
+}
+
+/// A refund of what was captured under `charge_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundBody {
+    /// The order refunded.
+    pub order_id: Uuid,
+    /// The idempotency key the payment was charged under.
+    pub charge_key: String,
+    /// How much to give back, exact; never more than was captured.
+    #[serde(with = "exact")]
+    pub amount: Decimal,
+}
+
+/// The answer to a refund, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RefundAnswer {
+    /// Given back (now or by an earlier refund of the same capture).
+    Refunded {
+        /// The gateway's id of the refund.
+        refund_id: String,
+        /// How much was given back.
+        #[serde(with = "exact")]
+        amount: Decimal,
+    },
+    /// Nothing was captured under the charge key, which is now void.
+    NothingCaptured,
+    /// Not processed: nothing was refunded, retrying is safe.
+    Unavailable {
+        /// What failed.
+        error: String,
+    },
+    /// No definite answer in time: the refund may have happened.
+    Timeout {
+        /// What failed.
+        error: String,
+    },
+    /// The request itself was wrong.
+    Invalid {
+        /// What is wrong.
+        error: String,
+    },
+}
+
+impl RefundAnswer {
+    /// The HTTP status this answer is sent with.
+    pub const fn http_status(&self) -> u16 {
+        match self {
+            Self::Refunded { .. } | Self::NothingCaptured => 200,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::Invalid { .. } => 400,
@@ -162,6 +224,28 @@ pub struct AuditEntry {
     pub amount: Decimal,
     /// The definitive outcome, once there is one.
     pub outcome: Option<AuditOutcome>,
+    /// Refunds made of the capture (0 or 1).
+    #[serde(default)]
+    pub refunds: u32,
+    /// The definitive answer to refunding the key, once there is one.
+    #[serde(default)]
+    pub refund: Option<AuditRefund>,
+}
+
+/// The definitive answer to refunding a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AuditRefund {
+    /// Given back.
+    Refunded {
+        /// The gateway's id of the refund.
+        refund_id: String,
+        /// How much.
+        #[serde(with = "exact")]
+        amount: Decimal,
+    },
+    /// Nothing was captured; the key is void.
+    NothingCaptured,
 }
 
 /// `GET /audit/charges`: the whole ledger.
@@ -171,6 +255,9 @@ pub struct Audit {
     pub calls: u64,
     /// Payments captured, over all keys.
     pub captures: u64,
+    /// Refunds made, over all keys.
+    #[serde(default)]
+    pub refunds: u64,
     /// One entry per idempotency key.
     pub charges: BTreeMap<String, AuditEntry>,
 }

@@ -7,7 +7,7 @@
 //!
 //! ## Layout
 //! - [`paths`], [`headers`]: where each operation lives and the headers it reads or sets.
-//! - [`orders`]: the bodies of placing, reading and listing orders.
+//! - [`orders`]: the bodies of placing, reading, listing and cancelling orders.
 //! - [`health`]: liveness, readiness and the service's self-description.
 //! - [`error`]: the one error body every failure answers with.
 //! - [`money`]: exact decimal amounts as JSON numbers (never through `f64`).
@@ -56,8 +56,9 @@ pub mod paths;
 pub use client::OrderClient;
 pub use error::{ErrorBody, ErrorCode, FieldErrorBody};
 pub use orders::{
-    AttemptResponse, AttemptStatus, CreateItemRequest, CreateOrderRequest, ItemResponse,
-    ListOrdersQuery, OrderListResponse, OrderResponse, OrderStatus,
+    AttemptResponse, AttemptStatus, CancelOrderRequest, CancelReason, CreateItemRequest,
+    CreateOrderRequest, ItemResponse, ListOrdersQuery, OrderListResponse, OrderResponse,
+    OrderStatus, RefundResponse, RefundStatus,
 };
 
 /// A pattern for text fields: at least one character that is not white space, and no

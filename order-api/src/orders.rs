@@ -82,17 +82,21 @@ pub enum OrderStatus {
     Confirmed,
     /// Payment failed for good (terminal).
     PaymentFailed,
-    /// Cancelled (terminal).
+    /// Cancellation recorded after payment started; the payment is being refunded (or the
+    /// charge voided).
+    Cancelling,
+    /// Cancelled, any captured payment refunded (terminal).
     Cancelled,
 }
 
 impl OrderStatus {
     /// Every status.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Pending,
         Self::PaymentProcessing,
         Self::Confirmed,
         Self::PaymentFailed,
+        Self::Cancelling,
         Self::Cancelled,
     ];
 
@@ -103,11 +107,13 @@ impl OrderStatus {
             Self::PaymentProcessing => "payment_processing",
             Self::Confirmed => "confirmed",
             Self::PaymentFailed => "payment_failed",
+            Self::Cancelling => "cancelling",
             Self::Cancelled => "cancelled",
         }
     }
 
-    /// Whether the order will never change again.
+    /// Whether no work is left on the order: `confirmed` (which only a cancellation can
+    /// still change), `payment_failed` or `cancelled`.
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -232,6 +238,172 @@ pub struct OrderResponse {
     pub updated_at: DateTime<Utc>,
     /// Every payment attempt, oldest first.
     pub payment_attempts: Vec<AttemptResponse>,
+    /// The cancellation, once one was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<CancellationResponse>,
+    /// The refund of the payment, once a cancellation asked for one (at most one today).
+    #[serde(default)]
+    pub refunds: Vec<RefundResponse>,
+}
+
+/// Why an order is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The customer asked (the default).
+    #[default]
+    RequestedByCustomer,
+    /// The order duplicates another.
+    Duplicate,
+    /// The order is fraudulent.
+    Fraudulent,
+    /// The restaurant cannot serve it.
+    RestaurantUnavailable,
+    /// Anything else.
+    Other,
+}
+
+impl CancelReason {
+    /// Every reason.
+    pub const ALL: [Self; 5] = [
+        Self::RequestedByCustomer,
+        Self::Duplicate,
+        Self::Fraudulent,
+        Self::RestaurantUnavailable,
+        Self::Other,
+    ];
+
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestedByCustomer => "requested_by_customer",
+            Self::Duplicate => "duplicate",
+            Self::Fraudulent => "fraudulent",
+            Self::RestaurantUnavailable => "restaurant_unavailable",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CancelReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown reason {s:?}: one of {}",
+                    Self::ALL.map(Self::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// `POST /api/v1/orders/{id}/cancel`: the body is optional, and so is its reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CancelOrderRequest {
+    /// Why (default `requested_by_customer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CancelReason>,
+}
+
+/// A cancellation: when, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CancellationResponse {
+    /// When it was recorded.
+    pub requested_at: DateTime<Utc>,
+    /// Why.
+    pub reason: CancelReason,
+}
+
+/// Where a refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// A worker is refunding (or voiding) the payment.
+    Pending,
+    /// The captured amount was given back.
+    Succeeded,
+    /// Nothing had been captured; the charge was voided and can no longer capture.
+    NothingCaptured,
+}
+
+impl RefundStatus {
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::NothingCaptured => "nothing_captured",
+        }
+    }
+}
+
+/// How a refund attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAttemptStatus {
+    /// Given back.
+    Refunded,
+    /// Nothing had been captured; the charge is void.
+    NothingCaptured,
+    /// The gateway refused it.
+    Refused,
+    /// The gateway did not process it.
+    Failed,
+    /// No answer in time.
+    TimedOut,
+}
+
+/// One refund attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefundAttemptResponse {
+    /// 1, 2, 3, ...
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub attempt_number: u32,
+    /// How it ended.
+    pub status: RefundAttemptStatus,
+    /// The gateway's id of the refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When the refund was sent.
+    pub started_at: DateTime<Utc>,
+    /// When its outcome was known.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// The refund of an order's payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefundResponse {
+    /// What is (or was) given back: the captured amount, or 0 when nothing was captured.
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 30.97))]
+    pub amount: Decimal,
+    /// Where it stands.
+    pub status: RefundStatus,
+    /// The gateway's id of the refund, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<RefundAttemptResponse>,
 }
 
 /// A page of orders.
@@ -335,6 +507,16 @@ mod tests {
             status: OrderStatus::PaymentProcessing,
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,
+            cancellation: Some(CancellationResponse {
+                requested_at: DateTime::UNIX_EPOCH,
+                reason: CancelReason::Duplicate,
+            }),
+            refunds: vec![RefundResponse {
+                amount: "0.30".parse().unwrap(),
+                status: RefundStatus::Pending,
+                refund_id: None,
+                attempts: Vec::new(),
+            }],
             payment_attempts: vec![AttemptResponse {
                 attempt_number: 1,
                 status: AttemptStatus::TimedOut,
@@ -346,6 +528,7 @@ mod tests {
         };
         let json = serde_json::to_string(&order).unwrap();
         assert!(json.contains(r#""total_amount":0.30"#), "{json}");
+        assert!(json.contains(r#""reason":"duplicate""#), "{json}");
         assert_eq!(serde_json::from_str::<OrderResponse>(&json).unwrap(), order);
     }
 }

@@ -6,6 +6,8 @@ use uuid::Uuid;
 pub const ORDERS: &str = "/api/v1/orders";
 /// `GET` one order; `{id}` is its UUID.
 pub const ORDER: &str = "/api/v1/orders/{id}";
+/// `POST` cancels one order; `{id}` is its UUID.
+pub const ORDER_CANCEL: &str = "/api/v1/orders/{id}/cancel";
 /// Liveness.
 pub const HEALTH: &str = "/health";
 /// Readiness: the store and the queue answer.
@@ -24,6 +26,11 @@ pub fn order(id: Uuid) -> String {
     format!("{ORDERS}/{id}")
 }
 
+/// The path that cancels the order `id`: [`ORDER_CANCEL`] filled in.
+pub fn order_cancel(id: Uuid) -> String {
+    format!("{ORDERS}/{id}/cancel")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +39,9 @@ mod tests {
     fn an_order_path_fills_in_the_template() {
         let id = Uuid::nil();
         assert_eq!(order(id), ORDER.replace("{id}", &id.to_string()));
+        assert_eq!(
+            order_cancel(id),
+            ORDER_CANCEL.replace("{id}", &id.to_string())
+        );
     }
 }

@@ -16,12 +16,14 @@ use crate::output::Format;
   order-cli create --customer customer_123 --item item_001:Burger:2:12.99 --item item_002:Fries:1:4.99
   echo '{\"customer_id\":\"c1\",\"items\":[...]}' | order-cli create --file -
   order-cli get 01936f0e-...        order-cli watch 01936f0e-...
+  order-cli cancel 01936f0e-... --reason duplicate
   order-cli list --customer customer_123 --status confirmed --all --output json
   order-cli load --rate 1000 --duration 10s
   order-cli completions bash > /etc/bash_completion.d/order-cli
 
 Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 invalid input,
-5 service unavailable, 6 conflict."
+5 service unavailable, 6 conflict (an order that cannot be cancelled, or a request with
+the same Idempotency-Key in flight)."
 )]
 pub struct Cli {
     /// The service's base URL.
@@ -63,6 +65,19 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["customer", "items"])]
         file: Option<PathBuf>,
         /// An Idempotency-Key: retrying with the same key never places a second order.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Cancel an order: at once before payment, else once its payment is refunded (`watch`
+    /// follows it to `cancelled`). A `payment_failed` order cannot be cancelled (exit 6).
+    Cancel {
+        /// The order's id.
+        id: String,
+        /// Why: requested_by_customer (default), duplicate, fraudulent,
+        /// restaurant_unavailable or other.
+        #[arg(long)]
+        reason: Option<String>,
+        /// An Idempotency-Key: retrying with the same key answers with the order as it is.
         #[arg(long)]
         idempotency_key: Option<String>,
     },

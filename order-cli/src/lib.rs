@@ -10,7 +10,8 @@
 //! - [`load`]: the open-model load generator and its report.
 //!
 //! Exit codes: 0 success, 1 other error, 2 usage, 3 not found, 4 invalid input,
-//! 5 service unavailable, 6 conflict.
+//! 5 service unavailable, 6 conflict (an order that cannot be cancelled, or a request with
+//! the same Idempotency-Key in flight).
 
 pub mod cli;
 pub mod client;
@@ -21,7 +22,10 @@ use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use order_api::health::{HealthResponse, Readiness, ReadyResponse};
-use order_api::orders::{CreateItemRequest, CreateOrderRequest, ListOrdersQuery, OrderStatus};
+use order_api::orders::{
+    CancelOrderRequest, CancelReason, CreateItemRequest, CreateOrderRequest, ListOrdersQuery,
+    OrderStatus,
+};
 use order_api::{OrderClient, OrderResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -102,20 +106,29 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             file,
             idempotency_key,
         } => {
-            let key = idempotency_key.as_deref();
-            let placed = if let Some(path) = file {
-                client.create(&read_order_file(path)?, key).await?
-            } else {
-                let order = CreateOrderRequest {
-                    customer_id: customer.clone().unwrap_or_default(),
-                    items: items
-                        .iter()
-                        .map(|s| parse_item(s))
-                        .collect::<Result<_, _>>()?,
-                };
-                client.create(&order, key).await?
-            };
-            output::print(format, &placed.order, output::order);
+            let order = create(
+                &client,
+                customer.as_deref(),
+                items,
+                file.as_deref(),
+                idempotency_key.as_deref(),
+            )
+            .await?;
+            output::print(format, &order, output::order);
+        }
+        Command::Cancel {
+            id,
+            reason,
+            idempotency_key,
+        } => {
+            let order = cancel(
+                &client,
+                order_id(id)?,
+                reason.as_deref(),
+                idempotency_key.as_deref(),
+            )
+            .await?;
+            output::print(format, &order, output::order);
         }
         Command::Get { id } => {
             let order = client.get(order_id(id)?).await?;
@@ -183,6 +196,46 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
         Command::Completions { .. } => {}
     }
     Ok(())
+}
+
+/// Places an order from flags or a file.
+async fn create(
+    client: &OrderClient,
+    customer: Option<&str>,
+    items: &[String],
+    file: Option<&std::path::Path>,
+    key: Option<&str>,
+) -> Result<OrderResponse, CliError> {
+    let placed = if let Some(path) = file {
+        client.create(&read_order_file(path)?, key).await?
+    } else {
+        let order = CreateOrderRequest {
+            customer_id: customer.unwrap_or_default().to_owned(),
+            items: items
+                .iter()
+                .map(|s| parse_item(s))
+                .collect::<Result<_, _>>()?,
+        };
+        client.create(&order, key).await?
+    };
+    Ok(placed.order)
+}
+
+/// Cancels an order for `reason` (the service's default when absent).
+async fn cancel(
+    client: &OrderClient,
+    id: Uuid,
+    reason: Option<&str>,
+    key: Option<&str>,
+) -> Result<OrderResponse, CliError> {
+    let reason = reason
+        .map(str::parse::<CancelReason>)
+        .transpose()
+        .map_err(CliError::Invalid)?;
+    Ok(client
+        .cancel(id, &CancelOrderRequest { reason }, key)
+        .await?
+        .order)
 }
 
 /// The orders of every page from the query's on, as `list --all` prints them.

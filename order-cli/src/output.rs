@@ -92,6 +92,26 @@ pub fn order(order: &OrderResponse) -> String {
         out.push('\n');
         out.push_str(&table(&["ATTEMPT", "OUTCOME", "DETAIL", "AT"], &attempts));
     }
+    if let Some(c) = &order.cancellation {
+        let _ = writeln!(
+            out,
+            "\ncancelled {} ({})",
+            c.requested_at.to_rfc3339(),
+            c.reason
+        );
+    }
+    for refund in &order.refunds {
+        let _ = writeln!(
+            out,
+            "refund {} {}{}",
+            refund.amount,
+            refund.status.as_str(),
+            refund
+                .refund_id
+                .as_ref()
+                .map_or(String::new(), |id| format!(" ({id})"))
+        );
+    }
     out
 }
 

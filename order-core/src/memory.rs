@@ -13,11 +13,11 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::ids::{OrderId, WorkerId};
-use crate::order::{Order, OrderEvent, OrderStatus, Transition};
-use crate::payment::PaymentAttempt;
+use crate::order::{CancelReason, Cancellation, Order, OrderEvent, OrderStatus, Transition};
+use crate::payment::Attempt;
 use crate::ports::{
-    Claim, Clock, Delivery, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue,
-    QueueError, RepoError,
+    CancelResult, Claim, Clock, Delivery, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest,
+    PaymentQueue, QueueError, RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -85,6 +85,8 @@ impl MemoryOrderRepo {
             let order = Order {
                 status: OrderStatus::Pending,
                 payment_attempts: Vec::new(),
+                cancellation: None,
+                refund_attempts: Vec::new(),
                 ..order.clone()
             };
             let due_at = order.created_at;
@@ -198,7 +200,7 @@ impl OrderRepo for MemoryOrderRepo {
     async fn settle(
         &self,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
@@ -211,7 +213,7 @@ impl OrderRepo for MemoryOrderRepo {
                 actual: row.order.status,
             });
         }
-        row.order.payment_attempts.extend(attempt);
+        record(&mut row.order, attempt);
         row.order.status = transition.to();
         row.order.updated_at = now;
         row.lease = None;
@@ -221,14 +223,14 @@ impl OrderRepo for MemoryOrderRepo {
     async fn release(
         &self,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
         let mut rows = self.write();
         let row = Self::row_under_lease(&mut rows, lease)?;
-        if let Some(attempt) = attempt {
-            row.order.payment_attempts.push(attempt);
+        if attempt.is_some() {
+            record(&mut row.order, attempt);
             row.order.updated_at = now;
         }
         row.lease = None;
@@ -297,6 +299,55 @@ impl OrderRepo for MemoryOrderRepo {
         Ok(())
     }
 
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+        now: DateTime<Utc>,
+    ) -> Result<CancelResult, RepoError> {
+        let mut rows = self.write();
+        let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
+        let event = match row.order.status {
+            OrderStatus::Pending => OrderEvent::Cancelled,
+            OrderStatus::PaymentProcessing | OrderStatus::Confirmed => OrderEvent::CancelRequested,
+            OrderStatus::Cancelling | OrderStatus::Cancelled => {
+                return Ok(CancelResult::Unchanged(row.order.clone()));
+            }
+            OrderStatus::PaymentFailed => {
+                return Ok(CancelResult::NotCancellable(row.order.clone()));
+            }
+        };
+        let transition =
+            Transition::apply(row.order.status, event).map_err(|e| RepoError::Other(e.into()))?;
+        row.order.status = transition.to();
+        row.order.updated_at = now;
+        row.order.cancellation = Some(Cancellation {
+            requested_at: now,
+            reason,
+        });
+        if transition.to() == OrderStatus::Cancelled {
+            Ok(CancelResult::Cancelled(row.order.clone()))
+        } else {
+            row.due_at = now;
+            Ok(CancelResult::Cancelling(row.order.clone()))
+        }
+    }
+
+    async fn complete_request(
+        &self,
+        key: &RequestKey,
+        token: Uuid,
+        order: OrderId,
+    ) -> Result<(), RepoError> {
+        let mut keys = lock(&self.keys);
+        let record = keys
+            .get_mut(key)
+            .filter(|r| r.token == token && r.order.is_none())
+            .ok_or_else(|| RepoError::RequestSuperseded(key.clone()))?;
+        record.order = Some(order);
+        Ok(())
+    }
+
     async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError> {
         let mut keys = lock(&self.keys);
         if keys
@@ -317,6 +368,15 @@ impl OrderRepo for MemoryOrderRepo {
 
     async fn ping(&self) -> Result<(), RepoError> {
         Ok(())
+    }
+}
+
+/// Appends an attempt to the order's charges or refunds.
+fn record(order: &mut Order, attempt: Option<Attempt>) {
+    match attempt {
+        Some(Attempt::Charge(a)) => order.payment_attempts.push(a),
+        Some(Attempt::Refund(a)) => order.refund_attempts.push(a),
+        None => {}
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FieldError, Invalid, ValidationErrors};
 use crate::ids::{CustomerId, ItemId, ItemName, OrderId};
 use crate::money::{Money, Price, Quantity};
-use crate::payment::PaymentAttempt;
+use crate::payment::{PaymentAttempt, RefundAttempt, RefundOutcome};
 
 /// Fewest items an order may have.
 pub const MIN_ITEMS: usize = 1;
@@ -235,6 +235,8 @@ impl NewOrder {
             created_at: now,
             updated_at: now,
             payment_attempts: Vec::new(),
+            cancellation: None,
+            refund_attempts: Vec::new(),
         }
     }
 }
@@ -283,6 +285,130 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
     /// Every payment attempt made for it, oldest first.
     pub payment_attempts: Vec<PaymentAttempt>,
+    /// The cancellation, once one was requested.
+    pub cancellation: Option<Cancellation>,
+    /// Every refund attempt made for it, oldest first.
+    pub refund_attempts: Vec<RefundAttempt>,
+}
+
+impl Order {
+    /// The refund of the order's payment as it stands, once a cancellation asked for one:
+    /// `None` before (or for an order cancelled before payment started).
+    pub fn refund(&self) -> Option<Refund> {
+        let last = self.refund_attempts.last();
+        let status = match last.map(|a| &a.outcome) {
+            Some(RefundOutcome::Refunded { .. }) => RefundStatus::Succeeded,
+            Some(RefundOutcome::NothingCaptured) => RefundStatus::NothingCaptured,
+            _ if self.status == OrderStatus::Cancelling => RefundStatus::Pending,
+            _ => return None,
+        };
+        let refund_id = match last.map(|a| &a.outcome) {
+            Some(RefundOutcome::Refunded { refund_id, .. }) => Some(refund_id.clone()),
+            _ => None,
+        };
+        let amount = match status {
+            RefundStatus::NothingCaptured => Money::ZERO,
+            RefundStatus::Pending | RefundStatus::Succeeded => self.total_amount,
+        };
+        Some(Refund {
+            amount,
+            status,
+            refund_id,
+        })
+    }
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The customer asked (the default).
+    #[default]
+    RequestedByCustomer,
+    /// The order duplicates another.
+    Duplicate,
+    /// The order is fraudulent.
+    Fraudulent,
+    /// The restaurant cannot serve it.
+    RestaurantUnavailable,
+    /// Anything else.
+    Other,
+}
+
+impl CancelReason {
+    /// Every reason.
+    pub const ALL: [Self; 5] = [
+        Self::RequestedByCustomer,
+        Self::Duplicate,
+        Self::Fraudulent,
+        Self::RestaurantUnavailable,
+        Self::Other,
+    ];
+
+    /// The snake_case name used in JSON and storage.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestedByCustomer => "requested_by_customer",
+            Self::Duplicate => "duplicate",
+            Self::Fraudulent => "fraudulent",
+            Self::RestaurantUnavailable => "restaurant_unavailable",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CancelReason {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Invalid::Malformed(format!(
+                    "must be one of {}",
+                    Self::ALL.map(Self::as_str).join(", ")
+                ))
+            })
+    }
+}
+
+/// A cancellation: when it was asked for, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// When it was recorded.
+    pub requested_at: DateTime<Utc>,
+    /// Why.
+    pub reason: CancelReason,
+}
+
+/// Where the refund of a cancelled order's payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// A worker will refund (or void) the payment.
+    Pending,
+    /// The capture was given back.
+    Succeeded,
+    /// Nothing had been captured; the charge can no longer capture.
+    NothingCaptured,
+}
+
+/// The refund of an order's payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// What is (or was) given back.
+    pub amount: Money,
+    /// Where it stands.
+    pub status: RefundStatus,
+    /// The gateway's id of the refund, once made.
+    pub refund_id: Option<String>,
 }
 
 /// Where an order is in its life.
@@ -297,21 +423,27 @@ pub enum OrderStatus {
     Confirmed,
     /// Payment declined or given up on. Terminal.
     PaymentFailed,
-    /// Cancelled before payment. Terminal.
+    /// Cancellation requested after payment started: a worker refunds what was captured
+    /// (or voids the charge), then the order is `cancelled`.
+    Cancelling,
+    /// Cancelled, with any captured payment refunded. Terminal.
     Cancelled,
 }
 
 impl OrderStatus {
     /// Every status, in life order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Pending,
         Self::PaymentProcessing,
         Self::Confirmed,
         Self::PaymentFailed,
+        Self::Cancelling,
         Self::Cancelled,
     ];
 
-    /// Whether no event can change this status any more.
+    /// Whether no worker has anything left to do for the order. `confirmed` is terminal for
+    /// payment, and only a cancellation moves it on; `payment_failed` and `cancelled` never
+    /// change.
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -326,8 +458,14 @@ impl OrderStatus {
             Self::PaymentProcessing => "payment_processing",
             Self::Confirmed => "confirmed",
             Self::PaymentFailed => "payment_failed",
+            Self::Cancelling => "cancelling",
             Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether no event at all can change this status.
+    pub const fn is_final(self) -> bool {
+        matches!(self, Self::PaymentFailed | Self::Cancelled)
     }
 }
 
@@ -365,6 +503,11 @@ pub enum OrderEvent {
     PaymentFailed,
     /// The order was cancelled before payment started.
     Cancelled,
+    /// A cancellation was asked for after payment started: what was captured must be
+    /// refunded (or the charge voided) before the order is cancelled.
+    CancelRequested,
+    /// The payment of a cancelling order was refunded, or found never captured and voided.
+    Refunded,
 }
 
 /// An event that the order's current status does not allow.
@@ -381,8 +524,14 @@ pub struct TransitionError {
 ///
 /// ```text
 /// pending --PaymentStarted--> payment_processing --PaymentCaptured--> confirmed
-///    |                                 +----------PaymentFailed----> payment_failed
-///    +--Cancelled--> cancelled
+///    |                           |     +---------PaymentFailed----> payment_failed
+///    |                     CancelRequested                             |
+///    |                           v                                     |
+///    |                       cancelling <------CancelRequested---------+ (from confirmed)
+///    |                           |
+///    |                        Refunded
+///    |                           v
+///    +-------Cancelled------> cancelled
 /// ```
 pub const fn next_status(
     from: OrderStatus,
@@ -392,14 +541,25 @@ pub const fn next_status(
     use OrderStatus as S;
     match (from, event) {
         (S::Pending, E::PaymentStarted) => Ok(S::PaymentProcessing),
-        (S::Pending, E::Cancelled) => Ok(S::Cancelled),
+        (S::Pending, E::Cancelled) | (S::Cancelling, E::Refunded) => Ok(S::Cancelled),
         (S::PaymentProcessing, E::PaymentCaptured) => Ok(S::Confirmed),
         (S::PaymentProcessing, E::PaymentFailed) => Ok(S::PaymentFailed),
-        (S::Pending, E::PaymentCaptured | E::PaymentFailed)
-        | (S::PaymentProcessing, E::PaymentStarted | E::Cancelled)
-        | (S::Confirmed | S::PaymentFailed | S::Cancelled, _) => {
-            Err(TransitionError { from, event })
-        }
+        (S::PaymentProcessing | S::Confirmed, E::CancelRequested) => Ok(S::Cancelling),
+        (S::Pending, E::PaymentCaptured | E::PaymentFailed | E::CancelRequested | E::Refunded)
+        | (S::PaymentProcessing, E::PaymentStarted | E::Cancelled | E::Refunded)
+        | (
+            S::Confirmed,
+            E::PaymentStarted | E::PaymentCaptured | E::PaymentFailed | E::Cancelled | E::Refunded,
+        )
+        | (
+            S::Cancelling,
+            E::PaymentStarted
+            | E::PaymentCaptured
+            | E::PaymentFailed
+            | E::Cancelled
+            | E::CancelRequested,
+        )
+        | (S::PaymentFailed | S::Cancelled, _) => Err(TransitionError { from, event }),
     }
 }
 
@@ -507,18 +667,56 @@ mod tests {
         assert!("paid".parse::<OrderStatus>().is_err());
     }
 
+    const EVENTS: [OrderEvent; 6] = [
+        OrderEvent::PaymentStarted,
+        OrderEvent::PaymentCaptured,
+        OrderEvent::PaymentFailed,
+        OrderEvent::Cancelled,
+        OrderEvent::CancelRequested,
+        OrderEvent::Refunded,
+    ];
+
     #[test]
-    fn terminal_statuses_accept_no_event() {
-        for from in OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
-            for event in [
-                OrderEvent::PaymentStarted,
-                OrderEvent::PaymentCaptured,
-                OrderEvent::PaymentFailed,
-                OrderEvent::Cancelled,
-            ] {
+    fn final_statuses_accept_no_event() {
+        for from in OrderStatus::ALL.into_iter().filter(|s| s.is_final()) {
+            for event in EVENTS {
                 assert!(next_status(from, event).is_err(), "{from} took {event:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_confirmed_order_takes_only_a_cancellation() {
+        for event in EVENTS {
+            let allowed = next_status(OrderStatus::Confirmed, event).is_ok();
+            assert_eq!(allowed, event == OrderEvent::CancelRequested, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn cancellation_ends_cancelled_from_every_live_status_but_a_failed_payment() {
+        use OrderEvent as E;
+        use OrderStatus as S;
+        assert_eq!(next_status(S::Pending, E::Cancelled), Ok(S::Cancelled));
+        for from in [S::PaymentProcessing, S::Confirmed] {
+            let cancelling = next_status(from, E::CancelRequested).unwrap();
+            assert_eq!(cancelling, S::Cancelling);
+            assert_eq!(next_status(cancelling, E::Refunded), Ok(S::Cancelled));
+        }
+        assert!(next_status(S::PaymentFailed, E::CancelRequested).is_err());
+        assert!(
+            next_status(S::Cancelling, E::PaymentCaptured).is_err(),
+            "no charge settles a cancelling order"
+        );
+    }
+
+    #[test]
+    fn cancel_reasons_read_back_what_they_write() {
+        for reason in CancelReason::ALL {
+            assert_eq!(reason.as_str().parse(), Ok(reason));
+        }
+        assert!("bored".parse::<CancelReason>().is_err());
+        assert_eq!(CancelReason::default(), CancelReason::RequestedByCustomer);
     }
 
     fn unchecked_text(max: usize) -> impl Strategy<Value = String> {

@@ -21,6 +21,12 @@ impl IdempotencyKey {
         Self(format!("order-{order}"))
     }
 
+    /// The key for refunding `order`'s payment: like the charge's, the same for every
+    /// attempt, worker and restart, so a capture is refunded at most once.
+    pub fn for_refund(order: OrderId) -> Self {
+        Self(format!("refund-order-{order}"))
+    }
+
     /// Wraps a key received from elsewhere (a gateway's client, say).
     pub fn from_raw(key: impl Into<String>) -> Self {
         Self(key.into())
@@ -70,6 +76,50 @@ pub struct ChargeReceipt {
     pub transaction_id: String,
 }
 
+/// What the worker asks the gateway to give back.
+///
+/// The amount is a field, not implied, so partial refunds can come later; today every
+/// refund is of the whole capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// Same for every attempt at the same refund.
+    pub idempotency_key: IdempotencyKey,
+    /// The key the payment was charged under.
+    pub charge_key: IdempotencyKey,
+    /// The order refunded.
+    pub order_id: OrderId,
+    /// How much to give back: at most what was captured.
+    pub amount: Money,
+}
+
+impl RefundRequest {
+    /// The request refunding `order`'s whole payment.
+    pub fn for_order(order: &crate::order::Order) -> Self {
+        Self {
+            idempotency_key: IdempotencyKey::for_refund(order.id),
+            charge_key: IdempotencyKey::for_order(order.id),
+            order_id: order.id,
+            amount: order.total_amount,
+        }
+    }
+}
+
+/// A definitive answer to a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RefundReceipt {
+    /// The capture was refunded (now or by an earlier call with the same key).
+    Refunded {
+        /// The gateway's id of the refund.
+        refund_id: String,
+        /// How much was given back.
+        amount: Money,
+    },
+    /// Nothing was captured under the charge key, and the key is now void: no later charge
+    /// with it can capture, so there is nothing to give back, ever.
+    NothingCaptured,
+}
+
 /// Why a gateway refused a charge. Declines are final: retrying cannot help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,11 +130,22 @@ pub enum DeclineReason {
     CardDeclined,
     /// The payment method cannot be charged.
     InvalidPaymentMethod,
+    /// The charge's key was voided by a refund request before anything was captured (the
+    /// order was cancelled): no charge with it can capture any more.
+    Voided,
 }
 
 impl DeclineReason {
     /// Every reason.
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
+        Self::InsufficientFunds,
+        Self::CardDeclined,
+        Self::InvalidPaymentMethod,
+        Self::Voided,
+    ];
+
+    /// The reasons an issuer gives for declining a card.
+    pub const CARD: [Self; 3] = [
         Self::InsufficientFunds,
         Self::CardDeclined,
         Self::InvalidPaymentMethod,
@@ -96,6 +157,7 @@ impl DeclineReason {
             Self::InsufficientFunds => "insufficient_funds",
             Self::CardDeclined => "card_declined",
             Self::InvalidPaymentMethod => "invalid_payment_method",
+            Self::Voided => "voided",
         }
     }
 }
@@ -207,6 +269,92 @@ impl AttemptOutcome {
             Self::TimedOut { .. } => "timed_out",
         }
     }
+}
+
+/// How one refund attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RefundOutcome {
+    /// The capture was refunded.
+    Refunded {
+        /// The gateway's id of the refund.
+        refund_id: String,
+        /// How much was given back.
+        amount: Money,
+    },
+    /// Nothing had been captured; the charge key is void.
+    NothingCaptured,
+    /// The gateway refused the refund.
+    Refused {
+        /// Why.
+        error: String,
+    },
+    /// The gateway did not process the refund.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// No answer in time; the outcome was unknown.
+    TimedOut {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+impl RefundOutcome {
+    /// The outcome of a refund call.
+    pub fn from_refund(result: &Result<RefundReceipt, GatewayError>) -> Self {
+        match result {
+            Ok(RefundReceipt::Refunded { refund_id, amount }) => Self::Refunded {
+                refund_id: refund_id.clone(),
+                amount: *amount,
+            },
+            Ok(RefundReceipt::NothingCaptured) => Self::NothingCaptured,
+            Err(GatewayError::Declined(reason)) => Self::Refused {
+                error: reason.to_string(),
+            },
+            Err(GatewayError::Unavailable(e)) => Self::Failed { error: e.clone() },
+            Err(GatewayError::Timeout(e)) => Self::TimedOut { error: e.clone() },
+        }
+    }
+
+    /// Whether the refund is settled: given back, or nothing to give back.
+    pub const fn is_definitive(&self) -> bool {
+        matches!(self, Self::Refunded { .. } | Self::NothingCaptured)
+    }
+
+    /// The status name: `refunded`, `nothing_captured`, `refused`, `failed` or `timed_out`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Refunded { .. } => "refunded",
+            Self::NothingCaptured => "nothing_captured",
+            Self::Refused { .. } => "refused",
+            Self::Failed { .. } => "failed",
+            Self::TimedOut { .. } => "timed_out",
+        }
+    }
+}
+
+/// One refund attempt, as recorded on the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundAttempt {
+    /// 1 for the first refund attempt at the order, then 2, 3, ...
+    pub number: NonZeroU32,
+    /// How it ended.
+    pub outcome: RefundOutcome,
+    /// When the refund was sent.
+    pub started_at: DateTime<Utc>,
+    /// When its outcome was known.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// An attempt a worker records when its lease ends: a charge or a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// An attempt at charging.
+    Charge(PaymentAttempt),
+    /// An attempt at refunding.
+    Refund(RefundAttempt),
 }
 
 /// One payment attempt, as recorded on the order.

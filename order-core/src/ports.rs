@@ -14,8 +14,10 @@ use uuid::Uuid;
 
 use crate::error::Invalid;
 use crate::ids::{CustomerId, OrderId, WorkerId};
-use crate::order::{Order, OrderStatus, Transition};
-use crate::payment::{ChargeReceipt, ChargeRequest, GatewayError, PaymentAttempt};
+use crate::order::{CancelReason, Order, OrderStatus, Transition};
+use crate::payment::{
+    Attempt, ChargeReceipt, ChargeRequest, GatewayError, RefundReceipt, RefundRequest,
+};
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
 /// A boxed error from an adapter's driver.
@@ -162,6 +164,20 @@ pub enum Claim {
     },
 }
 
+/// What [`OrderRepo::cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelResult {
+    /// The order was `pending`: it is `cancelled` now, and nothing will ever be charged.
+    Cancelled(Order),
+    /// Payment had started (or the order was `confirmed`): it is `cancelling` now, due at
+    /// once, and a worker refunds (or voids) the payment before it ends `cancelled`.
+    Cancelling(Order),
+    /// It was `cancelling` or `cancelled` already: nothing was written.
+    Unchanged(Order),
+    /// Its payment failed: there is nothing to cancel, and nothing was written.
+    NotCancellable(Order),
+}
+
 /// Errors of [`OrderRepo`].
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -216,18 +232,29 @@ impl RepoError {
 ///   for a terminal order [`Claim::Settled`]; for an order whose lease is live at `now`
 ///   [`Claim::Busy`]; for one whose next attempt is after `now` [`Claim::NotDue`]. Otherwise
 ///   it MUST atomically move a `pending` order to `payment_processing` (a `payment_processing`
-///   one stays so), give it a new lease token expiring at `now + lease_for`, and return
-///   [`Claim::Acquired`]. Of concurrent claims at most one acquires. A claim that finds an
+///   or `cancelling` one keeps its status), give it a new lease token expiring at
+///   `now + lease_for`, and return [`Claim::Acquired`]. Of concurrent claims at most one acquires. A claim that finds an
 ///   expired lease that was never settled or released MUST mark the order `uncertain`, and
 ///   every later claim of it MUST report `uncertain` too.
 /// - `settle` and `release` write only while `lease` is the order's current lease, else
-///   [`RepoError::LeaseLost`]. Both append `attempt` (if any) and end the lease.
-///   `settle` applies `transition` only from its `from` status, else
-///   [`RepoError::StatusConflict`]. `release` keeps the status and makes the order due at
-///   `retry_at`.
+///   [`RepoError::LeaseLost`]. Both append `attempt` (if any: a charge attempt to the
+///   order's payment attempts, a refund attempt to its refund attempts) and end the lease.
+///   `settle` applies `transition` (always to a terminal status) only from its `from`
+///   status, else [`RepoError::StatusConflict`] naming the status found, and writes nothing;
+///   the order is then due never again (until a cancellation). `release` keeps the status
+///   and makes the order due at `retry_at`.
 /// - `due(before, limit)` lists up to `limit` non-terminal orders, oldest first, that are due
 ///   at or before `before` and not under a lease live at `before`: the orders a reconciler
 ///   must make sure are queued.
+/// - `cancel(id, reason, now)` for an unknown id MUST give [`RepoError::NotFound`]. In one
+///   atomic step it MUST move a `pending` order to `cancelled` ([`CancelResult::Cancelled`]),
+///   or a `payment_processing` or `confirmed` one to `cancelling`, due at `now`, leaving any
+///   lease in place ([`CancelResult::Cancelling`]); both record the cancellation (`now`,
+///   `reason`). A `cancelling` or `cancelled` order is left as it is
+///   ([`CancelResult::Unchanged`]), and a `payment_failed` one too
+///   ([`CancelResult::NotCancellable`]). A claim racing a cancellation of a `pending` order
+///   either acquires first (and the cancellation makes it `cancelling`) or finds it
+///   `cancelled` and settled: never both.
 /// - `begin_request(key, fingerprint, now, stale_after)` reserves a client's idempotency
 ///   key. An unknown key MUST be reserved (at `now`) and give [`KeyedRequest::New`] with a
 ///   fresh token. A known key with another fingerprint MUST give [`KeyedRequest::Mismatch`];
@@ -237,6 +264,9 @@ impl RepoError {
 /// - `insert_for_request(order, key, token)` stores the order and completes the key with it,
 ///   atomically, only while `token` is the key's reservation; otherwise it MUST store
 ///   nothing and give [`RepoError::RequestSuperseded`].
+/// - `complete_request(key, token, order)` completes the key's request with `order` (a request
+///   that changed an existing order, such as a cancellation), only while `token` is the
+///   key's reservation; otherwise it MUST give [`RepoError::RequestSuperseded`].
 /// - `abandon_request(key, token)` drops an uncompleted reservation held by `token`.
 /// - `purge_requests(before)` forgets keys reserved before `before`, returning how many.
 /// - Connection failures and time-outs MUST give [`RepoError::Unavailable`], promptly.
@@ -263,7 +293,7 @@ pub trait OrderRepo: Send + Sync {
     async fn settle(
         &self,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
@@ -271,7 +301,7 @@ pub trait OrderRepo: Send + Sync {
     async fn release(
         &self,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
@@ -291,6 +321,20 @@ pub trait OrderRepo: Send + Sync {
         order: &Order,
         key: &RequestKey,
         token: Uuid,
+    ) -> Result<(), RepoError>;
+    /// Cancels the order, or records that its payment must be refunded first.
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+        now: DateTime<Utc>,
+    ) -> Result<CancelResult, RepoError>;
+    /// Completes the key's request with an existing order.
+    async fn complete_request(
+        &self,
+        key: &RequestKey,
+        token: Uuid,
+        order: OrderId,
     ) -> Result<(), RepoError>;
     /// Drops a reservation whose request failed before storing an order.
     async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError>;
@@ -372,9 +416,21 @@ pub trait PaymentQueue: Send + Sync {
 ///   key returns the same outcome.
 /// - [`GatewayError::Unavailable`] means nothing was charged; [`GatewayError::Timeout`] means
 ///   the outcome is unknown and a call with the same key will tell.
+/// - `refund` gives back at most one capture's amount, at most once per capture, however
+///   often and under however many refund keys it is called; it never gives back more than
+///   was captured. Once a refund key has a definitive outcome, every later call with it
+///   returns the same outcome.
+/// - `refund` of a charge key with nothing captured MUST void the key and return
+///   [`RefundReceipt::NothingCaptured`]: every later `charge` with that key is declined
+///   ([`DeclineReason::Voided`](crate::payment::DeclineReason::Voided)) and captures
+///   nothing. This settles a refund racing a charge that is still on its way.
+/// - Refund failures are classified as charges' are.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     /// Charges the request's amount, deduplicated by its idempotency key.
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError>;
+    /// Gives back what was captured under the request's charge key, deduplicated by the
+    /// request's own idempotency key; voids the charge key if nothing was captured.
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError>;
 }

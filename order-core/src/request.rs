@@ -77,6 +77,17 @@ impl Fingerprint {
         Self(hash.finalize().into())
     }
 
+    /// The fingerprint of a cancellation of order `id` for `reason`. It cannot equal an
+    /// order's: its input starts with a tag no order's can.
+    pub fn of_cancel(id: OrderId, reason: crate::order::CancelReason) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(u64::MAX.to_be_bytes());
+        hash.update(b"cancel");
+        hash.update(id.as_uuid().as_bytes());
+        hash.update(reason.as_str().as_bytes());
+        Self(hash.finalize().into())
+    }
+
     /// Wraps stored bytes.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
@@ -128,6 +139,19 @@ mod tests {
         assert_ne!(
             Fingerprint::of(&order("12.99")),
             Fingerprint::of(&order("12.98"))
+        );
+    }
+
+    #[test]
+    fn a_cancellation_is_told_apart_by_order_and_reason() {
+        use crate::order::CancelReason;
+        let id = OrderId::new();
+        let fp = Fingerprint::of_cancel(id, CancelReason::Duplicate);
+        assert_eq!(fp, Fingerprint::of_cancel(id, CancelReason::Duplicate));
+        assert_ne!(fp, Fingerprint::of_cancel(id, CancelReason::Other));
+        assert_ne!(
+            fp,
+            Fingerprint::of_cancel(OrderId::new(), CancelReason::Duplicate)
         );
     }
 

@@ -16,7 +16,9 @@ pub mod group_commit;
 pub mod orders;
 pub mod payments;
 
-pub use orders::{OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION, REQUEST_STALE_AFTER};
+pub use orders::{
+    Cancelled, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION, REQUEST_STALE_AFTER,
+};
 pub use payments::{Outcome, PaymentProcessor, ProcessError, ProcessorConfig};
 
 fn chrono(d: Duration) -> chrono::Duration {

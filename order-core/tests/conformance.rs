@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use order_core::memory::{MemoryOrderRepo, MemoryQueue};
-use order_core::payment::{ChargeReceipt, ChargeRequest, GatewayError, IdempotencyKey};
+use order_core::payment::{
+    ChargeReceipt, ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
+};
 use order_core::ports::{PaymentGateway, SystemClock};
-use order_core::testing::conformance;
+use order_core::testing::conformance::{self, GatewayBooks};
 
 #[tokio::test]
 async fn the_memory_repo_honours_the_order_repo_contract() {
@@ -44,14 +46,19 @@ impl PaymentGateway for DoubleChargingGateway {
             transaction_id: format!("txn-{}", request.idempotency_key),
         })
     }
+
+    async fn refund(&self, _: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        Ok(RefundReceipt::NothingCaptured)
+    }
 }
 
 #[tokio::test]
 #[should_panic(expected = "captured 2 times")]
 async fn a_gateway_that_charges_a_key_twice_fails_the_gateway_contract() {
     let gateway = DoubleChargingGateway::default();
-    conformance::payment_gateway(&gateway, |key| {
-        gateway.books.lock().unwrap().get(key).copied().unwrap_or(0)
+    conformance::payment_gateway(&gateway, |key| GatewayBooks {
+        captures: gateway.books.lock().unwrap().get(key).copied().unwrap_or(0),
+        refunds: 0,
     })
     .await;
 }

@@ -1,11 +1,16 @@
 //! A model test of `OrderService` + `PaymentProcessor` on the in-memory adapters.
 //!
-//! Random interleavings of placing orders, two workers processing, gateway declines,
-//! outages and ambiguous timeouts (before and after capture), workers that crash at every
-//! stage without acking, duplicate deliveries, reclaims, reconciles, a queue wiped empty
-//! and time passing. After every step: no key is captured twice, terminal statuses never
-//! change, every observed status change is one the state machine allows, confirmed orders
-//! are captured and failed ones are not. Once faults stop, every order becomes terminal.
+//! Random interleavings of placing orders, cancelling them at any point, two workers
+//! processing, gateway declines, outages, refund failures and ambiguous timeouts (before
+//! and after capture or refund), workers that crash at every stage without acking,
+//! duplicate deliveries, reclaims, reconciles, a queue wiped empty and time passing.
+//!
+//! After every step: no key is captured twice or refunded more than it was captured,
+//! `payment_failed` and `cancelled` never change and `confirmed` changes only into a
+//! cancellation, every observed status change is one the state machine allows, confirmed
+//! orders are captured and not refunded, failed ones are not captured, cancelled ones have
+//! every capture refunded, and no charge starts once a cancellation is recorded. Once faults
+//! stop, every order becomes terminal.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,16 +18,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
+use order_core::order::CancelReason;
 use order_core::order::next_status;
 use order_core::payment::{
-    AttemptOutcome, ChargeReceipt, ChargeRequest, DeclineReason, GatewayError,
+    AttemptOutcome, ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt,
+    RefundRequest,
 };
 use order_core::policy::circuit_breaker::BreakerConfig;
 use order_core::policy::retry::RetryPolicy;
-use order_core::ports::{Claim, OrderRepo, PaymentGateway, PaymentQueue};
+use order_core::ports::{CancelResult, Claim, OrderRepo, PaymentGateway, PaymentQueue};
 use order_core::testing::new_order;
 use order_core::{
-    Clock, IdempotencyKey, OrderEvent, OrderId, OrderService, OrderStatus, PaymentProcessor,
+    Clock, IdempotencyKey, Money, OrderEvent, OrderId, OrderService, OrderStatus, PaymentProcessor,
     ProcessorConfig, WorkerId,
 };
 use proptest::prelude::*;
@@ -38,6 +45,8 @@ enum Mode {
     /// Cleanly fails (not processed) the orders whose id ends in an odd byte and approves the
     /// rest: a partial fault that leaves the breaker closed.
     DownForSome,
+    /// Charges are approved; refunds are not processed.
+    RefundsDown,
 }
 
 /// A gateway that behaves as told and keeps a ledger of captures per key.
@@ -51,11 +60,17 @@ struct GatewayState {
     mode: Mode,
     outcomes: HashMap<IdempotencyKey, Result<ChargeReceipt, GatewayError>>,
     captures: HashMap<IdempotencyKey, u32>,
+    /// Per charge key: the definitive answer to refunding it.
+    refund_outcomes: HashMap<IdempotencyKey, RefundReceipt>,
+    /// Per charge key: refunds made, and the amount given back in all.
+    refunds: HashMap<IdempotencyKey, (u32, Money)>,
+    captured_amounts: HashMap<IdempotencyKey, Money>,
 }
 
 impl ScriptedGateway {
-    fn capture(state: &mut GatewayState, key: &IdempotencyKey) -> ChargeReceipt {
+    fn capture(state: &mut GatewayState, key: &IdempotencyKey, amount: Money) -> ChargeReceipt {
         *state.captures.entry(key.clone()).or_default() += 1;
+        state.captured_amounts.insert(key.clone(), amount);
         let receipt = ChargeReceipt {
             transaction_id: format!("txn-{key}"),
         };
@@ -80,7 +95,9 @@ impl PaymentGateway for ScriptedGateway {
             return outcome.clone();
         }
         match s.mode {
-            Mode::Approve | Mode::DownForSome => Ok(Self::capture(&mut s, key)),
+            Mode::Approve | Mode::DownForSome | Mode::RefundsDown => {
+                Ok(Self::capture(&mut s, key, request.amount))
+            }
             Mode::Decline => {
                 let e = GatewayError::Declined(DeclineReason::CardDeclined);
                 s.outcomes.insert(key.clone(), Err(e.clone()));
@@ -90,16 +107,58 @@ impl PaymentGateway for ScriptedGateway {
                 Err(GatewayError::Timeout("no answer".into()))
             }
             Mode::TimeoutAfterCapture => {
-                Self::capture(&mut s, key);
+                Self::capture(&mut s, key, request.amount);
                 Err(GatewayError::Timeout("no answer".into()))
             }
         }
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        let mut s = self.state.lock().unwrap();
+        let key = &request.charge_key;
+        if matches!(s.mode, Mode::Down | Mode::RefundsDown) {
+            return Err(GatewayError::Unavailable("gateway down".into()));
+        }
+        if s.mode == Mode::DownForSome && request.order_id.as_uuid().as_bytes()[15] % 2 == 1 {
+            return Err(GatewayError::Unavailable("processor error".into()));
+        }
+        if let Some(done) = s.refund_outcomes.get(key) {
+            return Ok(done.clone());
+        }
+        if s.mode == Mode::TimeoutBeforeCapture {
+            return Err(GatewayError::Timeout("no answer".into()));
+        }
+        let receipt = if s.captures.get(key).copied().unwrap_or(0) > 0 {
+            let captured = s.captured_amounts[key];
+            let amount = request.amount.min(captured);
+            let entry = s.refunds.entry(key.clone()).or_insert((0, Money::ZERO));
+            entry.0 += 1;
+            entry.1 = entry.1.checked_add(amount).unwrap();
+            RefundReceipt::Refunded {
+                refund_id: format!("re-{key}"),
+                amount,
+            }
+        } else {
+            // Void the key: no charge with it can capture any more.
+            s.outcomes.insert(
+                key.clone(),
+                Err(GatewayError::Declined(DeclineReason::Voided)),
+            );
+            RefundReceipt::NothingCaptured
+        };
+        s.refund_outcomes.insert(key.clone(), receipt.clone());
+        if s.mode == Mode::TimeoutAfterCapture {
+            return Err(GatewayError::Timeout("no answer".into()));
+        }
+        Ok(receipt)
     }
 }
 
 #[derive(Debug, Clone)]
 enum Step {
     Place,
+    /// A customer cancels the i-th placed order, whatever its status.
+    Cancel(usize, CancelReason),
     Process(usize),
     /// A worker takes a job and dies: after receiving (0), claiming (1) or charging (2).
     Crash(u8),
@@ -132,10 +191,17 @@ impl ReferenceStateMachine for Reference {
             1 => Just(Mode::TimeoutBeforeCapture),
             2 => Just(Mode::TimeoutAfterCapture),
             2 => Just(Mode::DownForSome),
+            2 => Just(Mode::RefundsDown),
+        ];
+        let reason = prop_oneof![
+            Just(CancelReason::RequestedByCustomer),
+            Just(CancelReason::Fraudulent),
+            Just(CancelReason::Other),
         ];
         let placed = state.placed.max(1);
         prop_oneof![
             4 => Just(Step::Place),
+            2 => (0..placed, reason).prop_map(|(i, r)| Step::Cancel(i, r)),
             6 => (0..2usize).prop_map(Step::Process),
             1 => (0..3u8).prop_map(Step::Crash),
             1 => (0..2usize).prop_map(Step::Reclaim),
@@ -168,6 +234,8 @@ struct System {
     workers: Vec<Processor>,
     placed: Vec<OrderId>,
     seen: HashMap<OrderId, OrderStatus>,
+    /// Charge attempts each cancelled order had when its cancellation was recorded.
+    charges_at_cancel: HashMap<OrderId, usize>,
 }
 
 fn config(name: &str) -> ProcessorConfig {
@@ -193,6 +261,8 @@ fn reachable(from: OrderStatus, to: OrderStatus) -> bool {
         OrderEvent::PaymentCaptured,
         OrderEvent::PaymentFailed,
         OrderEvent::Cancelled,
+        OrderEvent::CancelRequested,
+        OrderEvent::Refunded,
     ];
     let mut frontier = vec![from];
     let mut seen = HashSet::from([from]);
@@ -222,6 +292,9 @@ impl System {
                 mode: Mode::Approve,
                 outcomes: HashMap::new(),
                 captures: HashMap::new(),
+                refund_outcomes: HashMap::new(),
+                refunds: HashMap::new(),
+                captured_amounts: HashMap::new(),
             }),
         });
         let service =
@@ -248,6 +321,7 @@ impl System {
             workers,
             placed: Vec::new(),
             seen: HashMap::new(),
+            charges_at_cancel: HashMap::new(),
         }
     }
 
@@ -257,6 +331,14 @@ impl System {
             Step::Place => {
                 let order = rt.block_on(self.service.place(new_order("model"))).unwrap();
                 self.placed.push(order.id);
+            }
+            Step::Cancel(i, reason) => {
+                if let Some(id) = self.placed.get(i).copied() {
+                    let result = rt.block_on(self.service.cancel(id, reason)).unwrap();
+                    if let CancelResult::Cancelled(o) | CancelResult::Cancelling(o) = result {
+                        self.charges_at_cancel.insert(id, o.payment_attempts.len());
+                    }
+                }
             }
             Step::Process(w) => {
                 rt.block_on(self.workers[w].process_next(Duration::ZERO))
@@ -280,8 +362,13 @@ impl System {
                     )
                     .await
                     .unwrap();
+                // It dies after calling the gateway as a live worker would have.
                 if let (2, Claim::Acquired { order, .. }) = (stage, claim) {
-                    let _ = self.gateway.charge(&ChargeRequest::for_order(&order)).await;
+                    if order.status == OrderStatus::Cancelling {
+                        let _ = self.gateway.refund(&RefundRequest::for_order(&order)).await;
+                    } else {
+                        let _ = self.gateway.charge(&ChargeRequest::for_order(&order)).await;
+                    }
                 }
             }),
             Step::Reclaim(w) => rt.block_on(async {
@@ -303,23 +390,42 @@ impl System {
         }
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "every invariant in one place, checked after every step"
+    )]
     fn check(&mut self) {
         let gateway = self.gateway.state.lock().unwrap();
         for (key, n) in &gateway.captures {
             assert!(*n <= 1, "{key} captured {n} times");
         }
+        for (key, (n, amount)) in &gateway.refunds {
+            let captured = gateway.captures.get(key).copied().unwrap_or(0);
+            assert!(
+                *n <= captured,
+                "{key} refunded {n} times for {captured} capture(s)"
+            );
+            assert!(
+                *amount <= gateway.captured_amounts[key],
+                "{key} refunded {amount}, more than captured"
+            );
+        }
         for order in self.repo.all() {
             let key = IdempotencyKey::for_order(order.id);
             let captured = gateway.captures.get(&key).copied().unwrap_or(0);
+            let refunded = gateway.refunds.get(&key).map_or(0, |(n, _)| *n);
             let before = self
                 .seen
                 .insert(order.id, order.status)
                 .unwrap_or(OrderStatus::Pending);
-            if before.is_terminal() {
+            if before.is_final() {
+                assert_eq!(order.status, before, "final status of {} changed", order.id);
+            }
+            if before == OrderStatus::Confirmed && order.status != before {
                 assert_eq!(
-                    order.status, before,
-                    "terminal status of {} changed",
-                    order.id
+                    order.status,
+                    OrderStatus::Cancelling,
+                    "a confirmed order changes only by cancellation"
                 );
             }
             assert!(
@@ -331,17 +437,41 @@ impl System {
             match order.status {
                 OrderStatus::Confirmed => {
                     assert_eq!(captured, 1, "confirmed {} without capture", order.id);
+                    assert_eq!(refunded, 0, "confirmed {} was refunded", order.id);
                 }
                 OrderStatus::PaymentFailed => {
                     assert_eq!(captured, 0, "failed {} was captured", order.id);
                 }
+                OrderStatus::Cancelled => {
+                    assert_eq!(
+                        refunded, captured,
+                        "cancelled {} has {captured} capture(s) and {refunded} refund(s)",
+                        order.id
+                    );
+                }
                 _ => {}
+            }
+            if let Some(charges) = self.charges_at_cancel.get(&order.id) {
+                assert_eq!(
+                    order.payment_attempts.len(),
+                    *charges,
+                    "a charge started after {} was cancelled",
+                    order.id
+                );
+                assert!(order.cancellation.is_some(), "the cancellation is recorded");
             }
             for (i, attempt) in order.payment_attempts.iter().enumerate() {
                 assert_eq!(
                     attempt.number.get() as usize,
                     i + 1,
                     "attempts numbered in order"
+                );
+            }
+            for (i, attempt) in order.refund_attempts.iter().enumerate() {
+                assert_eq!(
+                    attempt.number.get() as usize,
+                    i + 1,
+                    "refunds numbered in order"
                 );
             }
             if order.status == OrderStatus::Confirmed {
@@ -358,6 +488,16 @@ impl System {
                         .payment_attempts
                         .iter()
                         .any(|a| matches!(a.outcome, AttemptOutcome::Succeeded { .. }))
+                );
+            }
+            if order.status == OrderStatus::Cancelled && !order.refund_attempts.is_empty() {
+                assert!(
+                    order
+                        .refund_attempts
+                        .last()
+                        .is_some_and(|a| a.outcome.is_definitive()),
+                    "{} cancelled before its refund was settled",
+                    order.id
                 );
             }
         }
@@ -426,5 +566,5 @@ impl StateMachineTest for Model {
 prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
     #[test]
-    fn orders_are_charged_at_most_once_and_all_end_terminal(sequential 1..120 => Model);
+    fn orders_are_charged_and_refunded_at_most_once_and_all_end_terminal(sequential 1..120 => Model);
 }

@@ -9,12 +9,20 @@
 //! - a refused connection, `503` or `429`: nothing was processed (retryable);
 //! - a client time-out, a connection lost after sending, `504`, any other `5xx` or an
 //!   unreadable answer: the charge may have happened (ambiguous, retried with the same key).
+//!
+//! Refunds (`POST {base}/refunds`, a `RefundBody`) are classified the same way: `200`
+//! refunded or nothing captured (the charge key is then void).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use order_api::gateway::{CHARGES, ChargeAnswer, ChargeBody, IDEMPOTENCY_KEY};
-use order_core::payment::{ChargeReceipt, ChargeRequest, DeclineReason, GatewayError};
+use order_api::gateway::{
+    CHARGES, ChargeAnswer, ChargeBody, IDEMPOTENCY_KEY, REFUNDS, RefundAnswer, RefundBody,
+};
+use order_core::Money;
+use order_core::payment::{
+    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt, RefundRequest,
+};
 use order_core::ports::PaymentGateway;
 
 /// [`PaymentGateway`] calling an HTTP payment gateway.
@@ -22,6 +30,7 @@ use order_core::ports::PaymentGateway;
 pub struct HttpGateway {
     client: reqwest::Client,
     charges: String,
+    refunds: String,
 }
 
 /// Why an [`HttpGateway`] could not be built.
@@ -54,6 +63,7 @@ impl HttpGateway {
         Ok(Self {
             client,
             charges: format!("{}{CHARGES}", base_url.trim_end_matches('/')),
+            refunds: format!("{}{REFUNDS}", base_url.trim_end_matches('/')),
         })
     }
 }
@@ -63,6 +73,28 @@ fn decline_reason(reason: &str) -> DeclineReason {
         .into_iter()
         .find(|r| r.as_str() == reason)
         .unwrap_or(DeclineReason::CardDeclined)
+}
+
+/// What a request that got no answer means: refused before anything was sent, nothing
+/// can have happened (retryable); otherwise it may have (ambiguous).
+fn unsent(e: &reqwest::Error) -> GatewayError {
+    if e.is_connect() {
+        GatewayError::Unavailable(format!("cannot reach the gateway: {e}"))
+    } else if e.is_timeout() {
+        GatewayError::Timeout(format!("no answer in time: {e}"))
+    } else {
+        GatewayError::Timeout(format!("connection lost: {e}"))
+    }
+}
+
+/// What an error status means when the answer says nothing more: `429` and `503` were not
+/// processed (retryable), another `4xx` was refused before processing (retryable: the
+/// worker's breaker and backoff pace it), anything else may have been processed.
+fn failed(status: u16, said: String) -> GatewayError {
+    match status {
+        429 | 503 | 400..=499 => GatewayError::Unavailable(said),
+        _ => GatewayError::Timeout(said),
+    }
 }
 
 #[async_trait]
@@ -80,19 +112,7 @@ impl PaymentGateway for HttpGateway {
             .json(&body)
             .send()
             .await;
-        let response = match sent {
-            Ok(response) => response,
-            // Refused before anything was sent: nothing can have been charged.
-            Err(e) if e.is_connect() => {
-                return Err(GatewayError::Unavailable(format!(
-                    "cannot reach the gateway: {e}"
-                )));
-            }
-            Err(e) if e.is_timeout() => {
-                return Err(GatewayError::Timeout(format!("no answer in time: {e}")));
-            }
-            Err(e) => return Err(GatewayError::Timeout(format!("connection lost: {e}"))),
-        };
+        let response = sent.map_err(|e| unsent(&e))?;
         let status = response.status().as_u16();
         let answer: Option<ChargeAnswer> = response.json().await.ok();
         let said = |default: &str| match &answer {
@@ -114,11 +134,48 @@ impl PaymentGateway for HttpGateway {
                 Err(GatewayError::Declined(decline_reason(reason)))
             }
             (402, _) => Err(GatewayError::Declined(DeclineReason::CardDeclined)),
-            (429 | 503, _) => Err(GatewayError::Unavailable(said("gateway unavailable"))),
-            (400..=499, _) => Err(GatewayError::Unavailable(said(
-                "gateway refused the request",
-            ))),
-            _ => Err(GatewayError::Timeout(said("gateway failed mid-charge"))),
+            _ => Err(failed(status, said("the gateway did not charge"))),
+        }
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        let body = RefundBody {
+            order_id: request.order_id.as_uuid(),
+            charge_key: request.charge_key.as_str().to_owned(),
+            amount: request.amount.amount(),
+        };
+        let response = self
+            .client
+            .post(&self.refunds)
+            .header(IDEMPOTENCY_KEY, request.idempotency_key.as_str())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unsent(&e))?;
+        let status = response.status().as_u16();
+        let answer: Option<RefundAnswer> = response.json().await.ok();
+        match answer {
+            Some(RefundAnswer::Refunded { refund_id, amount }) if status == 200 => {
+                let amount = Money::new(amount).map_err(|e| {
+                    GatewayError::Timeout(format!("refunded, but the amount is unreadable: {e}"))
+                })?;
+                Ok(RefundReceipt::Refunded { refund_id, amount })
+            }
+            Some(RefundAnswer::NothingCaptured) if status == 200 => {
+                Ok(RefundReceipt::NothingCaptured)
+            }
+            Some(
+                RefundAnswer::Unavailable { error }
+                | RefundAnswer::Timeout { error }
+                | RefundAnswer::Invalid { error },
+            ) => Err(failed(status, error)),
+            _ if status == 200 => Err(GatewayError::Timeout(
+                "refunded, but the answer was unreadable".into(),
+            )),
+            _ => Err(failed(
+                status,
+                format!("the gateway did not refund (HTTP {status})"),
+            )),
         }
     }
 }

@@ -38,7 +38,7 @@ fn request(customer: &str) -> ChargeRequest {
 async fn charges_over_http_honour_the_payment_gateway_contract() {
     let (url, server) = serve(quick(0.5, 0.4, 0.2)).await;
     let gateway = HttpGateway::new(&url, Duration::from_millis(300)).unwrap();
-    conformance::payment_gateway(&gateway, |key| server.entry(key).map_or(0, |e| e.captures)).await;
+    conformance::payment_gateway(&gateway, |key| server.books(key)).await;
 }
 
 #[tokio::test]

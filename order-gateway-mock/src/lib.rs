@@ -4,7 +4,9 @@
 //! (`PAYMENT_MOCK_SUCCESS_RATE` 0.95, `PAYMENT_MOCK_LATENCY_MIN`/`_MAX` 50/200 ms), its
 //! decline reasons (final), ambiguous time-outs, an outage switch, and a ledger keyed by
 //! idempotency key: the same key replays its first definitive outcome and is never
-//! charged twice. A seed makes every run repeatable.
+//! charged twice. Refunds give a capture back at most once, never more than it was; a
+//! refund of a key with nothing captured voids it, so no later charge with it captures.
+//! A seed makes every run repeatable.
 //!
 //! It is named so as not to clash with `order_core::ports::MockPaymentGateway`, the
 //! mockall mock used to check interactions.
@@ -20,7 +22,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::Money;
 use order_core::payment::{
-    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, IdempotencyKey,
+    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, IdempotencyKey, RefundReceipt,
+    RefundRequest,
 };
 use order_core::ports::{Clock, PaymentGateway, SystemClock};
 use rand::rngs::SmallRng;
@@ -135,6 +138,24 @@ pub struct LedgerEntry {
     pub amount: Money,
     /// The definitive outcome, once there is one.
     pub outcome: Option<Result<ChargeReceipt, GatewayError>>,
+    /// Refunds made of the capture (0 or 1).
+    pub refunds: u32,
+    /// The definitive answer to refunding the key, once there is one: the refund, or
+    /// nothing captured (the key is then void and every charge with it is declined).
+    pub refund: Option<RefundReceipt>,
+}
+
+impl LedgerEntry {
+    fn new(amount: Money) -> Self {
+        Self {
+            calls: 0,
+            captures: 0,
+            amount,
+            outcome: None,
+            refunds: 0,
+            refund: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -144,6 +165,7 @@ struct State {
     outage_until: Option<DateTime<Utc>>,
     ledger: HashMap<IdempotencyKey, LedgerEntry>,
     calls: u64,
+    refund_calls: u64,
 }
 
 /// The simulated gateway. Cheap to clone; clones share the ledger.
@@ -167,6 +189,17 @@ enum Draw {
 }
 
 impl SimulatedGateway {
+    /// What the books say about `key`: captures and refunds (for conformance checks).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn books(&self, key: &IdempotencyKey) -> order_core::testing::conformance::GatewayBooks {
+        self.entry(key)
+            .map(|e| order_core::testing::conformance::GatewayBooks {
+                captures: e.captures,
+                refunds: e.refunds,
+            })
+            .unwrap_or_default()
+    }
+
     /// A gateway behaving per `config`, on the system clock.
     pub fn new(config: SimulationConfig) -> Self {
         Self::with_clock(config, Arc::new(SystemClock))
@@ -185,6 +218,7 @@ impl SimulatedGateway {
                 outage_until: None,
                 ledger: HashMap::new(),
                 calls: 0,
+                refund_calls: 0,
             })),
             clock,
         }
@@ -242,7 +276,7 @@ impl SimulatedGateway {
         }
         let kind: f64 = rng.random();
         if kind < decline {
-            let reason = DeclineReason::ALL[rng.random_range(0..DeclineReason::ALL.len())];
+            let reason = DeclineReason::CARD[rng.random_range(0..DeclineReason::CARD.len())];
             Draw::Decline(reason)
         } else if kind < decline + timeout {
             Draw::Timeout {
@@ -265,12 +299,7 @@ impl SimulatedGateway {
         let entry = s
             .ledger
             .entry(request.idempotency_key.clone())
-            .or_insert_with(|| LedgerEntry {
-                calls: 0,
-                captures: 0,
-                amount: request.amount,
-                outcome: None,
-            });
+            .or_insert_with(|| LedgerEntry::new(request.amount));
         entry.calls += 1;
         if let Some(outcome) = &entry.outcome {
             return outcome.clone();
@@ -302,6 +331,69 @@ impl SimulatedGateway {
         }
     }
 
+    /// Decides the refund's outcome and books it, without the latency. A refund is drawn
+    /// like a charge, but cannot be declined: it succeeds, times out (half of those did
+    /// refund) or is not processed.
+    fn book_refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        s.calls += 1;
+        s.refund_calls += 1;
+        if s.outage_until.is_some_and(|until| now < until) {
+            return Err(GatewayError::Unavailable("gateway outage".into()));
+        }
+        let (done, timed_out) = match Self::draw(&mut s) {
+            Draw::Capture | Draw::Decline(_) => (true, false),
+            Draw::Timeout { captured } => (captured, true),
+            Draw::NotProcessed => (false, false),
+        };
+        let entry = s
+            .ledger
+            .entry(request.charge_key.clone())
+            .or_insert_with(|| LedgerEntry::new(request.amount));
+        if let Some(refund) = &entry.refund {
+            return Ok(refund.clone());
+        }
+        if !done && !timed_out {
+            return Err(GatewayError::Unavailable("processor error".into()));
+        }
+        if done {
+            let receipt = if entry.captures > 0 {
+                entry.refunds += 1;
+                RefundReceipt::Refunded {
+                    refund_id: format!("re_{}", Uuid::now_v7().simple()),
+                    // Never more than was captured.
+                    amount: request.amount.min(entry.amount),
+                }
+            } else {
+                // Nothing captured: void the key, so no charge still on its way can capture.
+                entry.outcome = Some(Err(GatewayError::Declined(DeclineReason::Voided)));
+                RefundReceipt::NothingCaptured
+            };
+            entry.refund = Some(receipt.clone());
+            if !timed_out {
+                return Ok(receipt);
+            }
+        }
+        Err(GatewayError::Timeout(
+            "gateway did not answer the refund in time".into(),
+        ))
+    }
+
+    /// Refunds made, over all keys.
+    pub fn total_refunds(&self) -> u64 {
+        self.lock()
+            .ledger
+            .values()
+            .map(|e| u64::from(e.refunds))
+            .sum()
+    }
+
+    /// Refund calls received, outage rejections included.
+    pub fn refund_calls(&self) -> u64 {
+        self.lock().refund_calls
+    }
+
     fn latency(&self) -> Duration {
         let mut s = self.lock();
         let range = s.config.latency.clone();
@@ -320,6 +412,14 @@ impl PaymentGateway for SimulatedGateway {
             tokio::time::sleep(latency).await;
         }
         self.book(request)
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        let latency = self.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.book_refund(request)
     }
 }
 
@@ -342,8 +442,7 @@ mod tests {
     #[tokio::test]
     async fn it_honours_the_payment_gateway_contract() {
         let gateway = SimulatedGateway::new(instant(0.5, 0.3, 0.3));
-        conformance::payment_gateway(&gateway, |key| gateway.entry(key).map_or(0, |e| e.captures))
-            .await;
+        conformance::payment_gateway(&gateway, |key| gateway.books(key)).await;
     }
 
     #[tokio::test]

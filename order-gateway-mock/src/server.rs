@@ -4,6 +4,7 @@
 //! - `POST /charges` with an `Idempotency-Key` header and a `ChargeBody`: a `ChargeAnswer`
 //!   with its status (`200`, `402`, `503`); a simulated time-out answers `504` only after
 //!   `timeout_delay`, so clients with a shorter time-out see a real one.
+//! - `POST /refunds` with an `Idempotency-Key` header and a `RefundBody`: a `RefundAnswer`.
 //! - `GET /admin/config`, `PUT /admin/config`: the behaviour, changeable at run time.
 //! - `PUT /admin/outage` `{"seconds": 30}`: fail every charge for that long; `DELETE` ends it.
 //! - `GET /audit/charges`: the ledger, one entry per idempotency key; `GET /health`.
@@ -18,9 +19,12 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use order_api::gateway::{
-    self as gw, Audit, AuditEntry, AuditOutcome, ChargeAnswer, ChargeBody, Outage, OutageAnswer,
+    self as gw, Audit, AuditEntry, AuditOutcome, AuditRefund, ChargeAnswer, ChargeBody, Outage,
+    OutageAnswer, RefundAnswer, RefundBody,
 };
-use order_core::payment::{ChargeRequest, GatewayError, IdempotencyKey};
+use order_core::payment::{
+    ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
+};
 use order_core::ports::PaymentGateway;
 use order_core::{CustomerId, Money, OrderId};
 use serde_json::json;
@@ -58,6 +62,7 @@ pub fn router(
     };
     Ok(Router::new()
         .route(gw::CHARGES, post(charge))
+        .route(gw::REFUNDS, post(refund))
         .route(gw::ADMIN_CONFIG, get(read_config).put(write_config))
         .route(gw::ADMIN_OUTAGE, put(start_outage).delete(end_outage))
         .route(gw::AUDIT_CHARGES, get(audit))
@@ -129,6 +134,62 @@ async fn charge(
     })
 }
 
+fn refund_answer(answer: &RefundAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(answer)).into_response()
+}
+
+async fn refund(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Result<Json<RefundBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let invalid = |error: String| refund_answer(&RefundAnswer::Invalid { error });
+    let Some(key) = headers
+        .get(gw::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+    else {
+        return invalid("an Idempotency-Key header is required".into());
+    };
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return invalid(e.body_text()),
+    };
+    let amount = match Money::new(body.amount) {
+        Ok(amount) => amount,
+        Err(e) => return invalid(format!("amount: {e}")),
+    };
+    let request = RefundRequest {
+        idempotency_key: IdempotencyKey::from_raw(key),
+        charge_key: IdempotencyKey::from_raw(body.charge_key),
+        order_id: OrderId::from_uuid(body.order_id),
+        amount,
+    };
+    let result = state.gateway.refund(&request).await;
+    if matches!(result, Err(GatewayError::Timeout(_))) {
+        let delay = state
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .timeout_delay_ms;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    refund_answer(&match result {
+        Ok(RefundReceipt::Refunded { refund_id, amount }) => RefundAnswer::Refunded {
+            refund_id,
+            amount: amount.amount(),
+        },
+        Ok(RefundReceipt::NothingCaptured) => RefundAnswer::NothingCaptured,
+        // A refund is never declined by the simulation; a refusal is reported as invalid.
+        Err(GatewayError::Declined(reason)) => RefundAnswer::Invalid {
+            error: reason.to_string(),
+        },
+        Err(GatewayError::Unavailable(error)) => RefundAnswer::Unavailable { error },
+        Err(GatewayError::Timeout(error)) => RefundAnswer::Timeout { error },
+    })
+}
+
 async fn read_config(State(state): State<ServerState>) -> Json<Behaviour> {
     Json(
         state
@@ -196,6 +257,13 @@ async fn audit(State(state): State<ServerState>) -> Json<Audit> {
                     error: e.to_string(),
                 }),
             };
+            let refund = entry.refund.map(|r| match r {
+                RefundReceipt::Refunded { refund_id, amount } => AuditRefund::Refunded {
+                    refund_id,
+                    amount: amount.amount(),
+                },
+                RefundReceipt::NothingCaptured => AuditRefund::NothingCaptured,
+            });
             (
                 key.as_str().to_owned(),
                 AuditEntry {
@@ -203,6 +271,8 @@ async fn audit(State(state): State<ServerState>) -> Json<Audit> {
                     captures: entry.captures,
                     amount: entry.amount.amount(),
                     outcome,
+                    refunds: entry.refunds,
+                    refund,
                 },
             )
         })
@@ -210,6 +280,7 @@ async fn audit(State(state): State<ServerState>) -> Json<Audit> {
     Json(Audit {
         calls: state.gateway.calls(),
         captures: state.gateway.total_captures(),
+        refunds: state.gateway.total_refunds(),
         charges,
     })
 }

@@ -9,14 +9,18 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use order_api::health::{HealthResponse, Readiness, ReadyResponse, ServiceInfo};
-use order_api::orders::{CreateOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse};
+use order_api::orders::{
+    CancelOrderRequest, CreateOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse,
+};
 use order_api::{ErrorBody, headers, paths};
-use order_core::ports::{Clock, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentQueue};
+use order_core::ports::{
+    CancelResult, Clock, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentQueue,
+};
 use order_core::request::RequestKey;
-use order_core::service::Placed;
+use order_core::service::{Cancelled, Placed};
 use order_core::{CustomerId, FieldError, Invalid, OrderId, OrderService, OrderStatus};
 use serde::Deserialize;
 use serde_json::Value;
@@ -52,7 +56,15 @@ pub struct AppState {
         description = "Accepts food delivery orders and pays for them asynchronously. \
                        Every error answers with the same `ErrorBody`."
     ),
-    paths(create_order, get_order, list_orders, health, ready, root),
+    paths(
+        create_order,
+        get_order,
+        list_orders,
+        cancel_order,
+        health,
+        ready,
+        root
+    ),
     components(schemas(
         order_api::CreateOrderRequest,
         order_api::CreateItemRequest,
@@ -62,6 +74,13 @@ pub struct AppState {
         order_api::AttemptStatus,
         order_api::OrderStatus,
         order_api::OrderListResponse,
+        order_api::CancelOrderRequest,
+        order_api::CancelReason,
+        order_api::orders::CancellationResponse,
+        order_api::RefundResponse,
+        order_api::RefundStatus,
+        order_api::orders::RefundAttemptResponse,
+        order_api::orders::RefundAttemptStatus,
         HealthResponse,
         ReadyResponse,
         Readiness,
@@ -94,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::READY, get(ready))
         .route(paths::ORDERS, get(list_orders).post(create_order))
         .route(paths::ORDER, get(get_order))
+        .route(paths::ORDER_CANCEL, post(cancel_order))
         .with_state(state);
     Router::new()
         .merge(api)
@@ -240,6 +260,142 @@ async fn get_order(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
     Ok(Json(convert::order(&order)))
+}
+
+/// Reading a `Content-Type` the way axum's `Json` does: `application/json` or any
+/// `application/*+json`, parameters ignored.
+mod mime_type {
+    /// A media type's `type/subtype`, lowercased.
+    pub struct Essence(String);
+
+    impl std::str::FromStr for Essence {
+        type Err = ();
+
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let essence = s
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence.contains('/') {
+                Ok(Self(essence))
+            } else {
+                Err(())
+            }
+        }
+    }
+
+    impl Essence {
+        /// Whether it is JSON.
+        pub fn is_json(&self) -> bool {
+            self.0 == "application/json"
+                || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+        }
+    }
+}
+
+/// The body of a cancellation, which may be absent.
+struct CancelBody(Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for CancelBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<axum::body::Body>, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime_type::Essence>().ok())
+            .is_some_and(|essence| essence.is_json());
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+                _ => ApiError::BadRequest(e.body_text()),
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        Ok(Self(Some(serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::BadRequest(format!("malformed JSON body: {e}"))
+        })?)))
+    }
+}
+
+/// Cancels an order.
+///
+/// A `pending` order is cancelled at once (`200`) and never charged. Once payment started
+/// (or the order is `confirmed`), the cancellation is recorded and the order becomes
+/// `cancelling` (`202`): a worker refunds what was captured, or voids the charge if
+/// nothing was, and the order then ends `cancelled` with its refund shown. Cancelling a
+/// `cancelling` or `cancelled` order again answers with it as it is (`202` or `200`); a
+/// `payment_failed` order cannot be cancelled (`409`). The body is optional. With an
+/// `Idempotency-Key`, a retry answers with the order as it is then (marked
+/// `Idempotent-Replayed: true`); the key reused for another request is `422`.
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/cancel", request_body(content = Option<CancelOrderRequest>),
+    params(("id" = uuid::Uuid, Path, description = "Order id"),
+           ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes retries safe. 1 to 255 visible ASCII characters.",
+            min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$")),
+    responses(
+        (status = 200, description = "Cancelled", body = OrderResponse),
+        (status = 202, description = "Cancelling: the payment is being refunded", body = OrderResponse),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "Not cancellable (`current_status` says why), or a request with this Idempotency-Key is in flight", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
+        (status = 422, description = "Not a UUID, an unknown reason, or the Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+async fn cancel_order(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    headers: HeaderMap,
+    CancelBody(body): CancelBody,
+) -> Result<Response, ApiError> {
+    let id: OrderId = id
+        .parse()
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("order_id", e)]))?;
+    let reason = parse::cancel_reason(body.as_ref())?;
+    let (order, replayed) = match idempotency_key(&headers)? {
+        Some(key) => match state.orders.cancel_once(id, reason, &key).await? {
+            Cancelled::Now(result) => (cancelled(result)?, false),
+            Cancelled::Replayed(order) => (order, true),
+        },
+        None => (cancelled(state.orders.cancel(id, reason).await?)?, false),
+    };
+    let status = match order.status {
+        OrderStatus::Cancelled => StatusCode::OK,
+        OrderStatus::Cancelling => StatusCode::ACCEPTED,
+        status => return Err(ApiError::NotCancellable { id, status }),
+    };
+    let mut response = (status, Json(convert::order(&order))).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The order a cancellation left, or why it refused.
+fn cancelled(result: CancelResult) -> Result<order_core::Order, ApiError> {
+    match result {
+        CancelResult::Cancelled(order)
+        | CancelResult::Cancelling(order)
+        | CancelResult::Unchanged(order) => Ok(order),
+        CancelResult::NotCancellable(order) => Err(ApiError::NotCancellable {
+            id: order.id,
+            status: order.status,
+        }),
+    }
 }
 
 /// The listing's query as sent: text, so that every bad parameter can be reported at once.

@@ -1,7 +1,8 @@
 //! From the domain onto the wire: domain values into `order-api`'s response types.
 
 use order_api::orders as wire;
-use order_core::payment::AttemptOutcome;
+use order_core::order::{CancelReason, RefundStatus};
+use order_core::payment::{AttemptOutcome, RefundAttempt, RefundOutcome};
 use order_core::{Order, OrderStatus, PaymentAttempt};
 
 /// The wire name of a domain status.
@@ -11,6 +12,7 @@ pub const fn status(status: OrderStatus) -> wire::OrderStatus {
         OrderStatus::PaymentProcessing => wire::OrderStatus::PaymentProcessing,
         OrderStatus::Confirmed => wire::OrderStatus::Confirmed,
         OrderStatus::PaymentFailed => wire::OrderStatus::PaymentFailed,
+        OrderStatus::Cancelling => wire::OrderStatus::Cancelling,
         OrderStatus::Cancelled => wire::OrderStatus::Cancelled,
     }
 }
@@ -22,8 +24,68 @@ pub const fn domain_status(status: wire::OrderStatus) -> OrderStatus {
         wire::OrderStatus::PaymentProcessing => OrderStatus::PaymentProcessing,
         wire::OrderStatus::Confirmed => OrderStatus::Confirmed,
         wire::OrderStatus::PaymentFailed => OrderStatus::PaymentFailed,
+        wire::OrderStatus::Cancelling => OrderStatus::Cancelling,
         wire::OrderStatus::Cancelled => OrderStatus::Cancelled,
     }
+}
+
+/// The wire name of a domain cancellation reason.
+pub const fn reason(reason: CancelReason) -> wire::CancelReason {
+    match reason {
+        CancelReason::RequestedByCustomer => wire::CancelReason::RequestedByCustomer,
+        CancelReason::Duplicate => wire::CancelReason::Duplicate,
+        CancelReason::Fraudulent => wire::CancelReason::Fraudulent,
+        CancelReason::RestaurantUnavailable => wire::CancelReason::RestaurantUnavailable,
+        CancelReason::Other => wire::CancelReason::Other,
+    }
+}
+
+/// The domain reason of a wire name.
+pub const fn domain_reason(reason: wire::CancelReason) -> CancelReason {
+    match reason {
+        wire::CancelReason::RequestedByCustomer => CancelReason::RequestedByCustomer,
+        wire::CancelReason::Duplicate => CancelReason::Duplicate,
+        wire::CancelReason::Fraudulent => CancelReason::Fraudulent,
+        wire::CancelReason::RestaurantUnavailable => CancelReason::RestaurantUnavailable,
+        wire::CancelReason::Other => CancelReason::Other,
+    }
+}
+
+/// One refund attempt.
+pub fn refund_attempt(a: &RefundAttempt) -> wire::RefundAttemptResponse {
+    use wire::RefundAttemptStatus as S;
+    let (status, refund_id, error_message) = match &a.outcome {
+        RefundOutcome::Refunded { refund_id, .. } => (S::Refunded, Some(refund_id.clone()), None),
+        RefundOutcome::NothingCaptured => (S::NothingCaptured, None, None),
+        RefundOutcome::Refused { error } => (S::Refused, None, Some(error.clone())),
+        RefundOutcome::Failed { error } => (S::Failed, None, Some(error.clone())),
+        RefundOutcome::TimedOut { error } => (S::TimedOut, None, Some(error.clone())),
+    };
+    wire::RefundAttemptResponse {
+        attempt_number: a.number.get(),
+        status,
+        refund_id,
+        error_message,
+        started_at: a.started_at,
+        finished_at: a.finished_at,
+    }
+}
+
+/// The order's refund, if a cancellation asked for one.
+fn refunds(o: &Order) -> Vec<wire::RefundResponse> {
+    o.refund()
+        .map(|r| wire::RefundResponse {
+            amount: r.amount.amount(),
+            status: match r.status {
+                RefundStatus::Pending => wire::RefundStatus::Pending,
+                RefundStatus::Succeeded => wire::RefundStatus::Succeeded,
+                RefundStatus::NothingCaptured => wire::RefundStatus::NothingCaptured,
+            },
+            refund_id: r.refund_id,
+            attempts: o.refund_attempts.iter().map(refund_attempt).collect(),
+        })
+        .into_iter()
+        .collect()
 }
 
 /// One payment attempt.
@@ -76,6 +138,11 @@ pub fn order(o: &Order) -> wire::OrderResponse {
         created_at: o.created_at,
         updated_at: o.updated_at,
         payment_attempts: o.payment_attempts.iter().map(attempt).collect(),
+        cancellation: o.cancellation.map(|c| wire::CancellationResponse {
+            requested_at: c.requested_at,
+            reason: reason(c.reason),
+        }),
+        refunds: refunds(o),
     }
 }
 
@@ -89,5 +156,15 @@ mod tests {
             assert_eq!(status(s).as_str(), s.as_str());
             assert_eq!(domain_status(status(s)), s);
         }
+        assert_eq!(OrderStatus::ALL.len(), order_api::OrderStatus::ALL.len());
+    }
+
+    #[test]
+    fn every_cancel_reason_has_the_same_name_on_both_sides() {
+        for r in CancelReason::ALL {
+            assert_eq!(reason(r).as_str(), r.as_str());
+            assert_eq!(domain_reason(reason(r)), r);
+        }
+        assert_eq!(CancelReason::ALL.len(), order_api::CancelReason::ALL.len());
     }
 }

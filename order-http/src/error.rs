@@ -30,6 +30,14 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The order's status does not allow a cancellation.
+    #[error("order {id} is {status} and cannot be cancelled")]
+    NotCancellable {
+        /// The order.
+        id: order_core::OrderId,
+        /// Its status.
+        status: order_core::OrderStatus,
+    },
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -65,6 +73,9 @@ impl From<PlaceError> for ApiError {
 
 impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
+        if let RepoError::NotFound(id) = e {
+            return Self::NotFound(format!("order {id} not found"));
+        }
         if e.is_retryable() {
             Self::Unavailable(e.into())
         } else {
@@ -92,6 +103,7 @@ impl IntoResponse for ApiError {
                 ErrorCode::ValidationFailed,
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::NotCancellable { .. } => (StatusCode::CONFLICT, ErrorCode::OrderNotCancellable),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
             Self::KeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -119,13 +131,19 @@ impl IntoResponse for ApiError {
                 .collect(),
             _ => Vec::new(),
         };
+        let current_status = match &self {
+            Self::NotCancellable { status, .. } => Some(crate::convert::status(*status)),
+            _ => None,
+        };
         let body = ErrorBody {
             error: code,
             message: self.to_string(),
             fields,
+            current_status,
         };
+        let retry = matches!(self, Self::Unavailable(_) | Self::InFlight);
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
+        if retry {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),

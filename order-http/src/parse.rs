@@ -5,8 +5,8 @@
 //! JSON types, so no rule is written twice.
 
 use order_api::money;
-use order_core::order::OrderFields;
-use order_core::{Invalid, NewOrder, ValidationErrors};
+use order_core::order::{CancelReason, OrderFields};
+use order_core::{FieldError, Invalid, NewOrder, ValidationErrors};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
@@ -116,6 +116,30 @@ pub fn new_order(body: &Value) -> Result<NewOrder, ValidationErrors> {
     fields.finish()
 }
 
+/// Parses a cancel body: absent, `{}`, or `{"reason": ...}`; the reason defaults to
+/// `requested_by_customer`.
+pub fn cancel_reason(body: Option<&Value>) -> Result<CancelReason, ValidationErrors> {
+    let reject = |reason: Invalid| {
+        ValidationErrors::check(vec![FieldError::new("reason", reason)], || {
+            CancelReason::default()
+        })
+    };
+    let Some(body) = body else {
+        return Ok(CancelReason::default());
+    };
+    let Some(object) = body.as_object() else {
+        return ValidationErrors::check(
+            vec![FieldError::new("body", must_be("a JSON object"))],
+            CancelReason::default,
+        );
+    };
+    match object.get("reason") {
+        None | Some(Value::Null) => Ok(CancelReason::default()),
+        Some(Value::String(reason)) => reason.parse().or_else(reject),
+        Some(_) => reject(must_be("a string")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -129,6 +153,27 @@ mod tests {
             .iter()
             .map(|e| (e.field.clone(), e.reason.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_cancel_reason_defaults_and_an_unknown_one_is_named() {
+        assert_eq!(cancel_reason(None), Ok(CancelReason::RequestedByCustomer));
+        assert_eq!(
+            cancel_reason(Some(&json!({}))),
+            Ok(CancelReason::RequestedByCustomer)
+        );
+        assert_eq!(
+            cancel_reason(Some(&json!({"reason": "fraudulent"}))),
+            Ok(CancelReason::Fraudulent)
+        );
+        for bad in [json!({"reason": "bored"}), json!({"reason": 3})] {
+            let errors = cancel_reason(Some(&bad)).unwrap_err();
+            assert_eq!(errors.errors()[0].field, "reason", "{bad}");
+        }
+        assert_eq!(
+            cancel_reason(Some(&json!([]))).unwrap_err().errors()[0].field,
+            "body"
+        );
     }
 
     #[test]

@@ -96,6 +96,13 @@ impl PaymentGateway for Approve {
             transaction_id: "txn".into(),
         })
     }
+
+    async fn refund(
+        &self,
+        _: &order_core::payment::RefundRequest,
+    ) -> Result<order_core::payment::RefundReceipt, GatewayError> {
+        Ok(order_core::payment::RefundReceipt::NothingCaptured)
+    }
 }
 
 #[tokio::test]

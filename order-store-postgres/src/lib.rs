@@ -21,8 +21,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use order_core::payment::PaymentAttempt;
-use order_core::ports::{Claim, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError};
+use order_core::order::CancelReason;
+use order_core::payment::Attempt;
+use order_core::ports::{
+    CancelResult, Claim, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
+};
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
 use order_core::{Order, OrderId, Transition, WorkerId};
 use sqlx::PgPool;
@@ -96,7 +99,7 @@ impl OrderRepo for PgOrderRepo {
     async fn settle(
         &self,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
@@ -107,7 +110,7 @@ impl OrderRepo for PgOrderRepo {
     async fn release(
         &self,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
@@ -143,6 +146,24 @@ impl OrderRepo for PgOrderRepo {
         } else {
             Err(RepoError::RequestSuperseded(key.clone()))
         }
+    }
+
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+        now: DateTime<Utc>,
+    ) -> Result<CancelResult, RepoError> {
+        self.cancel_order(id, reason, now).await
+    }
+
+    async fn complete_request(
+        &self,
+        key: &RequestKey,
+        token: Uuid,
+        order: OrderId,
+    ) -> Result<(), RepoError> {
+        self.complete_key(key, token, order).await
     }
 
     async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError> {

@@ -43,28 +43,33 @@ const INSERT_ORDERS: &str = "WITH k AS ( \
 const FIND_EXISTING: &str = "SELECT id FROM orders WHERE id = ANY($1) LIMIT 1";
 
 /// The columns of `orders` every order-tree statement picks.
-pub const ORDER_COLUMNS: &str =
-    "id, customer_id, total_amount, status, created_at, updated_at, charge_uncertain";
+pub const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at, \
+     charge_uncertain, cancel_requested_at, cancel_reason";
 
 /// One statement that returns whole orders: `picked` is a query yielding order rows with
 /// [`ORDER_COLUMNS`] and a bigint `rank` (their order in the answer); the statement adds
-/// their items and attempts, so an order is read, or claimed and read, in one round trip.
+/// their items and attempts (payment and refund), so an order is read, or claimed and read,
+/// in one round trip.
 /// Its rows are [`OrderTreeRow`]s.
 pub fn order_tree(picked: &str) -> String {
     format!(
         "WITH picked AS ({picked}) \
          SELECT 0 AS kind, p.rank, p.id, p.customer_id, p.total_amount, p.status, p.created_at, p.updated_at, \
-                p.charge_uncertain, 0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
-                NULL::text AS outcome, NULL::text AS transaction_id, NULL::text AS decline_reason, NULL::text AS error, \
-                NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
+                p.charge_uncertain, p.cancel_requested_at, p.cancel_reason, \
+                0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
+                NULL::text AS outcome, NULL::text AS transaction_id, NULL::numeric AS amount, NULL::text AS decline_reason, \
+                NULL::text AS error, NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
          FROM picked p \
          UNION ALL \
-         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, i.position, i.item_id, i.item_name, i.quantity, i.price, \
-                NULL, NULL, NULL, NULL, NULL, NULL \
+         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                i.position, i.item_id, i.item_name, i.quantity, i.price, \
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL \
          FROM picked p JOIN order_items i ON i.order_id = p.id \
          UNION ALL \
-         SELECT 2, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, a.number, NULL, NULL, NULL, NULL, \
-                a.outcome, a.transaction_id, a.decline_reason, a.error, a.started_at, a.finished_at \
+         SELECT CASE a.kind WHEN 'refund' THEN 3 ELSE 2 END, p.rank, p.id, \
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                a.number, NULL, NULL, NULL, NULL, \
+                a.outcome, a.transaction_id, a.amount, a.decline_reason, a.error, a.started_at, a.finished_at \
          FROM picked p JOIN payment_attempts a ON a.order_id = p.id \
          ORDER BY rank, kind, n"
     )
@@ -95,6 +100,7 @@ pub fn assemble(rows: &[OrderTreeRow]) -> Result<Vec<(Order, bool)>, RepoError> 
         match kind {
             TreeRowKind::Item => order.items.push(row.item()?),
             TreeRowKind::Attempt => order.payment_attempts.push(row.attempt()?),
+            TreeRowKind::RefundAttempt => order.refund_attempts.push(row.refund_attempt()?),
             TreeRowKind::Order => unreachable!("handled above"),
         }
     }

@@ -31,6 +31,10 @@ const KEY: &str = "SELECT fingerprint, order_id FROM request_keys WHERE key = $1
 const ABANDON_KEY: &str =
     "DELETE FROM request_keys WHERE key = $1 AND token = $2 AND order_id IS NULL";
 
+/// Completes a reservation with an existing order. Binds: `$1` key, `$2` token, `$3` order.
+const COMPLETE_KEY: &str = "UPDATE request_keys SET order_id = $3 \
+     WHERE key = $1 AND token = $2 AND order_id IS NULL";
+
 /// Forgets keys reserved before a time. Binds: `$1` the time.
 const PURGE_KEYS: &str = "DELETE FROM request_keys WHERE reserved_at < $1";
 
@@ -83,6 +87,26 @@ impl PgOrderRepo {
             .await
             .map_err(translate)?;
         Ok(())
+    }
+
+    pub(crate) async fn complete_key(
+        &self,
+        key: &RequestKey,
+        token: Uuid,
+        order: OrderId,
+    ) -> Result<(), RepoError> {
+        let done = sqlx::query(COMPLETE_KEY)
+            .bind(key.as_str())
+            .bind(token)
+            .bind(order.as_uuid())
+            .execute(self.pool())
+            .await
+            .map_err(translate)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(RepoError::RequestSuperseded(key.clone()))
+        }
     }
 
     pub(crate) async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {

@@ -5,7 +5,10 @@
 use std::num::NonZeroU32;
 
 use chrono::{DateTime, Utc};
-use order_core::payment::{AttemptOutcome, DeclineReason, PaymentAttempt};
+use order_core::order::Cancellation;
+use order_core::payment::{
+    Attempt, AttemptOutcome, DeclineReason, PaymentAttempt, RefundAttempt, RefundOutcome,
+};
 use order_core::{
     CustomerId, ItemId, ItemName, Money, Order, OrderId, OrderItem, OrderStatus, Price, Quantity,
 };
@@ -34,6 +37,8 @@ pub enum TreeRowKind {
     Item,
     /// One of its payment attempts.
     Attempt,
+    /// One of its refund attempts.
+    RefundAttempt,
 }
 
 impl TreeRowKind {
@@ -43,16 +48,18 @@ impl TreeRowKind {
             0 => Ok(Self::Order),
             1 => Ok(Self::Item),
             2 => Ok(Self::Attempt),
+            3 => Ok(Self::RefundAttempt),
             other => Err(CorruptRow::new("order tree", "kind", other)),
         }
     }
 }
 
-/// One row of an order-tree statement (see [`crate::orders::order_tree`]): an order, an item
-/// or an attempt, told apart by `kind`; the columns of the other kinds are null.
+/// One row of an order-tree statement (see [`crate::orders::order_tree`]): an order, an
+/// item, a payment attempt or a refund attempt, told apart by `kind`; the columns of the
+/// other kinds are null.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrderTreeRow {
-    /// 0 order, 1 item, 2 attempt.
+    /// 0 order, 1 item, 2 payment attempt, 3 refund attempt.
     pub kind: i32,
     /// The order's place in the answer.
     pub rank: i64,
@@ -70,6 +77,10 @@ pub struct OrderTreeRow {
     pub updated_at: Option<DateTime<Utc>>,
     /// Order: whether a dead worker may have charged it.
     pub charge_uncertain: Option<bool>,
+    /// Order: when a cancellation was recorded.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Order: why.
+    pub cancel_reason: Option<String>,
     /// Item: its position; attempt: its number.
     pub n: i32,
     /// Item: catalogue id.
@@ -82,8 +93,10 @@ pub struct OrderTreeRow {
     pub price: Option<Decimal>,
     /// Attempt: `succeeded`, `declined`, `failed` or `timed_out`.
     pub outcome: Option<String>,
-    /// Attempt: the gateway's transaction id.
+    /// Attempt: the gateway's transaction id (of a refund, its refund id).
     pub transaction_id: Option<String>,
+    /// Refund attempt: the amount given back.
+    pub amount: Option<Decimal>,
     /// Attempt: the decline code.
     pub decline_reason: Option<String>,
     /// Attempt: what failed.
@@ -101,6 +114,22 @@ impl OrderTreeRow {
             .map_err(|e| CorruptRow::new("orders", "customer_id", e))?;
         let total_amount = Money::new(need("total_amount", self.total_amount)?)
             .map_err(|e| CorruptRow::new("orders", "total_amount", e))?;
+        let cancellation = match (self.cancel_requested_at, self.cancel_reason.as_deref()) {
+            (None, None) => None,
+            (Some(requested_at), Some(reason)) => Some(Cancellation {
+                requested_at,
+                reason: reason
+                    .parse()
+                    .map_err(|e| CorruptRow::new("orders", "cancel_reason", e))?,
+            }),
+            _ => {
+                return Err(CorruptRow::new(
+                    "orders",
+                    "cancel_reason",
+                    "set without cancel_requested_at, or the other way round",
+                ));
+            }
+        };
         let order = Order {
             id: OrderId::from_uuid(self.id),
             customer_id,
@@ -110,6 +139,8 @@ impl OrderTreeRow {
             created_at: need("created_at", self.created_at)?,
             updated_at: need("updated_at", self.updated_at)?,
             payment_attempts: Vec::new(),
+            cancellation,
+            refund_attempts: Vec::new(),
         };
         Ok((order, self.charge_uncertain.unwrap_or(false)))
     }
@@ -165,6 +196,42 @@ impl OrderTreeRow {
     }
 }
 
+impl OrderTreeRow {
+    /// The refund attempt this row carries.
+    pub fn refund_attempt(&self) -> Result<RefundAttempt, CorruptRow> {
+        let bad = |column, e: String| CorruptRow::new("payment_attempts", column, e);
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let outcome = match need("outcome", self.outcome.as_deref())? {
+            "refunded" => RefundOutcome::Refunded {
+                refund_id: text(&self.transaction_id),
+                amount: Money::new(need("amount", self.amount)?)
+                    .map_err(|e| bad("amount", e.to_string()))?,
+            },
+            "nothing_captured" => RefundOutcome::NothingCaptured,
+            "refused" => RefundOutcome::Refused {
+                error: text(&self.error),
+            },
+            "failed" => RefundOutcome::Failed {
+                error: text(&self.error),
+            },
+            "timed_out" => RefundOutcome::TimedOut {
+                error: text(&self.error),
+            },
+            other => return Err(bad("outcome", other.to_owned())),
+        };
+        let number = u32::try_from(self.n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| bad("number", format!("{} is not positive", self.n)))?;
+        Ok(RefundAttempt {
+            number,
+            outcome,
+            started_at: need("started_at", self.started_at)?,
+            finished_at: need("finished_at", self.finished_at)?,
+        })
+    }
+}
+
 /// What a claim that took nothing finds: why the order could not be claimed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimMissRow {
@@ -172,8 +239,8 @@ pub struct ClaimMissRow {
     pub status: String,
     /// When its current lease ends, if leased.
     pub lease_expires_at: Option<DateTime<Utc>>,
-    /// When its next attempt may start.
-    pub due_at: DateTime<Utc>,
+    /// When its next attempt may start (null once settled).
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 /// What a fenced write that matched nothing finds: the status and the lease now held.
@@ -194,19 +261,23 @@ pub struct RequestKeyRow {
     pub order_id: Option<Uuid>,
 }
 
-/// A payment attempt as the columns of `payment_attempts` store it.
+/// A charge or refund attempt as the columns of `payment_attempts` store it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptColumns {
-    /// `number`.
+    /// `kind`: `charge` or `refund`.
+    pub kind: &'static str,
+    /// `number`, from 1 per kind.
     pub number: i32,
     /// `outcome`.
     pub outcome: &'static str,
-    /// `transaction_id`.
+    /// `transaction_id`: a capture's transaction id or a refund's refund id.
     pub transaction_id: Option<String>,
     /// `decline_reason`.
     pub decline_reason: Option<&'static str>,
     /// `error`.
     pub error: Option<String>,
+    /// `amount`: what a refund gave back.
+    pub amount: Option<Decimal>,
     /// `started_at`.
     pub started_at: DateTime<Utc>,
     /// `finished_at`.
@@ -218,44 +289,71 @@ pub type ScalarQuery<'q, T> =
     sqlx::query::QueryScalar<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
 
 impl AttemptColumns {
-    /// Binds `attempt` (all null without one) as the statement's first seven parameters:
-    /// `$1` number, `$2` outcome, `$3` transaction id, `$4` decline reason, `$5` error,
-    /// `$6` started, `$7` finished.
-    pub fn bind<'q, T>(
-        attempt: Option<&PaymentAttempt>,
-        query: ScalarQuery<'q, T>,
-    ) -> ScalarQuery<'q, T> {
+    /// Binds `attempt` (all null without one) as the statement's first nine parameters:
+    /// `$1` kind, `$2` number, `$3` outcome, `$4` transaction or refund id, `$5` decline
+    /// reason, `$6` error, `$7` amount, `$8` started, `$9` finished.
+    pub fn bind<'q, T>(attempt: Option<&Attempt>, query: ScalarQuery<'q, T>) -> ScalarQuery<'q, T> {
         let a = attempt.map(Self::from);
         query
+            .bind(a.as_ref().map(|a| a.kind))
             .bind(a.as_ref().map(|a| a.number))
             .bind(a.as_ref().map(|a| a.outcome))
             .bind(a.as_ref().and_then(|a| a.transaction_id.clone()))
             .bind(a.as_ref().and_then(|a| a.decline_reason))
             .bind(a.as_ref().and_then(|a| a.error.clone()))
+            .bind(a.as_ref().and_then(|a| a.amount))
             .bind(a.as_ref().map(|a| a.started_at))
             .bind(a.as_ref().map(|a| a.finished_at))
     }
 }
 
-impl From<&PaymentAttempt> for AttemptColumns {
-    fn from(a: &PaymentAttempt) -> Self {
-        let (transaction_id, decline_reason, error) = match &a.outcome {
-            AttemptOutcome::Succeeded { transaction_id } => {
-                (Some(transaction_id.clone()), None, None)
+impl From<&Attempt> for AttemptColumns {
+    fn from(attempt: &Attempt) -> Self {
+        match attempt {
+            Attempt::Charge(a) => {
+                let (transaction_id, decline_reason, error) = match &a.outcome {
+                    AttemptOutcome::Succeeded { transaction_id } => {
+                        (Some(transaction_id.clone()), None, None)
+                    }
+                    AttemptOutcome::Declined { reason } => (None, Some(reason.as_str()), None),
+                    AttemptOutcome::Failed { error } | AttemptOutcome::TimedOut { error } => {
+                        (None, None, Some(error.clone()))
+                    }
+                };
+                Self {
+                    kind: "charge",
+                    number: i32::try_from(a.number.get()).unwrap_or(i32::MAX),
+                    outcome: a.outcome.as_str(),
+                    transaction_id,
+                    decline_reason,
+                    error,
+                    amount: None,
+                    started_at: a.started_at,
+                    finished_at: a.finished_at,
+                }
             }
-            AttemptOutcome::Declined { reason } => (None, Some(reason.as_str()), None),
-            AttemptOutcome::Failed { error } | AttemptOutcome::TimedOut { error } => {
-                (None, None, Some(error.clone()))
+            Attempt::Refund(a) => {
+                let (transaction_id, amount, error) = match &a.outcome {
+                    RefundOutcome::Refunded { refund_id, amount } => {
+                        (Some(refund_id.clone()), Some(amount.amount()), None)
+                    }
+                    RefundOutcome::NothingCaptured => (None, None, None),
+                    RefundOutcome::Refused { error }
+                    | RefundOutcome::Failed { error }
+                    | RefundOutcome::TimedOut { error } => (None, None, Some(error.clone())),
+                };
+                Self {
+                    kind: "refund",
+                    number: i32::try_from(a.number.get()).unwrap_or(i32::MAX),
+                    outcome: a.outcome.as_str(),
+                    transaction_id,
+                    decline_reason: None,
+                    error,
+                    amount,
+                    started_at: a.started_at,
+                    finished_at: a.finished_at,
+                }
             }
-        };
-        Self {
-            number: i32::try_from(a.number.get()).unwrap_or(i32::MAX),
-            outcome: a.outcome.as_str(),
-            transaction_id,
-            decline_reason,
-            error,
-            started_at: a.started_at,
-            finished_at: a.finished_at,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::chrono;
-use crate::payment::{ChargeReceipt, GatewayError};
+use crate::payment::{ChargeReceipt, GatewayError, RefundReceipt};
 use crate::policy::retry::{ChargeHistory, RetryDecision, RetryPolicy};
 
 /// The state of the gateway as the breaker sees it once the attempt is recorded.
@@ -73,6 +73,42 @@ pub fn decide(
                 ChargeDecision::RetryAt(attempt.finished_at + chrono(delay))
             }
         },
+    }
+}
+
+/// What happens to a cancelling order after a refund attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundDecision {
+    /// Refunded, or nothing was captured and the charge is void: the order is cancelled.
+    Complete,
+    /// Try again at this time. Refunds are never given up: money taken must go back.
+    RetryAt(DateTime<Utc>),
+    /// The gateway is down: try again once the breaker may let a probe through.
+    AwaitGateway(DateTime<Utc>),
+}
+
+/// Decides what a refund's `result` means for the cancelling order.
+///
+/// Failures are retried with the policy's backoff (its ceiling past `max_attempts`, as for
+/// ambiguous charges), a refusal included: it needs an operator, and retrying keeps the
+/// order visibly `cancelling` until one acts.
+pub fn decide_refund(
+    result: &Result<RefundReceipt, GatewayError>,
+    attempt: &AttemptContext,
+    retry: &RetryPolicy,
+    probe_wait: Duration,
+    draw: f64,
+) -> RefundDecision {
+    let Err(error) = result else {
+        return RefundDecision::Complete;
+    };
+    match attempt.gateway {
+        GatewayHealth::Outage { until } if error.is_gateway_fault() => {
+            RefundDecision::AwaitGateway(until + chrono(probe_wait.mul_f64(draw.clamp(0.0, 1.0))))
+        }
+        _ => RefundDecision::RetryAt(
+            attempt.finished_at + chrono(retry.delay(attempt.number.saturating_sub(1), draw)),
+        ),
     }
 }
 
@@ -146,6 +182,44 @@ mod tests {
             decide(&down(), &unresolved, &RetryPolicy::DEFAULT, WAIT, 0.5),
             ChargeDecision::RetryAt(_)
         ));
+    }
+
+    #[test]
+    fn a_refund_completes_on_any_definitive_answer_and_never_gives_up_otherwise() {
+        let last = RetryPolicy::DEFAULT.max_attempts() + 5;
+        let context = at(last, ChargeHistory::Resolved, GatewayHealth::Serving);
+        for done in [
+            RefundReceipt::NothingCaptured,
+            RefundReceipt::Refunded {
+                refund_id: "r".into(),
+                amount: crate::Money::ZERO,
+            },
+        ] {
+            assert_eq!(
+                decide_refund(&Ok(done), &context, &RetryPolicy::DEFAULT, WAIT, 0.5),
+                RefundDecision::Complete
+            );
+        }
+        for failed in [
+            GatewayError::Unavailable("down".into()),
+            GatewayError::Timeout("slow".into()),
+            GatewayError::Declined(DeclineReason::CardDeclined),
+        ] {
+            assert!(matches!(
+                decide_refund(&Err(failed), &context, &RetryPolicy::DEFAULT, WAIT, 0.5),
+                RefundDecision::RetryAt(_)
+            ));
+        }
+        let until = DateTime::UNIX_EPOCH + chrono::Duration::seconds(60);
+        let outage = at(1, ChargeHistory::Resolved, GatewayHealth::Outage { until });
+        assert!(matches!(
+            decide_refund(&down_refund(), &outage, &RetryPolicy::DEFAULT, WAIT, 0.0),
+            RefundDecision::AwaitGateway(t) if t == until
+        ));
+    }
+
+    fn down_refund() -> Result<RefundReceipt, GatewayError> {
+        Err(GatewayError::Unavailable("down".into()))
     }
 
     #[test]

@@ -8,9 +8,10 @@ use tracing::{instrument, warn};
 use super::group_commit::GroupCommit;
 use super::{chrono, micros_now};
 use crate::ids::OrderId;
-use crate::order::{NewOrder, Order};
+use crate::order::{CancelReason, NewOrder, Order};
 use crate::ports::{
-    Clock, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue, QueueError, RepoError,
+    CancelResult, Clock, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue, QueueError,
+    RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -121,6 +122,69 @@ where
         })
     }
 
+    /// Cancels order `id` for `reason`: at once when payment has not started; otherwise the
+    /// order becomes `cancelling` and its payment job is queued, so a worker refunds what was
+    /// captured (or voids the charge) and then cancels it.
+    ///
+    /// Once this returns `Ok(CancelResult::Cancelling(_))` the refund happens, also if
+    /// queueing fails: the order is due in the store and the reconciler queues it.
+    #[instrument(skip_all, fields(order_id = %id, reason = %reason))]
+    pub async fn cancel(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+    ) -> Result<CancelResult, RepoError> {
+        let result = self
+            .repo
+            .cancel(id, reason, micros_now(&*self.clock))
+            .await?;
+        if matches!(result, CancelResult::Cancelling(_)) {
+            if let Err(e) = self.queue.enqueue(id).await {
+                warn!(error = %e, "cancellation stored but not queued; the reconciler will queue it");
+            }
+        }
+        Ok(result)
+    }
+
+    /// Cancels under a client's idempotency key: a retry of the same cancellation answers
+    /// with the order as it is now ([`Cancelled::Replayed`]); the same key used for another
+    /// request gives [`PlaceError::KeyReused`], and while the first is in flight
+    /// [`PlaceError::InFlight`].
+    #[instrument(skip_all, fields(order_id = %id, key = %key))]
+    pub async fn cancel_once(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+        key: &RequestKey,
+    ) -> Result<Cancelled, PlaceError> {
+        let now = micros_now(&*self.clock);
+        let fingerprint = Fingerprint::of_cancel(id, reason);
+        let token = match self
+            .repo
+            .begin_request(key, &fingerprint, now, REQUEST_STALE_AFTER)
+            .await?
+        {
+            KeyedRequest::New(token) => token,
+            KeyedRequest::InFlight => return Err(PlaceError::InFlight),
+            KeyedRequest::Mismatch => return Err(PlaceError::KeyReused),
+            KeyedRequest::Completed(id) => {
+                let order = self.repo.get(id).await?.ok_or(RepoError::NotFound(id))?;
+                return Ok(Cancelled::Replayed(order));
+            }
+        };
+        let result = match self.cancel(id, reason).await {
+            Ok(result) => result,
+            Err(e) => {
+                let _ = self.repo.abandon_request(key, token).await;
+                return Err(e.into());
+            }
+        };
+        // The cancellation itself is idempotent: if completing the key fails, a retry with
+        // the key takes the stale reservation over and cancels again, to the same effect.
+        self.repo.complete_request(key, token, id).await?;
+        Ok(Cancelled::Now(result))
+    }
+
     /// Forgets idempotency keys older than `retention`; returns how many.
     pub async fn purge_request_keys(&self, retention: Duration) -> Result<u64, RepoError> {
         self.repo
@@ -159,7 +223,16 @@ pub struct Placed {
     pub replayed: bool,
 }
 
-/// Why an order could not be placed under an idempotency key.
+/// A cancellation under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// This request cancelled (or found the order already cancelled or not cancellable).
+    Now(CancelResult),
+    /// An earlier request with the same key did; the order as it is now.
+    Replayed(Order),
+}
+
+/// Why an order could not be placed (or cancelled) under an idempotency key.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
     /// The key was used for a different order.

@@ -9,13 +9,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, error, info, instrument, warn};
 
-use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth};
+use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth, RefundDecision};
 use super::{chrono, micros_now};
 use crate::ids::WorkerId;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
-use crate::payment::{AttemptOutcome, ChargeReceipt, ChargeRequest, GatewayError, PaymentAttempt};
+use crate::payment::{
+    Attempt, AttemptOutcome, ChargeRequest, GatewayError, PaymentAttempt, RefundAttempt,
+    RefundOutcome, RefundRequest,
+};
 use crate::policy::circuit_breaker::{
     BreakerConfig, BreakerState, CircuitBreaker, Permit, Rejection,
 };
@@ -84,6 +87,12 @@ pub enum Outcome {
     DeadLettered,
     /// Another worker took the order over mid-payment; it finishes the job.
     LeaseLost,
+    /// The cancelled order's payment was refunded (or never captured and now void): the
+    /// order is `cancelled`.
+    Cancelled,
+    /// The order was cancelled while its charge was in flight: the attempt is recorded and
+    /// the order is due at once for its refund.
+    CancelledMidCharge,
 }
 
 /// Errors of [`PaymentProcessor`]. The job stays pending and is delivered again later.
@@ -252,17 +261,77 @@ where
         };
         let permit = self.lock_breaker().try_acquire(now);
         match permit {
+            Ok(permit) if order.status == OrderStatus::Cancelling => {
+                self.refund(delivery, &lease, &order, permit).await
+            }
             Ok(permit) => {
                 self.charge(delivery, &lease, &order, uncertain, permit)
                     .await
             }
             Err(Rejection { reason, retry_at }) => {
-                debug!(?reason, %retry_at, "breaker rejected the charge; deferring");
+                debug!(?reason, %retry_at, "breaker rejected the call; deferring");
                 self.finish(delivery, &lease, None, LeaseEnd::Retry(retry_at), now)
                     .await
                     .map(|()| Outcome::Deferred { until: retry_at })
             }
         }
+    }
+
+    /// Refunds (or voids) the payment of a cancelling order once, then records the attempt
+    /// and, when the gateway gave a definitive answer, cancels the order. Refunds never give
+    /// up: money taken must go back.
+    async fn refund(
+        &self,
+        delivery: &Delivery,
+        lease: &Lease,
+        order: &Order,
+        permit: Permit,
+    ) -> Result<Outcome, ProcessError> {
+        let request = RefundRequest::for_order(order);
+        let number = next_number(order.refund_attempts.len());
+        let started_at = micros_now(&*self.clock);
+        let result = self.gateway.refund(&request).await;
+        let finished_at = micros_now(&*self.clock);
+        let attempt = Attempt::Refund(RefundAttempt {
+            number,
+            outcome: RefundOutcome::from_refund(&result),
+            started_at,
+            finished_at,
+        });
+        let fault = result.as_ref().err().filter(|e| e.is_gateway_fault());
+        let context = AttemptContext {
+            number: number.get(),
+            history: ChargeHistory::Resolved,
+            gateway: self.record_in_breaker(permit, fault, finished_at),
+            finished_at,
+        };
+        let decided = decision::decide_refund(
+            &result,
+            &context,
+            &self.config.retry,
+            self.config.breaker.probe_wait,
+            self.draw(),
+        );
+        let (end, outcome) = match decided {
+            RefundDecision::Complete => {
+                let transition = Transition::apply(OrderStatus::Cancelling, OrderEvent::Refunded)
+                    .expect("a claimed cancelling order can be refunded");
+                (LeaseEnd::Settle(transition), Outcome::Cancelled)
+            }
+            RefundDecision::RetryAt(at) | RefundDecision::AwaitGateway(at) => {
+                if matches!(result, Err(GatewayError::Declined(_))) {
+                    error!(
+                        ?result,
+                        "the gateway refused a refund; retrying until it accepts"
+                    );
+                } else {
+                    debug!(?result, attempt = number.get(), %at, "refund failed; retrying later");
+                }
+                (LeaseEnd::Retry(at), Outcome::RetryScheduled { at })
+            }
+        };
+        self.end_lease(delivery, lease, attempt, end, outcome, finished_at)
+            .await
     }
 
     /// Charges the claimed order once, then records the attempt and what follows from it.
@@ -275,23 +344,21 @@ where
         permit: Permit,
     ) -> Result<Outcome, ProcessError> {
         let request = ChargeRequest::for_order(order);
-        let number = u32::try_from(order.payment_attempts.len())
-            .ok()
-            .and_then(|n| NonZeroU32::new(n + 1))
-            .expect("fewer than u32::MAX attempts");
+        let number = next_number(order.payment_attempts.len());
         let started_at = micros_now(&*self.clock);
         let result = self.gateway.charge(&request).await;
         let finished_at = micros_now(&*self.clock);
-        let attempt = PaymentAttempt {
+        let attempt = Attempt::Charge(PaymentAttempt {
             number,
             outcome: AttemptOutcome::from_charge(&result),
             started_at,
             finished_at,
-        };
+        });
+        let fault = result.as_ref().err().filter(|e| e.is_gateway_fault());
         let context = AttemptContext {
             number: number.get(),
             history: history(order, uncertain),
-            gateway: self.record_in_breaker(permit, &result, finished_at),
+            gateway: self.record_in_breaker(permit, fault, finished_at),
             finished_at,
         };
         let decided = decision::decide(
@@ -301,14 +368,21 @@ where
             self.config.breaker.probe_wait,
             self.draw(),
         );
+        let settle = |event| {
+            Transition::apply(OrderStatus::PaymentProcessing, event)
+                .expect("a claimed order that is not cancelling is payment_processing")
+        };
         let (end, outcome) = match decided {
             ChargeDecision::Confirm => (
-                LeaseEnd::Settle(OrderEvent::PaymentCaptured),
+                LeaseEnd::Settle(settle(OrderEvent::PaymentCaptured)),
                 Outcome::Confirmed,
             ),
             ChargeDecision::Fail => {
                 info!(?result, attempt = number.get(), "payment failed for good");
-                (LeaseEnd::Settle(OrderEvent::PaymentFailed), Outcome::Failed)
+                (
+                    LeaseEnd::Settle(settle(OrderEvent::PaymentFailed)),
+                    Outcome::Failed,
+                )
             }
             ChargeDecision::RetryAt(at) | ChargeDecision::AwaitGateway(at) => {
                 debug!(?result, attempt = number.get(), %at, "payment failed; retrying later");
@@ -316,9 +390,42 @@ where
             }
         };
         match self
-            .finish(delivery, lease, Some(attempt), end, finished_at)
+            .end_lease(delivery, lease, attempt.clone(), end, outcome, finished_at)
             .await
         {
+            Err(ProcessError::Repo(RepoError::StatusConflict {
+                actual: OrderStatus::Cancelling,
+                ..
+            })) => {
+                // Cancelled while the charge was in flight: keep the attempt (it may be a
+                // capture) and hand the order straight to its refund.
+                info!("order cancelled mid-charge; refunding next");
+                self.end_lease(
+                    delivery,
+                    lease,
+                    attempt,
+                    LeaseEnd::Retry(finished_at),
+                    Outcome::CancelledMidCharge,
+                    finished_at,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// Ends the lease as `end` says and returns `outcome`; a lease another worker took over
+    /// meanwhile is left to it ([`Outcome::LeaseLost`]).
+    async fn end_lease(
+        &self,
+        delivery: &Delivery,
+        lease: &Lease,
+        attempt: Attempt,
+        end: LeaseEnd,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, ProcessError> {
+        match self.finish(delivery, lease, Some(attempt), end, now).await {
             Ok(()) => Ok(outcome),
             Err(ProcessError::Repo(RepoError::LeaseLost(_))) => {
                 // Another worker reclaimed this job and owns it now: leave the entry to it.
@@ -334,13 +441,13 @@ where
     fn record_in_breaker(
         &self,
         permit: Permit,
-        result: &Result<ChargeReceipt, GatewayError>,
+        fault: Option<&GatewayError>,
         now: DateTime<Utc>,
     ) -> GatewayHealth {
         let mut breaker = self.lock_breaker();
-        match result {
-            Err(error) if error.is_gateway_fault() => breaker.on_failure(permit, now),
-            _ => breaker.on_success(permit),
+        match fault {
+            Some(_) => breaker.on_failure(permit, now),
+            None => breaker.on_success(permit),
         }
         match breaker.state() {
             BreakerState::Open { until } => GatewayHealth::Outage { until },
@@ -353,14 +460,12 @@ where
         &self,
         delivery: &Delivery,
         lease: &Lease,
-        attempt: Option<PaymentAttempt>,
+        attempt: Option<Attempt>,
         end: LeaseEnd,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
         match end {
-            LeaseEnd::Settle(event) => {
-                let transition = Transition::apply(OrderStatus::PaymentProcessing, event)
-                    .expect("a claimed order is payment_processing");
+            LeaseEnd::Settle(transition) => {
                 self.repo.settle(lease, attempt, transition, now).await?;
                 self.queue.ack(delivery).await?;
             }
@@ -376,7 +481,7 @@ where
 /// How a lease ends.
 enum LeaseEnd {
     /// With a terminal transition.
-    Settle(OrderEvent),
+    Settle(Transition),
     /// With another attempt scheduled.
     Retry(DateTime<Utc>),
 }
@@ -393,4 +498,12 @@ fn history(order: &Order, uncertain: bool) -> ChargeHistory {
     } else {
         ChargeHistory::Resolved
     }
+}
+
+/// The number of the next attempt after `made` of its kind.
+fn next_number(made: usize) -> NonZeroU32 {
+    u32::try_from(made)
+        .ok()
+        .and_then(|n| NonZeroU32::new(n + 1))
+        .expect("fewer than u32::MAX attempts")
 }

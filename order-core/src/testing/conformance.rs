@@ -10,10 +10,14 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::ids::{CustomerId, WorkerId};
-use crate::order::{OrderEvent, OrderStatus, Transition};
-use crate::payment::{AttemptOutcome, ChargeRequest, GatewayError, PaymentAttempt};
+use crate::order::{CancelReason, Cancellation, OrderEvent, OrderStatus, Transition};
+use crate::payment::{
+    Attempt, AttemptOutcome, ChargeRequest, GatewayError, PaymentAttempt, RefundAttempt,
+    RefundOutcome,
+};
 use crate::ports::{
-    Claim, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentGateway, PaymentQueue, RepoError,
+    CancelResult, Claim, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentGateway,
+    PaymentQueue, RepoError,
 };
 use crate::testing::placed_order;
 
@@ -75,6 +79,11 @@ where
     settle_refuses_a_transition_from_another_status(&make().await).await;
     due_lists_orders_needing_a_job_oldest_first(&make().await).await;
     concurrent_claims_acquire_at_most_once(&make().await).await;
+    a_pending_order_is_cancelled_at_once_and_never_claimed(&make().await).await;
+    a_cancellation_mid_payment_fences_the_charge_and_ends_with_the_refund(&make().await).await;
+    a_confirmed_order_is_cancelled_through_its_refund_and_a_failed_one_not_at_all(&make().await)
+        .await;
+    a_claim_racing_a_cancellation_either_acquires_or_finds_it_cancelled(&make().await).await;
     request_keys_reserve_replay_and_reject(&make().await).await;
     stale_request_keys_are_taken_over_abandoned_ones_freed_old_ones_purged(&make().await).await;
 }
@@ -263,8 +272,13 @@ async fn claims_lease_fence_and_settle<R: OrderRepo>(repo: &R) {
     );
     assert!(
         matches!(
-            repo.release(&lease_a, Some(failed.clone()), t + secs(40), t + secs(32))
-                .await,
+            repo.release(
+                &lease_a,
+                Some(Attempt::Charge(failed.clone())),
+                t + secs(40),
+                t + secs(32)
+            )
+            .await,
             Err(RepoError::LeaseLost(_))
         ),
         "an expired lease taken over cannot write"
@@ -283,9 +297,14 @@ async fn claims_lease_fence_and_settle<R: OrderRepo>(repo: &R) {
         },
         t + secs(32),
     );
-    repo.settle(&lease_b, Some(won.clone()), confirm, t + secs(33))
-        .await
-        .expect("settle");
+    repo.settle(
+        &lease_b,
+        Some(Attempt::Charge(won.clone())),
+        confirm,
+        t + secs(33),
+    )
+    .await
+    .expect("settle");
     let settled = repo.get(order.id).await.expect("get").expect("exists");
     assert_eq!(settled.status, OrderStatus::Confirmed);
     assert_eq!(settled.payment_attempts, [won]);
@@ -316,9 +335,14 @@ async fn released_orders_are_not_due_until_their_retry_time<R: OrderRepo>(repo: 
         },
         t,
     );
-    repo.release(&lease, Some(first.clone()), t + secs(5), t + secs(1))
-        .await
-        .expect("release");
+    repo.release(
+        &lease,
+        Some(Attempt::Charge(first.clone())),
+        t + secs(5),
+        t + secs(1),
+    )
+    .await
+    .expect("release");
     assert_eq!(
         repo.claim(order.id, &worker("b"), t + secs(4), Duration::from_secs(30))
             .await
@@ -357,9 +381,14 @@ async fn released_orders_are_not_due_until_their_retry_time<R: OrderRepo>(repo: 
     );
     let fail = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentFailed)
         .expect("allowed");
-    repo.settle(&lease, Some(second.clone()), fail, t + secs(7))
-        .await
-        .expect("settle");
+    repo.settle(
+        &lease,
+        Some(Attempt::Charge(second.clone())),
+        fail,
+        t + secs(7),
+    )
+    .await
+    .expect("settle");
     let done = repo.get(order.id).await.expect("get").expect("exists");
     assert_eq!(done.status, OrderStatus::PaymentFailed);
     assert_eq!(done.payment_attempts, [first, second], "attempts in order");
@@ -598,57 +627,363 @@ async fn receive_waits_for_a_job<Q: PaymentQueue>((a, b): (Q, Q)) {
     assert_eq!(got[0].order_id, id);
 }
 
+/// What a gateway's own books say about one charge key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GatewayBooks {
+    /// Payments captured under the key.
+    pub captures: u32,
+    /// Refunds made of that capture.
+    pub refunds: u32,
+}
+
+/// Calls `call` until it gives a definitive answer (at most 50 times).
+async fn until_definitive<T, F, Fut>(mut call: F) -> Result<T, GatewayError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GatewayError>>,
+{
+    for _ in 0..50 {
+        match call().await {
+            Err(GatewayError::Unavailable(_) | GatewayError::Timeout(_)) => {}
+            outcome => return outcome,
+        }
+    }
+    panic!("the gateway gives a definitive outcome within 50 calls");
+}
+
 /// Checks a [`PaymentGateway`] against its contract: whatever happens, at most one capture
-/// per idempotency key, and a definitive outcome is replayed. `gateway` must eventually
-/// give definitive outcomes (its outage, if any, over).
+/// per idempotency key and at most one refund per capture, never more than captured; a
+/// definitive outcome is replayed; a refund of a key with nothing captured voids it.
+/// `gateway` must eventually give definitive outcomes (its outage, if any, over).
 ///
-/// `captures` reads the gateway's own books: how many payments were really captured under
-/// a key. Receipts alone cannot show a gateway that charges twice and answers with the same
-/// receipt; its books can.
+/// `books` reads the gateway's own books for a charge key: how many payments were really
+/// captured and refunded under it. Receipts alone cannot show a gateway that charges twice
+/// and answers with the same receipt; its books can.
 pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
     gateway: &G,
-    captures: impl Fn(&crate::payment::IdempotencyKey) -> u32,
+    books: impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
 ) {
+    use crate::payment::{DeclineReason, RefundReceipt, RefundRequest};
+
+    let at_most_once = |key: &crate::payment::IdempotencyKey| {
+        let b = books(key);
+        assert!(b.captures <= 1, "key {key} captured {} times", b.captures);
+        assert!(
+            b.refunds <= b.captures,
+            "key {key}: {b:?}: more refunds than captures"
+        );
+    };
     for i in 0..20 {
         let order = placed_order(&format!("c-gw-{i}"), base_time());
         let request = ChargeRequest::for_order(&order);
         let key = &request.idempotency_key;
-        let mut definitive = None;
-        for _ in 0..50 {
+        let definitive = until_definitive(|| async {
             let outcome = gateway.charge(&request).await;
-            assert!(
-                captures(key) <= 1,
-                "key {key} captured {} times",
-                captures(key)
-            );
-            match outcome {
-                Err(GatewayError::Unavailable(_) | GatewayError::Timeout(_)) => {}
-                outcome => {
-                    definitive = Some(outcome);
-                    break;
-                }
-            }
-        }
-        let definitive =
-            definitive.expect("the gateway gives a definitive outcome within 50 calls");
+            at_most_once(key);
+            outcome
+        })
+        .await;
         for _ in 0..3 {
             assert_eq!(
                 gateway.charge(&request).await,
                 definitive,
                 "the same key replays the first definitive outcome"
             );
-            assert!(
-                captures(key) <= 1,
-                "key {key} captured {} times",
-                captures(key)
-            );
+            at_most_once(key);
         }
         let expected = u32::from(definitive.is_ok());
         assert_eq!(
-            captures(key),
+            books(key).captures,
             expected,
             "key {key}: the books must show exactly {expected} capture(s) after {definitive:?}"
         );
+
+        // Refund it, twice over under two refund keys: one refund at most, of the capture.
+        let refund = RefundRequest::for_order(&order);
+        let refunded = until_definitive(|| async {
+            let outcome = gateway.refund(&refund).await;
+            at_most_once(key);
+            outcome
+        })
+        .await
+        .expect("a refund is never refused for a valid request");
+        match (&definitive, &refunded) {
+            (Ok(_), RefundReceipt::Refunded { amount, .. }) => {
+                assert!(*amount <= order.total_amount, "never more than captured");
+            }
+            (Err(_), RefundReceipt::NothingCaptured) => {}
+            _ => panic!("charge {definitive:?} was refunded as {refunded:?}"),
+        }
+        assert_eq!(
+            gateway.refund(&refund).await,
+            Ok(refunded.clone()),
+            "the same refund key replays"
+        );
+        let again = RefundRequest {
+            idempotency_key: crate::payment::IdempotencyKey::from_raw(format!("again-{i}")),
+            ..refund.clone()
+        };
+        until_definitive(|| gateway.refund(&again)).await.ok();
+        assert_eq!(
+            books(key).refunds,
+            expected,
+            "one refund per capture, whatever the key"
+        );
+    }
+
+    // A refund that comes first voids the charge key: no later charge with it captures.
+    let order = placed_order("c-gw-void", base_time());
+    let refund = RefundRequest::for_order(&order);
+    let voided = until_definitive(|| gateway.refund(&refund)).await;
+    assert_eq!(voided, Ok(RefundReceipt::NothingCaptured));
+    let charge = ChargeRequest::for_order(&order);
+    assert_eq!(
+        until_definitive(|| gateway.charge(&charge)).await,
+        Err(GatewayError::Declined(DeclineReason::Voided))
+    );
+    assert_eq!(books(&charge.idempotency_key), GatewayBooks::default());
+}
+
+async fn a_pending_order_is_cancelled_at_once_and_never_claimed<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    let order = placed_order("c-cancel-pending", t);
+    repo.insert(&order).await.expect("insert");
+    assert!(matches!(
+        repo.cancel(crate::ids::OrderId::new(), CancelReason::Other, t)
+            .await,
+        Err(RepoError::NotFound(_))
+    ));
+
+    let result = repo
+        .cancel(order.id, CancelReason::Duplicate, t + secs(1))
+        .await
+        .expect("cancel");
+
+    let CancelResult::Cancelled(cancelled) = result else {
+        panic!("a pending order is cancelled at once, got {result:?}");
+    };
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(
+        cancelled.cancellation,
+        Some(Cancellation {
+            requested_at: t + secs(1),
+            reason: CancelReason::Duplicate
+        })
+    );
+    assert_eq!(
+        repo.get(order.id).await.expect("get"),
+        Some(cancelled.clone())
+    );
+    assert!(matches!(
+        repo.claim(order.id, &worker("a"), t + secs(2), Duration::from_secs(30)).await,
+        Ok(Claim::Settled(o)) if o.status == OrderStatus::Cancelled
+    ));
+    assert!(repo.due(t + secs(99), 10).await.expect("due").is_empty());
+    assert_eq!(
+        repo.cancel(order.id, CancelReason::Other, t + secs(3))
+            .await
+            .expect("cancel"),
+        CancelResult::Unchanged(cancelled),
+        "cancelling again changes nothing, not even the reason"
+    );
+}
+
+fn refund_attempt(number: u32, outcome: RefundOutcome, at: DateTime<Utc>) -> RefundAttempt {
+    RefundAttempt {
+        number: NonZeroU32::new(number).expect("attempt numbers start at 1"),
+        outcome,
+        started_at: at,
+        finished_at: at + chrono::Duration::milliseconds(80),
+    }
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "one order's whole story, from the fenced charge to the refund"
+)]
+async fn a_cancellation_mid_payment_fences_the_charge_and_ends_with_the_refund<R: OrderRepo>(
+    repo: &R,
+) {
+    let t = base_time();
+    let order = placed_order("c-cancel-mid", t);
+    repo.insert(&order).await.expect("insert");
+    let (lease, _) = acquire(repo, order.id, "a", t).await;
+
+    let result = repo
+        .cancel(order.id, CancelReason::RequestedByCustomer, t + secs(1))
+        .await
+        .expect("cancel");
+
+    assert!(
+        matches!(&result, CancelResult::Cancelling(o) if o.status == OrderStatus::Cancelling),
+        "{result:?}"
+    );
+    let captured = attempt(
+        1,
+        AttemptOutcome::Succeeded {
+            transaction_id: "txn_mid".into(),
+        },
+        t,
+    );
+    let confirm = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
+        .expect("allowed");
+    assert!(
+        matches!(
+            repo.settle(
+                &lease,
+                Some(Attempt::Charge(captured.clone())),
+                confirm,
+                t + secs(2)
+            )
+            .await,
+            Err(RepoError::StatusConflict {
+                actual: OrderStatus::Cancelling,
+                ..
+            })
+        ),
+        "a charge in flight cannot confirm a cancelled order"
+    );
+    repo.release(
+        &lease,
+        Some(Attempt::Charge(captured.clone())),
+        t + secs(2),
+        t + secs(2),
+    )
+    .await
+    .expect("the lease still records its attempt");
+    assert_eq!(
+        repo.due(t + secs(2), 10).await.expect("due"),
+        [order.id],
+        "due for its refund"
+    );
+
+    let (refund_lease, claimed) = acquire(repo, order.id, "b", t + secs(3)).await;
+    assert_eq!(
+        claimed.status,
+        OrderStatus::Cancelling,
+        "a claim keeps it cancelling"
+    );
+    assert_eq!(claimed.payment_attempts, std::slice::from_ref(&captured));
+    let failed = refund_attempt(
+        1,
+        RefundOutcome::Failed {
+            error: "503".into(),
+        },
+        t + secs(3),
+    );
+    repo.release(
+        &refund_lease,
+        Some(Attempt::Refund(failed.clone())),
+        t + secs(5),
+        t + secs(4),
+    )
+    .await
+    .expect("release");
+    let (refund_lease, _) = acquire(repo, order.id, "b", t + secs(5)).await;
+    let refunded = refund_attempt(
+        2,
+        RefundOutcome::Refunded {
+            refund_id: "re_1".into(),
+            amount: order.total_amount,
+        },
+        t + secs(5),
+    );
+    let done = Transition::apply(OrderStatus::Cancelling, OrderEvent::Refunded).expect("allowed");
+    repo.settle(
+        &refund_lease,
+        Some(Attempt::Refund(refunded.clone())),
+        done,
+        t + secs(6),
+    )
+    .await
+    .expect("settle");
+
+    let cancelled = repo.get(order.id).await.expect("get").expect("exists");
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(cancelled.payment_attempts, [captured]);
+    assert_eq!(cancelled.refund_attempts, [failed, refunded]);
+    assert_eq!(
+        cancelled.cancellation.map(|c| c.reason),
+        Some(CancelReason::RequestedByCustomer)
+    );
+    assert!(repo.due(t + secs(99), 10).await.expect("due").is_empty());
+}
+
+async fn a_confirmed_order_is_cancelled_through_its_refund_and_a_failed_one_not_at_all<
+    R: OrderRepo,
+>(
+    repo: &R,
+) {
+    let t = base_time();
+    let confirmed = placed_order("c-cancel-confirmed", t);
+    let failed = placed_order("c-cancel-failed", t);
+    repo.insert_many(&[confirmed.clone(), failed.clone()])
+        .await
+        .expect("insert");
+    for (order, event) in [
+        (&confirmed, OrderEvent::PaymentCaptured),
+        (&failed, OrderEvent::PaymentFailed),
+    ] {
+        let (lease, _) = acquire(repo, order.id, "a", t).await;
+        let end = Transition::apply(OrderStatus::PaymentProcessing, event).expect("allowed");
+        repo.settle(&lease, None, end, t).await.expect("settle");
+    }
+
+    let result = repo
+        .cancel(
+            confirmed.id,
+            CancelReason::RestaurantUnavailable,
+            t + secs(10),
+        )
+        .await
+        .expect("cancel");
+    let refused = repo
+        .cancel(failed.id, CancelReason::Other, t + secs(10))
+        .await
+        .expect("cancel");
+
+    assert!(
+        matches!(&result, CancelResult::Cancelling(o) if o.status == OrderStatus::Cancelling),
+        "{result:?}"
+    );
+    assert_eq!(
+        repo.due(t + secs(10), 10).await.expect("due"),
+        [confirmed.id],
+        "a confirmed order is due again, for its refund"
+    );
+    assert!(
+        matches!(&refused, CancelResult::NotCancellable(o) if o.status == OrderStatus::PaymentFailed),
+        "{refused:?}"
+    );
+    let unchanged = repo.get(failed.id).await.expect("get").expect("exists");
+    assert_eq!(
+        unchanged.cancellation, None,
+        "a refused cancellation is not recorded"
+    );
+}
+
+async fn a_claim_racing_a_cancellation_either_acquires_or_finds_it_cancelled<R: OrderRepo>(
+    repo: &R,
+) {
+    let t = base_time();
+    let orders: Vec<_> = (0..20).map(|_| placed_order("c-cancel-race", t)).collect();
+    repo.insert_many(&orders).await.expect("insert");
+    let a = worker("a");
+    for order in &orders {
+        let (claimed, cancelled) = tokio::join!(
+            repo.claim(order.id, &a, t, Duration::from_secs(30)),
+            repo.cancel(order.id, CancelReason::Other, t),
+        );
+        let stored = repo.get(order.id).await.expect("get").expect("exists");
+        match (claimed.expect("claim"), cancelled.expect("cancel")) {
+            (Claim::Acquired { .. }, CancelResult::Cancelling(_)) => {
+                assert_eq!(stored.status, OrderStatus::Cancelling);
+            }
+            (Claim::Settled(_), CancelResult::Cancelled(_)) => {
+                assert_eq!(stored.status, OrderStatus::Cancelled);
+            }
+            other => panic!("a claim and a cancellation both won or both lost: {other:?}"),
+        }
     }
 }
 

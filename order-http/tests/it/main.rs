@@ -8,5 +8,6 @@
 
 mod api;
 mod binary;
+mod cancel;
 mod chaos;
 mod payments;

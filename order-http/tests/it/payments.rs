@@ -200,6 +200,13 @@ impl order_core::ports::PaymentGateway for PanickingGateway {
     ) -> Result<order_core::ChargeReceipt, order_core::GatewayError> {
         panic!("gateway adapter bug")
     }
+
+    async fn refund(
+        &self,
+        _: &order_core::payment::RefundRequest,
+    ) -> Result<order_core::payment::RefundReceipt, order_core::GatewayError> {
+        panic!("gateway adapter bug")
+    }
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 //! faults stop, every accepted order must reach a terminal status, the gateway must hold at
 //! most one capture per order, every `confirmed` order exactly one and every
 //! `payment_failed` order none, and every attempt history must be one the state machine
-//! allows.
+//! allows. A share of the orders (`CHAOS_CANCEL_PERCENT`, 30 by default) is cancelled at
+//! whatever stage its payment is: every acknowledged cancellation ends `cancelled`, and
+//! every `cancelled` order that was captured is refunded exactly once.
 //!
 //! Short by default (CI); `scripts/chaos.sh` runs the full form:
 //! `CHAOS_ORDERS=2000 CHAOS_KILLS=10 cargo test --release -p order-http --test it chaos -- --nocapture`;
@@ -152,23 +154,32 @@ fn start_processes(
     processes
 }
 
-/// Clients submitting orders until `submitting` turns false; every 202 is recorded.
+/// Clients submitting orders until `submitting` turns false; every 202 is recorded. A
+/// share of the accepted orders is cancelled a moment later, at whatever stage its payment
+/// is; every cancellation the service acknowledged is recorded.
 struct Clients {
     accepted: Arc<Mutex<Vec<OrderId>>>,
+    cancelled: Arc<Mutex<HashSet<OrderId>>>,
     submitting: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Clients {
-    fn start(api_ports: [u16; 2]) -> Self {
+    fn start(api_ports: [u16; 2], cancel_share: f64, seed: u64) -> Self {
         let accepted: Arc<Mutex<Vec<OrderId>>> = Arc::new(Mutex::new(Vec::new()));
+        let cancelled: Arc<Mutex<HashSet<OrderId>>> = Arc::new(Mutex::new(HashSet::new()));
         let submitting = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for c in 0..8 {
-            let (accepted, submitting, refused) =
-                (accepted.clone(), submitting.clone(), refused.clone());
+            let (accepted, cancelled, submitting, refused) = (
+                accepted.clone(),
+                cancelled.clone(),
+                submitting.clone(),
+                refused.clone(),
+            );
+            let mut rng = SmallRng::seed_from_u64(seed.wrapping_add(c as u64));
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -188,8 +199,27 @@ impl Clients {
                         .await;
                     match sent {
                         Ok(r) if r.status() == 202 => {
-                            if let Ok(order) = r.json::<order_api::OrderResponse>().await {
-                                accepted.lock().unwrap().push(OrderId::from_uuid(order.id));
+                            let Ok(order) = r.json::<order_api::OrderResponse>().await else {
+                                continue;
+                            };
+                            accepted.lock().unwrap().push(OrderId::from_uuid(order.id));
+                            if rng.random_bool(cancel_share) {
+                                let wait = rng.random_range(0..300);
+                                tokio::time::sleep(Duration::from_millis(wait)).await;
+                                let port = api_ports[rng.random_range(0..2)];
+                                let answer = client
+                                    .post(format!(
+                                        "http://127.0.0.1:{port}{}",
+                                        order_api::paths::order_cancel(order.id)
+                                    ))
+                                    .send()
+                                    .await;
+                                if answer.is_ok_and(|a| matches!(a.status().as_u16(), 200 | 202)) {
+                                    cancelled
+                                        .lock()
+                                        .unwrap()
+                                        .insert(OrderId::from_uuid(order.id));
+                                }
                             }
                         }
                         _ => {
@@ -202,6 +232,7 @@ impl Clients {
         }
         Self {
             accepted,
+            cancelled,
             submitting,
             refused,
             tasks,
@@ -212,21 +243,27 @@ impl Clients {
         self.accepted.lock().unwrap().len() as u64
     }
 
-    async fn stop(self) -> (Vec<OrderId>, u64) {
+    async fn stop(self) -> (Vec<OrderId>, HashSet<OrderId>, u64) {
         self.submitting.store(false, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
         }
         let accepted = self.accepted.lock().unwrap().clone();
-        (accepted, self.refused.load(Ordering::Relaxed))
+        let cancelled = self.cancelled.lock().unwrap().clone();
+        (accepted, cancelled, self.refused.load(Ordering::Relaxed))
     }
 }
 
-/// Checks one settled order against the gateway's ledger; returns whether it is confirmed.
-fn check_order(id: OrderId, order: &order_core::Order, ledger: &SimulatedGateway) -> bool {
-    let captures = ledger
+/// Checks one settled order against the gateway's ledger; returns its final status.
+fn check_order(
+    id: OrderId,
+    order: &order_core::Order,
+    ledger: &SimulatedGateway,
+    cancel_acknowledged: bool,
+) -> OrderStatus {
+    let (captures, refunds) = ledger
         .entry(&IdempotencyKey::for_order(id))
-        .map_or(0, |e| e.captures);
+        .map_or((0, 0), |e| (e.captures, e.refunds));
     let attempts = &order.payment_attempts;
     for (i, a) in attempts.iter().enumerate() {
         assert_eq!(
@@ -243,22 +280,43 @@ fn check_order(id: OrderId, order: &order_core::Order, ledger: &SimulatedGateway
             "{id}: only the last attempt may end the payment"
         );
     }
+    assert!(
+        refunds <= captures,
+        "{id}: {refunds} refunds of {captures} captures"
+    );
+    if cancel_acknowledged {
+        assert_eq!(
+            order.status,
+            OrderStatus::Cancelled,
+            "{id}: an acknowledged cancellation ends cancelled"
+        );
+    }
     match order.status {
         OrderStatus::Confirmed => {
             assert_eq!(captures, 1, "{id} is confirmed with {captures} captures");
+            assert_eq!(refunds, 0, "{id} is confirmed and refunded");
             assert!(
                 attempts.last().is_some_and(|a| a.outcome.is_success()),
                 "{id}: confirmed by a success"
             );
-            true
         }
         OrderStatus::PaymentFailed => {
             assert_eq!(captures, 0, "{id} failed but was captured");
             assert!(!attempts.iter().any(|a| a.outcome.is_success()));
-            false
+        }
+        OrderStatus::Cancelled => {
+            assert_eq!(
+                refunds, captures,
+                "{id} is cancelled with {captures} capture(s) and {refunds} refund(s)"
+            );
+            assert!(
+                order.cancellation.is_some(),
+                "{id}: the cancellation is recorded"
+            );
         }
         other => panic!("{id} ended {other}"),
     }
+    order.status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,8 +333,6 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     std::fs::create_dir_all(&logs).unwrap();
     let api_ports = [free_port(), free_port()];
     let mut processes = start_processes(&env, api_ports, &logs);
-    let clients = Clients::start(api_ports);
-
     // Faults: SIGKILL a random process and restart it; restart Redis empty along the way.
     // The schedule is seeded; a failing run prints its seed, and CHAOS_SEED replays it.
     let seed = std::env::var("CHAOS_SEED")
@@ -284,6 +340,8 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random::<u64>);
     eprintln!("chaos: seed {seed} (replay with CHAOS_SEED={seed})");
+    let cancel_share = setting("CHAOS_CANCEL_PERCENT", 30) as f64 / 100.0;
+    let clients = Clients::start(api_ports, cancel_share, seed);
     let mut rng = SmallRng::seed_from_u64(seed);
     let (mut kills, mut redis_restarts) = (0u64, 0u64);
     let started = Instant::now();
@@ -314,7 +372,7 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
             processes[victim].start();
         }
     }
-    let (accepted, refused) = clients.stop().await;
+    let (accepted, cancel_acknowledged, refused) = clients.stop().await;
     let unique: HashSet<OrderId> = accepted.iter().copied().collect();
     assert_eq!(unique.len(), accepted.len(), "every 202 named a new order");
 
@@ -323,7 +381,8 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     let settle_by = Instant::now() + Duration::from_secs(setting("CHAOS_SETTLE_SECONDS", 120));
     loop {
         let open: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM orders WHERE status IN ('pending', 'payment_processing')",
+            "SELECT count(*) FROM orders \
+             WHERE status IN ('pending', 'payment_processing', 'cancelling')",
         )
         .fetch_one(repo.pool())
         .await
@@ -338,30 +397,39 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut confirmed = 0u64;
+    let mut ended: std::collections::HashMap<OrderStatus, u64> = std::collections::HashMap::new();
     for id in &accepted {
         let order = repo
             .get(*id)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("accepted order {id} was lost"));
-        confirmed += u64::from(check_order(*id, &order, &ledger));
+        let status = check_order(*id, &order, &ledger, cancel_acknowledged.contains(id));
+        *ended.entry(status).or_default() += 1;
     }
     assert!(
-        ledger.ledger().values().all(|e| e.captures <= 1),
-        "a key was captured twice"
+        ledger
+            .ledger()
+            .values()
+            .all(|e| e.captures <= 1 && e.refunds <= e.captures),
+        "a key was captured twice, or refunded more than captured"
     );
+    let count = |status| ended.get(&status).copied().unwrap_or(0);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(repo.pool())
         .await
         .unwrap();
     println!(
-        "chaos: accepted={} stored={stored} confirmed={confirmed} failed={} kills={kills} redis_restarts={redis_restarts} \
-         refused={refused} gateway_calls={} captures={} seconds={:.1}",
+        "chaos: accepted={} stored={stored} confirmed={} failed={} cancelled={} cancels_acknowledged={} \
+         kills={kills} redis_restarts={redis_restarts} refused={refused} gateway_calls={} captures={} refunds={} seconds={:.1}",
         accepted.len(),
-        accepted.len() as u64 - confirmed,
+        count(OrderStatus::Confirmed),
+        count(OrderStatus::PaymentFailed),
+        count(OrderStatus::Cancelled),
+        cancel_acknowledged.len(),
         ledger.calls(),
         ledger.total_captures(),
+        ledger.total_refunds(),
         started.elapsed().as_secs_f64(),
     );
     drop(processes);

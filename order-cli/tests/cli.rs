@@ -280,3 +280,88 @@ async fn the_load_report_adds_up_in_both_modes() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_follows_the_order_to_cancelled_and_a_failed_one_exits_6() {
+    let server = TestApp::spawn(Backend::Memory, &[("LOG_LEVEL", "error")]).await;
+    let url = &server.base;
+    let order = server
+        .place(&order_http::testing::sample_order("cli-cancel"))
+        .await;
+    server
+        .wait_terminal(order.id, std::time::Duration::from_secs(10))
+        .await;
+    let id = order.id.to_string();
+
+    let cancelled = cli(
+        url,
+        &["cancel", &id, "--reason", "duplicate", "-o", "json"],
+        None,
+    )
+    .await;
+
+    assert_eq!(
+        cancelled.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&cancelled.stderr)
+    );
+    let answer: OrderResponse = json(&cancelled);
+    assert!(
+        matches!(
+            answer.status,
+            OrderStatus::Cancelling | OrderStatus::Cancelled
+        ),
+        "{answer:?}"
+    );
+    let watched = cli(
+        url,
+        &["watch", &id, "--interval", "0.05", "-o", "json"],
+        None,
+    )
+    .await;
+    let last: StatusChange = stdout(&watched)
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    assert_eq!(
+        last.status,
+        OrderStatus::Cancelled,
+        "watch follows it to the end"
+    );
+    let table = cli(url, &["get", &id, "-o", "table"], None).await;
+    assert!(
+        stdout(&table).contains("refund") && stdout(&table).contains("succeeded"),
+        "{}",
+        stdout(&table)
+    );
+    let bad = cli(url, &["cancel", &id, "--reason", "bored"], None).await;
+    assert_eq!(bad.status.code(), Some(4));
+    server.stop().await;
+
+    let declining = TestApp::spawn(
+        Backend::Memory,
+        &[
+            ("LOG_LEVEL", "error"),
+            ("PAYMENT_MOCK_SUCCESS_RATE", "0"),
+            ("PAYMENT_MOCK_DECLINE_SHARE", "1"),
+            ("PAYMENT_MOCK_TIMEOUT_SHARE", "0"),
+        ],
+    )
+    .await;
+    let failed = declining
+        .place(&order_http::testing::sample_order("cli-cancel-failed"))
+        .await;
+    declining
+        .wait_terminal(failed.id, std::time::Duration::from_secs(10))
+        .await;
+    let refused = cli(&declining.base, &["cancel", &failed.id.to_string()], None).await;
+    assert_eq!(
+        refused.status.code(),
+        Some(6),
+        "a payment_failed order is a conflict"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("payment_failed"));
+    declining.stop().await;
+}

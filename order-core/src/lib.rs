@@ -7,14 +7,16 @@
 //!
 //! ## Layout
 //! - [`ids`], [`money`]: values that cannot be invalid (parse, don't validate).
-//! - [`order`]: orders, items and the status state machine ([`order::next_status`]).
-//! - [`payment`]: charge requests, gateway outcomes, attempt records, idempotency keys.
+//! - [`order`]: orders, items, cancellations and the status state machine
+//!   ([`order::next_status`]).
+//! - [`payment`]: charge and refund requests, gateway outcomes, attempt records, idempotency
+//!   keys.
 //! - [`request`]: client idempotency keys and request fingerprints.
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
-//! - [`service`]: `OrderService` (place, get, list) in [`service::orders`], `PaymentProcessor`
-//!   (the worker's steps) in [`service::payments`], and the pure charge decision in
-//!   [`service::decision`].
+//! - [`service`]: `OrderService` (place, get, list, cancel) in [`service::orders`],
+//!   `PaymentProcessor` (the worker's steps) in [`service::payments`], and the pure charge
+//!   and refund decisions in [`service::decision`].
 //! - [`memory`]: in-memory adapters and a manual clock.
 //! - `testing` (feature `testing`): sample data and the conformance suites for adapters.
 //!

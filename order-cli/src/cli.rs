@@ -124,7 +124,8 @@ pub enum Command {
     },
     /// Generate load: a fixed rate (open model) or as fast as N connections go.
     Load(LoadArgs),
-    /// Wait until no order is pending or in payment, and report how fast they drained.
+    /// Wait until no order is pending, in payment or being cancelled, and report how fast
+    /// they drained.
     Drain {
         /// Give up after this many seconds (exit 5).
         #[arg(long, default_value_t = 600.0)]
@@ -148,7 +149,7 @@ pub struct LoadArgs {
     /// Requests in flight at most (open model): past it, sends are counted as dropped.
     #[arg(long, default_value_t = 10_000)]
     pub max_in_flight: usize,
-    /// After sending, wait until no order is pending or in payment, and report how fast the
+    /// After sending, wait until no order has work left (pending, paying, cancelling), and report how fast the
     /// backlog drained.
     #[arg(long)]
     pub settle: bool,

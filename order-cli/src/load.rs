@@ -77,7 +77,7 @@ pub struct Latency {
 /// How the backlog drained after sending.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settle {
-    /// Orders pending or in payment when sending stopped.
+    /// Orders with work left (pending, paying, cancelling) when sending stopped.
     pub open_at_start: u64,
     /// Seconds until none was left.
     pub seconds: f64,
@@ -411,12 +411,16 @@ async fn settled_counts(client: &OrderClient) -> Result<(u64, u64), CliError> {
     ))
 }
 
+/// Orders a worker still has work on: every status that is not terminal.
 async fn open_orders(client: &OrderClient) -> Result<u64, CliError> {
-    Ok(count(client, OrderStatus::Pending).await?
-        + count(client, OrderStatus::PaymentProcessing).await?)
+    let mut open = 0;
+    for status in OrderStatus::ALL.into_iter().filter(|s| !s.is_terminal()) {
+        open += count(client, status).await?;
+    }
+    Ok(open)
 }
 
-/// Waits until no order is pending or in payment; `before` is the settled counts before
+/// Waits until no order has work left; `before` is the settled counts before
 /// the run.
 pub async fn settle(
     client: &OrderClient,

@@ -165,14 +165,7 @@ impl OrderClient {
         if let Some(key) = idempotency_key {
             request = request.header(IDEMPOTENCY_KEY, key);
         }
-        let response = self.send(request).await?;
-        let headers = response.headers().clone();
-        let order = decode(response).await?;
-        Ok(Placed {
-            order,
-            location: header(&headers, LOCATION.as_str()),
-            replayed: header(&headers, IDEMPOTENT_REPLAYED).as_deref() == Some("true"),
-        })
+        placed(self.send(request).await?).await
     }
 
     /// `POST /api/v1/orders/{id}/cancel`: cancels the order (at once before payment; after,
@@ -191,14 +184,7 @@ impl OrderClient {
         if let Some(key) = idempotency_key {
             call = call.header(IDEMPOTENCY_KEY, key);
         }
-        let response = self.send(call).await?;
-        let headers = response.headers().clone();
-        let order = decode(response).await?;
-        Ok(Placed {
-            order,
-            location: header(&headers, LOCATION.as_str()),
-            replayed: header(&headers, IDEMPOTENT_REPLAYED).as_deref() == Some("true"),
-        })
+        placed(self.send(call).await?).await
     }
 
     /// `GET /api/v1/orders/{id}`.
@@ -265,6 +251,17 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// Reads an order answer with its `Location` and `Idempotent-Replayed` headers.
+async fn placed(response: Response) -> Result<Placed, ClientError> {
+    let headers = response.headers().clone();
+    let order = decode(response).await?;
+    Ok(Placed {
+        order,
+        location: header(&headers, LOCATION.as_str()),
+        replayed: header(&headers, IDEMPOTENT_REPLAYED).as_deref() == Some("true"),
+    })
 }
 
 /// Reads a success body as `T`, or an error status's [`ErrorBody`].

@@ -290,10 +290,7 @@ impl OrderRepo for MemoryOrderRepo {
         token: Uuid,
     ) -> Result<(), RepoError> {
         let mut keys = lock(&self.keys);
-        let record = keys
-            .get_mut(key)
-            .filter(|r| r.token == token && r.order.is_none())
-            .ok_or_else(|| RepoError::RequestSuperseded(key.clone()))?;
+        let record = reservation(&mut keys, key, token)?;
         self.insert_rows(std::slice::from_ref(order))?;
         record.order = Some(order.id);
         Ok(())
@@ -340,11 +337,7 @@ impl OrderRepo for MemoryOrderRepo {
         order: OrderId,
     ) -> Result<(), RepoError> {
         let mut keys = lock(&self.keys);
-        let record = keys
-            .get_mut(key)
-            .filter(|r| r.token == token && r.order.is_none())
-            .ok_or_else(|| RepoError::RequestSuperseded(key.clone()))?;
-        record.order = Some(order);
+        reservation(&mut keys, key, token)?.order = Some(order);
         Ok(())
     }
 
@@ -369,6 +362,17 @@ impl OrderRepo for MemoryOrderRepo {
     async fn ping(&self) -> Result<(), RepoError> {
         Ok(())
     }
+}
+
+/// The uncompleted reservation of `key` that `token` holds.
+fn reservation<'a>(
+    keys: &'a mut HashMap<RequestKey, KeyRecord>,
+    key: &RequestKey,
+    token: Uuid,
+) -> Result<&'a mut KeyRecord, RepoError> {
+    keys.get_mut(key)
+        .filter(|r| r.token == token && r.order.is_none())
+        .ok_or_else(|| RepoError::RequestSuperseded(key.clone()))
 }
 
 /// Appends an attempt to the order's charges or refunds.

@@ -78,6 +78,26 @@ fn answer(answer: &ChargeAnswer) -> Response {
     (status, Json(answer)).into_response()
 }
 
+/// The request's idempotency key, if it has a non-empty one.
+fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(gw::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+}
+
+/// A simulated time-out keeps the client waiting, so clients see a real one.
+async fn keep_waiting_on_timeout<T>(state: &ServerState, result: &Result<T, GatewayError>) {
+    if matches!(result, Err(GatewayError::Timeout(_))) {
+        let delay = state
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .timeout_delay_ms;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+}
+
 fn invalid(error: impl Into<String>) -> Response {
     answer(&ChargeAnswer::Invalid {
         error: error.into(),
@@ -89,11 +109,7 @@ async fn charge(
     headers: HeaderMap,
     body: Result<Json<ChargeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Some(key) = headers
-        .get(gw::IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty())
-    else {
+    let Some(key) = idempotency_key(&headers) else {
         return invalid("an Idempotency-Key header is required");
     };
     let Json(body) = match body {
@@ -113,15 +129,7 @@ async fn charge(
         amount,
     };
     let result = state.gateway.charge(&request).await;
-    if matches!(result, Err(GatewayError::Timeout(_))) {
-        // A simulated time-out keeps the client waiting, so clients see a real one.
-        let delay = state
-            .behaviour
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .timeout_delay_ms;
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
+    keep_waiting_on_timeout(&state, &result).await;
     answer(&match result {
         Ok(receipt) => ChargeAnswer::Succeeded {
             transaction_id: receipt.transaction_id,
@@ -145,11 +153,7 @@ async fn refund(
     body: Result<Json<RefundBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let invalid = |error: String| refund_answer(&RefundAnswer::Invalid { error });
-    let Some(key) = headers
-        .get(gw::IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty())
-    else {
+    let Some(key) = idempotency_key(&headers) else {
         return invalid("an Idempotency-Key header is required".into());
     };
     let Json(body) = match body {
@@ -167,14 +171,7 @@ async fn refund(
         amount,
     };
     let result = state.gateway.refund(&request).await;
-    if matches!(result, Err(GatewayError::Timeout(_))) {
-        let delay = state
-            .behaviour
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .timeout_delay_ms;
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
+    keep_waiting_on_timeout(&state, &result).await;
     refund_answer(&match result {
         Ok(RefundReceipt::Refunded { refund_id, amount }) => RefundAnswer::Refunded {
             refund_id,

@@ -183,20 +183,36 @@ impl OrderTreeRow {
             },
             other => return Err(bad("outcome", other.to_owned())),
         };
-        let number = u32::try_from(self.n)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .ok_or_else(|| bad("number", format!("{} is not positive", self.n)))?;
+        let (number, started_at, finished_at) = self.attempt_frame()?;
         Ok(PaymentAttempt {
             number,
             outcome,
-            started_at: need("started_at", self.started_at)?,
-            finished_at: need("finished_at", self.finished_at)?,
+            started_at,
+            finished_at,
         })
     }
 }
 
 impl OrderTreeRow {
+    /// What every attempt row has: its number and when it started and ended.
+    fn attempt_frame(&self) -> Result<(NonZeroU32, DateTime<Utc>, DateTime<Utc>), CorruptRow> {
+        let number = u32::try_from(self.n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| {
+                CorruptRow::new(
+                    "payment_attempts",
+                    "number",
+                    format!("{} is not positive", self.n),
+                )
+            })?;
+        Ok((
+            number,
+            need("started_at", self.started_at)?,
+            need("finished_at", self.finished_at)?,
+        ))
+    }
+
     /// The refund attempt this row carries.
     pub fn refund_attempt(&self) -> Result<RefundAttempt, CorruptRow> {
         let bad = |column, e: String| CorruptRow::new("payment_attempts", column, e);
@@ -219,15 +235,12 @@ impl OrderTreeRow {
             },
             other => return Err(bad("outcome", other.to_owned())),
         };
-        let number = u32::try_from(self.n)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .ok_or_else(|| bad("number", format!("{} is not positive", self.n)))?;
+        let (number, started_at, finished_at) = self.attempt_frame()?;
         Ok(RefundAttempt {
             number,
             outcome,
-            started_at: need("started_at", self.started_at)?,
-            finished_at: need("finished_at", self.finished_at)?,
+            started_at,
+            finished_at,
         })
     }
 }

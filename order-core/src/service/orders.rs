@@ -88,17 +88,9 @@ where
     #[instrument(skip_all, fields(order_id, key = %key))]
     pub async fn place_once(&self, new: NewOrder, key: &RequestKey) -> Result<Placed, PlaceError> {
         let now = micros_now(&*self.clock);
-        let fingerprint = Fingerprint::of(&new);
-        let token = match self
-            .repo
-            .begin_request(key, &fingerprint, now, REQUEST_STALE_AFTER)
-            .await?
-        {
-            KeyedRequest::New(token) => token,
-            KeyedRequest::InFlight => return Err(PlaceError::InFlight),
-            KeyedRequest::Mismatch => return Err(PlaceError::KeyReused),
-            KeyedRequest::Completed(id) => {
-                let order = self.repo.get(id).await?.ok_or(RepoError::NotFound(id))?;
+        let token = match self.reserve(key, &Fingerprint::of(&new)).await? {
+            Reserved::New(token) => token,
+            Reserved::Replay(order) => {
                 return Ok(Placed {
                     order,
                     replayed: true,
@@ -157,20 +149,12 @@ where
         reason: CancelReason,
         key: &RequestKey,
     ) -> Result<Cancelled, PlaceError> {
-        let now = micros_now(&*self.clock);
-        let fingerprint = Fingerprint::of_cancel(id, reason);
         let token = match self
-            .repo
-            .begin_request(key, &fingerprint, now, REQUEST_STALE_AFTER)
+            .reserve(key, &Fingerprint::of_cancel(id, reason))
             .await?
         {
-            KeyedRequest::New(token) => token,
-            KeyedRequest::InFlight => return Err(PlaceError::InFlight),
-            KeyedRequest::Mismatch => return Err(PlaceError::KeyReused),
-            KeyedRequest::Completed(id) => {
-                let order = self.repo.get(id).await?.ok_or(RepoError::NotFound(id))?;
-                return Ok(Cancelled::Replayed(order));
-            }
+            Reserved::New(token) => token,
+            Reserved::Replay(order) => return Ok(Cancelled::Replayed(order)),
         };
         let result = match self.cancel(id, reason).await {
             Ok(result) => result,
@@ -183,6 +167,29 @@ where
         // the key takes the stale reservation over and cancels again, to the same effect.
         self.repo.complete_request(key, token, id).await?;
         Ok(Cancelled::Now(result))
+    }
+
+    /// Reserves `key` for a request with `fingerprint`, or finds the order an earlier
+    /// request with it left; a key in flight or used for another request is an error.
+    async fn reserve(
+        &self,
+        key: &RequestKey,
+        fingerprint: &Fingerprint,
+    ) -> Result<Reserved, PlaceError> {
+        let now = micros_now(&*self.clock);
+        match self
+            .repo
+            .begin_request(key, fingerprint, now, REQUEST_STALE_AFTER)
+            .await?
+        {
+            KeyedRequest::New(token) => Ok(Reserved::New(token)),
+            KeyedRequest::InFlight => Err(PlaceError::InFlight),
+            KeyedRequest::Mismatch => Err(PlaceError::KeyReused),
+            KeyedRequest::Completed(id) => {
+                let order = self.repo.get(id).await?.ok_or(RepoError::NotFound(id))?;
+                Ok(Reserved::Replay(order))
+            }
+        }
     }
 
     /// Forgets idempotency keys older than `retention`; returns how many.
@@ -221,6 +228,14 @@ pub struct Placed {
     pub order: Order,
     /// Whether it was placed by an earlier request with the same key.
     pub replayed: bool,
+}
+
+/// What reserving a client's key found.
+enum Reserved {
+    /// The key is this request's now, under this token.
+    New(uuid::Uuid),
+    /// An earlier request with the key left this order.
+    Replay(Order),
 }
 
 /// A cancellation under an idempotency key.

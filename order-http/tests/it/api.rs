@@ -105,28 +105,6 @@ async fn liveness_and_readiness_answer(backend: Backend) {
     app.stop().await;
 }
 
-/// Each scenario, once on the embedded default and once on PostgreSQL + Redis.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod on_memory {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(order_http::testing::Backend::Memory).await;
-                }
-            )*
-        }
-        mod on_postgres_and_redis {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(order_http::testing::Backend::PostgresRedis).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     an_order_is_accepted_with_its_location_and_exact_total_then_paid,
     unknown_and_malformed_order_ids_are_404_and_422,

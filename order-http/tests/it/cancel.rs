@@ -302,28 +302,6 @@ async fn refunds_wait_out_a_gateway_outage_then_complete_once(backend: Backend) 
     app.stop().await;
 }
 
-/// Each scenario, once on the embedded default and once on PostgreSQL + Redis.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod on_memory {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(order_http::testing::Backend::Memory).await;
-                }
-            )*
-        }
-        mod on_postgres_and_redis {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(order_http::testing::Backend::PostgresRedis).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     a_charge_in_flight_is_refunded_once_it_resolves,
     a_confirmed_order_is_refunded_then_cancelled,

@@ -6,6 +6,29 @@
     reason = "table-driven tests read best as one table"
 )]
 
+/// Each scenario, once on the embedded default and once on PostgreSQL + Redis: a module per
+/// backend, a test per scenario, named after it.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_memory {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(order_http::testing::Backend::Memory).await;
+                }
+            )*
+        }
+        mod on_postgres_and_redis {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(order_http::testing::Backend::PostgresRedis).await;
+                }
+            )*
+        }
+    };
+}
+
 mod api;
 mod binary;
 mod cancel;

@@ -116,7 +116,7 @@ pub fn new_order(body: &Value) -> Result<NewOrder, ValidationErrors> {
     fields.finish()
 }
 
-/// Parses a cancel body: absent, `{}`, or `{"reason": ...}`; the reason defaults to
+/// Parses a cancel body: absent, `null`, `{}`, or `{"reason": ...}`; the reason defaults to
 /// `requested_by_customer`.
 pub fn cancel_reason(body: Option<&Value>) -> Result<CancelReason, ValidationErrors> {
     let reject = |reason: Invalid| {
@@ -124,7 +124,7 @@ pub fn cancel_reason(body: Option<&Value>) -> Result<CancelReason, ValidationErr
             CancelReason::default()
         })
     };
-    let Some(body) = body else {
+    let Some(body) = body.filter(|b| !b.is_null()) else {
         return Ok(CancelReason::default());
     };
     let Some(object) = body.as_object() else {
@@ -158,6 +158,10 @@ mod tests {
     #[test]
     fn a_cancel_reason_defaults_and_an_unknown_one_is_named() {
         assert_eq!(cancel_reason(None), Ok(CancelReason::RequestedByCustomer));
+        assert_eq!(
+            cancel_reason(Some(&Value::Null)),
+            Ok(CancelReason::RequestedByCustomer)
+        );
         assert_eq!(
             cancel_reason(Some(&json!({}))),
             Ok(CancelReason::RequestedByCustomer)

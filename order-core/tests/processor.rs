@@ -496,3 +496,106 @@ async fn an_order_whose_job_was_lost_is_queued_again_by_the_reconciler() {
         "terminal orders are not queued"
     );
 }
+
+/// A gateway whose charge is cancelled by the customer while it is in flight: the
+/// cancellation lands in the store between the call and its answer, then the charge
+/// captures.
+struct CancelledMidCharge {
+    repo: Arc<MemoryOrderRepo>,
+    clock: Arc<ManualClock>,
+    charges: std::sync::atomic::AtomicU32,
+    refunds: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for CancelledMidCharge {
+    async fn charge(
+        &self,
+        request: &order_core::ChargeRequest,
+    ) -> Result<ChargeReceipt, GatewayError> {
+        use std::sync::atomic::Ordering;
+        self.charges.fetch_add(1, Ordering::SeqCst);
+        let result = self
+            .repo
+            .cancel(
+                request.order_id,
+                order_core::order::CancelReason::RequestedByCustomer,
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(result, order_core::ports::CancelResult::Cancelling(_)),
+            "{result:?}"
+        );
+        ok_receipt()
+    }
+
+    async fn refund(
+        &self,
+        request: &order_core::payment::RefundRequest,
+    ) -> Result<order_core::payment::RefundReceipt, GatewayError> {
+        self.refunds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(order_core::payment::RefundReceipt::Refunded {
+            refund_id: "re_1".into(),
+            amount: request.amount,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_charge_that_resolves_after_a_cancellation_is_recorded_and_refunded_never_confirmed() {
+    use std::sync::atomic::Ordering;
+    let clock = Arc::new(ManualClock::default());
+    let repo = Arc::new(MemoryOrderRepo::new());
+    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let gateway = Arc::new(CancelledMidCharge {
+        repo: repo.clone(),
+        clock: clock.clone(),
+        charges: 0.into(),
+        refunds: 0.into(),
+    });
+    let orders = OrderService::new(repo.clone(), queue.clone(), clock.clone());
+    let worker = PaymentProcessor::new(
+        repo.clone(),
+        queue.clone(),
+        gateway.clone(),
+        clock.clone(),
+        config(),
+    );
+    let order = orders.place(new_order("c-mid")).await.unwrap();
+
+    let first = worker.process_next(Duration::ZERO).await.unwrap();
+
+    assert_eq!(first, Some(Outcome::CancelledMidCharge));
+    let cancelling = repo.get(order.id).await.unwrap().unwrap();
+    assert_eq!(
+        cancelling.status,
+        OrderStatus::Cancelling,
+        "the capture did not confirm it"
+    );
+    assert_eq!(
+        cancelling.payment_attempts.len(),
+        1,
+        "the capture is on record"
+    );
+    assert!(cancelling.payment_attempts[0].outcome.is_success());
+
+    let second = worker.process_next(Duration::ZERO).await.unwrap();
+
+    assert_eq!(second, Some(Outcome::Cancelled));
+    let cancelled = repo.get(order.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(
+        gateway.charges.load(Ordering::SeqCst),
+        1,
+        "no second charge"
+    );
+    assert_eq!(gateway.refunds.load(Ordering::SeqCst), 1, "refunded once");
+    assert_eq!(
+        worker.process_next(Duration::ZERO).await.unwrap(),
+        None,
+        "nothing left"
+    );
+}

@@ -172,6 +172,16 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// Runs `work` on its own task and waits for it: if the client hangs up and this handler
+/// is dropped, the work still runs to the end.
+async fn finish_detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?
+}
+
 /// The `Idempotency-Key` header, if the request has one.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> {
     headers
@@ -214,13 +224,21 @@ async fn create_order(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let new = parse::new_order(&body)?;
-    let placed = match idempotency_key(&headers)? {
-        Some(key) => state.orders.place_once(new, &key).await?,
-        None => Placed {
-            order: state.orders.place(new).await?,
-            replayed: false,
-        },
-    };
+    let key = idempotency_key(&headers)?;
+    // Spawned, not awaited in place: a client that hangs up drops this handler, and the
+    // order it may already have committed must still be queued for payment at once, not
+    // left to the reconciler.
+    let orders = state.orders.clone();
+    let placed = finish_detached(async move {
+        Ok::<_, ApiError>(match key {
+            Some(key) => orders.place_once(new, &key).await?,
+            None => Placed {
+                order: orders.place(new).await?,
+                replayed: false,
+            },
+        })
+    })
+    .await?;
     let location = paths::order(placed.order.id.as_uuid());
     let mut response = (
         StatusCode::ACCEPTED,
@@ -364,13 +382,20 @@ async fn cancel_order(
         .parse()
         .map_err(|e| ApiError::Validation(vec![FieldError::new("order_id", e)]))?;
     let reason = parse::cancel_reason(body.as_ref())?;
-    let (order, replayed) = match idempotency_key(&headers)? {
-        Some(key) => match state.orders.cancel_once(id, reason, &key).await? {
-            Cancelled::Now(result) => (cancelled(result)?, false),
-            Cancelled::Replayed(order) => (order, true),
-        },
-        None => (cancelled(state.orders.cancel(id, reason).await?)?, false),
-    };
+    let key = idempotency_key(&headers)?;
+    // Spawned for the same reason as placing: a recorded cancellation is queued for its
+    // refund even if the client hangs up.
+    let orders = state.orders.clone();
+    let (order, replayed) = finish_detached(async move {
+        Ok::<_, ApiError>(match key {
+            Some(key) => match orders.cancel_once(id, reason, &key).await? {
+                Cancelled::Now(result) => (cancelled(result)?, false),
+                Cancelled::Replayed(order) => (order, true),
+            },
+            None => (cancelled(orders.cancel(id, reason).await?)?, false),
+        })
+    })
+    .await?;
     let status = match order.status {
         OrderStatus::Cancelled => StatusCode::OK,
         OrderStatus::Cancelling => StatusCode::ACCEPTED,

@@ -539,3 +539,63 @@ async fn an_idempotency_key_makes_retries_safe(backend: Backend) {
     assert_eq!(listed.total, 2, "one order per key");
     app.stop().await;
 }
+
+/// Sends `POST /api/v1/orders` over a raw connection and hangs up `after` it sent the
+/// request, without reading the answer.
+async fn post_and_hang_up(addr: &str, body: &[u8], after: Duration) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        paths::ORDERS,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    tokio::time::sleep(after).await;
+    drop(stream);
+}
+
+#[tokio::test]
+async fn orders_whose_clients_hung_up_are_paid_at_once_not_left_to_the_reconciler() {
+    // The reconciler would find a stranded order only after its 30 s grace.
+    let app = TestApp::spawn(Backend::PostgresRedis, &[]).await;
+    let customer = format!("hang-up-{}", uuid::Uuid::now_v7().simple());
+    let body = serde_json::to_vec(&sample_order(&customer)).unwrap();
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    // Hang-ups spread over the first few milliseconds land before, during and after the
+    // commit, and between the commit and the enqueue. All at once, as mobile clients do.
+    futures::future::join_all(
+        (0..60u64).map(|i| post_and_hang_up(&addr, &body, Duration::from_micros(i * 500))),
+    )
+    .await;
+
+    let query = ListOrdersQuery {
+        customer_id: Some(customer),
+        page_size: Some(100),
+        ..ListOrdersQuery::default()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let page = app.client.list(&query).await.unwrap();
+        let open: Vec<_> = page
+            .orders
+            .iter()
+            .filter(|o| !o.status.is_terminal())
+            .map(|o| (o.id, o.status))
+            .collect();
+        // Every request arrived whole: each is work the client started, finished for it.
+        if page.total == 60 && open.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "{} of {} stored orders still unpaid: {open:?}",
+            open.len(),
+            page.total
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}

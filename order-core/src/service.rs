@@ -4,6 +4,7 @@
 //! - [`orders`]: placing (with [`group_commit`]), reading and listing orders.
 //! - [`payments`]: the worker's steps: receive, claim, charge, record, settle.
 //! - [`decision`]: what one gateway answer means for an order, as a pure function.
+//! - [`store_gate`]: failing fast while the store is down.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ pub mod decision;
 pub mod group_commit;
 pub mod orders;
 pub mod payments;
+pub mod store_gate;
 
 pub use orders::{
     Cancelled, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION, REQUEST_STALE_AFTER,

@@ -47,6 +47,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Connections in the PostgreSQL pool (`DATABASE_POOL_SIZE`, 20).
     pub database_pool_size: u32,
+    /// How long a request waits for a PostgreSQL connection before it answers 503
+    /// (`DATABASE_ACQUIRE_TIMEOUT`, seconds, 1).
+    pub database_acquire_timeout: Duration,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<String>,
     /// Stream of payment jobs (`REDIS_QUEUE_NAME`, `payment_queue`).
@@ -247,6 +250,8 @@ impl Config {
                 "DATABASE_POOL_SIZE",
                 parse(l, "DATABASE_POOL_SIZE", 20, "a whole number")?,
             )?,
+            database_acquire_timeout: seconds(l, "DATABASE_ACQUIRE_TIMEOUT", 1.0)?
+                .max(Duration::from_millis(10)),
             redis_url: url(l, "REDIS_URL", &["redis", "rediss"])?,
             redis_queue_name: queue_name,
             retry,

@@ -14,7 +14,7 @@ use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
 use order_queue_redis::{QueueConfig, RedisQueue, unique_consumer_name};
-use order_store_postgres::{PgOrderRepo, PoolConfig};
+use order_store_postgres::{Migrator, PgOrderRepo, PoolConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -79,11 +79,15 @@ pub struct Application {
     state: Option<AppState>,
     worker: Option<(Arc<Processor>, WorkerSettings)>,
     gateway: SimulatedGateway,
+    /// Applies PostgreSQL's migrations once it answers; until then the store is not ready.
+    migrator: Option<Migrator>,
 }
 
 impl Application {
-    /// Connects the adapters the configuration names (in memory when it names none),
-    /// applies migrations, binds the listener for the API roles.
+    /// Sets up the adapters the configuration names (in memory when it names none) and binds
+    /// the listener for the API roles. PostgreSQL and Redis need not be up: the process
+    /// starts, reports itself not ready, and uses them once they answer (the migrations are
+    /// applied then).
     pub async fn build(config: &Config, role: Role) -> Result<Self, StartError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let name = unique_consumer_name(match role {
@@ -95,7 +99,7 @@ impl Application {
         if embedded && role != Role::All {
             return Err(StartError::SeparateRolesNeedSharedStorage);
         }
-        let (repo, queue) = adapters(config, &name, &clock).await?;
+        let (repo, queue, migrator) = adapters(config, &name, &clock).await?;
         let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
         let http_gateway = match &config.payment_gateway_url {
             Some(url) => {
@@ -163,6 +167,7 @@ impl Application {
             state,
             worker,
             gateway,
+            migrator,
         })
     }
 
@@ -204,6 +209,16 @@ impl Application {
         let worker = self.worker.map(|(processor, settings)| {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
         });
+        let migrating = self.migrator.map(|migrator| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                migrator
+                    .run(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+            })
+        });
         let purge = self
             .state
             .as_ref()
@@ -238,14 +253,21 @@ impl Application {
                 message: worker::panic_message(e),
             }),
         };
-        let purge_result = match purge {
-            Some(purge) => purge.await.map_err(|e| StartError::Panicked {
-                task: "idempotency key purge",
-                message: worker::panic_message(e),
-            }),
-            None => Ok(()),
+        let joined = |task, handle: Option<tokio::task::JoinHandle<()>>| async move {
+            match handle {
+                Some(handle) => handle.await.map_err(|e| StartError::Panicked {
+                    task,
+                    message: worker::panic_message(e),
+                }),
+                None => Ok(()),
+            }
         };
-        served.and(worker_result).and(purge_result)
+        let purge_result = joined("idempotency key purge", purge).await;
+        let migrate_result = joined("migrator", migrating).await;
+        served
+            .and(worker_result)
+            .and(purge_result)
+            .and(migrate_result)
     }
 }
 
@@ -270,24 +292,27 @@ async fn serve(
 }
 
 /// The store and queue the configuration names, in memory for those it does not.
+#[allow(
+    clippy::type_complexity,
+    reason = "the adapters and the migrator, returned together once"
+)]
 async fn adapters(
     config: &Config,
     consumer: &str,
     clock: &Arc<dyn Clock>,
-) -> Result<(Arc<dyn OrderRepo>, Arc<dyn PaymentQueue>), StartError> {
-    let repo: Arc<dyn OrderRepo> = match &config.database_url {
+) -> Result<(Arc<dyn OrderRepo>, Arc<dyn PaymentQueue>, Option<Migrator>), StartError> {
+    // PostgreSQL may be down: the process starts anyway, not ready, and the migrator brings
+    // the store up when it answers.
+    let (repo, migrator): (Arc<dyn OrderRepo>, _) = match &config.database_url {
         Some(url) => {
             let pool = PoolConfig {
                 max_connections: config.database_pool_size,
-                ..PoolConfig::default()
+                acquire_timeout: config.database_acquire_timeout,
             };
-            Arc::new(
-                PgOrderRepo::connect(url, &pool)
-                    .await
-                    .map_err(StartError::Store)?,
-            )
+            let (repo, migrator) = PgOrderRepo::lazy(url, &pool).map_err(StartError::Store)?;
+            (Arc::new(repo), Some(migrator))
         }
-        None => Arc::new(MemoryOrderRepo::new()),
+        None => (Arc::new(MemoryOrderRepo::new()), None),
     };
     let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
         Some(url) => {
@@ -320,7 +345,7 @@ async fn adapters(
         }
         (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
     }
-    Ok((repo, queue))
+    Ok((repo, queue, migrator))
 }
 
 /// Forgets idempotency keys past their retention, every ten minutes until stopped.

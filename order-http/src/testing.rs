@@ -128,8 +128,31 @@ impl TestApp {
         app
     }
 
-    /// A process of `role` on the given storage environment.
+    /// A process of `role` on the given storage environment, once it is ready (its store
+    /// migrated and its queue answering; a worker-only process at once).
     pub async fn spawn_role(
+        role: Role,
+        env: Vec<(String, String)>,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let app = Self::start_role(role, env, extra).await;
+        if !app.base.is_empty() {
+            let start = Instant::now();
+            while !matches!(app.client.ready().await, Ok(r) if r.status == order_api::health::Readiness::Ready)
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "the service did not become ready in 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        app
+    }
+
+    /// A process of `role` on the given storage environment, started but perhaps not ready
+    /// yet (its dependencies may be down).
+    pub async fn start_role(
         role: Role,
         env: Vec<(String, String)>,
         extra: &[(&str, &str)],

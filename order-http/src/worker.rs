@@ -87,6 +87,17 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WorkerPanicked> {
     let mut panicked = None;
+    // Take no job before the store answers (at start, PostgreSQL may still be coming up):
+    // a job taken then could not be claimed and would wait a whole lease.
+    let mut wait = Duration::from_millis(100);
+    while let Err(e) = processor.check_store().await {
+        debug!(error = %e, "waiting for the store before taking jobs");
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     let mut tasks = JoinSet::new();
     let mut reclaim = interval(settings.reclaim_every);

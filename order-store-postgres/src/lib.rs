@@ -28,6 +28,9 @@ use order_core::ports::{
 };
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
 use order_core::{Order, OrderId, Transition, WorkerId};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -47,12 +50,18 @@ pub use pool::{PoolConfig, connect_options, lazy_pool, migrate};
 #[derive(Debug, Clone)]
 pub struct PgOrderRepo {
     pool: PgPool,
+    /// Whether the migrations are known to be applied; until then every call is
+    /// [`RepoError::Unavailable`], never a query against a schema that may not exist.
+    schema: Arc<AtomicBool>,
 }
 
 impl PgOrderRepo {
     /// A repo over `pool` (migrations must have been applied: see [`migrate`]).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            schema: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     /// Connects to `url`, applies the migrations and returns the repo.
@@ -62,9 +71,69 @@ impl PgOrderRepo {
         Ok(Self::new(pool))
     }
 
+    /// A repo on `url` that needs no server yet, and the [`Migrator`] that makes it usable:
+    /// until the migrator has applied the migrations, every call answers
+    /// [`RepoError::Unavailable`]. A process can start, and report itself not ready, while
+    /// PostgreSQL is down.
+    pub fn lazy(url: &str, config: &PoolConfig) -> Result<(Self, Migrator), RepoError> {
+        let pool = lazy_pool(connect_options(url)?, config);
+        let schema = Arc::new(AtomicBool::new(false));
+        let migrator = Migrator {
+            pool: pool.clone(),
+            schema: Arc::clone(&schema),
+        };
+        Ok((Self { pool, schema }, migrator))
+    }
+
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool, once the schema is migrated.
+    pub(crate) fn db(&self) -> Result<&PgPool, RepoError> {
+        if self.schema.load(Ordering::Acquire) {
+            Ok(&self.pool)
+        } else {
+            Err(RepoError::Unavailable(
+                "the schema is not migrated yet: waiting for PostgreSQL".into(),
+            ))
+        }
+    }
+}
+
+/// Applies the migrations of a [`PgOrderRepo::lazy`] repo, retrying until they are.
+#[derive(Debug)]
+pub struct Migrator {
+    pool: PgPool,
+    schema: Arc<AtomicBool>,
+}
+
+impl Migrator {
+    /// Tries to migrate, again and again with backoff (0.25 s doubling to 5 s), until it
+    /// succeeds or `stop` completes; then the repo serves. Returns whether it migrated.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> bool {
+        let mut stop = std::pin::pin!(stop);
+        let mut wait = std::time::Duration::from_millis(250);
+        loop {
+            match migrate(&self.pool).await {
+                Ok(()) => {
+                    self.schema.store(true, Ordering::Release);
+                    tracing::info!("PostgreSQL is ready: migrations applied");
+                    return true;
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    retry_in = ?wait,
+                    "PostgreSQL is not ready; trying the migrations again"
+                ),
+            }
+            tokio::select! {
+                () = &mut stop => return false,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        }
     }
 }
 
@@ -176,7 +245,7 @@ impl OrderRepo for PgOrderRepo {
 
     async fn ping(&self) -> Result<(), RepoError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await
             .map_err(translate)?;
         Ok(())

@@ -113,7 +113,7 @@ impl PgOrderRepo {
         &self,
         query: TreeQuery<'_>,
     ) -> Result<Vec<(Order, bool)>, RepoError> {
-        let rows = query.fetch_all(self.pool()).await.map_err(translate)?;
+        let rows = query.fetch_all(self.db()?).await.map_err(translate)?;
         assemble(&rows)
     }
 
@@ -139,7 +139,7 @@ impl PgOrderRepo {
         ))
         .bind(customer) // $1
         .bind(status) // $2
-        .fetch_one(self.pool())
+        .fetch_one(self.db()?)
         .await
         .map_err(translate)?;
         // Binds: the condition's, then `$3` page size, `$4` offset.
@@ -189,7 +189,7 @@ impl PgOrderRepo {
             .bind(key.map(|(_, t)| t))
             .bind(columns.ids[0])
             .bind(OrderStatus::Pending.as_str())
-            .fetch_one(self.pool())
+            .fetch_one(self.db()?)
             .await;
         match result {
             Ok(stored) => Ok(stored == 1),
@@ -202,7 +202,7 @@ impl PgOrderRepo {
                 // The statement changed nothing; name one of the ids that exist already.
                 let existing: Option<Uuid> = sqlx::query_scalar(FIND_EXISTING)
                     .bind(&columns.ids)
-                    .fetch_optional(self.pool())
+                    .fetch_optional(self.db()?)
                     .await
                     .map_err(translate)?;
                 Err(RepoError::Duplicate(OrderId::from_uuid(

@@ -127,7 +127,7 @@ impl PgOrderRepo {
         }
         let row: ClaimMissRow = sqlx::query_as(CLAIM_MISS)
             .bind(id.as_uuid())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db()?)
             .await
             .map_err(translate)?
             .ok_or(RepoError::NotFound(id))?;
@@ -157,7 +157,7 @@ impl PgOrderRepo {
             .bind(transition.to().as_str())
             .bind(now)
             .bind(transition.from().as_str())
-            .fetch_one(self.pool())
+            .fetch_one(self.db()?)
             .await
             .map_err(translate)?;
         if updated == 1 {
@@ -180,7 +180,7 @@ impl PgOrderRepo {
             .bind(lease.token)
             .bind(retry_at)
             .bind(now)
-            .fetch_one(self.pool())
+            .fetch_one(self.db()?)
             .await
             .map_err(translate)?;
         if updated == 1 {
@@ -198,7 +198,7 @@ impl PgOrderRepo {
         let ids: Vec<Uuid> = sqlx::query_scalar(DUE)
             .bind(before)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
+            .fetch_all(self.db()?)
             .await
             .map_err(translate)?;
         Ok(ids.into_iter().map(OrderId::from_uuid).collect())
@@ -258,9 +258,13 @@ impl PgOrderRepo {
     /// Says why a fenced write matched no row: the order is gone, the lease was taken
     /// over, or the status differs.
     async fn explain_miss(&self, lease: &Lease, expected: Option<OrderStatus>) -> RepoError {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return e,
+        };
         let row: Result<Option<LeaseRow>, _> = sqlx::query_as(LEASE_NOW)
             .bind(lease.order_id.as_uuid())
-            .fetch_optional(self.pool())
+            .fetch_optional(db)
             .await;
         let row = match row {
             Err(e) => return translate(e),

@@ -55,7 +55,7 @@ impl PgOrderRepo {
             .bind(token)
             .bind(now)
             .bind(stale_before)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db()?)
             .await
             .map_err(translate)?;
         if reserved.is_some() {
@@ -63,7 +63,7 @@ impl PgOrderRepo {
         }
         let row: Option<RequestKeyRow> = sqlx::query_as(KEY)
             .bind(key.as_str())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db()?)
             .await
             .map_err(translate)?;
         let Some(row) = row else {
@@ -83,7 +83,7 @@ impl PgOrderRepo {
         sqlx::query(ABANDON_KEY)
             .bind(key.as_str())
             .bind(token)
-            .execute(self.pool())
+            .execute(self.db()?)
             .await
             .map_err(translate)?;
         Ok(())
@@ -99,7 +99,7 @@ impl PgOrderRepo {
             .bind(key.as_str())
             .bind(token)
             .bind(order.as_uuid())
-            .execute(self.pool())
+            .execute(self.db()?)
             .await
             .map_err(translate)?;
         if done.rows_affected() == 1 {
@@ -112,7 +112,7 @@ impl PgOrderRepo {
     pub(crate) async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
         let done = sqlx::query(PURGE_KEYS)
             .bind(before)
-            .execute(self.pool())
+            .execute(self.db()?)
             .await
             .map_err(translate)?;
         Ok(done.rows_affected())

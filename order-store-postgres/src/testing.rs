@@ -69,3 +69,136 @@ impl TestSchema {
         }
     }
 }
+
+/// A PostgreSQL server of the test's own (a fresh cluster in a temporary directory, on its
+/// own port), which a test can stop and start again without disturbing other tests.
+///
+/// It runs as the `postgres` system user through `runuser`, with the binaries in
+/// `PG_BIN_DIR` (default `/usr/lib/postgresql/15/bin`), so the test process must be root, as
+/// on the project's machines. Stopped and deleted on drop.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    port: u16,
+    running: bool,
+}
+
+fn pg_bin(tool: &str) -> String {
+    let dir = std::env::var("PG_BIN_DIR").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    format!("{dir}/{tool}")
+}
+
+/// Runs a PostgreSQL tool as the `postgres` user; panics with its output when it fails.
+fn as_postgres(tool: &str, args: &[&str]) {
+    let output = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", &pg_bin(tool)])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} as postgres (runuser, as root): {e}"));
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl PrivatePostgres {
+    /// Creates a cluster that will listen on 127.0.0.1:`port` (not started yet).
+    pub fn create(port: u16) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("private-pg-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create the cluster's directory");
+        let status = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("run chown");
+        assert!(
+            status.success(),
+            "chown the cluster's directory to postgres"
+        );
+        let data = dir.join("data");
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-N",
+            ],
+        );
+        Self {
+            dir,
+            port,
+            running: false,
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&mut self) {
+        let data = self.dir.join("data");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-l",
+                &self.dir.join("server.log").to_string_lossy(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        self.running = true;
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn crash(&mut self) {
+        if self.running {
+            as_postgres(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &self.dir.join("data").to_string_lossy(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            );
+            self.running = false;
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--", &pg_bin("pg_ctl")])
+                .args([
+                    "-D",
+                    &self.dir.join("data").to_string_lossy(),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

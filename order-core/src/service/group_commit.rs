@@ -11,8 +11,9 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
+use super::store_gate::StoreGate;
 use crate::order::Order;
-use crate::ports::{OrderRepo, RepoError};
+use crate::ports::{Clock, OrderRepo, RepoError};
 
 /// Most orders in one flush.
 pub const MAX_BATCH: usize = 1000;
@@ -49,9 +50,15 @@ fn replicate(e: &RepoError) -> RepoError {
 
 impl GroupCommit {
     /// Stores `order` durably, in a transaction shared with concurrent callers.
-    pub async fn insert<R: OrderRepo + ?Sized>(
+    ///
+    /// Each flush goes through `gate`, at the time `clock` says when it starts: while the
+    /// store is down a flush fails at once, so no request waits on a connection attempt
+    /// that an earlier flush just saw fail.
+    pub async fn insert<R: OrderRepo + ?Sized, C: Clock + ?Sized>(
         &self,
         repo: &R,
+        gate: &StoreGate,
+        clock: &C,
         order: Order,
     ) -> Result<(), RepoError> {
         let (done, mut result) = oneshot::channel();
@@ -70,7 +77,7 @@ impl GroupCommit {
                 queued.drain(..take).collect()
             };
             let (orders, waiters): (Vec<Order>, Vec<_>) = batch.into_iter().unzip();
-            let stored = repo.insert_many(&orders).await;
+            let stored = gate.call(clock, repo.insert_many(&orders)).await;
             // A duplicate id fails the whole batch: retry the others alone, so one bad
             // order cannot fail its neighbours.
             if orders.len() > 1 && matches!(stored, Err(RepoError::Duplicate(_))) {
@@ -94,7 +101,7 @@ impl GroupCommit {
 mod tests {
     use super::*;
     use crate::memory::MemoryOrderRepo;
-    use crate::ports::MockOrderRepo;
+    use crate::ports::{MockOrderRepo, SystemClock};
     use crate::testing::placed_order;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,9 +144,11 @@ mod tests {
         let mut tasks = Vec::new();
         for order in orders.clone() {
             let (repo, group) = (repo.clone(), group.clone());
-            tasks.push(tokio::spawn(
-                async move { group.insert(&*repo, order).await },
-            ));
+            tasks.push(tokio::spawn(async move {
+                group
+                    .insert(&*repo, &StoreGate::default(), &SystemClock, order)
+                    .await
+            }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();
@@ -162,7 +171,12 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let repo = counting(batches.clone(), Arc::new(MemoryOrderRepo::new()));
         GroupCommit::default()
-            .insert(&repo, placed_order("gc", chrono::Utc::now()))
+            .insert(
+                &repo,
+                &StoreGate::default(),
+                &SystemClock,
+                placed_order("gc", chrono::Utc::now()),
+            )
             .await
             .unwrap();
         assert_eq!(batches.load(Ordering::SeqCst), 1);
@@ -173,12 +187,13 @@ mod tests {
         let store = Arc::new(MemoryOrderRepo::new());
         let repo = counting(Arc::new(AtomicUsize::new(0)), store.clone());
         let group = GroupCommit::default();
+        let gate = StoreGate::default();
         let existing = placed_order("gc", chrono::Utc::now());
         store.insert(&existing).await.unwrap();
         let fresh = placed_order("gc", chrono::Utc::now());
         let (a, b) = tokio::join!(
-            group.insert(&repo, existing.clone()),
-            group.insert(&repo, fresh.clone())
+            group.insert(&repo, &gate, &SystemClock, existing.clone()),
+            group.insert(&repo, &gate, &SystemClock, fresh.clone())
         );
         assert!(matches!(a, Err(RepoError::Duplicate(_))));
         b.unwrap();

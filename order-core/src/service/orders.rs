@@ -6,9 +6,11 @@ use std::time::Duration;
 use tracing::{instrument, warn};
 
 use super::group_commit::GroupCommit;
+use super::store_gate::StoreGate;
 use super::{chrono, micros_now};
 use crate::ids::OrderId;
 use crate::order::{CancelReason, NewOrder, Order};
+use crate::policy::circuit_breaker::BreakerConfig;
 use crate::ports::{
     CancelResult, Clock, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue, QueueError,
     RepoError,
@@ -21,6 +23,7 @@ pub struct OrderService<R: ?Sized, Q: ?Sized, C: ?Sized> {
     queue: Arc<Q>,
     clock: Arc<C>,
     group: Arc<GroupCommit>,
+    gate: Arc<StoreGate>,
 }
 
 impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
@@ -30,6 +33,7 @@ impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
             queue: Arc::clone(&self.queue),
             clock: Arc::clone(&self.clock),
             group: Arc::clone(&self.group),
+            gate: Arc::clone(&self.gate),
         }
     }
 }
@@ -47,7 +51,24 @@ where
             queue,
             clock,
             group: Arc::new(GroupCommit::default()),
+            gate: Arc::new(StoreGate::default()),
         }
+    }
+
+    /// The same service with its store gate set to `config` ([`StoreGate::DEFAULT`] unless
+    /// set): how many failures in a row make it fail fast, and for how long.
+    #[must_use]
+    pub fn with_store_breaker(mut self, config: BreakerConfig) -> Self {
+        self.gate = Arc::new(StoreGate::new(config));
+        self
+    }
+
+    /// Runs a store call through the gate.
+    async fn store<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RepoError>>,
+    ) -> Result<T, RepoError> {
+        self.gate.call(&*self.clock, call).await
     }
 
     /// Whether the store answers (for readiness checks).
@@ -72,7 +93,9 @@ where
     pub async fn place(&self, new: NewOrder) -> Result<Order, RepoError> {
         let order = new.place(OrderId::new(), micros_now(&*self.clock));
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
-        self.group.insert(&*self.repo, order.clone()).await?;
+        self.group
+            .insert(&*self.repo, &self.gate, &*self.clock, order.clone())
+            .await?;
         if let Err(e) = self.queue.enqueue(order.id).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
@@ -99,7 +122,10 @@ where
         };
         let order = new.place(OrderId::new(), now);
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
-        if let Err(e) = self.repo.insert_for_request(&order, key, token).await {
+        if let Err(e) = self
+            .store(self.repo.insert_for_request(&order, key, token))
+            .await
+        {
             if !matches!(e, RepoError::RequestSuperseded(_)) {
                 let _ = self.repo.abandon_request(key, token).await;
             }
@@ -127,8 +153,7 @@ where
         reason: CancelReason,
     ) -> Result<CancelResult, RepoError> {
         let result = self
-            .repo
-            .cancel(id, reason, micros_now(&*self.clock))
+            .store(self.repo.cancel(id, reason, micros_now(&*self.clock)))
             .await?;
         if matches!(result, CancelResult::Cancelling(_)) {
             if let Err(e) = self.queue.enqueue(id).await {
@@ -178,15 +203,20 @@ where
     ) -> Result<Reserved, PlaceError> {
         let now = micros_now(&*self.clock);
         match self
-            .repo
-            .begin_request(key, fingerprint, now, REQUEST_STALE_AFTER)
+            .store(
+                self.repo
+                    .begin_request(key, fingerprint, now, REQUEST_STALE_AFTER),
+            )
             .await?
         {
             KeyedRequest::New(token) => Ok(Reserved::New(token)),
             KeyedRequest::InFlight => Err(PlaceError::InFlight),
             KeyedRequest::Mismatch => Err(PlaceError::KeyReused),
             KeyedRequest::Completed(id) => {
-                let order = self.repo.get(id).await?.ok_or(RepoError::NotFound(id))?;
+                let order = self
+                    .store(self.repo.get(id))
+                    .await?
+                    .ok_or(RepoError::NotFound(id))?;
                 Ok(Reserved::Replay(order))
             }
         }
@@ -201,7 +231,7 @@ where
 
     /// The order with this id, if any.
     pub async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
-        self.repo.get(id).await
+        self.store(self.repo.get(id)).await
     }
 
     /// A page of orders, newest first.
@@ -210,7 +240,7 @@ where
         filter: &OrderFilter,
         page: PageRequest,
     ) -> Result<OrderPage, RepoError> {
-        self.repo.list(filter, page).await
+        self.store(self.repo.list(filter, page)).await
     }
 }
 

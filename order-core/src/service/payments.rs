@@ -179,6 +179,12 @@ where
             .random::<f64>()
     }
 
+    /// Whether the store answers (a worker waits for it before taking jobs, so a job is not
+    /// taken only to be left to the lease because the store was not there yet).
+    pub async fn check_store(&self) -> Result<(), RepoError> {
+        self.repo.ping().await
+    }
+
     /// Receives up to `max` new jobs, waiting up to `wait` for the first; each is then given
     /// to [`handle`](Self::handle) (concurrently, by the caller, as it sees fit).
     pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, ProcessError> {

@@ -33,4 +33,5 @@ mod api;
 mod binary;
 mod cancel;
 mod chaos;
+mod faults;
 mod payments;

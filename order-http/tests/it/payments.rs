@@ -9,6 +9,8 @@ use order_core::IdempotencyKey;
 use order_http::Role;
 use order_http::testing::{Backend, PrivateRedis, Storage, TestApp, free_port, sample_order};
 
+const PATIENCE: Duration = Duration::from_secs(30);
+
 #[tokio::test]
 async fn a_gateway_that_never_succeeds_fails_the_order_after_exactly_the_configured_attempts() {
     let app = TestApp::spawn(
@@ -162,7 +164,12 @@ async fn with_redis_down_orders_are_still_accepted_and_paid_once_it_is_back() {
     let mut env = storage.env();
     env.retain(|(k, _)| k != "REDIS_URL");
     env.push(("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")));
-    let api = TestApp::spawn_role(Role::Serve, env.clone(), &[]).await;
+    let api = TestApp::start_role(Role::Serve, env.clone(), &[]).await;
+    let start = Instant::now();
+    while api.client.ready().await.unwrap().database != "ok" {
+        assert!(start.elapsed() < PATIENCE, "the store never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Accepted: the order is durable in PostgreSQL.
     let created = api.place(&sample_order("redis-down")).await;

@@ -166,6 +166,135 @@ struct State {
     ledger: HashMap<IdempotencyKey, LedgerEntry>,
     calls: u64,
     refund_calls: u64,
+    /// The durable ledger, when there is one: a JSON line per change that matters for money,
+    /// synced to disk before the answer that reports it.
+    journal: Option<std::fs::File>,
+}
+
+impl State {
+    /// Stores `entry` under `key`; with a journal, first writes and syncs it when what it
+    /// says about money changed (captures, refunds, definitive outcomes). On a failed write
+    /// nothing changes and the call is answered as not processed.
+    fn commit(&mut self, key: IdempotencyKey, entry: LedgerEntry) -> Result<(), GatewayError> {
+        if let Some(journal) = &mut self.journal {
+            let line = JournalLine::of(&key, &entry);
+            let changed = self
+                .ledger
+                .get(&key)
+                .is_none_or(|before| JournalLine::of(&key, before) != line);
+            if changed {
+                journal::append(journal, &line).map_err(|e| {
+                    GatewayError::Unavailable(format!("the ledger could not be made durable: {e}"))
+                })?;
+            }
+        }
+        self.ledger.insert(key, entry);
+        Ok(())
+    }
+}
+
+/// What the journal keeps of a key's entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct JournalLine {
+    key: String,
+    captures: u32,
+    amount: Money,
+    outcome: Option<JournalOutcome>,
+    refunds: u32,
+    refund: Option<RefundReceipt>,
+}
+
+/// A definitive charge outcome, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum JournalOutcome {
+    Captured { transaction_id: String },
+    Declined { reason: DeclineReason },
+}
+
+impl JournalLine {
+    fn of(key: &IdempotencyKey, entry: &LedgerEntry) -> Self {
+        Self {
+            key: key.as_str().to_owned(),
+            captures: entry.captures,
+            amount: entry.amount,
+            outcome: match &entry.outcome {
+                Some(Ok(receipt)) => Some(JournalOutcome::Captured {
+                    transaction_id: receipt.transaction_id.clone(),
+                }),
+                Some(Err(GatewayError::Declined(reason))) => {
+                    Some(JournalOutcome::Declined { reason: *reason })
+                }
+                Some(Err(_)) | None => None,
+            },
+            refunds: entry.refunds,
+            refund: entry.refund.clone(),
+        }
+    }
+
+    fn into_entry(self) -> (IdempotencyKey, LedgerEntry) {
+        let outcome = self.outcome.map(|o| match o {
+            JournalOutcome::Captured { transaction_id } => Ok(ChargeReceipt { transaction_id }),
+            JournalOutcome::Declined { reason } => Err(GatewayError::Declined(reason)),
+        });
+        (
+            IdempotencyKey::from_raw(self.key),
+            LedgerEntry {
+                calls: 0,
+                captures: self.captures,
+                amount: self.amount,
+                outcome,
+                refunds: self.refunds,
+                refund: self.refund,
+            },
+        )
+    }
+}
+
+/// The journal file: appended, synced, and read back at start.
+mod journal {
+    use std::io::{BufRead, Write};
+
+    use super::JournalLine;
+
+    pub fn append(file: &mut std::fs::File, line: &JournalLine) -> std::io::Result<()> {
+        let mut text = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+        file.write_all(&text)?;
+        file.sync_data()
+    }
+
+    /// Every line of the journal at `path`, oldest first. A last line cut short by a crash
+    /// mid-write was never acknowledged, so it is dropped; any other bad line is an error.
+    pub fn read(path: &std::path::Path) -> std::io::Result<Vec<JournalLine>> {
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let texts: Vec<String> = std::io::BufReader::new(file)
+            .lines()
+            .collect::<Result<_, _>>()?;
+        let last = texts.len().saturating_sub(1);
+        let mut lines = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            match serde_json::from_str(text) {
+                Ok(line) => lines.push(line),
+                Err(_) if i == last => {}
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: line {} is not a ledger entry: {e}",
+                            path.display(),
+                            i + 1
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(lines)
+    }
 }
 
 /// The simulated gateway. Cheap to clone; clones share the ledger.
@@ -219,6 +348,7 @@ impl SimulatedGateway {
                 ledger: HashMap::new(),
                 calls: 0,
                 refund_calls: 0,
+                journal: None,
             })),
             clock,
         }
@@ -226,6 +356,27 @@ impl SimulatedGateway {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The same gateway with a durable ledger in the file at `path`: what the file holds is
+    /// loaded (a restarted gateway still knows every capture and refund, and replays them
+    /// for the same keys), and every change that matters for money is appended and synced
+    /// before the answer that reports it. Call counts are not kept.
+    pub fn with_ledger_file(self, path: &std::path::Path) -> std::io::Result<Self> {
+        let lines = journal::read(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        {
+            let mut s = self.lock();
+            for line in lines {
+                let (key, entry) = line.into_entry();
+                s.ledger.insert(key, entry);
+            }
+            s.journal = Some(file);
+        }
+        Ok(self)
     }
 
     /// Fails every charge as unavailable until `until` (`None` ends an outage).
@@ -296,13 +447,16 @@ impl SimulatedGateway {
             return Err(GatewayError::Unavailable("gateway outage".into()));
         }
         let draw = Self::draw(&mut s);
-        let entry = s
+        let key = request.idempotency_key.clone();
+        let mut entry = s
             .ledger
-            .entry(request.idempotency_key.clone())
-            .or_insert_with(|| LedgerEntry::new(request.amount));
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| LedgerEntry::new(request.amount));
         entry.calls += 1;
-        if let Some(outcome) = &entry.outcome {
-            return outcome.clone();
+        if let Some(outcome) = entry.outcome.clone() {
+            s.commit(key, entry)?;
+            return outcome;
         }
         let capture = |entry: &mut LedgerEntry| {
             let receipt = ChargeReceipt {
@@ -312,8 +466,8 @@ impl SimulatedGateway {
             entry.outcome = Some(Ok(receipt.clone()));
             receipt
         };
-        match draw {
-            Draw::Capture => Ok(capture(entry)),
+        let result = match draw {
+            Draw::Capture => Ok(capture(&mut entry)),
             Draw::Decline(reason) => {
                 let e = GatewayError::Declined(reason);
                 entry.outcome = Some(Err(e.clone()));
@@ -321,14 +475,17 @@ impl SimulatedGateway {
             }
             Draw::Timeout { captured } => {
                 if captured {
-                    capture(entry);
+                    capture(&mut entry);
                 }
                 Err(GatewayError::Timeout(
                     "gateway did not answer in time".into(),
                 ))
             }
             Draw::NotProcessed => Err(GatewayError::Unavailable("processor error".into())),
-        }
+        };
+        // Durable before the answer: a capture the journal does not hold is not made.
+        s.commit(key, entry)?;
+        result
     }
 
     /// Decides the refund's outcome and books it, without the latency. A refund is drawn
@@ -347,10 +504,12 @@ impl SimulatedGateway {
             Draw::Timeout { captured } => (captured, true),
             Draw::NotProcessed => (false, false),
         };
-        let entry = s
+        let key = request.charge_key.clone();
+        let mut entry = s
             .ledger
-            .entry(request.charge_key.clone())
-            .or_insert_with(|| LedgerEntry::new(request.amount));
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| LedgerEntry::new(request.amount));
         if let Some(refund) = &entry.refund {
             return Ok(refund.clone());
         }
@@ -371,6 +530,7 @@ impl SimulatedGateway {
                 RefundReceipt::NothingCaptured
             };
             entry.refund = Some(receipt.clone());
+            s.commit(key, entry)?;
             if !timed_out {
                 return Ok(receipt);
             }
@@ -437,6 +597,34 @@ mod tests {
 
     fn request(customer: &str) -> ChargeRequest {
         ChargeRequest::for_order(&placed_order(customer, Utc::now()))
+    }
+
+    #[test]
+    fn a_ledger_line_cut_short_by_a_crash_is_dropped_and_any_other_bad_line_refused() {
+        let dir = std::env::temp_dir().join(format!("ledger-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ledger.jsonl");
+        let gateway = SimulatedGateway::new(instant(1.0, 0.0, 0.0))
+            .with_ledger_file(&path)
+            .unwrap();
+        let r = request("journal");
+        let receipt = gateway.book(&r).unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"key\": \"cut-sh");
+        std::fs::write(&path, &text).unwrap();
+
+        let reopened = SimulatedGateway::new(instant(0.0, 1.0, 0.0))
+            .with_ledger_file(&path)
+            .unwrap();
+
+        assert_eq!(reopened.book(&r), Ok(receipt), "replayed from the journal");
+        std::fs::write(&path, format!("not json\n{text}\n")).unwrap();
+        assert!(
+            SimulatedGateway::new(instant(1.0, 0.0, 0.0))
+                .with_ledger_file(&path)
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

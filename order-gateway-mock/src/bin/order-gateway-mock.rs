@@ -4,6 +4,8 @@
 //! `PAYMENT_MOCK_LATENCY_MIN`/`_MAX` (ms), `PAYMENT_MOCK_DECLINE_SHARE`,
 //! `PAYMENT_MOCK_TIMEOUT_SHARE`, `PAYMENT_MOCK_TIMEOUT_DELAY` (ms, 5000),
 //! `PAYMENT_MOCK_SEED`; all changeable at run time through `/admin/config`.
+//! `GATEWAY_LEDGER_PATH` keeps the ledger in a file, appended and synced before each answer,
+//! so a killed and restarted gateway still knows every capture and refund.
 
 use std::process::ExitCode;
 
@@ -55,7 +57,20 @@ async fn main() -> ExitCode {
     let config = seed.map_or_else(SimulationConfig::default, |s| {
         SimulationConfig::default().with_seed(s)
     });
-    let app = match router(SimulatedGateway::new(config), behaviour) {
+    let mut gateway = SimulatedGateway::new(config);
+    if let Some(path) = std::env::var_os("GATEWAY_LEDGER_PATH").filter(|p| !p.is_empty()) {
+        gateway = match gateway.with_ledger_file(std::path::Path::new(&path)) {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                eprintln!(
+                    "order-gateway-mock: cannot use GATEWAY_LEDGER_PATH {}: {e}",
+                    std::path::Path::new(&path).display()
+                );
+                return ExitCode::from(2);
+            }
+        };
+    }
+    let app = match router(gateway, behaviour) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("order-gateway-mock: {e}");

@@ -1,4 +1,5 @@
-//! Chaos: PostgreSQL, Redis, the HTTP mock gateway, two API and two worker processes.
+//! Chaos: PostgreSQL, Redis, the HTTP mock gateway (its ledger in a file, killed and
+//! restarted once: `CHAOS_GATEWAY_RESTARTS`), two API and two worker processes.
 //! Clients submit orders continuously, recording every 202, while API and worker processes
 //! are killed with SIGKILL at random and restarted, and Redis is restarted empty. Once the
 //! faults stop, every accepted order must reach a terminal status, the gateway must hold at
@@ -76,22 +77,52 @@ impl Drop for Process {
     }
 }
 
-/// The mock gateway over HTTP, in this process; its ledger is the authority on charges.
-async fn start_gateway() -> (String, SimulatedGateway) {
-    let ledger = SimulatedGateway::new(SimulationConfig::default().with_seed(17));
-    let behaviour = Behaviour {
-        success_rate: 0.9,
-        latency_min_ms: 5,
-        latency_max_ms: 30,
-        decline_share: 0.3,
-        timeout_share: 0.3,
-        timeout_delay_ms: 800,
-    };
-    let app = router(ledger.clone(), behaviour).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, ledger)
+/// The mock gateway over HTTP, in this process, with its ledger in a file: the authority
+/// on charges and refunds. Killing it drops its server and everything it held in memory;
+/// starting it again rebuilds the ledger from the file alone, as a restarted process would.
+struct Gateway {
+    port: u16,
+    ledger_path: PathBuf,
+    ledger: SimulatedGateway,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    async fn start(port: u16, ledger_path: PathBuf) -> Self {
+        let ledger = SimulatedGateway::new(SimulationConfig::default().with_seed(17))
+            .with_ledger_file(&ledger_path)
+            .expect("the gateway's ledger file opens");
+        let behaviour = Behaviour {
+            success_rate: 0.9,
+            latency_min_ms: 5,
+            latency_max_ms: 30,
+            decline_share: 0.3,
+            timeout_share: 0.3,
+            timeout_delay_ms: 800,
+        };
+        let app = router(ledger.clone(), behaviour).unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            port,
+            ledger_path,
+            ledger,
+            server,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the gateway: its server and its memory are gone; its file stays.
+    async fn kill(self) -> (u16, PathBuf) {
+        self.server.abort();
+        let _ = self.server.await;
+        (self.port, self.ledger_path)
+    }
 }
 
 /// The settings every process shares: quick leases, retries and reconciles.
@@ -324,13 +355,14 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     let target_orders = setting("CHAOS_ORDERS", 300);
     let target_kills = setting("CHAOS_KILLS", 4);
     let redis_restarts_wanted = setting("CHAOS_REDIS_RESTARTS", 1);
-    let (gateway_url, ledger) = start_gateway().await;
+    let gateway_restarts_wanted = setting("CHAOS_GATEWAY_RESTARTS", 1);
+    let logs = std::env::temp_dir().join(format!("chaos-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut gateway = Gateway::start(free_port(), logs.join("gateway-ledger.jsonl")).await;
     let storage = Storage::create().await;
     let redis_port = free_port();
     let mut redis = PrivateRedis::start_on(redis_port);
-    let env = environment(&storage, redis_port, gateway_url);
-    let logs = std::env::temp_dir().join(format!("chaos-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&logs).unwrap();
+    let env = environment(&storage, redis_port, gateway.url());
     let api_ports = [free_port(), free_port()];
     let mut processes = start_processes(&env, api_ports, &logs);
     // Faults: SIGKILL a random process and restart it; restart Redis empty along the way.
@@ -343,12 +375,13 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     let cancel_share = setting("CHAOS_CANCEL_PERCENT", 30) as f64 / 100.0;
     let clients = Clients::start(api_ports, cancel_share, seed);
     let mut rng = SmallRng::seed_from_u64(seed);
-    let (mut kills, mut redis_restarts) = (0u64, 0u64);
+    let (mut kills, mut redis_restarts, mut gateway_restarts) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(setting("CHAOS_MAX_SECONDS", 600));
     while clients.count() < target_orders
         || kills < target_kills
         || redis_restarts < redis_restarts_wanted
+        || gateway_restarts < gateway_restarts_wanted
     {
         assert!(
             Instant::now() < deadline,
@@ -360,7 +393,12 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
             rng.random_range(50..400),
         );
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        if kills >= target_kills / 2 && redis_restarts < redis_restarts_wanted {
+        if kills >= target_kills / 4 && gateway_restarts < gateway_restarts_wanted {
+            let (port, ledger_path) = gateway.kill().await;
+            tokio::time::sleep(Duration::from_millis(down)).await;
+            gateway = Gateway::start(port, ledger_path).await;
+            gateway_restarts += 1;
+        } else if kills >= target_kills / 2 && redis_restarts < redis_restarts_wanted {
             redis.kill();
             tokio::time::sleep(Duration::from_millis(down)).await;
             redis = PrivateRedis::start_on(redis_port);
@@ -377,6 +415,7 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     assert_eq!(unique.len(), accepted.len(), "every 202 named a new order");
 
     // Faults are over: every accepted order must settle.
+    let ledger = &gateway.ledger;
     let repo = storage.schema.repo();
     let settle_by = Instant::now() + Duration::from_secs(setting("CHAOS_SETTLE_SECONDS", 120));
     loop {
@@ -404,7 +443,7 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("accepted order {id} was lost"));
-        let status = check_order(*id, &order, &ledger, cancel_acknowledged.contains(id));
+        let status = check_order(*id, &order, ledger, cancel_acknowledged.contains(id));
         *ended.entry(status).or_default() += 1;
     }
     assert!(
@@ -421,7 +460,8 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
         .unwrap();
     println!(
         "chaos: accepted={} stored={stored} confirmed={} failed={} cancelled={} cancels_acknowledged={} \
-         kills={kills} redis_restarts={redis_restarts} refused={refused} gateway_calls={} captures={} refunds={} seconds={:.1}",
+         kills={kills} redis_restarts={redis_restarts} gateway_restarts={gateway_restarts} refused={refused} \
+         gateway_calls_since_restart={} captures={} refunds={} seconds={:.1}",
         accepted.len(),
         count(OrderStatus::Confirmed),
         count(OrderStatus::PaymentFailed),

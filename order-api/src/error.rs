@@ -30,6 +30,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 503: a dependency is down; retry after `Retry-After` seconds.
     ServiceUnavailable,
+    /// 503: too many requests in flight; the request was shed at once, retry after
+    /// `Retry-After` seconds.
+    Overloaded,
     /// 500: a bug or corrupt data; the details are in the service's log.
     InternalError,
     /// A code this version of the contract does not know (a newer service).
@@ -51,6 +54,7 @@ impl ErrorCode {
             Self::OrderNotCancellable => "order_not_cancellable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ServiceUnavailable => "service_unavailable",
+            Self::Overloaded => "overloaded",
             Self::InternalError => "internal_error",
             Self::Unknown => "unknown",
         }

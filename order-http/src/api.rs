@@ -3,6 +3,7 @@
 //! A handler is a translation: an extractor whose rejection is [`ApiError`], one parse into
 //! the domain, one call into [`OrderService`], one response in `order-api`'s types.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -24,6 +25,7 @@ use order_core::service::{Cancelled, Placed};
 use order_core::{CustomerId, FieldError, Invalid, OrderId, OrderService, OrderStatus};
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -47,6 +49,33 @@ pub type Orders = OrderService<dyn OrderRepo, dyn PaymentQueue, dyn Clock>;
 pub struct AppState {
     /// Places and reads orders, and reports on the store and the queue.
     pub orders: Orders,
+    /// Permits for `/api` requests in flight: when none is left, a request is refused at
+    /// once with `503` instead of queueing behind the backlog (`MAX_REQUESTS_IN_FLIGHT`).
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// The state of a process taking at most `max_in_flight` `/api` requests at once.
+    pub fn new(orders: Orders, max_in_flight: usize) -> Self {
+        Self {
+            orders,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+}
+
+/// Sheds load: an `/api` request runs only with a permit, and without one it is answered
+/// `503` with `Retry-After` at once. Health checks and docs are not limited, so a process
+/// under overload still says it is alive.
+async fn shed_load(
+    State(state): State<AppState>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    match Arc::clone(&state.in_flight).try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::Overloaded.into_response(),
+    }
 }
 
 #[derive(OpenApi)]
@@ -107,13 +136,19 @@ const REDOC_JS_PATH: &str = "/redoc/redoc.standalone.js";
 
 /// The router with every route, the docs, request ids, tracing and the body limit.
 pub fn router(state: AppState) -> Router {
+    let limited = Router::new()
+        .route(paths::ORDERS, get(list_orders).post(create_order))
+        .route(paths::ORDER, get(get_order))
+        .route(paths::ORDER_CANCEL, post(cancel_order))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            shed_load,
+        ));
     let api = Router::new()
         .route(paths::ROOT, get(root))
         .route(paths::HEALTH, get(health))
         .route(paths::READY, get(ready))
-        .route(paths::ORDERS, get(list_orders).post(create_order))
-        .route(paths::ORDER, get(get_order))
-        .route(paths::ORDER_CANCEL, post(cancel_order))
+        .merge(limited)
         .with_state(state);
     Router::new()
         .merge(api)
@@ -221,7 +256,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> 
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, all listed; or the Idempotency-Key was used for another order", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn create_order(
@@ -268,7 +303,7 @@ async fn create_order(
         (status = 200, body = OrderResponse),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 422, description = "Not a UUID", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn get_order(
@@ -375,7 +410,7 @@ impl<S: Send + Sync> FromRequest<S> for CancelBody {
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "A body that is not JSON", body = ErrorBody),
         (status = 422, description = "Not a UUID, an unknown reason, or the Idempotency-Key was used for another request", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn cancel_order(
@@ -494,7 +529,7 @@ fn read_list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), Ap
         (status = 200, body = OrderListResponse),
         (status = 400, description = "Unreadable query string", body = ErrorBody),
         (status = 422, description = "Bad parameters, all listed", body = ErrorBody),
-        (status = 503, description = "Store unavailable", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn list_orders(
@@ -593,4 +628,58 @@ async fn redoc_js() -> impl IntoResponse {
         ],
         REDOC_JS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use order_api::{ErrorBody, ErrorCode, paths};
+    use order_core::memory::{MemoryOrderRepo, MemoryQueue};
+    use order_core::ports::{Clock, OrderRepo, PaymentQueue, SystemClock};
+    use tower::ServiceExt as _;
+
+    use super::{AppState, Orders, router};
+
+    fn orders() -> Orders {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let repo: Arc<dyn OrderRepo> = Arc::new(MemoryOrderRepo::new());
+        let queue: Arc<dyn PaymentQueue> = Arc::new(MemoryQueue::new(Arc::clone(&clock)));
+        Orders::new(repo, queue, clock)
+    }
+
+    async fn get(state: &AppState, path: &str) -> axum::response::Response {
+        router(state.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_every_permit_taken_api_requests_are_shed_at_once_and_health_still_answers() {
+        let state = AppState::new(orders(), 1);
+        let held = Arc::clone(&state.in_flight).try_acquire_owned().unwrap();
+
+        let shed = get(&state, paths::ORDERS).await;
+
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(shed.headers().contains_key(header::RETRY_AFTER));
+        let body = axum::body::to_bytes(shed.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error, ErrorCode::Overloaded);
+        assert_eq!(get(&state, paths::HEALTH).await.status(), StatusCode::OK);
+        assert_eq!(get(&state, paths::READY).await.status(), StatusCode::OK);
+
+        drop(held);
+        assert_eq!(get(&state, paths::ORDERS).await.status(), StatusCode::OK);
+        assert_eq!(
+            state.in_flight.available_permits(),
+            1,
+            "a finished request gives its permit back"
+        );
+    }
 }

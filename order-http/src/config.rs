@@ -50,6 +50,9 @@ pub struct Config {
     /// How long a request waits for a PostgreSQL connection before it answers 503
     /// (`DATABASE_ACQUIRE_TIMEOUT`, seconds, 1).
     pub database_acquire_timeout: Duration,
+    /// `/api` requests one process serves at once; more are refused with 503 at once
+    /// (`MAX_REQUESTS_IN_FLIGHT`, 1024).
+    pub max_requests_in_flight: usize,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<String>,
     /// Stream of payment jobs (`REDIS_QUEUE_NAME`, `payment_queue`).
@@ -252,6 +255,10 @@ impl Config {
             )?,
             database_acquire_timeout: seconds(l, "DATABASE_ACQUIRE_TIMEOUT", 1.0)?
                 .max(Duration::from_millis(10)),
+            max_requests_in_flight: positive(
+                "MAX_REQUESTS_IN_FLIGHT",
+                parse(l, "MAX_REQUESTS_IN_FLIGHT", 1024, "a whole number")?,
+            )?,
             redis_url: url(l, "REDIS_URL", &["redis", "rediss"])?,
             redis_queue_name: queue_name,
             retry,

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// A request with the same idempotency key is still in flight.
     #[error("a request with this Idempotency-Key is still in flight; retry shortly")]
     InFlight,
+    /// Too many requests in flight: shed at once, retry shortly.
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
     /// A dependency is down; try again later.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] BoxError),
@@ -115,6 +118,7 @@ impl IntoResponse for ApiError {
                 ErrorCode::ServiceUnavailable,
             ),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
         };
         match &self {
             Self::Unavailable(source) => tracing::warn!(error = ?source, "dependency unavailable"),
@@ -141,7 +145,10 @@ impl IntoResponse for ApiError {
             fields,
             current_status,
         };
-        let retry = matches!(self, Self::Unavailable(_) | Self::InFlight);
+        let retry = matches!(
+            self,
+            Self::Unavailable(_) | Self::InFlight | Self::Overloaded
+        );
         let mut response = (status, Json(body)).into_response();
         if retry {
             response.headers_mut().insert(

@@ -122,13 +122,10 @@ impl Application {
                         addr: config.listen,
                         source,
                     })?;
-            let state = AppState {
-                orders: OrderService::new(
-                    Arc::clone(&repo),
-                    Arc::clone(&queue),
-                    Arc::clone(&clock),
-                ),
-            };
+            let state = AppState::new(
+                OrderService::new(Arc::clone(&repo), Arc::clone(&queue), Arc::clone(&clock)),
+                config.max_requests_in_flight,
+            );
             (Some(listener), Some(state))
         };
         let worker = (role != Role::Serve).then(|| {

@@ -223,6 +223,12 @@ async fn finish_detached<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(Box::new(e)))?
 }
 
+/// The order id of a path, or a 422 naming `order_id`.
+fn order_id(id: &str) -> Result<OrderId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("order_id", e)]))
+}
+
 /// The `Idempotency-Key` header, if the request has one.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> {
     headers
@@ -310,9 +316,7 @@ async fn get_order(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<OrderResponse>, ApiError> {
-    let id: OrderId = id
-        .parse()
-        .map_err(|e| ApiError::Validation(vec![FieldError::new("order_id", e)]))?;
+    let id = order_id(&id)?;
     let order = state
         .orders
         .get(id)
@@ -419,9 +423,7 @@ async fn cancel_order(
     headers: HeaderMap,
     CancelBody(body): CancelBody,
 ) -> Result<Response, ApiError> {
-    let id: OrderId = id
-        .parse()
-        .map_err(|e| ApiError::Validation(vec![FieldError::new("order_id", e)]))?;
+    let id = order_id(&id)?;
     let reason = parse::cancel_reason(body.as_ref())?;
     let key = idempotency_key(&headers)?;
     // Spawned for the same reason as placing: a recorded cancellation is queued for its

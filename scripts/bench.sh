@@ -23,7 +23,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  redis-cli -h 127.0.0.1 DEL "$stream" "$stream:deferred" "$stream:dead" >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 DEL "{$stream}" "{$stream}:deferred" "{$stream}:dead" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT

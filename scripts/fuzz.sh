@@ -56,5 +56,5 @@ psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database" >/dev/null
 fuzz postgres-redis \
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
   REDIS_URL="redis://127.0.0.1:6379" REDIS_QUEUE_NAME="order-fuzz-$$"
-redis-cli -h 127.0.0.1 DEL "order-fuzz-$$" "order-fuzz-$$:deferred" "order-fuzz-$$:dead" >/dev/null || true
+redis-cli -h 127.0.0.1 DEL "{order-fuzz-$$}" "{order-fuzz-$$}:deferred" "{order-fuzz-$$}:dead" >/dev/null || true
 echo "fuzz: both backends passed"

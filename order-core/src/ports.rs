@@ -380,7 +380,10 @@ impl QueueError {
 /// - `enqueue` returns `Ok` once the job is stored in the queue.
 /// - `receive(max, wait)` first makes deferred jobs whose time has come deliverable, then
 ///   hands this consumer up to `max` jobs no consumer has received yet, each with
-///   `deliveries == 1`, waiting up to `wait` for one to arrive. A received job stays pending
+///   `deliveries == 1`, waiting up to `wait` for one to arrive. Jobs come roughly in the
+///   order they were queued; a queue spread over several partitions need not keep that
+///   order between partitions. A delivery's `id` means something only to the queue that
+///   made it. A received job stays pending
 ///   for this consumer until it is acked, deferred or dead-lettered.
 /// - `ack` removes the pending job; acking it twice is not an error.
 /// - `defer(delivery, until)` acks the job and queues it again, deliverable from `until`,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use order_core::policy::circuit_breaker::BreakerConfig;
 use order_core::policy::retry::RetryPolicy;
 use order_gateway_mock::SimulationConfig;
+use order_queue_redis::RedisMode;
 
 /// A variable that is missing its mark.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,8 +56,12 @@ pub struct Config {
     pub max_requests_in_flight: usize,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<String>,
-    /// Stream of payment jobs (`REDIS_QUEUE_NAME`, `payment_queue`).
+    /// One Redis server or a Redis Cluster (`REDIS_MODE`, `standalone`|`cluster`).
+    pub redis_mode: RedisMode,
+    /// Base name of the queue's keys (`REDIS_QUEUE_NAME`, `payment_queue`).
     pub redis_queue_name: String,
+    /// Streams the payment jobs are spread over (`REDIS_QUEUE_SHARDS`, 1).
+    pub redis_queue_shards: u16,
     /// Retry policy (`PAYMENT_RETRY_ATTEMPTS` 3, `PAYMENT_RETRY_DELAY` 1.0 s,
     /// `PAYMENT_RETRY_MAX_DELAY` 60 s).
     pub retry: RetryPolicy,
@@ -137,12 +142,48 @@ fn url(
 ) -> Result<Option<String>, ConfigError> {
     match lookup(name).filter(|v| !v.trim().is_empty()) {
         None => Ok(None),
-        Some(v) if schemes.iter().any(|s| v.starts_with(&format!("{s}://"))) => Ok(Some(v)),
+        Some(v) if has_scheme(&v, schemes) => Ok(Some(v)),
         Some(v) => Err(ConfigError::new(
             name,
             format!("expected a {} URL, got {v:?}", schemes.join("/")),
         )),
     }
+}
+
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes
+        .iter()
+        .any(|s| url.trim().starts_with(&format!("{s}://")))
+}
+
+/// `REDIS_MODE`, and `REDIS_URL` as that mode reads it: one URL, or (cluster) seed URLs
+/// separated by commas.
+fn redis(l: &impl Fn(&str) -> Option<String>) -> Result<(RedisMode, Option<String>), ConfigError> {
+    let mode: RedisMode = match l("REDIS_MODE").filter(|s| !s.trim().is_empty()) {
+        None => RedisMode::Standalone,
+        Some(v) => v.parse().map_err(|e| ConfigError::new("REDIS_MODE", e))?,
+    };
+    let schemes = &["redis", "rediss"];
+    let url = match (mode, l("REDIS_URL").filter(|v| !v.trim().is_empty())) {
+        (_, None) => None,
+        (RedisMode::Cluster, Some(list)) => {
+            if let Some(bad) = list.split(',').find(|u| !has_scheme(u, schemes)) {
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    format!("expected redis/rediss URLs separated by commas, got {bad:?}"),
+                ));
+            }
+            Some(list)
+        }
+        (RedisMode::Standalone, Some(v)) if v.contains(',') => {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "several URLs need REDIS_MODE=cluster".to_owned(),
+            ));
+        }
+        (RedisMode::Standalone, Some(_)) => url(l, "REDIS_URL", schemes)?,
+    };
+    Ok((mode, url))
 }
 
 fn positive<T: PartialOrd + Default + std::fmt::Display>(
@@ -243,6 +284,7 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(log_level.to_lowercase())
             .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
 
+        let (redis_mode, redis_url) = redis(l)?;
         let queue_name = l("REDIS_QUEUE_NAME")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "payment_queue".into());
@@ -259,8 +301,13 @@ impl Config {
                 "MAX_REQUESTS_IN_FLIGHT",
                 parse(l, "MAX_REQUESTS_IN_FLIGHT", 1024, "a whole number")?,
             )?,
-            redis_url: url(l, "REDIS_URL", &["redis", "rediss"])?,
+            redis_url,
+            redis_mode,
             redis_queue_name: queue_name,
+            redis_queue_shards: positive(
+                "REDIS_QUEUE_SHARDS",
+                parse(l, "REDIS_QUEUE_SHARDS", 1, "a whole number up to 65535")?,
+            )?,
             retry,
             breaker,
             gateway,
@@ -308,6 +355,35 @@ mod tests {
         assert_eq!(c.breaker.recovery_timeout, Duration::from_secs(60));
         assert!((c.gateway.success_rate() - 0.95).abs() < f64::EPSILON);
         assert_eq!(c.redis_queue_name, "payment_queue");
+        assert_eq!(
+            (c.redis_mode, c.redis_queue_shards),
+            (RedisMode::Standalone, 1)
+        );
+    }
+
+    #[test]
+    fn a_cluster_takes_several_seed_urls_and_a_server_one() {
+        let c = config(&[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", "redis://a:7000,redis://b:7001"),
+            ("REDIS_QUEUE_SHARDS", "6"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_mode, RedisMode::Cluster);
+        assert_eq!(
+            c.redis_url.as_deref(),
+            Some("redis://a:7000,redis://b:7001")
+        );
+        assert_eq!(c.redis_queue_shards, 6);
+        for vars in [
+            &[("REDIS_URL", "redis://a:7000,redis://b:7001")][..],
+            &[
+                ("REDIS_MODE", "cluster"),
+                ("REDIS_URL", "redis://a:7000,b:7001"),
+            ][..],
+        ] {
+            assert_eq!(config(vars).unwrap_err().variable, "REDIS_URL", "{vars:?}");
+        }
     }
 
     #[test]
@@ -322,6 +398,9 @@ mod tests {
             ("REDIS_URL", "localhost:6379"),
             ("LOG_FORMAT", "xml"),
             ("WORKER_CONCURRENCY", "0"),
+            ("REDIS_MODE", "sentinel"),
+            ("REDIS_QUEUE_SHARDS", "0"),
+            ("REDIS_QUEUE_SHARDS", "70000"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{value} for {var} gave {err}");

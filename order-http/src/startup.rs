@@ -314,7 +314,9 @@ async fn adapters(
     let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
         Some(url) => {
             let queue_config = QueueConfig {
+                mode: config.redis_mode,
                 stream: config.redis_queue_name.clone(),
+                shards: config.redis_queue_shards,
                 consumer: consumer.to_owned(),
                 ..QueueConfig::new(url.clone())
             };

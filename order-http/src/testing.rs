@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{Application, Config, Role};
 
-pub use order_queue_redis::testing::{PrivateRedis, free_port, redis_url};
+pub use order_queue_redis::testing::{PrivateCluster, PrivateRedis, free_port, redis_url};
 
 /// Where a test's service keeps its orders and jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +64,14 @@ impl Storage {
     pub async fn drop(self) {
         if let Ok(client) = redis::Client::open(redis_url()) {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let _: Result<(), _> = redis::cmd("DEL")
-                    .arg(&self.stream)
-                    .arg(format!("{}:deferred", self.stream))
-                    .arg(format!("{}:dead", self.stream))
-                    .query_async(&mut conn)
-                    .await;
+                for keys in order_queue_redis::ShardKeys::all(&self.stream, 1) {
+                    let _: Result<(), _> = redis::cmd("DEL")
+                        .arg(&keys.stream)
+                        .arg(&keys.deferred)
+                        .arg(&keys.dead)
+                        .query_async(&mut conn)
+                        .await;
+                }
             }
         }
         self.schema.drop().await;

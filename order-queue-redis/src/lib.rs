@@ -1,6 +1,7 @@
 //! # order-queue-redis
 //!
-//! [`RedisQueue`]: the [`PaymentQueue`] port on Redis Streams with a consumer group.
+//! [`RedisQueue`]: the [`PaymentQueue`] port on Redis Streams with a consumer group, on one
+//! Redis server or a Redis Cluster.
 //!
 //! - Jobs are stream entries (`XADD` with an approximate `MAXLEN`), read by competing
 //!   consumers with `XREADGROUP ... BLOCK`; each process start uses a consumer name of its
@@ -10,40 +11,58 @@
 //! - Deferred jobs wait in a sorted set scored by due time; a Lua script moves due ones back
 //!   into the stream atomically.
 //! - Jobs delivered too often go to a dead-letter stream.
-//! - One multiplexed [`ConnectionManager`] serves every non-blocking command and reconnects
-//!   after a restart; each consumer blocks on a connection of its own, whose response timeout
-//!   is longer than any `BLOCK`. A restarted, empty Redis has no group: commands that find
-//!   none recreate it and carry on.
+//! - **Shards**: the queue is `shards` independent streams (1 by default), each with its
+//!   deferred set and dead-letter stream. A job goes to the shard its order id hashes to;
+//!   every consumer reads every shard (without blocking first, starting from a different
+//!   shard each time, then blocking briefly on one), so no shard waits for a consumer.
+//! - **Hash tags**: each shard's three keys are `{name}`, `{name}:deferred` and `{name}:dead`
+//!   (`{name:i}` with several shards), so they share a hash slot: the Lua script and the
+//!   `MULTI` blocks touching two keys run on one cluster node, and the shards spread over
+//!   the nodes of a [`RedisMode::Cluster`].
+//! - One multiplexed connection serves every non-blocking command and reconnects after a
+//!   restart; each consumer blocks on a connection of its own, whose response timeout is
+//!   longer than any `BLOCK`. A restarted, empty Redis (or cluster node) has no group:
+//!   commands that find none recreate it and carry on.
 
+mod conn;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::OrderId;
 use order_core::ports::{BoxError, Delivery, PaymentQueue, QueueError};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{Client, RedisError, Value};
+use redis::{RedisError, Value};
 use tokio::sync::OnceCell;
 use tracing::warn;
+
+pub use conn::RedisMode;
+use conn::{Conn, Connector};
 
 /// Where the queue lives and how this consumer talks to it.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
-    /// `redis://` URL.
+    /// `redis://` URL; with [`RedisMode::Cluster`], one or more seed nodes separated by
+    /// commas.
     pub url: String,
-    /// Stream name (`REDIS_QUEUE_NAME`); the deferred set and dead-letter stream derive
-    /// from it.
+    /// One server or a cluster (`REDIS_MODE`).
+    pub mode: RedisMode,
+    /// Base name (`REDIS_QUEUE_NAME`); the keys derive from it (see the crate docs).
     pub stream: String,
+    /// Number of streams the jobs are spread over (`REDIS_QUEUE_SHARDS`, at least 1). Every
+    /// process of a deployment must use the same number; changing it leaves the jobs of
+    /// dropped shards to the reconciler.
+    pub shards: u16,
     /// Consumer group of the workers.
     pub group: String,
     /// This consumer's name, unique per process start.
     pub consumer: String,
-    /// Approximate most entries kept in the stream.
+    /// Approximate most entries kept in each stream.
     pub max_len: usize,
     /// Longest `BLOCK` of a receive; longer waits are cut to this.
     pub max_block: Duration,
@@ -52,12 +71,15 @@ pub struct QueueConfig {
 }
 
 impl QueueConfig {
-    /// Defaults for `url`: stream `payment_queue`, group `payment-workers`, a unique
-    /// consumer name, 1,000,000 entries, 5 s blocks, 2 s command timeout.
+    /// Defaults for `url`: one server, base name `payment_queue`, one shard, group
+    /// `payment-workers`, a unique consumer name, 1,000,000 entries, 5 s blocks, 2 s command
+    /// timeout.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            mode: RedisMode::Standalone,
             stream: "payment_queue".into(),
+            shards: 1,
             group: "payment-workers".into(),
             consumer: unique_consumer_name("consumer"),
             max_len: 1_000_000,
@@ -74,21 +96,37 @@ pub fn unique_consumer_name(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), &id[id.len() - 8..])
 }
 
-/// The Redis keys of one queue, built in one place.
-#[derive(Debug, Clone)]
-struct Keys {
-    stream: String,
-    deferred: String,
-    dead: String,
+/// The Redis keys of one shard, built in one place: all three share the hash tag `{tag}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardKeys {
+    /// The stream of jobs.
+    pub stream: String,
+    /// The sorted set of deferred jobs.
+    pub deferred: String,
+    /// The dead-letter stream.
+    pub dead: String,
 }
 
-impl Keys {
-    fn new(stream: &str) -> Self {
-        Self {
-            stream: stream.to_owned(),
-            deferred: format!("{stream}:deferred"),
-            dead: format!("{stream}:dead"),
-        }
+impl ShardKeys {
+    /// The keys of every shard of the queue named `name`.
+    pub fn all(name: &str, shards: u16) -> Vec<Self> {
+        let tag = |i: u16| {
+            if shards <= 1 {
+                format!("{{{name}}}")
+            } else {
+                format!("{{{name}:{i}}}")
+            }
+        };
+        (0..shards.max(1))
+            .map(|i| {
+                let tag = tag(i);
+                Self {
+                    stream: tag.clone(),
+                    deferred: format!("{tag}:deferred"),
+                    dead: format!("{tag}:dead"),
+                }
+            })
+            .collect()
     }
 }
 
@@ -103,17 +141,23 @@ end
 return #due
 ";
 
+/// With several shards, the longest a receive blocks on one shard before looking at the
+/// others again: the most a job on another shard waits for an idle consumer.
+const SHARD_BLOCK: Duration = Duration::from_millis(50);
+
 /// [`PaymentQueue`] on Redis Streams. A value is one consumer; [`RedisQueue::consumer`]
 /// makes more consumers sharing the multiplexed connection.
 #[derive(Clone)]
 pub struct RedisQueue {
     /// When this process last forgot idle consumers (at most once a minute).
     last_sweep: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-    shared: Arc<OnceCell<ConnectionManager>>,
-    blocking: Arc<OnceCell<ConnectionManager>>,
-    client: Client,
+    shared: Arc<OnceCell<Conn>>,
+    blocking: Arc<OnceCell<Conn>>,
+    connector: Connector,
     config: QueueConfig,
-    keys: Keys,
+    shards: Arc<[ShardKeys]>,
+    /// Where this consumer's next receive or reclaim starts, so every shard gets its turn.
+    cursor: Arc<AtomicUsize>,
     promote: redis::Script,
 }
 
@@ -121,17 +165,15 @@ impl std::fmt::Debug for RedisQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisQueue")
             .field("stream", &self.config.stream)
+            .field("shards", &self.shards.len())
             .field("consumer", &self.config.consumer)
             .finish_non_exhaustive()
     }
 }
 
-fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(response_timeout)
-        .set_number_of_retries(2)
-        .set_max_delay(500)
+/// A delivery's id: the shard and the stream entry id, as `shard/entry`.
+fn delivery_id(shard: usize, entry: &str) -> String {
+    format!("{shard}/{entry}")
 }
 
 impl RedisQueue {
@@ -139,19 +181,21 @@ impl RedisQueue {
     /// while Redis is down; every call until Redis answers fails with
     /// [`QueueError::Unavailable`]. Only a malformed URL is an error here.
     pub fn new(config: QueueConfig) -> Result<Self, QueueError> {
-        let client = Client::open(config.url.as_str()).map_err(|e| QueueError::Other(e.into()))?;
+        let connector =
+            Connector::new(config.mode, &config.url).map_err(|e| QueueError::Other(e.into()))?;
         Ok(Self {
             last_sweep: Arc::new(std::sync::Mutex::new(None)),
             shared: Arc::new(OnceCell::new()),
             blocking: Arc::new(OnceCell::new()),
-            client,
-            keys: Keys::new(&config.stream),
+            connector,
+            shards: ShardKeys::all(&config.stream, config.shards).into(),
+            cursor: Arc::new(AtomicUsize::new(0)),
             config,
             promote: redis::Script::new(PROMOTE_DUE),
         })
     }
 
-    /// Connects now, creating the stream and group if needed.
+    /// Connects now, creating the streams and groups if needed.
     pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
         let queue = Self::new(config)?;
         queue.ensure_group().await?;
@@ -163,6 +207,7 @@ impl RedisQueue {
     pub fn consumer(&self, name: impl Into<String>) -> Self {
         Self {
             blocking: Arc::new(OnceCell::new()),
+            cursor: Arc::new(AtomicUsize::new(0)),
             config: QueueConfig {
                 consumer: name.into(),
                 ..self.config.clone()
@@ -171,26 +216,52 @@ impl RedisQueue {
         }
     }
 
-    /// The shared multiplexed connection, opened on first use (retried until it opens).
-    async fn shared(&self) -> Result<ConnectionManager, QueueError> {
-        self.shared
-            .get_or_try_init(|| {
-                self.client
-                    .get_connection_manager_with_config(manager_config(self.config.command_timeout))
+    /// The keys of every shard.
+    pub fn shard_keys(&self) -> &[ShardKeys] {
+        &self.shards
+    }
+
+    /// The shard `order`'s jobs go to.
+    pub fn shard_of(&self, order: OrderId) -> usize {
+        let n = u128::try_from(self.shards.len()).unwrap_or(1);
+        usize::try_from(order.as_uuid().as_u128() % n).unwrap_or(0)
+    }
+
+    /// The shard and entry id of a delivery this queue made.
+    fn locate<'a>(&self, delivery: &'a Delivery) -> Result<(&ShardKeys, &'a str), QueueError> {
+        delivery
+            .id
+            .split_once('/')
+            .and_then(|(shard, entry)| {
+                Some((self.shards.get(shard.parse::<usize>().ok()?)?, entry))
             })
+            .ok_or_else(|| {
+                QueueError::Other(format!("not a delivery of this queue: {:?}", delivery.id).into())
+            })
+    }
+
+    /// The shard indexes in the order this call visits them, starting one further each call.
+    fn rotation(&self) -> impl Iterator<Item = usize> + use<> {
+        let n = self.shards.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n).map(move |k| (start + k) % n)
+    }
+
+    /// The shared multiplexed connection, opened on first use (retried until it opens).
+    async fn shared(&self) -> Result<Conn, QueueError> {
+        self.shared
+            .get_or_try_init(|| self.connector.open(self.config.command_timeout))
             .await
             .cloned()
             .map_err(translate)
     }
 
     /// This consumer's connection for blocking reads.
-    async fn blocking(&self) -> Result<ConnectionManager, QueueError> {
+    async fn blocking(&self) -> Result<Conn, QueueError> {
         self.blocking
             .get_or_try_init(|| {
-                self.client
-                    .get_connection_manager_with_config(manager_config(
-                        self.config.max_block + self.config.command_timeout,
-                    ))
+                self.connector
+                    .open(self.config.max_block + self.config.command_timeout)
             })
             .await
             .cloned()
@@ -204,69 +275,84 @@ impl RedisQueue {
 
     /// Removes other consumers of the group that have nothing pending and have been idle
     /// for at least `idle`: workers that stopped. Every process start registers a new
-    /// consumer name, so without this the group's consumer list only grows. Returns how
-    /// many were removed.
+    /// consumer name, so without this the group's consumer lists only grow. Returns how
+    /// many were removed (over all shards).
     pub async fn forget_idle_consumers(&self, idle: Duration) -> Result<u64, QueueError> {
         let conn = self.shared().await?;
-        let consumers: Vec<std::collections::HashMap<String, Value>> = self
-            .with_group(|| async {
-                let mut conn = conn.clone();
-                redis::cmd("XINFO")
-                    .arg("CONSUMERS")
-                    .arg(&self.keys.stream)
-                    .arg(&self.config.group)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let field = |c: &std::collections::HashMap<String, Value>, k: &str| {
             c.get(k)
                 .and_then(|v| redis::from_redis_value::<u64>(v).ok())
         };
         let mut removed = 0;
-        for consumer in &consumers {
-            let Some(name) = consumer
-                .get("name")
-                .and_then(|v| redis::from_redis_value::<String>(v).ok())
-            else {
-                continue;
-            };
-            let idle_for = field(consumer, "idle").unwrap_or(0);
-            if name == self.config.consumer
-                || field(consumer, "pending") != Some(0)
-                || idle_for < idle_ms
-            {
-                continue;
+        for keys in self.shards.iter() {
+            let consumers: Vec<std::collections::HashMap<String, Value>> = self
+                .with_group(keys, || async {
+                    let mut conn = conn.clone();
+                    redis::cmd("XINFO")
+                        .arg("CONSUMERS")
+                        .arg(&keys.stream)
+                        .arg(&self.config.group)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for consumer in &consumers {
+                let Some(name) = consumer
+                    .get("name")
+                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                else {
+                    continue;
+                };
+                let idle_for = field(consumer, "idle").unwrap_or(0);
+                if name == self.config.consumer
+                    || field(consumer, "pending") != Some(0)
+                    || idle_for < idle_ms
+                {
+                    continue;
+                }
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&keys.stream)
+                    .arg(&self.config.group)
+                    .arg(&name)
+                    .query_async(&mut conn.clone())
+                    .await
+                    .map_err(translate)?;
+                removed += 1;
             }
-            let _: i64 = redis::cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(&self.keys.stream)
-                .arg(&self.config.group)
-                .arg(&name)
-                .query_async(&mut conn.clone())
-                .await
-                .map_err(translate)?;
-            removed += 1;
         }
         Ok(removed)
     }
 
-    /// Entries in the dead-letter stream.
+    /// Entries in the dead-letter streams.
     pub async fn dead_letter_count(&self) -> Result<u64, QueueError> {
-        redis::cmd("XLEN")
-            .arg(&self.keys.dead)
-            .query_async(&mut self.shared().await?)
-            .await
-            .map_err(translate)
+        let mut conn = self.shared().await?;
+        let mut total = 0;
+        for keys in self.shards.iter() {
+            let n: u64 = redis::cmd("XLEN")
+                .arg(&keys.dead)
+                .query_async(&mut conn)
+                .await
+                .map_err(translate)?;
+            total += n;
+        }
+        Ok(total)
     }
 
-    /// Creates the stream and group if missing (from the stream's start, so jobs queued
-    /// before the group existed are delivered too).
+    /// Creates every shard's stream and group if missing (from the stream's start, so jobs
+    /// queued before the group existed are delivered too).
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        for keys in self.shards.iter() {
+            self.ensure_shard_group(keys).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_shard_group(&self, keys: &ShardKeys) -> Result<(), QueueError> {
         let result: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&self.keys.stream)
+            .arg(&keys.stream)
             .arg(&self.config.group)
             .arg("0")
             .arg("MKSTREAM")
@@ -278,17 +364,17 @@ impl RedisQueue {
         }
     }
 
-    /// Runs `op`; if Redis says the group is gone (it restarted empty), recreates the group
-    /// and runs `op` once more.
-    async fn with_group<T, F, Fut>(&self, op: F) -> Result<T, QueueError>
+    /// Runs `op` on a shard; if Redis says the shard's group is gone (its server restarted
+    /// empty), recreates the group and runs `op` once more.
+    async fn with_group<T, F, Fut>(&self, keys: &ShardKeys, op: F) -> Result<T, QueueError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         match op().await {
             Err(e) if e.code() == Some("NOGROUP") => {
-                warn!(stream = %self.keys.stream, "consumer group missing; recreating it");
-                self.ensure_group().await?;
+                warn!(stream = %keys.stream, "consumer group missing; recreating it");
+                self.ensure_shard_group(keys).await?;
                 op().await.map_err(translate)
             }
             other => other.map_err(translate),
@@ -316,25 +402,76 @@ impl RedisQueue {
 
     async fn promote_due(&self) -> Result<(), QueueError> {
         let now_ms = Utc::now().timestamp_millis();
-        let _: i64 = self
-            .promote
-            .key(&self.keys.deferred)
-            .key(&self.keys.stream)
-            .arg(now_ms)
-            .arg(1000)
-            .arg(self.config.max_len)
-            .invoke_async(&mut self.shared().await?)
-            .await
-            .map_err(translate)?;
+        let mut conn = self.shared().await?;
+        let mut failures = Vec::new();
+        for keys in self.shards.iter() {
+            let promoted: Result<i64, RedisError> = self
+                .promote
+                .key(&keys.deferred)
+                .key(&keys.stream)
+                .arg(now_ms)
+                .arg(1000)
+                .arg(self.config.max_len)
+                .invoke_async(&mut conn)
+                .await;
+            match promoted.map_err(translate) {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => failures.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        // A shard that cannot be reached keeps its deferred jobs until it can; the others
+        // go on. Only when none answers is the queue unavailable.
+        if failures.len() == self.shards.len() {
+            return Err(failures.pop().expect("at least one shard"));
+        }
         Ok(())
+    }
+
+    /// Reads up to `max` new entries of one shard, blocking up to `block` (none if zero).
+    async fn read_shard(
+        &self,
+        conn: &Conn,
+        shard: usize,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let keys = &self.shards[shard];
+        let block_ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX);
+        let reply: Option<StreamReadReply> = self
+            .with_group(keys, || async {
+                let mut conn = conn.clone();
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(&self.config.group)
+                    .arg(&self.config.consumer)
+                    .arg("COUNT")
+                    .arg(max);
+                if block_ms > 0 {
+                    cmd.arg("BLOCK").arg(block_ms);
+                }
+                cmd.arg("STREAMS")
+                    .arg(&keys.stream)
+                    .arg(">")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let entries: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        let ones = vec![1; entries.len()];
+        self.deliveries(shard, entries, &ones).await
     }
 
     /// Turns entries into deliveries; entries without a valid order id are dead-lettered.
     async fn deliveries(
         &self,
+        shard: usize,
         entries: Vec<StreamId>,
         counts: &[u32],
     ) -> Result<Vec<Delivery>, QueueError> {
+        let keys = &self.shards[shard];
         let mut out = Vec::with_capacity(entries.len());
         for (entry, deliveries) in entries.into_iter().zip(counts.iter().copied()) {
             let order = entry
@@ -344,13 +481,13 @@ impl RedisQueue {
                 .and_then(|s| s.parse::<OrderId>().ok());
             if let Some(order_id) = order {
                 out.push(Delivery {
-                    id: entry.id,
+                    id: delivery_id(shard, &entry.id),
                     order_id,
                     deliveries,
                 });
             } else {
-                warn!(entry = %entry.id, "malformed queue entry; dead-lettering it");
-                self.move_to_dead(&entry.id, "-", deliveries, "malformed entry")
+                warn!(entry = %entry.id, stream = %keys.stream, "malformed queue entry; dead-lettering it");
+                self.move_to_dead(keys, &entry.id, "-", deliveries, "malformed entry")
                     .await?;
             }
         }
@@ -359,6 +496,7 @@ impl RedisQueue {
 
     async fn move_to_dead(
         &self,
+        keys: &ShardKeys,
         id: &str,
         order: &str,
         deliveries: u32,
@@ -367,7 +505,7 @@ impl RedisQueue {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("XADD")
-            .arg(&self.keys.dead)
+            .arg(&keys.dead)
             .arg("MAXLEN")
             .arg("~")
             .arg(self.config.max_len)
@@ -382,102 +520,12 @@ impl RedisQueue {
             .arg(reason)
             .ignore()
             .cmd("XACK")
-            .arg(&self.keys.stream)
+            .arg(&keys.stream)
             .arg(&self.config.group)
             .arg(id)
             .ignore();
         let conn = self.shared().await?;
-        self.with_group(|| {
-            let mut conn = conn.clone();
-            let pipe = &pipe;
-            async move { pipe.query_async::<()>(&mut conn).await }
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl PaymentQueue for RedisQueue {
-    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError> {
-        let _: String = redis::cmd("XADD")
-            .arg(&self.keys.stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.config.max_len)
-            .arg("*")
-            .arg("order_id")
-            .arg(order.to_string())
-            .query_async(&mut self.shared().await?)
-            .await
-            .map_err(translate)?;
-        Ok(())
-    }
-
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        self.promote_due().await?;
-        let block_ms = wait.min(self.config.max_block).as_millis();
-        let conn = self.blocking().await?;
-        let reply: Option<StreamReadReply> = self
-            .with_group(|| async {
-                let mut conn = conn.clone();
-                let mut cmd = redis::cmd("XREADGROUP");
-                cmd.arg("GROUP")
-                    .arg(&self.config.group)
-                    .arg(&self.config.consumer)
-                    .arg("COUNT")
-                    .arg(max);
-                if block_ms > 0 {
-                    cmd.arg("BLOCK")
-                        .arg(u64::try_from(block_ms).unwrap_or(u64::MAX));
-                }
-                cmd.arg("STREAMS")
-                    .arg(&self.keys.stream)
-                    .arg(">")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        let entries: Vec<StreamId> = reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
-        let ones = vec![1; entries.len()];
-        self.deliveries(entries, &ones).await
-    }
-
-    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let conn = self.shared().await?;
-        self.with_group(|| async {
-            let mut conn = conn.clone();
-            redis::cmd("XACK")
-                .arg(&self.keys.stream)
-                .arg(&self.config.group)
-                .arg(&delivery.id)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn defer(&self, delivery: &Delivery, until: DateTime<Utc>) -> Result<(), QueueError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("ZADD")
-            .arg(&self.keys.deferred)
-            .arg("LT")
-            .arg(until.timestamp_millis())
-            .arg(delivery.order_id.to_string())
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.keys.stream)
-            .arg(&self.config.group)
-            .arg(&delivery.id)
-            .ignore();
-        let conn = self.shared().await?;
-        self.with_group(|| {
+        self.with_group(keys, || {
             let mut conn = conn.clone();
             let pipe = &pipe;
             async move { pipe.query_async::<()>(&mut conn).await }
@@ -485,17 +533,20 @@ impl PaymentQueue for RedisQueue {
         .await
     }
 
-    async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, QueueError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
-        let conn = self.shared().await?;
+    /// Takes over up to `max` entries of one shard idle for `idle_ms`.
+    async fn reclaim_shard(
+        &self,
+        conn: &Conn,
+        shard: usize,
+        idle_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let keys = &self.shards[shard];
         let reply: StreamAutoClaimReply = self
-            .with_group(|| async {
+            .with_group(keys, || async {
                 let mut conn = conn.clone();
                 redis::cmd("XAUTOCLAIM")
-                    .arg(&self.keys.stream)
+                    .arg(&keys.stream)
                     .arg(&self.config.group)
                     .arg(&self.config.consumer)
                     .arg(idle_ms)
@@ -509,10 +560,10 @@ impl PaymentQueue for RedisQueue {
         if !reply.deleted_ids.is_empty() {
             warn!(
                 count = reply.deleted_ids.len(),
+                stream = %keys.stream,
                 "pending entries were trimmed from the stream; the reconciler re-queues their orders"
             );
         }
-        self.sweep_consumers().await;
         if reply.claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -520,23 +571,174 @@ impl PaymentQueue for RedisQueue {
         let mut pipe = redis::pipe();
         for entry in &reply.claimed {
             pipe.cmd("XPENDING")
-                .arg(&self.keys.stream)
+                .arg(&keys.stream)
                 .arg(&self.config.group)
                 .arg(&entry.id)
                 .arg(&entry.id)
                 .arg(1);
         }
         let pending: Vec<Value> = pipe
-            .query_async(&mut self.shared().await?)
+            .query_async(&mut conn.clone())
             .await
             .map_err(translate)?;
         let counts: Vec<u32> = pending.iter().map(delivery_count).collect();
-        self.deliveries(reply.claimed, &counts).await
+        self.deliveries(shard, reply.claimed, &counts).await
+    }
+}
+
+#[async_trait]
+impl PaymentQueue for RedisQueue {
+    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError> {
+        // The order's own shard, or, if its node cannot be reached, the next that answers:
+        // a job may sit on any shard, since its delivery id says which.
+        let home = self.shard_of(order);
+        let n = self.shards.len();
+        let mut conn = self.shared().await?;
+        let mut failure = None;
+        for shard in (0..n).map(|k| (home + k) % n) {
+            let added: Result<String, RedisError> = redis::cmd("XADD")
+                .arg(&self.shards[shard].stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.config.max_len)
+                .arg("*")
+                .arg("order_id")
+                .arg(order.to_string())
+                .query_async(&mut conn)
+                .await;
+            match added.map_err(translate) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() => failure = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(failure.expect("at least one shard"))
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.promote_due().await?;
+        let wait = wait.min(self.config.max_block);
+        if self.shards.len() == 1 {
+            return self.read_shard(&self.blocking().await?, 0, max, wait).await;
+        }
+        // Several shards: take what is there from each, starting at a different shard each
+        // time; when all are empty, block briefly on one that answered, then look at all
+        // again. A shard that cannot be reached (its cluster node is down) is skipped: the
+        // others keep being served.
+        let deadline = tokio::time::Instant::now() + wait;
+        let shared = self.shared().await?;
+        loop {
+            let mut out = Vec::new();
+            let mut answered = None;
+            let mut failure = None;
+            for shard in self.rotation() {
+                match self
+                    .read_shard(&shared, shard, max - out.len(), Duration::ZERO)
+                    .await
+                {
+                    Ok(got) => {
+                        answered = answered.or(Some(shard));
+                        out.extend(got);
+                    }
+                    Err(e) if e.is_retryable() => failure = Some(e),
+                    Err(e) => return Err(e),
+                }
+                if out.len() == max {
+                    break;
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !out.is_empty() || left.is_zero() {
+                return Ok(out);
+            }
+            let Some(quiet) = answered else {
+                return Err(failure.expect("a shard failed if none answered"));
+            };
+            let got = self
+                .read_shard(&self.blocking().await?, quiet, max, left.min(SHARD_BLOCK))
+                .await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let (keys, entry) = self.locate(delivery)?;
+        let conn = self.shared().await?;
+        self.with_group(keys, || async {
+            let mut conn = conn.clone();
+            redis::cmd("XACK")
+                .arg(&keys.stream)
+                .arg(&self.config.group)
+                .arg(entry)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn defer(&self, delivery: &Delivery, until: DateTime<Utc>) -> Result<(), QueueError> {
+        let (keys, entry) = self.locate(delivery)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(&keys.deferred)
+            .arg("LT")
+            .arg(until.timestamp_millis())
+            .arg(delivery.order_id.to_string())
+            .ignore()
+            .cmd("XACK")
+            .arg(&keys.stream)
+            .arg(&self.config.group)
+            .arg(entry)
+            .ignore();
+        let conn = self.shared().await?;
+        self.with_group(keys, || {
+            let mut conn = conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let conn = self.shared().await?;
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for shard in self.rotation() {
+            match self
+                .reclaim_shard(&conn, shard, idle_ms, max - out.len())
+                .await
+            {
+                Ok(got) => out.extend(got),
+                Err(e) if e.is_retryable() => failures.push(e),
+                Err(e) => return Err(e),
+            }
+            if out.len() == max {
+                break;
+            }
+        }
+        if failures.len() == self.shards.len() {
+            return Err(failures.pop().expect("at least one shard"));
+        }
+        self.sweep_consumers().await;
+        Ok(out)
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let (keys, entry) = self.locate(delivery)?;
         self.move_to_dead(
-            &delivery.id,
+            keys,
+            entry,
             &delivery.order_id.to_string(),
             delivery.deliveries,
             reason,
@@ -545,7 +747,7 @@ impl PaymentQueue for RedisQueue {
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = redis::cmd("PING")
+        let _: Value = redis::cmd("PING")
             .query_async(&mut self.shared().await?)
             .await
             .map_err(translate)?;
@@ -571,9 +773,11 @@ pub fn translate(e: RedisError) -> QueueError {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound)
         || matches!(
             e.code(),
-            Some("LOADING" | "TRYAGAIN" | "BUSY" | "MASTERDOWN")
+            Some("LOADING" | "TRYAGAIN" | "BUSY" | "MASTERDOWN" | "CLUSTERDOWN")
         );
     let source: BoxError = Box::new(e);
     if retryable {

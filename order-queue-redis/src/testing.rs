@@ -1,7 +1,8 @@
-//! Test support: the Redis tests use, and private Redis servers a test can kill and
-//! restart empty without disturbing other tests.
+//! Test support: the Redis tests use, private Redis servers a test can kill and restart
+//! empty without disturbing other tests, and a private Redis Cluster of three masters.
 
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,13 @@ impl PrivateRedis {
     /// Starts a server on `port` (a restart on the same port comes back empty). Panics,
     /// saying so, if `redis-server` cannot be run: a test needing it must not pass without it.
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
+        Self::start_with(port, &[], None)
+    }
+
+    /// Starts a server on `port` with extra arguments, in `dir` if given.
+    fn start_with(port: u16, extra: &[&str], dir: Option<&Path>) -> Self {
+        let mut command = Command::new("redis-server");
+        command
             .args([
                 "--port",
                 &port.to_string(),
@@ -45,12 +52,15 @@ impl PrivateRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install Redis to run this test")
-            });
+            .stderr(Stdio::null());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!("cannot run redis-server ({e}); install Redis to run this test")
+        });
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -82,5 +92,177 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free local ports, each keeping only its
+/// `nodes.conf` in a temporary directory, so a killed master restarted on its port rejoins
+/// the cluster (empty). Killed on drop.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    nodes: Vec<Option<PrivateRedis>>,
+    ports: Vec<u16>,
+    dirs: Vec<PathBuf>,
+}
+
+impl PrivateCluster {
+    /// Starts three masters, joins them with `redis-cli --cluster create` and waits until
+    /// the cluster serves every slot. Panics, saying why, if that fails.
+    pub fn start() -> Self {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let base = std::env::temp_dir().join(format!(
+            "order-queue-cluster-{}-{}",
+            std::process::id(),
+            ports[0]
+        ));
+        let dirs: Vec<PathBuf> = ports.iter().map(|p| base.join(p.to_string())).collect();
+        for dir in &dirs {
+            std::fs::create_dir_all(dir).expect("a directory for a cluster node");
+        }
+        let mut cluster = Self {
+            nodes: ports.iter().map(|_| None).collect(),
+            ports,
+            dirs,
+        };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        let addresses: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}); install Redis to run this test")
+            });
+        assert!(
+            status.success(),
+            "redis-cli --cluster create failed: {status}"
+        );
+        cluster.wait_until_ok(Duration::from_secs(20));
+        cluster
+    }
+
+    fn start_node(&mut self, i: usize) {
+        self.nodes[i] = Some(PrivateRedis::start_with(
+            self.ports[i],
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            ],
+            Some(&self.dirs[i]),
+        ));
+    }
+
+    /// The seed URLs of every node, comma-separated (what `REDIS_URL` takes in cluster mode).
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The ports of the nodes.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The port of the master serving `key`'s hash slot.
+    pub fn port_of(&self, key: &str) -> u16 {
+        let slot = self.cli(0, &["CLUSTER", "KEYSLOT", key]);
+        let slot: u16 = slot.trim().parse().expect("a slot number");
+        let nodes = self.cli(0, &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            if serves {
+                let address = fields[1].split('@').next().unwrap_or_default();
+                return address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("a node address");
+            }
+        }
+        panic!("no master serves slot {slot} of {key}");
+    }
+
+    /// Kills (SIGKILL) the node on `port`: its data is gone.
+    pub fn kill(&mut self, port: u16) {
+        let i = self.index(port);
+        self.nodes[i] = None;
+    }
+
+    /// Restarts the node on `port` (empty, with its old identity) and waits until the
+    /// cluster serves every slot again.
+    pub fn restart(&mut self, port: u16) {
+        let i = self.index(port);
+        self.start_node(i);
+        self.wait_until_ok(Duration::from_secs(30));
+    }
+
+    /// Whether every node says the cluster is `ok`.
+    pub fn is_ok(&self) -> bool {
+        (0..self.ports.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .all(|i| {
+                self.cli(i, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            })
+    }
+
+    fn wait_until_ok(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster on ports {:?} did not reach cluster_state:ok",
+                self.ports
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn index(&self, port: u16) -> usize {
+        self.ports
+            .iter()
+            .position(|&p| p == port)
+            .expect("a node of this cluster")
+    }
+
+    fn cli(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.ports[i].to_string()])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e})"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        if let Some(base) = self.dirs.first().and_then(|d| d.parent()) {
+            let _ = std::fs::remove_dir_all(base);
+        }
     }
 }

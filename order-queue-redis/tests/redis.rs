@@ -32,16 +32,19 @@ async fn connect(config: QueueConfig) -> RedisQueue {
     })
 }
 
-async fn delete_keys(stream: &str) {
+/// Deletes every key of `queue`'s shards from the shared server.
+async fn delete_keys(queue: &RedisQueue) {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(stream)
-        .arg(format!("{stream}:deferred"))
-        .arg(format!("{stream}:dead"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    for keys in queue.shard_keys() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys.stream)
+            .arg(&keys.deferred)
+            .arg(&keys.dead)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 /// Polls `f` until it returns `Some`, failing after `deadline`.
@@ -63,28 +66,94 @@ where
     }
 }
 
-#[tokio::test]
-async fn the_redis_queue_honours_the_payment_queue_contract() {
-    let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+/// Runs the conformance suite on queues of `shards` shards on the shared server.
+async fn conformance_with(shards: u16) {
+    let made = Arc::new(std::sync::Mutex::new(Vec::new()));
     conformance::payment_queue(|| {
-        let streams = streams.clone();
+        let made = made.clone();
         async move {
-            let config = test_config(&redis_url());
-            streams.lock().unwrap().push(config.stream.clone());
             let a = connect(QueueConfig {
                 consumer: "a".into(),
-                ..config
+                shards,
+                ..test_config(&redis_url())
             })
             .await;
             let b = a.consumer("b");
+            made.lock().unwrap().push(a.clone());
             (a, b)
         }
     })
     .await;
-    let streams = std::mem::take(&mut *streams.lock().unwrap());
-    for stream in streams {
-        delete_keys(&stream).await;
+    let made = std::mem::take(&mut *made.lock().unwrap());
+    for queue in made {
+        delete_keys(&queue).await;
     }
+}
+
+#[tokio::test]
+async fn the_redis_queue_honours_the_payment_queue_contract() {
+    conformance_with(1).await;
+}
+
+#[tokio::test]
+async fn a_sharded_redis_queue_honours_the_payment_queue_contract() {
+    conformance_with(4).await;
+}
+
+#[tokio::test]
+async fn one_shard_delivers_jobs_in_the_order_they_were_queued() {
+    let queue = connect(test_config(&redis_url())).await;
+    let orders: Vec<OrderId> = (0..20).map(|_| OrderId::new()).collect();
+    for id in &orders {
+        queue.enqueue(*id).await.unwrap();
+    }
+    let got = queue.receive(20, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.order_id).collect::<Vec<_>>(), orders);
+    delete_keys(&queue).await;
+}
+
+#[tokio::test]
+async fn jobs_spread_over_the_shards_and_every_consumer_reads_every_shard() {
+    let queue = connect(QueueConfig {
+        shards: 4,
+        ..test_config(&redis_url())
+    })
+    .await;
+    let orders: Vec<OrderId> = (0..200).map(|_| OrderId::new()).collect();
+    let mut per_shard = [0usize; 4];
+    for id in &orders {
+        per_shard[queue.shard_of(*id)] += 1;
+        queue.enqueue(*id).await.unwrap();
+    }
+    assert!(
+        per_shard.iter().all(|&n| n >= 20),
+        "order ids spread over the shards: {per_shard:?}"
+    );
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (keys, expected) in queue.shard_keys().iter().zip(per_shard) {
+        let len: usize = redis::cmd("XLEN")
+            .arg(&keys.stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(len, expected, "{} holds its orders' jobs", keys.stream);
+    }
+    // One consumer, small batches: it takes every job, whatever shard it is on.
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < orders.len() {
+        let got = queue.receive(7, Duration::from_millis(10)).await.unwrap();
+        assert!(
+            !got.is_empty(),
+            "jobs left unreceived: {}",
+            orders.len() - seen.len()
+        );
+        for d in got {
+            queue.ack(&d).await.unwrap();
+            assert!(seen.insert(d.order_id), "{} delivered twice", d.order_id);
+        }
+    }
+    delete_keys(&queue).await;
 }
 
 struct Approve;
@@ -108,7 +177,6 @@ impl PaymentGateway for Approve {
 #[tokio::test]
 async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dead_lettered() {
     let config = test_config(&redis_url());
-    let stream = config.stream.clone();
     let dead = connect(QueueConfig {
         consumer: "dead".into(),
         ..config
@@ -154,16 +222,14 @@ async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dea
     );
     assert_eq!(alive.dead_letter_count().await.unwrap(), 1);
     assert!(alive.reclaim(Duration::ZERO, 10).await.unwrap().is_empty());
-    delete_keys(&stream).await;
+    delete_keys(&alive).await;
 }
 
 #[tokio::test]
 async fn a_deleted_stream_and_group_are_recreated_on_the_next_read() {
-    let config = test_config(&redis_url());
-    let stream = config.stream.clone();
-    let queue = connect(config).await;
+    let queue = connect(test_config(&redis_url())).await;
     queue.enqueue(OrderId::new()).await.unwrap();
-    delete_keys(&stream).await;
+    delete_keys(&queue).await;
 
     assert!(
         queue
@@ -176,14 +242,12 @@ async fn a_deleted_stream_and_group_are_recreated_on_the_next_read() {
     queue.enqueue(order).await.unwrap();
     let got = queue.receive(1, Duration::from_millis(100)).await.unwrap();
     assert_eq!(got[0].order_id, order);
-    delete_keys(&stream).await;
+    delete_keys(&queue).await;
 }
 
 #[tokio::test]
 async fn the_worker_pays_an_order_through_redis_end_to_end() {
-    let config = test_config(&redis_url());
-    let stream = config.stream.clone();
-    let queue = Arc::new(connect(config).await);
+    let queue = Arc::new(connect(test_config(&redis_url())).await);
     let repo = Arc::new(MemoryOrderRepo::new());
     let order = placed_order("redis-e2e", chrono::Utc::now());
     repo.insert(&order).await.unwrap();
@@ -204,7 +268,7 @@ async fn the_worker_pays_an_order_through_redis_end_to_end() {
         queue.reclaim(Duration::ZERO, 10).await.unwrap().is_empty(),
         "acked"
     );
-    delete_keys(&stream).await;
+    delete_keys(&queue).await;
 }
 
 #[tokio::test]
@@ -244,7 +308,6 @@ async fn after_redis_restarts_empty_the_queue_reconnects_and_keeps_working() {
 #[tokio::test]
 async fn consumers_of_stopped_workers_are_forgotten_once_they_hold_nothing() {
     let config = test_config(&redis_url());
-    let stream = config.stream.clone();
     let me = connect(QueueConfig {
         consumer: "me".into(),
         ..config
@@ -284,7 +347,7 @@ async fn consumers_of_stopped_workers_are_forgotten_once_they_hold_nothing() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let left: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("CONSUMERS")
-        .arg(&stream)
+        .arg(&me.shard_keys()[0].stream)
         .arg("payment-workers")
         .query_async(&mut conn)
         .await
@@ -295,5 +358,5 @@ async fn consumers_of_stopped_workers_are_forgotten_once_they_hold_nothing() {
         .collect();
     names.sort();
     assert_eq!(names, ["holding-worker"]);
-    delete_keys(&stream).await;
+    delete_keys(&me).await;
 }

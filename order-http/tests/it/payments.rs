@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use order_api::orders::{AttemptStatus, OrderStatus};
 use order_core::IdempotencyKey;
 use order_http::Role;
-use order_http::testing::{Backend, PrivateRedis, Storage, TestApp, free_port, sample_order};
+use order_http::testing::{
+    Backend, PrivateCluster, PrivateRedis, Storage, TestApp, free_port, sample_order,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -257,4 +259,31 @@ async fn a_panicking_payment_task_stops_the_worker_with_its_message() {
 
     let err = ended.expect_err("a panic is reported, not swallowed");
     assert!(err.0.contains("gateway adapter bug"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_are_paid_through_a_queue_sharded_over_a_redis_cluster() {
+    let cluster = tokio::task::spawn_blocking(PrivateCluster::start)
+        .await
+        .unwrap();
+    let urls = cluster.urls();
+    let app = TestApp::spawn(
+        Backend::PostgresRedis,
+        &[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", &urls),
+            ("REDIS_QUEUE_SHARDS", "3"),
+        ],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(app.place(&sample_order(&format!("cluster-{i}"))).await.id);
+    }
+    for id in ids {
+        let order = app.wait_terminal(id, PATIENCE).await;
+        assert_eq!(order.status, OrderStatus::Confirmed, "{id}");
+    }
+    app.stop().await;
+    drop(cluster);
 }

@@ -135,6 +135,10 @@ pub enum Command {
 
 /// Settings of a load run.
 #[derive(Debug, Clone, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct LoadArgs {
     /// Orders per second to send on schedule (open model); without it, closed-loop at full
     /// speed over --connections.
@@ -156,6 +160,9 @@ pub struct LoadArgs {
     /// Seconds to wait for settling at most.
     #[arg(long, default_value_t = 600.0)]
     pub settle_timeout: f64,
+    /// Send every order with an `Idempotency-Key` of its own, as retrying clients do.
+    #[arg(long)]
+    pub keyed: bool,
     /// Seed for the generated orders.
     #[arg(long)]
     pub seed: Option<u64>,

@@ -341,8 +341,9 @@ async fn open_model(
             let (client, tally, in_flight) =
                 (client.clone(), Arc::clone(tally), Arc::clone(&in_flight));
             let order = random_order(&mut rng);
+            let key = args.keyed.then(fresh_key);
             tasks.spawn(async move {
-                let outcome = client.create(&order, None).await;
+                let outcome = client.create(&order, key.as_deref()).await;
                 tally.record(due, outcome);
                 in_flight.fetch_sub(1, Ordering::Relaxed);
             });
@@ -359,6 +360,11 @@ async fn open_model(
     (sent, dropped)
 }
 
+/// A new `Idempotency-Key` for one order of a `--keyed` run.
+fn fresh_key() -> String {
+    format!("load-{}", uuid::Uuid::now_v7().simple())
+}
+
 async fn closed_loop(
     client: &OrderClient,
     args: &LoadArgs,
@@ -370,6 +376,7 @@ async fn closed_loop(
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..args.connections.max(1) {
         let (client, tally, sent) = (client.clone(), Arc::clone(tally), Arc::clone(&sent));
+        let keyed = args.keyed;
         let seed = args
             .seed
             .map_or_else(rand::random, |s| s.wrapping_add(c as u64));
@@ -379,7 +386,8 @@ async fn closed_loop(
                 let order = random_order(&mut rng);
                 let due = Instant::now();
                 sent.fetch_add(1, Ordering::Relaxed);
-                let outcome = client.create(&order, None).await;
+                let key = keyed.then(fresh_key);
+                let outcome = client.create(&order, key.as_deref()).await;
                 tally.record(due, outcome);
             }
         });

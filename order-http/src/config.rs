@@ -91,6 +91,9 @@ pub struct Config {
     pub reconcile_every: Duration,
     /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
     pub shutdown_grace: Duration,
+    /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_KEY_RETENTION_SECONDS`,
+    /// 86400); forgotten keys are purged by the API roles.
+    pub idempotency_key_retention: Duration,
     /// Log filter (`LOG_LEVEL`, `info`).
     pub log_level: String,
     /// Log format (`LOG_FORMAT`, `text` or `json`).
@@ -326,6 +329,12 @@ impl Config {
             reconcile_every: seconds(l, "PAYMENT_RECONCILE_INTERVAL_SECONDS", 10.0)?
                 .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
+            idempotency_key_retention: seconds(
+                l,
+                "IDEMPOTENCY_KEY_RETENTION_SECONDS",
+                order_core::service::REQUEST_KEY_RETENTION.as_secs_f64(),
+            )?
+            .max(Duration::from_secs(1)),
             log_level: log_level.to_lowercase(),
             log_format,
         })

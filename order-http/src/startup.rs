@@ -9,7 +9,6 @@ use order_core::memory::{MemoryOrderRepo, MemoryQueue};
 use order_core::ports::{
     Clock, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError, SystemClock,
 };
-use order_core::service::REQUEST_KEY_RETENTION;
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
@@ -81,6 +80,8 @@ pub struct Application {
     gateway: SimulatedGateway,
     /// Applies PostgreSQL's migrations once it answers; until then the store is not ready.
     migrator: Option<Migrator>,
+    /// How long idempotency keys are kept.
+    key_retention: Duration,
 }
 
 impl Application {
@@ -165,6 +166,7 @@ impl Application {
             worker,
             gateway,
             migrator,
+            key_retention: config.idempotency_key_retention,
         })
     }
 
@@ -216,10 +218,13 @@ impl Application {
                     .await;
             })
         });
-        let purge = self
-            .state
-            .as_ref()
-            .map(|state| tokio::spawn(purge_request_keys(state.orders.clone(), stopped.clone())));
+        let purge = self.state.as_ref().map(|state| {
+            tokio::spawn(purge_request_keys(
+                state.orders.clone(),
+                self.key_retention,
+                stopped.clone(),
+            ))
+        });
         let serving = serve(self.listener, self.state, stopped.clone());
         tokio::pin!(serving);
         let (served, worker_result) = match worker {
@@ -347,13 +352,19 @@ async fn adapters(
     Ok((repo, queue, migrator))
 }
 
-/// Forgets idempotency keys past their retention, every ten minutes until stopped.
-async fn purge_request_keys(orders: api::Orders, mut stopped: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(Duration::from_secs(600));
+/// Forgets idempotency keys past `retention`, every tenth of it (at most every ten
+/// minutes) until stopped.
+async fn purge_request_keys(
+    orders: api::Orders,
+    retention: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval((retention / 10).min(Duration::from_secs(600)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = every.tick() => match orders.purge_request_keys(REQUEST_KEY_RETENTION).await {
+            _ = every.tick() => match orders.purge_request_keys(retention).await {
                 Ok(0) => {}
                 Ok(n) => info!(purged = n, "forgot expired idempotency keys"),
                 Err(e) => warn!(error = %e, "purging idempotency keys failed"),

@@ -141,6 +141,23 @@ end
 return #due
 ";
 
+/// Deletes the entries of the stream (KEYS[1]) that the group (ARGV[1]) is done with: those
+/// older than its oldest pending entry, or, with none pending, than the last entry it was
+/// given. Returns how many were deleted.
+const TRIM_ACKED: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local floor = nil
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local fields = {}
+  for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
+  if fields['name'] == ARGV[1] then floor = fields['last-delivered-id'] end
+end
+if floor == nil then return 0 end
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+if pending[1] > 0 then floor = pending[2] end
+return redis.call('XTRIM', KEYS[1], 'MINID', floor)
+";
+
 /// With several shards, the longest a receive blocks on one shard before looking at the
 /// others again: the most a job on another shard waits for an idle consumer.
 const SHARD_BLOCK: Duration = Duration::from_millis(50);
@@ -159,6 +176,7 @@ pub struct RedisQueue {
     /// Where this consumer's next receive or reclaim starts, so every shard gets its turn.
     cursor: Arc<AtomicUsize>,
     promote: redis::Script,
+    trim: redis::Script,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -192,6 +210,7 @@ impl RedisQueue {
             cursor: Arc::new(AtomicUsize::new(0)),
             config,
             promote: redis::Script::new(PROMOTE_DUE),
+            trim: redis::Script::new(TRIM_ACKED),
         })
     }
 
@@ -323,6 +342,26 @@ impl RedisQueue {
             }
         }
         Ok(removed)
+    }
+
+    /// Deletes, from every shard's stream, the entries the group is done with (acked,
+    /// deferred or dead-lettered), so a stream holds only what is queued or in hand rather
+    /// than growing to `max_len`. Workers call it with each reclaim. Returns how many entries
+    /// were deleted.
+    pub async fn trim_acknowledged(&self) -> Result<u64, QueueError> {
+        let mut conn = self.shared().await?;
+        let mut total = 0;
+        for keys in self.shards.iter() {
+            let n: u64 = self
+                .trim
+                .key(&keys.stream)
+                .arg(&self.config.group)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(translate)?;
+            total += n;
+        }
+        Ok(total)
     }
 
     /// Entries in the dead-letter streams.
@@ -731,6 +770,9 @@ impl PaymentQueue for RedisQueue {
             return Err(failures.pop().expect("at least one shard"));
         }
         self.sweep_consumers().await;
+        if let Err(e) = self.trim_acknowledged().await {
+            warn!(error = ?e, "trimming acknowledged entries failed");
+        }
         Ok(out)
     }
 

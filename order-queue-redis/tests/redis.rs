@@ -360,3 +360,56 @@ async fn consumers_of_stopped_workers_are_forgotten_once_they_hold_nothing() {
     assert_eq!(names, ["holding-worker"]);
     delete_keys(&me).await;
 }
+
+#[tokio::test]
+async fn trimming_deletes_only_entries_the_group_is_done_with() {
+    let queue = connect(test_config(&redis_url())).await;
+    let stream = queue.shard_keys()[0].stream.clone();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len = |mut conn: redis::aio::MultiplexedConnection| {
+        let stream = stream.clone();
+        async move {
+            redis::cmd("XLEN")
+                .arg(&stream)
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..50 {
+        queue.enqueue(OrderId::new()).await.unwrap();
+    }
+    let taken = queue.receive(30, Duration::from_millis(10)).await.unwrap();
+    for d in taken[..10].iter().chain(&taken[20..]) {
+        queue.ack(d).await.unwrap();
+    }
+    assert_eq!(
+        queue.trim_acknowledged().await.unwrap(),
+        10,
+        "up to the oldest pending"
+    );
+    assert_eq!(len(conn.clone()).await, 40);
+    for d in &taken[10..20] {
+        queue.ack(d).await.unwrap();
+    }
+    // Nothing pending: everything before the last delivered entry goes; undelivered stay.
+    assert_eq!(queue.trim_acknowledged().await.unwrap(), 19);
+    let rest = queue.receive(100, Duration::from_millis(10)).await.unwrap();
+    assert_eq!(rest.len(), 20, "no undelivered entry was trimmed");
+    for d in &rest {
+        queue.ack(d).await.unwrap();
+    }
+    queue.trim_acknowledged().await.unwrap();
+    assert_eq!(
+        len(conn.clone()).await,
+        1,
+        "only the last delivered entry is left"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    delete_keys(&queue).await;
+}

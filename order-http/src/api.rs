@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use order_api::health::{HealthResponse, Readiness, ReadyResponse, ServiceInfo};
 use order_api::orders::{
     CancelOrderRequest, CreateOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse,
@@ -25,7 +25,7 @@ use order_core::service::{Cancelled, Placed};
 use order_core::{CustomerId, FieldError, Invalid, OrderId, OrderService, OrderStatus};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -73,10 +73,20 @@ async fn shed_load(
     next: axum::middleware::Next,
 ) -> Response {
     match Arc::clone(&state.in_flight).try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
+        Ok(permit) => {
+            let mut request = request;
+            request.extensions_mut().insert(InFlight(Arc::new(permit)));
+            next.run(request).await
+        }
         Err(_) => ApiError::Overloaded.into_response(),
     }
 }
+
+/// The in-flight permit of one `/api` request. Work that outlives its request (see
+/// [`finish_detached`]) holds a clone, so a client that hangs up does not free its place
+/// while the work it started is still running: hang-ups cannot pile up unbounded work.
+#[derive(Clone)]
+struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<OwnedSemaphorePermit>);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -214,13 +224,18 @@ impl From<PathRejection> for ApiError {
 }
 
 /// Runs `work` on its own task and waits for it: if the client hangs up and this handler
-/// is dropped, the work still runs to the end.
+/// is dropped, the work still runs to the end, holding the request's in-flight permit
+/// until it does.
 async fn finish_detached<T: Send + 'static>(
+    permit: Option<Extension<InFlight>>,
     work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?
+    tokio::spawn(async move {
+        let _permit = permit;
+        work.await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))?
 }
 
 /// The order id of a path, or a 422 naming `order_id`.
@@ -267,6 +282,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> 
 )]
 async fn create_order(
     State(state): State<AppState>,
+    permit: Option<Extension<InFlight>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -276,7 +292,7 @@ async fn create_order(
     // order it may already have committed must still be queued for payment at once, not
     // left to the reconciler.
     let orders = state.orders.clone();
-    let placed = finish_detached(async move {
+    let placed = finish_detached(permit, async move {
         Ok::<_, ApiError>(match key {
             Some(key) => orders.place_once(new, &key).await?,
             None => Placed {
@@ -419,6 +435,7 @@ impl<S: Send + Sync> FromRequest<S> for CancelBody {
 )]
 async fn cancel_order(
     State(state): State<AppState>,
+    permit: Option<Extension<InFlight>>,
     PathParam(id): PathParam<String>,
     headers: HeaderMap,
     CancelBody(body): CancelBody,
@@ -429,7 +446,7 @@ async fn cancel_order(
     // Spawned for the same reason as placing: a recorded cancellation is queued for its
     // refund even if the client hangs up.
     let orders = state.orders.clone();
-    let (order, replayed) = finish_detached(async move {
+    let (order, replayed) = finish_detached(permit, async move {
         Ok::<_, ApiError>(match key {
             Some(key) => match orders.cancel_once(id, reason, &key).await? {
                 Cancelled::Now(result) => (cancelled(result)?, false),

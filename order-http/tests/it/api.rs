@@ -5,7 +5,8 @@ use std::time::Duration;
 use order_api::health::{HealthResponse, Readiness, ServiceInfo};
 use order_api::orders::{AttemptStatus, ListOrdersQuery, OrderStatus};
 use order_api::{ErrorBody, ErrorCode, headers, paths};
-use order_http::testing::{Backend, TestApp, sample_json, sample_order};
+use order_http::Role;
+use order_http::testing::{Backend, Storage, TestApp, sample_json, sample_order};
 use serde_json::{Value, json};
 
 async fn an_order_is_accepted_with_its_location_and_exact_total_then_paid(backend: Backend) {
@@ -595,4 +596,50 @@ async fn orders_whose_clients_hung_up_are_paid_at_once_not_left_to_the_reconcile
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_whose_client_hung_up_keeps_its_place_in_flight_until_its_work_is_done() {
+    let storage = Storage::create().await;
+    let app =
+        TestApp::spawn_role(Role::All, storage.env(), &[("MAX_REQUESTS_IN_FLIGHT", "1")]).await;
+    let pool = storage.schema.repo().pool().clone();
+    let customer = format!("hung-up-held-{}", uuid::Uuid::now_v7().simple());
+    let body = serde_json::to_vec(&sample_order(&customer)).unwrap();
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    // The orders table held: an insert waits for it, reads do not.
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE orders IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    post_and_hang_up(&addr, &body, Duration::from_millis(300)).await;
+
+    // The client is gone but its order is still being stored: the one place is taken.
+    let (status, refused) = app.error_at(paths::ORDERS).await;
+    assert_eq!((status, refused.error), (503, ErrorCode::Overloaded));
+
+    lock.rollback().await.unwrap();
+    let start = std::time::Instant::now();
+    let listed = loop {
+        let query = ListOrdersQuery {
+            customer_id: Some(customer.clone()),
+            ..ListOrdersQuery::default()
+        };
+        match app.client.list(&query).await {
+            Ok(listed) if listed.total == 1 => break listed,
+            _ => assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the place was not given back once the work finished"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let order = app
+        .wait_terminal(listed.orders[0].id, Duration::from_secs(10))
+        .await;
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    app.stop().await;
+    storage.drop().await;
 }

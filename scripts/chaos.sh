@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The full chaos test, five runs in a row: each run accepts at least CHAOS_ORDERS orders
-# (2000) while CHAOS_KILLS (10) API and worker processes are SIGKILLed and restarted and
-# Redis is restarted empty, the gateway is killed and restarted on its ledger file, and about
-# 30% of the orders are cancelled (CHAOS_CANCEL_PERCENT),
-# then checks that no accepted order was lost, charged twice or left unrefunded.
+# (2000) while CHAOS_KILLS (10) API and worker processes are SIGKILLed and restarted,
+# Redis is restarted empty, PostgreSQL is crashed (immediate stop) and started again, the
+# gateway is killed and restarted on its ledger file, clients hang up on their POSTs, and
+# about 30% of the orders are cancelled (CHAOS_CANCEL_PERCENT), then checks that no
+# accepted order was lost, no stored one left unfinished, none charged twice or left
+# unrefunded.
 # Needs PostgreSQL and Redis as for the test suite (scripts/ensure-services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,6 +2,10 @@
 # Soak: one `order-http` process (API and worker) under a steady open-model load, every
 # order sent with an Idempotency-Key of its own, sampled every SOAK_SAMPLE seconds: the
 # process's RSS, Redis's memory and stream length, and PostgreSQL's table sizes and rows.
+# On PostgreSQL the payment gateway is `order-gateway-mock` in a process of its own, as a
+# real gateway would be: its ledger (every charge it ever made) is its memory, not the
+# service's. The embedded default keeps everything, the simulated gateway's ledger
+# included, in its own memory, so there RSS grows with every order and is reported per order.
 # It prints the first sample after warm-up and the last, and fails if what must stay flat
 # grew: RSS (PostgreSQL backend), Redis memory, the stream (trimmed of acknowledged
 # entries), the idempotency keys (purged past their retention) and the bytes per order.
@@ -44,9 +48,9 @@ wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0
 scripts/ensure-services.sh >/dev/null
 profile="${SOAK_PROFILE:-release}"
 if [ "$profile" = release ]; then
-  cargo build --release -q -p order-http -p order-cli
+  cargo build --release -q -p order-http -p order-cli -p order-gateway-mock
 else
-  cargo build -q -p order-http -p order-cli
+  cargo build -q -p order-http -p order-cli -p order-gateway-mock
 fi
 bin="$CARGO_TARGET_DIR/$profile"
 status=0
@@ -62,7 +66,12 @@ for backend in $backends; do
       >"$work/redis.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    env+=(DATABASE_URL="$url" REDIS_URL="redis://127.0.0.1:$redis_port")
+    gateway_port=$(free_port)
+    GATEWAY_PORT=$gateway_port "$bin/order-gateway-mock" >"$work/gateway.log" 2>&1 &
+    pids+=($!)
+    wait_for "http://127.0.0.1:$gateway_port/health" || { cat "$work/gateway.log" >&2; exit 1; }
+    env+=(DATABASE_URL="$url" REDIS_URL="redis://127.0.0.1:$redis_port"
+      PAYMENT_GATEWAY_URL="http://127.0.0.1:$gateway_port")
   fi
   env "${env[@]}" "$bin/order-http" >"$work/$backend.log" 2>&1 &
   service=$!

@@ -1,11 +1,14 @@
-//! Chaos: PostgreSQL, Redis, the HTTP mock gateway (its ledger in a file, killed and
-//! restarted once: `CHAOS_GATEWAY_RESTARTS`), two API and two worker processes.
-//! Clients submit orders continuously, recording every 202, while API and worker processes
-//! are killed with SIGKILL at random and restarted, and Redis is restarted empty. Once the
-//! faults stop, every accepted order must reach a terminal status, the gateway must hold at
-//! most one capture per order, every `confirmed` order exactly one and every
-//! `payment_failed` order none, and every attempt history must be one the state machine
-//! allows. A share of the orders (`CHAOS_CANCEL_PERCENT`, 30 by default) is cancelled at
+//! Chaos: a private PostgreSQL, a private Redis, the HTTP mock gateway (its ledger in a
+//! file), two API and two worker processes. Clients submit orders continuously, recording
+//! every 202, and other clients hang up on their POSTs after a few milliseconds, while API
+//! and worker processes are killed with SIGKILL at random and restarted, Redis is restarted
+//! empty (`CHAOS_REDIS_RESTARTS`, 1), PostgreSQL is crashed (`pg_ctl stop -m immediate`) and
+//! started again (`CHAOS_PG_CRASHES`, 1), and the gateway is killed and restarted on its
+//! ledger (`CHAOS_GATEWAY_RESTARTS`, 1). Once the faults stop, every stored order (the
+//! abandoned ones included) must reach a terminal status, every accepted one must be
+//! stored, the gateway must hold at most one capture per order, every `confirmed` order
+//! exactly one and every `payment_failed` order none, and every attempt history must be one
+//! the state machine allows. A share of the orders (`CHAOS_CANCEL_PERCENT`, 30 by default) is cancelled at
 //! whatever stage its payment is: every acknowledged cancellation ends `cancelled`, and
 //! every `cancelled` order that was captured is refunded exactly once.
 //!
@@ -25,7 +28,9 @@ use order_core::ports::OrderRepo;
 use order_core::{IdempotencyKey, OrderId, OrderStatus};
 use order_gateway_mock::server::{Behaviour, router};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
-use order_http::testing::{PrivateRedis, Storage, free_port, sample_order};
+use order_http::testing::{PrivateRedis, free_port, sample_order};
+use order_store_postgres::PgOrderRepo;
+use order_store_postgres::testing::PrivatePostgres;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -126,32 +131,28 @@ impl Gateway {
 }
 
 /// The settings every process shares: quick leases, retries and reconciles.
-fn environment(storage: &Storage, redis_port: u16, gateway_url: String) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = storage
-        .env()
-        .into_iter()
-        .filter(|(k, _)| k != "REDIS_URL")
-        .collect();
-    env.extend(
-        [
-            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
-            ("HOST", "127.0.0.1".into()),
-            ("PAYMENT_GATEWAY_URL", gateway_url),
-            ("PAYMENT_GATEWAY_TIMEOUT", "0.4".into()),
-            ("PAYMENT_RETRY_ATTEMPTS", "3".into()),
-            ("PAYMENT_RETRY_DELAY", "0.05".into()),
-            ("PAYMENT_RETRY_MAX_DELAY", "0.5".into()),
-            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "50".into()),
-            ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "1".into()),
-            ("PAYMENT_LEASE_SECONDS", "2".into()),
-            ("PAYMENT_RECONCILE_GRACE_SECONDS", "2".into()),
-            ("PAYMENT_RECONCILE_INTERVAL_SECONDS", "0.5".into()),
-            ("DATABASE_POOL_SIZE", "8".into()),
-            ("LOG_LEVEL", "warn".into()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    env
+fn environment(database_url: &str, redis_port: u16, gateway_url: String) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("DATABASE_ACQUIRE_TIMEOUT", "0.5".into()),
+        ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+        ("REDIS_QUEUE_NAME", "chaos".into()),
+        ("HOST", "127.0.0.1".into()),
+        ("PAYMENT_GATEWAY_URL", gateway_url),
+        ("PAYMENT_GATEWAY_TIMEOUT", "0.4".into()),
+        ("PAYMENT_RETRY_ATTEMPTS", "3".into()),
+        ("PAYMENT_RETRY_DELAY", "0.05".into()),
+        ("PAYMENT_RETRY_MAX_DELAY", "0.5".into()),
+        ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "50".into()),
+        ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "1".into()),
+        ("PAYMENT_LEASE_SECONDS", "2".into()),
+        ("PAYMENT_RECONCILE_GRACE_SECONDS", "2".into()),
+        ("PAYMENT_RECONCILE_INTERVAL_SECONDS", "0.5".into()),
+        ("DATABASE_POOL_SIZE", "8".into()),
+        ("LOG_LEVEL", "warn".into()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
 }
 
 /// Two API processes on `api_ports` and two workers, started.
@@ -261,6 +262,32 @@ impl Clients {
                 }
             }));
         }
+        // Clients that hang up: each POST is abandoned after a few milliseconds, before or
+        // after the service stored the order. Their orders are not recorded as accepted, but
+        // every one that was stored must be paid like any other.
+        for c in 0..2u64 {
+            let submitting = submitting.clone();
+            let mut rng = SmallRng::seed_from_u64(seed.wrapping_add(100 + c));
+            tasks.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while submitting.load(Ordering::Relaxed) {
+                    let port = api_ports[rng.random_range(0..2)];
+                    let patience = Duration::from_millis(rng.random_range(1..15));
+                    let _ = tokio::time::timeout(
+                        patience,
+                        client
+                            .post(format!(
+                                "http://127.0.0.1:{port}{}",
+                                order_api::paths::ORDERS
+                            ))
+                            .json(&sample_order(&format!("chaos-hangup-{c}")))
+                            .send(),
+                    )
+                    .await;
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
+                }
+            }));
+        }
         Self {
             accepted,
             cancelled,
@@ -351,18 +378,23 @@ fn check_order(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restarts() {
+async fn no_accepted_order_is_lost_or_charged_twice_under_kills_restarts_and_crashes() {
     let target_orders = setting("CHAOS_ORDERS", 300);
+    let pg_crashes_wanted = setting("CHAOS_PG_CRASHES", 1);
     let target_kills = setting("CHAOS_KILLS", 4);
     let redis_restarts_wanted = setting("CHAOS_REDIS_RESTARTS", 1);
     let gateway_restarts_wanted = setting("CHAOS_GATEWAY_RESTARTS", 1);
     let logs = std::env::temp_dir().join(format!("chaos-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&logs).unwrap();
     let mut gateway = Gateway::start(free_port(), logs.join("gateway-ledger.jsonl")).await;
-    let storage = Storage::create().await;
+    let mut postgres = tokio::task::block_in_place(|| {
+        let mut postgres = PrivatePostgres::create(free_port());
+        postgres.start();
+        postgres
+    });
     let redis_port = free_port();
     let mut redis = PrivateRedis::start_on(redis_port);
-    let env = environment(&storage, redis_port, gateway.url());
+    let env = environment(&postgres.url(), redis_port, gateway.url());
     let api_ports = [free_port(), free_port()];
     let mut processes = start_processes(&env, api_ports, &logs);
     // Faults: SIGKILL a random process and restart it; restart Redis empty along the way.
@@ -375,13 +407,15 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     let cancel_share = setting("CHAOS_CANCEL_PERCENT", 30) as f64 / 100.0;
     let clients = Clients::start(api_ports, cancel_share, seed);
     let mut rng = SmallRng::seed_from_u64(seed);
-    let (mut kills, mut redis_restarts, mut gateway_restarts) = (0u64, 0u64, 0u64);
+    let (mut kills, mut redis_restarts, mut gateway_restarts, mut pg_crashes) =
+        (0u64, 0u64, 0u64, 0u64);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(setting("CHAOS_MAX_SECONDS", 600));
     while clients.count() < target_orders
         || kills < target_kills
         || redis_restarts < redis_restarts_wanted
         || gateway_restarts < gateway_restarts_wanted
+        || pg_crashes < pg_crashes_wanted
     {
         assert!(
             Instant::now() < deadline,
@@ -398,6 +432,12 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
             tokio::time::sleep(Duration::from_millis(down)).await;
             gateway = Gateway::start(port, ledger_path).await;
             gateway_restarts += 1;
+        } else if kills >= target_kills * 3 / 4 && pg_crashes < pg_crashes_wanted {
+            // Crash recovery on start: whatever was committed is there, nothing else.
+            tokio::task::block_in_place(|| postgres.crash());
+            tokio::time::sleep(Duration::from_millis(down)).await;
+            tokio::task::block_in_place(|| postgres.start());
+            pg_crashes += 1;
         } else if kills >= target_kills / 2 && redis_restarts < redis_restarts_wanted {
             redis.kill();
             tokio::time::sleep(Duration::from_millis(down)).await;
@@ -414,9 +454,14 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     let unique: HashSet<OrderId> = accepted.iter().copied().collect();
     assert_eq!(unique.len(), accepted.len(), "every 202 named a new order");
 
-    // Faults are over: every accepted order must settle.
+    // Faults are over: every stored order must settle.
     let ledger = &gateway.ledger;
-    let repo = storage.schema.repo();
+    let repo = PgOrderRepo::connect(
+        &postgres.url(),
+        &order_store_postgres::PoolConfig::default(),
+    )
+    .await
+    .expect("the private PostgreSQL answers");
     let settle_by = Instant::now() + Duration::from_secs(setting("CHAOS_SETTLE_SECONDS", 120));
     loop {
         let open: i64 = sqlx::query_scalar(
@@ -436,13 +481,19 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut ended: std::collections::HashMap<OrderStatus, u64> = std::collections::HashMap::new();
+    let stored_ids: HashSet<OrderId> = sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM orders")
+        .fetch_all(repo.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(OrderId::from_uuid)
+        .collect();
     for id in &accepted {
-        let order = repo
-            .get(*id)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("accepted order {id} was lost"));
+        assert!(stored_ids.contains(id), "accepted order {id} was lost");
+    }
+    let mut ended: std::collections::HashMap<OrderStatus, u64> = std::collections::HashMap::new();
+    for id in &stored_ids {
+        let order = repo.get(*id).await.unwrap().expect("stored");
         let status = check_order(*id, &order, ledger, cancel_acknowledged.contains(id));
         *ended.entry(status).or_default() += 1;
     }
@@ -454,13 +505,10 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
         "a key was captured twice, or refunded more than captured"
     );
     let count = |status| ended.get(&status).copied().unwrap_or(0);
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(repo.pool())
-        .await
-        .unwrap();
+    let stored = stored_ids.len();
     println!(
         "chaos: accepted={} stored={stored} confirmed={} failed={} cancelled={} cancels_acknowledged={} \
-         kills={kills} redis_restarts={redis_restarts} gateway_restarts={gateway_restarts} refused={refused} \
+         kills={kills} redis_restarts={redis_restarts} pg_crashes={pg_crashes} gateway_restarts={gateway_restarts} refused={refused} \
          gateway_calls_since_restart={} captures={} refunds={} seconds={:.1}",
         accepted.len(),
         count(OrderStatus::Confirmed),
@@ -474,6 +522,7 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_and_redis_restar
     );
     drop(processes);
     drop(redis);
+    drop(repo);
+    tokio::task::block_in_place(|| drop(postgres));
     let _ = std::fs::remove_dir_all(&logs);
-    storage.drop().await;
 }

@@ -58,7 +58,7 @@ pub fn random_order(rng: &mut impl Rng) -> CreateOrderRequest {
 }
 
 /// Latency percentiles, milliseconds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
     pub p50: f64,
@@ -132,6 +132,10 @@ pub struct Report {
     pub throughput: f64,
     /// Latency of the requests answered (202 or not), from when each was due.
     pub latency_ms: Latency,
+    /// Latency of the requests answered 202 alone: what a client whose order was taken
+    /// waited, however many others were refused.
+    #[serde(default)]
+    pub accepted_latency_ms: Latency,
     /// The drain, with `--settle`.
     pub settle: Option<Settle>,
 }
@@ -142,7 +146,8 @@ impl Report {
         let l = &self.latency_ms;
         let mut out = format!(
             "mode {} {}for {:.1} s\nsent {}  accepted {}  dropped {}  errors {:?}\nthroughput {:.0} orders/s\n\
-             latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}\n",
+             latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}\n\
+             accepted only: p50 {:.2}  p99 {:.2}  max {:.2}\n",
             self.mode.as_str(),
             self.target_rate
                 .map_or(String::new(), |r| format!("at {r:.0}/s ")),
@@ -158,6 +163,9 @@ impl Report {
             l.p999,
             l.max,
             l.mean,
+            self.accepted_latency_ms.p50,
+            self.accepted_latency_ms.p99,
+            self.accepted_latency_ms.max,
         );
         if let Some(s) = &self.settle {
             let _ = writeln!(
@@ -178,16 +186,21 @@ impl Report {
 /// Shared tallies of a run.
 struct Tally {
     histogram: Mutex<Histogram<u64>>,
+    accepted_histogram: Mutex<Histogram<u64>>,
     accepted: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Tally {
     fn new() -> Self {
-        Self {
-            histogram: Mutex::new(
+        let histogram = || {
+            Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-            ),
+            )
+        };
+        Self {
+            histogram: histogram(),
+            accepted_histogram: histogram(),
             accepted: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
         }
@@ -204,6 +217,10 @@ impl Tally {
         match outcome {
             Ok(_) => {
                 self.accepted.fetch_add(1, Ordering::Relaxed);
+                self.accepted_histogram
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .saturating_record(micros);
             }
             Err(ClientError::Timeout(_)) => self.error("timeout".into()),
             Err(e) => self.error(
@@ -222,11 +239,11 @@ impl Tally {
             .or_default() += 1;
     }
 
-    fn latency(&self) -> Latency {
-        let h = self
-            .histogram
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn latency(histogram: &Mutex<Histogram<u64>>) -> Latency {
+        let h = histogram.lock().unwrap_or_else(PoisonError::into_inner);
+        if h.is_empty() {
+            return Latency::default();
+        }
         let ms = |v: u64| v as f64 / 1000.0;
         Latency {
             p50: ms(h.value_at_quantile(0.5)),
@@ -293,7 +310,8 @@ pub async fn run(client: &OrderClient, args: &LoadArgs) -> Result<Report, CliErr
             .clone(),
         dropped,
         throughput: accepted as f64 / seconds,
-        latency_ms: tally.latency(),
+        latency_ms: Tally::latency(&tally.histogram),
+        accepted_latency_ms: Tally::latency(&tally.accepted_histogram),
         settle,
     })
 }

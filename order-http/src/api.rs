@@ -25,7 +25,6 @@ use order_core::service::{Cancelled, Placed};
 use order_core::{CustomerId, FieldError, Invalid, OrderId, OrderService, OrderStatus};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
@@ -33,6 +32,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::convert;
 use crate::error::ApiError;
+use crate::limit::{AdaptiveLimit, LimitConfig, Permit};
 use crate::parse;
 
 /// Largest request body accepted.
@@ -49,17 +49,18 @@ pub type Orders = OrderService<dyn OrderRepo, dyn PaymentQueue, dyn Clock>;
 pub struct AppState {
     /// Places and reads orders, and reports on the store and the queue.
     pub orders: Orders,
-    /// Permits for `/api` requests in flight: when none is left, a request is refused at
-    /// once with `503` instead of queueing behind the backlog (`MAX_REQUESTS_IN_FLIGHT`).
-    pub in_flight: Arc<Semaphore>,
+    /// Places for `/api` requests in flight: when none is left, a request is refused at
+    /// once with `503` instead of queueing behind the backlog. The number of places adapts
+    /// to keep admitted requests within the latency target (see [`crate::limit`]).
+    pub in_flight: Arc<AdaptiveLimit>,
 }
 
 impl AppState {
-    /// The state of a process taking at most `max_in_flight` `/api` requests at once.
-    pub fn new(orders: Orders, max_in_flight: usize) -> Self {
+    /// The state of a process admitting `/api` requests within `limit`.
+    pub fn new(orders: Orders, limit: LimitConfig) -> Self {
         Self {
             orders,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight: Arc::new(AdaptiveLimit::new(limit)),
         }
     }
 }
@@ -72,13 +73,13 @@ async fn shed_load(
     request: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    match Arc::clone(&state.in_flight).try_acquire_owned() {
-        Ok(permit) => {
+    match state.in_flight.try_acquire() {
+        Some(permit) => {
             let mut request = request;
             request.extensions_mut().insert(InFlight(Arc::new(permit)));
             next.run(request).await
         }
-        Err(_) => ApiError::Overloaded.into_response(),
+        None => ApiError::Overloaded.into_response(),
     }
 }
 
@@ -86,7 +87,7 @@ async fn shed_load(
 /// [`finish_detached`]) holds a clone, so a client that hangs up does not free its place
 /// while the work it started is still running: hang-ups cannot pile up unbounded work.
 #[derive(Clone)]
-struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<OwnedSemaphorePermit>);
+struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<Permit>);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -661,6 +662,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::{AppState, Orders, router};
+    use crate::limit::LimitConfig;
 
     fn orders() -> Orders {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -678,8 +680,11 @@ mod tests {
 
     #[tokio::test]
     async fn with_every_permit_taken_api_requests_are_shed_at_once_and_health_still_answers() {
-        let state = AppState::new(orders(), 1);
-        let held = Arc::clone(&state.in_flight).try_acquire_owned().unwrap();
+        let state = AppState::new(
+            orders(),
+            LimitConfig::new(1, std::time::Duration::from_secs(1)),
+        );
+        let held = state.in_flight.try_acquire().unwrap();
 
         let shed = get(&state, paths::ORDERS).await;
 
@@ -696,9 +701,9 @@ mod tests {
         drop(held);
         assert_eq!(get(&state, paths::ORDERS).await.status(), StatusCode::OK);
         assert_eq!(
-            state.in_flight.available_permits(),
-            1,
-            "a finished request gives its permit back"
+            state.in_flight.in_flight(),
+            0,
+            "a finished request gives its place back"
         );
     }
 }

@@ -51,9 +51,12 @@ pub struct Config {
     /// How long a request waits for a PostgreSQL connection before it answers 503
     /// (`DATABASE_ACQUIRE_TIMEOUT`, seconds, 1).
     pub database_acquire_timeout: Duration,
-    /// `/api` requests one process serves at once; more are refused with 503 at once
-    /// (`MAX_REQUESTS_IN_FLIGHT`, 1024).
+    /// `/api` requests one process serves at once, at most; more are refused with 503 at
+    /// once (`MAX_REQUESTS_IN_FLIGHT`, 1024).
     pub max_requests_in_flight: usize,
+    /// The latency admitted requests are kept within: slower ones lower the number admitted
+    /// at once, down to 8 (`REQUEST_LATENCY_TARGET`, seconds, 0.02).
+    pub request_latency_target: Duration,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<String>,
     /// One Redis server or a Redis Cluster (`REDIS_MODE`, `standalone`|`cluster`).
@@ -304,6 +307,8 @@ impl Config {
                 "MAX_REQUESTS_IN_FLIGHT",
                 parse(l, "MAX_REQUESTS_IN_FLIGHT", 1024, "a whole number")?,
             )?,
+            request_latency_target: seconds(l, "REQUEST_LATENCY_TARGET", 0.02)?
+                .max(Duration::from_millis(1)),
             redis_url,
             redis_mode,
             redis_queue_name: queue_name,

@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod limit;
 pub mod parse;
 pub mod startup;
 pub mod telemetry;

@@ -125,7 +125,10 @@ impl Application {
                     })?;
             let state = AppState::new(
                 OrderService::new(Arc::clone(&repo), Arc::clone(&queue), Arc::clone(&clock)),
-                config.max_requests_in_flight,
+                crate::limit::LimitConfig::new(
+                    config.max_requests_in_flight,
+                    config.request_latency_target,
+                ),
             );
             (Some(listener), Some(state))
         };

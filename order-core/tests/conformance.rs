@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use order_core::memory::{MemoryOrderRepo, MemoryQueue};
+use order_core::memory::{MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::payment::{
     ChargeReceipt, ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
 };
@@ -14,6 +14,15 @@ use order_core::testing::conformance::{self, GatewayBooks};
 #[tokio::test]
 async fn the_memory_repo_honours_the_order_repo_contract() {
     conformance::order_repo(|| async { MemoryOrderRepo::new() }).await;
+}
+
+#[tokio::test]
+async fn the_memory_rate_limiter_honours_the_rate_limiter_contract() {
+    conformance::rate_limiter(|| async {
+        let a = MemoryRateLimiter::new(Arc::new(SystemClock));
+        (a.clone(), a)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! # order-queue-redis
 //!
-//! [`RedisQueue`]: the [`PaymentQueue`] port on Redis Streams with a consumer group, on one
-//! Redis server or a Redis Cluster.
+//! The Redis adapters: [`RedisQueue`], the [`PaymentQueue`] port on Redis Streams with a
+//! consumer group, and [`RedisRateLimiter`] (see [`limiter`]), each on one Redis server or
+//! a Redis Cluster.
 //!
 //! - Jobs are stream entries (`XADD` with an approximate `MAXLEN`), read by competing
 //!   consumers with `XREADGROUP ... BLOCK`; each process start uses a consumer name of its
@@ -25,6 +26,7 @@
 //!   commands that find none recreate it and carry on.
 
 mod conn;
+pub mod limiter;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -43,6 +45,7 @@ use tracing::warn;
 
 pub use conn::RedisMode;
 use conn::{Conn, Connector};
+pub use limiter::RedisRateLimiter;
 
 /// Where the queue lives and how this consumer talks to it.
 #[derive(Debug, Clone)]

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     /// 503: too many requests in flight; the request was shed at once, retry after
     /// `Retry-After` seconds.
     Overloaded,
+    /// 429: this client's rate limit is used up; retry after `Retry-After` seconds (the
+    /// `RateLimit-Policy` and `RateLimit` headers say which limit and what is left).
+    RateLimited,
     /// 500: a bug or corrupt data; the details are in the service's log.
     InternalError,
     /// A code this version of the contract does not know (a newer service).
@@ -55,6 +58,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::Unknown => "unknown",
         }

@@ -34,6 +34,7 @@ use crate::convert;
 use crate::error::ApiError;
 use crate::limit::{AdaptiveLimit, LimitConfig, Permit};
 use crate::parse;
+use crate::rate_limit::{RateLimits, rate_limit};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -53,6 +54,8 @@ pub struct AppState {
     /// once with `503` instead of queueing behind the backlog. The number of places adapts
     /// to keep admitted requests within the latency target (see [`crate::limit`]).
     pub in_flight: Arc<AdaptiveLimit>,
+    /// Per-client rate limits, if any are set.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl AppState {
@@ -61,6 +64,16 @@ impl AppState {
         Self {
             orders,
             in_flight: Arc::new(AdaptiveLimit::new(limit)),
+            rate_limits: None,
+        }
+    }
+
+    /// The same state with per-client rate limits.
+    #[must_use]
+    pub fn with_rate_limits(self, limits: RateLimits) -> Self {
+        Self {
+            rate_limits: Some(Arc::new(limits)),
+            ..self
         }
     }
 }
@@ -151,6 +164,11 @@ pub fn router(state: AppState) -> Router {
         .route(paths::ORDERS, get(list_orders).post(create_order))
         .route(paths::ORDER, get(get_order))
         .route(paths::ORDER_CANCEL, post(cancel_order))
+        // The last layer added runs first: shed, then count against the client's limit.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             shed_load,
@@ -278,6 +296,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> 
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, all listed; or the Idempotency-Key was used for another order", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`); `Retry-After` says when to come back", body = ErrorBody),
         (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
@@ -326,6 +345,7 @@ async fn create_order(
         (status = 200, body = OrderResponse),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 422, description = "Not a UUID", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`); `Retry-After` says when to come back", body = ErrorBody),
         (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
@@ -431,6 +451,7 @@ impl<S: Send + Sync> FromRequest<S> for CancelBody {
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "A body that is not JSON", body = ErrorBody),
         (status = 422, description = "Not a UUID, an unknown reason, or the Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`); `Retry-After` says when to come back", body = ErrorBody),
         (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
@@ -549,6 +570,7 @@ fn read_list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), Ap
         (status = 200, body = OrderListResponse),
         (status = 400, description = "Unreadable query string", body = ErrorBody),
         (status = 422, description = "Bad parameters, all listed", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`); `Retry-After` says when to come back", body = ErrorBody),
         (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]

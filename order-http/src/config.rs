@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use order_core::policy::circuit_breaker::BreakerConfig;
+use order_core::policy::rate_limit::{Quota, QuotaError};
 use order_core::policy::retry::RetryPolicy;
 use order_gateway_mock::SimulationConfig;
 use order_queue_redis::RedisMode;
@@ -94,6 +95,10 @@ pub struct Config {
     pub reconcile_every: Duration,
     /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
     pub shutdown_grace: Duration,
+    /// Per-client rate limits (`RATE_LIMIT_WRITES_PER_SECOND`, `RATE_LIMIT_WRITES_BURST`,
+    /// `RATE_LIMIT_READS_PER_SECOND`, `RATE_LIMIT_READS_BURST`: unset, no limit;
+    /// `RATE_LIMIT_FAIL_CLOSED`, `TRUST_FORWARDED_FOR`: false).
+    pub rate_limits: crate::rate_limit::RateLimitSettings,
     /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_KEY_RETENTION_SECONDS`,
     /// 86400); forgotten keys are purged by the API roles.
     pub idempotency_key_retention: Duration,
@@ -154,6 +159,57 @@ fn url(
             format!("expected a {} URL, got {v:?}", schemes.join("/")),
         )),
     }
+}
+
+fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
+    match lookup(name)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("expected true or false, got {other:?}"),
+        )),
+    }
+}
+
+/// One rate limit: `{prefix}_PER_SECOND` (unset: no limit) and `{prefix}_BURST` (by default
+/// one second's worth, at least 1).
+fn quota(
+    lookup: &impl Fn(&str) -> Option<String>,
+    prefix: &str,
+) -> Result<Option<Quota>, ConfigError> {
+    let rate_name = format!("{prefix}_PER_SECOND");
+    let burst_name = format!("{prefix}_BURST");
+    let Some(rate) = lookup(&rate_name).filter(|v| !v.trim().is_empty()) else {
+        if lookup(&burst_name).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(ConfigError::new(
+                &burst_name,
+                format!("is set without {rate_name}"),
+            ));
+        }
+        return Ok(None);
+    };
+    let rate: f64 = rate.trim().parse().map_err(|_| {
+        ConfigError::new(
+            &rate_name,
+            format!("expected a number of requests per second, got {rate:?}"),
+        )
+    })?;
+    // A positive rate's ceiling, as a burst (saturating for absurd rates).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "saturating; only a default"
+    )]
+    let default_burst = (rate.ceil().max(1.0)) as u32;
+    let burst: u32 = parse(lookup, &burst_name, default_burst, "a whole number")?;
+    Quota::new(rate, burst).map(Some).map_err(|e| match e {
+        QuotaError::Rate => ConfigError::new(&rate_name, format!("{e}, got {rate}")),
+        QuotaError::Burst => ConfigError::new(&burst_name, e.to_string()),
+    })
 }
 
 fn has_scheme(url: &str, schemes: &[&str]) -> bool {
@@ -334,6 +390,12 @@ impl Config {
             reconcile_every: seconds(l, "PAYMENT_RECONCILE_INTERVAL_SECONDS", 10.0)?
                 .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
+            rate_limits: crate::rate_limit::RateLimitSettings {
+                writes: quota(l, "RATE_LIMIT_WRITES")?,
+                reads: quota(l, "RATE_LIMIT_READS")?,
+                fail_closed: flag(l, "RATE_LIMIT_FAIL_CLOSED")?,
+                trust_forwarded_for: flag(l, "TRUST_FORWARDED_FOR")?,
+            },
             idempotency_key_retention: seconds(
                 l,
                 "IDEMPOTENCY_KEY_RETENTION_SECONDS",
@@ -376,6 +438,22 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_are_off_unless_set_and_the_burst_defaults_to_a_second() {
+        assert!(!config(&[]).unwrap().rate_limits.any());
+        let c = config(&[
+            ("RATE_LIMIT_WRITES_PER_SECOND", "2.5"),
+            ("RATE_LIMIT_READS_PER_SECOND", "100"),
+            ("RATE_LIMIT_READS_BURST", "300"),
+            ("TRUST_FORWARDED_FOR", "true"),
+        ])
+        .unwrap()
+        .rate_limits;
+        assert_eq!(c.writes, Some(Quota::new(2.5, 3).unwrap()));
+        assert_eq!(c.reads, Some(Quota::new(100.0, 300).unwrap()));
+        assert!(c.trust_forwarded_for && !c.fail_closed);
+    }
+
+    #[test]
     fn a_cluster_takes_several_seed_urls_and_a_server_one() {
         let c = config(&[
             ("REDIS_MODE", "cluster"),
@@ -415,6 +493,10 @@ mod tests {
             ("REDIS_MODE", "sentinel"),
             ("REDIS_QUEUE_SHARDS", "0"),
             ("REDIS_QUEUE_SHARDS", "70000"),
+            ("RATE_LIMIT_WRITES_PER_SECOND", "0"),
+            ("RATE_LIMIT_READS_PER_SECOND", "many"),
+            ("RATE_LIMIT_READS_BURST", "5"),
+            ("RATE_LIMIT_FAIL_CLOSED", "maybe"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{value} for {var} gave {err}");

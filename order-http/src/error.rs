@@ -50,6 +50,20 @@ pub enum ApiError {
     /// Too many requests in flight: shed at once, retry shortly.
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
+    /// The client's rate limit is used up.
+    #[error(
+        "rate limit `{policy}` exceeded ({per_second} requests per second, {burst} at once); retry after {retry_after} s"
+    )]
+    RateLimited {
+        /// The limit's name (`writes` or `reads`).
+        policy: &'static str,
+        /// Its rate.
+        per_second: f64,
+        /// Its burst.
+        burst: u32,
+        /// Whole seconds until a request is allowed again (never 0).
+        retry_after: u64,
+    },
     /// A dependency is down; try again later.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] BoxError),
@@ -119,6 +133,7 @@ impl IntoResponse for ApiError {
             ),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
         };
         match &self {
             Self::Unavailable(source) => tracing::warn!(error = ?source, "dependency unavailable"),
@@ -150,7 +165,11 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) | Self::InFlight | Self::Overloaded
         );
         let mut response = (status, Json(body)).into_response();
-        if retry {
+        if let Self::RateLimited { retry_after, .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        } else if retry {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),

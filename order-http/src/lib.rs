@@ -19,6 +19,7 @@ pub mod convert;
 pub mod error;
 pub mod limit;
 pub mod parse;
+pub mod rate_limit;
 pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -5,14 +5,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_core::memory::{MemoryOrderRepo, MemoryQueue};
+use order_core::memory::{MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::ports::{
-    Clock, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError, SystemClock,
+    Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RateLimiter,
+    RepoError, SystemClock,
 };
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
-use order_queue_redis::{QueueConfig, RedisQueue, unique_consumer_name};
+use order_queue_redis::{QueueConfig, RedisQueue, RedisRateLimiter, unique_consumer_name};
 use order_store_postgres::{Migrator, PgOrderRepo, PoolConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::rate_limit::RateLimits;
 use crate::worker::{self, Processor, WorkerSettings};
 
 /// What this process runs.
@@ -42,6 +44,9 @@ pub enum StartError {
     /// The queue could not be reached.
     #[error("cannot use the payment queue (REDIS_URL)")]
     Queue(#[source] QueueError),
+    /// The rate limiter's settings are unusable.
+    #[error("cannot use the rate limiter (REDIS_URL)")]
+    Limiter(#[source] LimiterError),
     /// The listening socket failed.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -130,6 +135,14 @@ impl Application {
                     config.request_latency_target,
                 ),
             );
+            let state = if config.rate_limits.any() {
+                state.with_rate_limits(RateLimits::new(
+                    rate_limiter(config, &clock).map_err(StartError::Limiter)?,
+                    config.rate_limits,
+                ))
+            } else {
+                state
+            };
             (Some(listener), Some(state))
         };
         let worker = (role != Role::Serve).then(|| {
@@ -288,7 +301,8 @@ async fn serve(
         return Ok(());
     };
     info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
-    axum::serve(listener, api::router(state))
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|s| *s).await;
         })
@@ -353,6 +367,23 @@ async fn adapters(
         (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
     }
     Ok((repo, queue, migrator))
+}
+
+/// Where rate limits count: Redis when the process has one (every process then enforces
+/// one limit together), else memory.
+fn rate_limiter(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<dyn RateLimiter>, LimiterError> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(RedisRateLimiter::new(
+            config.redis_mode,
+            url,
+            format!("{}:ratelimit", config.redis_queue_name),
+            Duration::from_millis(250),
+        )?),
+        None => Arc::new(MemoryRateLimiter::new(Arc::clone(clock))),
+    })
 }
 
 /// Forgets idempotency keys past `retention`, every tenth of it (at most every ten

@@ -34,4 +34,5 @@ mod binary;
 mod cancel;
 mod chaos;
 mod faults;
+mod limits;
 mod payments;

@@ -13,6 +13,7 @@
 //!   keys.
 //! - [`request`]: client idempotency keys and request fingerprints.
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
+//! - [`access`]: API keys, their scopes and customer binding.
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
 //! - [`service`]: `OrderService` (place, get, list, cancel) in [`service::orders`],
 //!   `PaymentProcessor` (the worker's steps) in [`service::payments`], and the pure charge
@@ -51,6 +52,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod error;
 pub mod ids;
 pub mod memory;

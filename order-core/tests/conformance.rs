@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use order_core::memory::{MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
+use order_core::memory::{MemoryApiKeys, MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::payment::{
     ChargeReceipt, ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
 };
@@ -14,6 +14,38 @@ use order_core::testing::conformance::{self, GatewayBooks};
 #[tokio::test]
 async fn the_memory_repo_honours_the_order_repo_contract() {
     conformance::order_repo(|| async { MemoryOrderRepo::new() }).await;
+}
+
+#[tokio::test]
+async fn the_memory_key_store_honours_the_api_key_store_contract() {
+    conformance::api_key_store(|| async { MemoryApiKeys::new() }).await;
+}
+
+#[tokio::test]
+async fn a_key_file_holds_hashes_only_and_reads_back_as_written() {
+    use order_core::access::{NewApiKey, Scope, issue};
+    use order_core::ports::ApiKeyStore as _;
+    let path = std::env::temp_dir().join(format!("keys-{}.jsonl", uuid::Uuid::now_v7().simple()));
+    let (key, plain) = issue(
+        NewApiKey {
+            name: "file".into(),
+            scopes: vec![Scope::OrdersRead],
+            customer_id: None,
+            expires_at: None,
+        },
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    MemoryApiKeys::append_to_file(&path, &key).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let secret = plain.rsplit('_').next().unwrap();
+    assert!(!text.contains(secret), "no secret in the file");
+    let store = MemoryApiKeys::from_file(&path).unwrap();
+    assert_eq!(store.key(&key.id).await.unwrap(), Some(key));
+    std::fs::write(&path, "not a key\n").unwrap();
+    let err = MemoryApiKeys::from_file(&path).unwrap_err();
+    assert!(err.to_string().contains("line 1"), "{err}");
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[tokio::test]

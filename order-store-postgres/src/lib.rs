@@ -35,6 +35,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub mod error;
+pub mod keys;
 pub mod orders;
 pub mod payments;
 pub mod pool;

@@ -30,6 +30,21 @@ async fn the_postgres_repo_honours_the_order_repo_contract() {
 }
 
 #[tokio::test]
+async fn the_postgres_repo_honours_the_api_key_store_contract() {
+    let schema = TestSchema::create().await;
+    let repo = schema.repo();
+    conformance::api_key_store(|| async { repo.clone() }).await;
+    // Only hashes are stored: no column holds anything shaped like a secret.
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT id, secret_sha256 FROM api_keys")
+        .fetch_all(repo.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|(_, hash)| hash.len() == 32));
+    schema.drop().await;
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_reported_unavailable_within_the_acquire_timeout() {
     let options = connect_options("postgres://postgres@127.0.0.1:1/postgres").unwrap();
     let config = PoolConfig {

@@ -105,12 +105,25 @@ pub struct Placed {
     pub replayed: bool,
 }
 
-/// A client of one order service.
-#[derive(Debug, Clone)]
+/// A client of one order service. Its `Debug` output never shows the API key.
+#[derive(Clone)]
 pub struct OrderClient {
     http: reqwest::Client,
     base: String,
+    api_key: Option<String>,
 }
+
+impl std::fmt::Debug for OrderClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderClient")
+            .field("base", &self.base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The environment variable [`OrderClient::from_env_key`] reads the API key from.
+pub const API_KEY_VARIABLE: &str = "ORDER_SERVICE_API_KEY";
 
 impl OrderClient {
     /// A client of the service at `base` (such as `http://localhost:8000`) whose requests
@@ -139,7 +152,52 @@ impl OrderClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            api_key: None,
         })
+    }
+
+    /// The same client, sending `key` as `Authorization: Bearer <key>` on every request.
+    #[must_use]
+    pub fn with_api_key(self, key: impl Into<String>) -> Self {
+        Self {
+            api_key: Some(key.into()),
+            ..self
+        }
+    }
+
+    /// The same client with the key in `ORDER_SERVICE_API_KEY`, if that is set.
+    #[must_use]
+    pub fn from_env_key(self) -> Self {
+        match std::env::var(API_KEY_VARIABLE) {
+            Ok(key) if !key.trim().is_empty() => self.with_api_key(key.trim()),
+            _ => self,
+        }
+    }
+
+    /// `POST /api/v1/api-keys`: creates a key; the answer holds the key itself, once.
+    pub async fn create_key(
+        &self,
+        request: &crate::keys::CreateApiKeyRequest,
+    ) -> Result<crate::keys::CreatedApiKey, ClientError> {
+        decode(
+            self.send(self.http.post(self.url(paths::API_KEYS)).json(request))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/api-keys`: every key, newest first.
+    pub async fn list_keys(&self) -> Result<crate::keys::ApiKeyList, ClientError> {
+        decode(self.send(self.http.get(self.url(paths::API_KEYS))).await?).await
+    }
+
+    /// `DELETE /api/v1/api-keys/{key_id}`: revokes a key; answers with it as revoked.
+    pub async fn revoke_key(&self, id: &str) -> Result<crate::keys::ApiKeyResponse, ClientError> {
+        decode(
+            self.send(self.http.delete(self.url(&paths::api_key(id))))
+                .await?,
+        )
+        .await
     }
 
     /// The service's base URL.
@@ -228,6 +286,10 @@ impl OrderClient {
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let request = match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
         request.send().await.map_err(|e| {
             if e.is_connect() {
                 ClientError::Connect {

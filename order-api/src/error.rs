@@ -33,6 +33,13 @@ pub enum ErrorCode {
     /// 503: too many requests in flight; the request was shed at once, retry after
     /// `Retry-After` seconds.
     Overloaded,
+    /// 401: no API key, or one that is malformed, unknown, revoked or expired
+    /// (`WWW-Authenticate: Bearer error="invalid_token"`).
+    Unauthorized,
+    /// 403: the key lacks the scope the route needs (the message names it).
+    InsufficientScope,
+    /// 403: the key is bound to another customer than the one the request is for.
+    Forbidden,
     /// 429: this client's rate limit is used up; retry after `Retry-After` seconds (the
     /// `RateLimit-Policy` and `RateLimit` headers say which limit and what is left).
     RateLimited,
@@ -59,6 +66,9 @@ impl ErrorCode {
             Self::ServiceUnavailable => "service_unavailable",
             Self::Overloaded => "overloaded",
             Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::Forbidden => "forbidden",
             Self::InternalError => "internal_error",
             Self::Unknown => "unknown",
         }

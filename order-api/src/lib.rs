@@ -48,6 +48,7 @@ pub mod error;
 pub mod gateway;
 pub mod headers;
 pub mod health;
+pub mod keys;
 pub mod money;
 pub mod orders;
 pub mod paths;

@@ -8,6 +8,10 @@ pub const ORDERS: &str = "/api/v1/orders";
 pub const ORDER: &str = "/api/v1/orders/{id}";
 /// `POST` cancels one order; `{id}` is its UUID.
 pub const ORDER_CANCEL: &str = "/api/v1/orders/{id}/cancel";
+/// `POST` creates an API key, `GET` lists them.
+pub const API_KEYS: &str = "/api/v1/api-keys";
+/// `DELETE` revokes one API key; `{key_id}` is its id.
+pub const API_KEY: &str = "/api/v1/api-keys/{key_id}";
 /// Liveness.
 pub const HEALTH: &str = "/health";
 /// Readiness: the store and the queue answer.
@@ -29,6 +33,11 @@ pub fn order(id: Uuid) -> String {
 /// The path that cancels the order `id`: [`ORDER_CANCEL`] filled in.
 pub fn order_cancel(id: Uuid) -> String {
     format!("{ORDERS}/{id}/cancel")
+}
+
+/// The path of the API key `id`: [`API_KEY`] filled in.
+pub fn api_key(id: &str) -> String {
+    format!("{API_KEYS}/{id}")
 }
 
 #[cfg(test)]

@@ -714,8 +714,9 @@ impl MemoryApiKeys {
         Self::default()
     }
 
-    /// The keys in `path` (a missing file holds none). A line that is not a stored key is
-    /// an error naming it.
+    /// The keys in `path` (a missing file holds none). The file is a log: a later line for
+    /// the same id (a revocation) replaces the earlier one. A line that is not a stored key
+    /// is an error naming it.
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -738,7 +739,10 @@ impl MemoryApiKeys {
                     ),
                 )
             })?;
-            keys.push(key);
+            match keys.iter_mut().find(|k: &&mut ApiKey| k.id == key.id) {
+                Some(earlier) => *earlier = key,
+                None => keys.push(key),
+            }
         }
         keys.reverse();
         Ok(Self {

@@ -30,11 +30,15 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::{Auth, AuthMode, Principal, authenticate};
 use crate::convert;
 use crate::error::ApiError;
 use crate::limit::{AdaptiveLimit, LimitConfig, Permit};
 use crate::parse;
 use crate::rate_limit::{RateLimits, rate_limit};
+use order_core::access::ApiKey;
+use order_core::memory::MemoryApiKeys;
+use order_core::ports::ApiKeyStore;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -56,6 +60,10 @@ pub struct AppState {
     pub in_flight: Arc<AdaptiveLimit>,
     /// Per-client rate limits, if any are set.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// Where API keys are kept (managed over the API whatever `AUTH_MODE` is).
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// Key checks, with `AUTH_MODE=api_key`; `None` lets every request in.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl AppState {
@@ -65,6 +73,23 @@ impl AppState {
             orders,
             in_flight: Arc::new(AdaptiveLimit::new(limit)),
             rate_limits: None,
+            keys: Arc::new(MemoryApiKeys::new()),
+            auth: None,
+        }
+    }
+
+    /// The same state with its keys in `store`, and, with [`AuthMode::ApiKey`], every
+    /// `/api/v1` request checked against them.
+    #[must_use]
+    pub fn with_keys(self, store: Arc<dyn ApiKeyStore>, mode: AuthMode) -> Self {
+        let auth = match mode {
+            AuthMode::None => None,
+            AuthMode::ApiKey => Some(Arc::new(Auth::new(Arc::clone(&store), self.orders.clock()))),
+        };
+        Self {
+            keys: store,
+            auth,
+            ..self
         }
     }
 
@@ -107,13 +132,23 @@ struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<Permit>);
     info(
         title = "Order service",
         description = "Accepts food delivery orders and pays for them asynchronously. \
-                       Every error answers with the same `ErrorBody`."
+                       Every error answers with the same `ErrorBody`. With `AUTH_MODE=api_key` \
+                       every `/api/v1` request needs `Authorization: Bearer <key>` with the \
+                       route's scope: `orders:read` to read orders, `orders:write` to place \
+                       them, `orders:cancel` to cancel them, `keys:manage` for `/api/v1/api-keys`; \
+                       a missing or bad key is `401` (`unauthorized`), a missing scope `403` \
+                       (`insufficient_scope`). With `AUTH_MODE=none` (the embedded default) no \
+                       key is needed."
     ),
+    modifiers(&BearerKeys),
     paths(
         create_order,
         get_order,
         list_orders,
         cancel_order,
+        create_key,
+        list_keys,
+        revoke_key,
         health,
         ready,
         root
@@ -140,10 +175,35 @@ struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<Permit>);
         ServiceInfo,
         ErrorBody,
         order_api::ErrorCode,
-        order_api::FieldErrorBody
+        order_api::FieldErrorBody,
+        order_api::keys::Scope,
+        order_api::keys::CreateApiKeyRequest,
+        order_api::keys::ApiKeyResponse,
+        order_api::keys::CreatedApiKey,
+        order_api::keys::ApiKeyList
     ))
 )]
 struct ApiDoc;
+
+/// Declares the `api_key` bearer scheme the key routes name.
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ordk_<id>_<secret>")
+                    .description(Some("An API key (AUTH_MODE=api_key)"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -164,10 +224,17 @@ pub fn router(state: AppState) -> Router {
         .route(paths::ORDERS, get(list_orders).post(create_order))
         .route(paths::ORDER, get(get_order))
         .route(paths::ORDER_CANCEL, post(cancel_order))
-        // The last layer added runs first: shed, then count against the client's limit.
+        .route(paths::API_KEYS, get(list_keys).post(create_key))
+        .route(paths::API_KEY, axum::routing::delete(revoke_key))
+        // The last layer added runs first: shed, check the key, then count the request
+        // against its client's limit.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -303,10 +370,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<RequestKey>, ApiError> 
 async fn create_order(
     State(state): State<AppState>,
     permit: Option<Extension<InFlight>>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let new = parse::new_order(&body)?;
+    if let Some(Extension(Principal(key))) = &principal {
+        if !key.may_act_for(new.customer_id()) {
+            return Err(bound_elsewhere(key));
+        }
+    }
     let key = idempotency_key(&headers)?;
     // Spawned, not awaited in place: a client that hangs up drops this handler, and the
     // order it may already have committed must still be queued for payment at once, not
@@ -351,15 +424,38 @@ async fn create_order(
 )]
 async fn get_order(
     State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<OrderResponse>, ApiError> {
     let id = order_id(&id)?;
-    let order = state
+    let order = visible_order(&state, principal.as_ref(), id).await?;
+    Ok(Json(convert::order(&order)))
+}
+
+/// The order `id`, if it exists and the caller's key may see it: another customer's order
+/// is "not found" to a key bound to a customer, so its existence is not given away.
+async fn visible_order(
+    state: &AppState,
+    principal: Option<&Extension<Principal>>,
+    id: OrderId,
+) -> Result<order_core::Order, ApiError> {
+    state
         .orders
         .get(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))?;
-    Ok(Json(convert::order(&order)))
+        .filter(|order| principal.is_none_or(|p| p.0.0.may_act_for(&order.customer_id)))
+        .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))
+}
+
+/// The refusal for a key bound to another customer.
+fn bound_elsewhere(key: &ApiKey) -> ApiError {
+    ApiError::Forbidden(format!(
+        "API key {} acts only for customer {}",
+        key.id,
+        key.customer_id
+            .as_ref()
+            .map_or("(none)", order_core::CustomerId::as_str)
+    ))
 }
 
 /// Reading a `Content-Type` the way axum's `Json` does: `application/json` or any
@@ -458,11 +554,17 @@ impl<S: Send + Sync> FromRequest<S> for CancelBody {
 async fn cancel_order(
     State(state): State<AppState>,
     permit: Option<Extension<InFlight>>,
+    principal: Option<Extension<Principal>>,
     PathParam(id): PathParam<String>,
     headers: HeaderMap,
     CancelBody(body): CancelBody,
 ) -> Result<Response, ApiError> {
     let id = order_id(&id)?;
+    if let Some(Extension(Principal(key))) = &principal {
+        if key.customer_id.is_some() {
+            visible_order(&state, principal.as_ref(), id).await?;
+        }
+    }
     let reason = parse::cancel_reason(body.as_ref())?;
     let key = idempotency_key(&headers)?;
     // Spawned for the same reason as placing: a recorded cancellation is queued for its
@@ -576,9 +678,19 @@ fn read_list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), Ap
 )]
 async fn list_orders(
     State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
     QueryParams(query): QueryParams<RawListQuery>,
 ) -> Result<Json<OrderListResponse>, ApiError> {
-    let (filter, page) = read_list_query(query)?;
+    let (mut filter, page) = read_list_query(query)?;
+    // A key bound to a customer lists that customer's orders only.
+    if let Some(Extension(Principal(key))) = &principal {
+        if let Some(bound) = &key.customer_id {
+            match &filter.customer_id {
+                Some(asked) if asked != bound => return Err(bound_elsewhere(key)),
+                _ => filter.customer_id = Some(bound.clone()),
+            }
+        }
+    }
     let found = state.orders.list(&filter, page).await?;
     Ok(Json(OrderListResponse {
         orders: found.orders.iter().map(convert::order).collect(),
@@ -586,6 +698,123 @@ async fn list_orders(
         page: page.page.get(),
         page_size: page.size.get(),
     }))
+}
+
+/// Creates an API key. The answer holds the key itself, shown this once: only its hash is
+/// kept. A key may create keys with its own scopes at most, and, if it is bound to a
+/// customer, for that customer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    tag = "api-keys",
+    request_body = order_api::keys::CreateApiKeyRequest,
+    security(("api_key" = ["keys:manage"])),
+    responses(
+        (status = 201, description = "Created; `key` is shown only here", body = order_api::keys::CreatedApiKey),
+        (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The key lacks `keys:manage`, or asks for more than it has (`insufficient_scope`, `forbidden`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields, each named", body = ErrorBody),
+    )
+)]
+async fn create_key(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let new = parse::new_api_key(&body, state.orders.clock().now())?;
+    if let Some(Extension(Principal(creator))) = &principal {
+        if let Some(scope) = new.scopes.iter().find(|s| !creator.allows(**s)) {
+            return Err(ApiError::Forbidden(format!(
+                "a key can create keys with its own scopes at most; it lacks `{scope}`"
+            )));
+        }
+        if let Some(bound) = &creator.customer_id {
+            if new.customer_id.as_ref() != Some(bound) {
+                return Err(bound_elsewhere(creator));
+            }
+        }
+    }
+    let (key, secret) = order_core::access::issue(new, state.orders.clock().now())
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("name", e)]))?;
+    state.keys.insert_key(&key).await?;
+    tracing::info!(key_id = %key.id, name = %key.name, "API key created");
+    let created = order_api::keys::CreatedApiKey {
+        key: secret,
+        api_key: convert::api_key(&key),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Every API key, newest first (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    tag = "api-keys",
+    security(("api_key" = ["keys:manage"])),
+    responses(
+        (status = 200, body = order_api::keys::ApiKeyList),
+        (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The key lacks `keys:manage` (`insufficient_scope`)", body = ErrorBody),
+    )
+)]
+async fn list_keys(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Json<order_api::keys::ApiKeyList>, ApiError> {
+    let bound = principal.and_then(|Extension(Principal(k))| k.customer_id.clone());
+    let keys = state
+        .keys
+        .keys()
+        .await?
+        .iter()
+        .filter(|k| bound.is_none() || k.customer_id == bound)
+        .map(convert::api_key)
+        .collect();
+    Ok(Json(order_api::keys::ApiKeyList { keys }))
+}
+
+/// Revokes an API key: it stops working at once in this process and within five seconds
+/// in every other. Revoking it again changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{key_id}",
+    tag = "api-keys",
+    params(("key_id" = String, Path, description = "The key's id (16 hex digits)")),
+    security(("api_key" = ["keys:manage"])),
+    responses(
+        (status = 200, description = "Revoked", body = order_api::keys::ApiKeyResponse),
+        (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The key lacks `keys:manage` (`insufficient_scope`)", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 422, description = "Not a key id", body = ErrorBody),
+    )
+)]
+async fn revoke_key(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<order_api::keys::ApiKeyResponse>, ApiError> {
+    let id = order_core::access::KeyId::parse(&id)
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("key_id", e)]))?;
+    let not_found = || ApiError::NotFound(format!("API key {id} not found"));
+    if let Some(Extension(Principal(revoker))) = &principal {
+        if revoker.customer_id.is_some() {
+            let target = state.keys.key(&id).await?.ok_or_else(not_found)?;
+            if target.customer_id != revoker.customer_id {
+                return Err(not_found());
+            }
+        }
+    }
+    let key = state
+        .keys
+        .revoke_key(&id, state.orders.clock().now())
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(auth) = &state.auth {
+        auth.forget(&key.id);
+    }
+    tracing::info!(key_id = %key.id, "API key revoked");
+    Ok(Json(convert::api_key(&key)))
 }
 
 /// Liveness: the process answers.

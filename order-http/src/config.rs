@@ -95,6 +95,11 @@ pub struct Config {
     pub reconcile_every: Duration,
     /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
     pub shutdown_grace: Duration,
+    /// Whether `/api/v1` requests need an API key (`AUTH_MODE`, `none` or `api_key`; `none`).
+    pub auth_mode: crate::auth::AuthMode,
+    /// Where the embedded default keeps API keys (`API_KEYS_FILE`, JSON lines of hashed
+    /// keys); only without `DATABASE_URL`, which keeps them in PostgreSQL.
+    pub api_keys_file: Option<std::path::PathBuf>,
     /// Per-client rate limits (`RATE_LIMIT_WRITES_PER_SECOND`, `RATE_LIMIT_WRITES_BURST`,
     /// `RATE_LIMIT_READS_PER_SECOND`, `RATE_LIMIT_READS_BURST`: unset, no limit;
     /// `RATE_LIMIT_FAIL_CLOSED`, `TRUST_FORWARDED_FOR`: false).
@@ -210,6 +215,22 @@ fn quota(
         QuotaError::Rate => ConfigError::new(&rate_name, format!("{e}, got {rate}")),
         QuotaError::Burst => ConfigError::new(&burst_name, e.to_string()),
     })
+}
+
+fn api_keys_file(
+    l: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let file = l("API_KEYS_FILE").filter(|v| !v.trim().is_empty());
+    let database = l("DATABASE_URL").filter(|v| !v.trim().is_empty());
+    match (file, database) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "API_KEYS_FILE",
+            "is for the embedded default; with DATABASE_URL keys live in PostgreSQL \
+             (create them with `order-http keys create`)"
+                .to_owned(),
+        )),
+        (file, _) => Ok(file.map(|f| std::path::PathBuf::from(f.trim()))),
+    }
 }
 
 fn has_scheme(url: &str, schemes: &[&str]) -> bool {
@@ -390,6 +411,11 @@ impl Config {
             reconcile_every: seconds(l, "PAYMENT_RECONCILE_INTERVAL_SECONDS", 10.0)?
                 .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
+            auth_mode: match l("AUTH_MODE").filter(|v| !v.trim().is_empty()) {
+                None => crate::auth::AuthMode::None,
+                Some(v) => v.parse().map_err(|e| ConfigError::new("AUTH_MODE", e))?,
+            },
+            api_keys_file: api_keys_file(l)?,
             rate_limits: crate::rate_limit::RateLimitSettings {
                 writes: quota(l, "RATE_LIMIT_WRITES")?,
                 reads: quota(l, "RATE_LIMIT_READS")?,
@@ -497,6 +523,7 @@ mod tests {
             ("RATE_LIMIT_READS_PER_SECOND", "many"),
             ("RATE_LIMIT_READS_BURST", "5"),
             ("RATE_LIMIT_FAIL_CLOSED", "maybe"),
+            ("AUTH_MODE", "basic"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{value} for {var} gave {err}");

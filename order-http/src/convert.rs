@@ -146,6 +146,33 @@ pub fn order(o: &Order) -> wire::OrderResponse {
     }
 }
 
+/// A stored key as the API shows it: never its secret.
+pub fn api_key(key: &order_core::access::ApiKey) -> order_api::keys::ApiKeyResponse {
+    order_api::keys::ApiKeyResponse {
+        id: key.id.to_string(),
+        name: key.name.clone(),
+        scopes: key.scopes.iter().map(|s| scope(*s)).collect(),
+        customer_id: key.customer_id.as_ref().map(|c| c.as_str().to_owned()),
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        revoked_at: key.revoked_at,
+        last_used_at: key.last_used_at,
+    }
+}
+
+/// A scope on the wire.
+pub const fn scope(scope: order_core::access::Scope) -> order_api::keys::Scope {
+    use order_api::keys::Scope as Wire;
+    use order_core::access::Scope;
+    match scope {
+        Scope::OrdersRead => Wire::OrdersRead,
+        Scope::OrdersWrite => Wire::OrdersWrite,
+        Scope::OrdersCancel => Wire::OrdersCancel,
+        Scope::WebhooksManage => Wire::WebhooksManage,
+        Scope::KeysManage => Wire::KeysManage,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,15 @@ pub enum ApiError {
     /// Too many requests in flight: shed at once, retry shortly.
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
+    /// No API key, or one that is no good (which, the caller is not told).
+    #[error("a valid API key is required: send Authorization: Bearer <key>")]
+    Unauthorized(order_core::access::AuthError),
+    /// The key lacks the scope the route needs.
+    #[error("this API key lacks the scope `{0}`")]
+    InsufficientScope(order_core::access::Scope),
+    /// The key may not act for the customer the request is for.
+    #[error("{0}")]
+    Forbidden(String),
     /// The client's rate limit is used up.
     #[error(
         "rate limit `{policy}` exceeded ({per_second} requests per second, {burst} at once); retry after {retry_after} s"
@@ -134,6 +143,9 @@ impl IntoResponse for ApiError {
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, ErrorCode::InsufficientScope),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
         };
         match &self {
             Self::Unavailable(source) => tracing::warn!(error = ?source, "dependency unavailable"),
@@ -169,6 +181,18 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        } else if let Self::Unauthorized(_) = &self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        } else if let Self::InsufficientScope(scope) = &self {
+            let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
         } else if retry {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -14,9 +14,11 @@
 //! - `testing` (feature `testing`): `TestApp`, the service started for a test.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod keys_cli;
 pub mod limit;
 pub mod parse;
 pub mod rate_limit;

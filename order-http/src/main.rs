@@ -1,8 +1,10 @@
-//! `order-http`: runs the order service's API and payment worker.
+//! `order-http`: runs the order service's API and payment worker, and manages its API keys.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use order_http::keys_cli::{self, KeysCommand};
 use order_http::startup::shutdown_signal;
 use order_http::{Application, Config, Role};
 
@@ -11,9 +13,22 @@ use order_http::{Application, Config, Role};
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// What this process runs.
-    #[arg(value_enum, default_value = "all")]
-    role: Role,
+    /// What to run; the API and the worker if nothing is named.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The HTTP API and the payment worker (the default).
+    All,
+    /// Only the HTTP API.
+    Serve,
+    /// Only the payment worker.
+    Worker,
+    /// Manage API keys straight in the store (DATABASE_URL, or API_KEYS_FILE).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[tokio::main]
@@ -27,9 +42,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let role = match cli.command.unwrap_or(Command::All) {
+        Command::All => Role::All,
+        Command::Serve => Role::Serve,
+        Command::Worker => Role::Worker,
+        Command::Keys(command) => {
+            return match keys_cli::run(&config, command).await {
+                Ok(out) => {
+                    let _ = std::io::stdout().write_all(out.as_bytes());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("order-http keys: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     order_http::telemetry::init(&config);
     let run = async {
-        Application::build(&config, cli.role)
+        Application::build(&config, role)
             .await?
             .run_until_stopped(shutdown_signal())
             .await

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_core::memory::{MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
+use order_core::memory::{MemoryApiKeys, MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::ports::{
-    Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RateLimiter,
-    RepoError, SystemClock,
+    ApiKeyStore, Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError,
+    RateLimiter, RepoError, SystemClock,
 };
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_gateway_http::HttpGateway;
@@ -44,6 +44,15 @@ pub enum StartError {
     /// The queue could not be reached.
     #[error("cannot use the payment queue (REDIS_URL)")]
     Queue(#[source] QueueError),
+    /// The API key file cannot be read.
+    #[error("cannot read the API key file {}", path.display())]
+    KeyFile {
+        /// The file (`API_KEYS_FILE`).
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The rate limiter's settings are unusable.
     #[error("cannot use the rate limiter (REDIS_URL)")]
     Limiter(#[source] LimiterError),
@@ -105,7 +114,7 @@ impl Application {
         if embedded && role != Role::All {
             return Err(StartError::SeparateRolesNeedSharedStorage);
         }
-        let (repo, queue, migrator) = adapters(config, &name, &clock).await?;
+        let (repo, keys, queue, migrator) = adapters(config, &name, &clock).await?;
         let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
         let http_gateway = match &config.payment_gateway_url {
             Some(url) => {
@@ -135,6 +144,7 @@ impl Application {
                     config.request_latency_target,
                 ),
             );
+            let state = state.with_keys(keys, config.auth_mode);
             let state = if config.rate_limits.any() {
                 state.with_rate_limits(RateLimits::new(
                     rate_limiter(config, &clock).map_err(StartError::Limiter)?,
@@ -310,7 +320,27 @@ async fn serve(
         .map_err(StartError::Serve)
 }
 
-/// The store and queue the configuration names, in memory for those it does not.
+/// Where API keys are kept: PostgreSQL's `api_keys` table with `DATABASE_URL`, else memory,
+/// loaded from `API_KEYS_FILE` if set.
+pub fn key_store(
+    config: &Config,
+    repo: Option<&PgOrderRepo>,
+) -> Result<Arc<dyn ApiKeyStore>, StartError> {
+    Ok(match (repo, &config.api_keys_file) {
+        (Some(repo), _) => Arc::new(repo.clone()),
+        (None, Some(path)) => {
+            Arc::new(
+                MemoryApiKeys::from_file(path).map_err(|source| StartError::KeyFile {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        (None, None) => Arc::new(MemoryApiKeys::new()),
+    })
+}
+
+/// The store, key store and queue the configuration names, in memory for those it does not.
 #[allow(
     clippy::type_complexity,
     reason = "the adapters and the migrator, returned together once"
@@ -319,19 +349,32 @@ async fn adapters(
     config: &Config,
     consumer: &str,
     clock: &Arc<dyn Clock>,
-) -> Result<(Arc<dyn OrderRepo>, Arc<dyn PaymentQueue>, Option<Migrator>), StartError> {
+) -> Result<
+    (
+        Arc<dyn OrderRepo>,
+        Arc<dyn ApiKeyStore>,
+        Arc<dyn PaymentQueue>,
+        Option<Migrator>,
+    ),
+    StartError,
+> {
     // PostgreSQL may be down: the process starts anyway, not ready, and the migrator brings
     // the store up when it answers.
-    let (repo, migrator): (Arc<dyn OrderRepo>, _) = match &config.database_url {
+    let (repo, keys, migrator): (Arc<dyn OrderRepo>, _, _) = match &config.database_url {
         Some(url) => {
             let pool = PoolConfig {
                 max_connections: config.database_pool_size,
                 acquire_timeout: config.database_acquire_timeout,
             };
             let (repo, migrator) = PgOrderRepo::lazy(url, &pool).map_err(StartError::Store)?;
-            (Arc::new(repo), Some(migrator))
+            let keys = key_store(config, Some(&repo))?;
+            (Arc::new(repo), keys, Some(migrator))
         }
-        None => (Arc::new(MemoryOrderRepo::new()), None),
+        None => (
+            Arc::new(MemoryOrderRepo::new()),
+            key_store(config, None)?,
+            None,
+        ),
     };
     let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
         Some(url) => {
@@ -366,7 +409,7 @@ async fn adapters(
         }
         (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
     }
-    Ok((repo, queue, migrator))
+    Ok((repo, keys, queue, migrator))
 }
 
 /// Where rate limits count: Redis when the process has one (every process then enforces

@@ -44,6 +44,11 @@ where
     Q: PaymentQueue + ?Sized,
     C: Clock + ?Sized,
 {
+    /// The clock it reads.
+    pub fn clock(&self) -> Arc<C> {
+        Arc::clone(&self.clock)
+    }
+
     /// A service over these adapters.
     pub fn new(repo: Arc<R>, queue: Arc<Q>, clock: Arc<C>) -> Self {
         Self {

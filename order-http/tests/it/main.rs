@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 }
 
 mod api;
+mod auth;
 mod binary;
 mod cancel;
 mod chaos;

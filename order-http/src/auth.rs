@@ -1,0 +1,247 @@
+//! Access control for `/api/v1`: with `AUTH_MODE=api_key`, every request needs
+//! `Authorization: Bearer <key>`, and the key must carry the scope the route needs.
+//!
+//! Which scope each route needs is one table, [`required_scope`]. Keys are looked up in the
+//! [`ApiKeyStore`] and remembered for five seconds, so a busy key costs one store read per
+//! five seconds per process, not one per request (a revocation therefore takes up to five
+//! seconds to reach every process; the process that revokes forgets the key at once).
+//! `last_used_at` is written at most once a minute per key, in the background. Keys are
+//! never logged: only their ids.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderValue, Method, Request, header};
+use axum::response::{IntoResponse, Response};
+use order_api::paths;
+use order_core::access::{ApiKey, AuthError, KeyId, PresentedKey, Scope};
+use order_core::ports::{ApiKeyStore, Clock, RepoError};
+
+use crate::api::AppState;
+use crate::error::ApiError;
+use crate::rate_limit::ClientId;
+
+/// Whether requests need a key (`AUTH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone who reaches the port may call the API: the embedded default.
+    #[default]
+    None,
+    /// Every `/api/v1` request needs an API key with the route's scope.
+    ApiKey,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "api_key" => Ok(Self::ApiKey),
+            other => Err(format!("expected none or api_key, got {other:?}")),
+        }
+    }
+}
+
+/// The scope a request to `route` (the route's template) with `method` needs; `None` for
+/// routes outside `/api/v1`, which stay open.
+pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
+    match (method.as_str(), route) {
+        ("GET" | "HEAD", r) if r == paths::ORDERS || r == paths::ORDER => Some(Scope::OrdersRead),
+        ("POST", r) if r == paths::ORDERS => Some(Scope::OrdersWrite),
+        ("POST", r) if r == paths::ORDER_CANCEL => Some(Scope::OrdersCancel),
+        (_, r) if r == paths::API_KEYS || r == paths::API_KEY => Some(Scope::KeysManage),
+        // Anything else under /api/v1 (a method the route does not have) needs a valid key
+        // all the same, and is then answered 405; the narrowest scope stands in for it.
+        (_, r) if r.starts_with("/api/") => Some(Scope::OrdersRead),
+        _ => None,
+    }
+}
+
+/// The key a request was made with, for the handlers.
+#[derive(Debug, Clone)]
+pub struct Principal(pub Arc<ApiKey>);
+
+/// How long a looked-up key is trusted before it is read again.
+const CACHE_FOR: Duration = Duration::from_secs(5);
+/// How often, at most, a key's `last_used_at` is written.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+struct Cached {
+    key: Option<Arc<ApiKey>>,
+    fetched: Instant,
+    touched: Option<Instant>,
+}
+
+/// Checks presented keys against the store.
+pub struct Auth {
+    store: Arc<dyn ApiKeyStore>,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<HashMap<KeyId, Cached>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+/// Why a request was not let in.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The key is missing or no good: `401`.
+    Key(AuthError),
+    /// The store could not be asked: `503`.
+    Store(RepoError),
+}
+
+impl Auth {
+    /// Keys from `store`, times from `clock`.
+    pub fn new(store: Arc<dyn ApiKeyStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets what this process remembers of `id` (after a revocation here).
+    pub fn forget(&self, id: &KeyId) {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// The key the `Authorization` header presents, if it is good now.
+    pub async fn check(&self, authorization: Option<&HeaderValue>) -> Result<Arc<ApiKey>, Refusal> {
+        let token = authorization
+            .ok_or(Refusal::Key(AuthError::Missing))?
+            .to_str()
+            .map_err(|_| Refusal::Key(AuthError::Malformed))?;
+        let token = token
+            .strip_prefix("Bearer ")
+            .or_else(|| token.strip_prefix("bearer "))
+            .ok_or(Refusal::Key(AuthError::Malformed))?;
+        let presented: PresentedKey = token.parse().map_err(Refusal::Key)?;
+        let key = self.lookup(&presented.id).await?;
+        let key = key.ok_or(Refusal::Key(AuthError::Unknown))?;
+        let now = self.clock.now();
+        key.authenticate(&presented, now).map_err(Refusal::Key)?;
+        self.touch(&key, now);
+        Ok(key)
+    }
+
+    async fn lookup(&self, id: &KeyId) -> Result<Option<Arc<ApiKey>>, Refusal> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(hit) = cache.get(id).filter(|c| c.fetched.elapsed() < CACHE_FOR) {
+                return Ok(hit.key.clone());
+            }
+        }
+        let key = self
+            .store
+            .key(id)
+            .await
+            .map_err(Refusal::Store)?
+            .map(Arc::new);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= 10_000 {
+            cache.retain(|_, c| c.fetched.elapsed() < CACHE_FOR);
+        }
+        let touched = cache.get(id).and_then(|c| c.touched);
+        cache.insert(
+            id.clone(),
+            Cached {
+                key: key.clone(),
+                fetched: Instant::now(),
+                touched,
+            },
+        );
+        Ok(key)
+    }
+
+    /// Records the use of `key` in the background, at most once a minute.
+    fn touch(&self, key: &ApiKey, now: chrono::DateTime<chrono::Utc>) {
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(entry) = cache.get_mut(&key.id) else {
+                return;
+            };
+            if entry.touched.is_some_and(|at| at.elapsed() < TOUCH_EVERY) {
+                return;
+            }
+            entry.touched = Some(Instant::now());
+        }
+        let (store, id) = (Arc::clone(&self.store), key.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_key(&id, now).await {
+                tracing::debug!(key_id = %id, error = %e, "recording a key's last use failed");
+            }
+        });
+    }
+}
+
+/// The middleware: lets a request in only with a good key carrying the route's scope, and
+/// hands the key to the handlers and the rate limiter.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(auth) = state.auth.clone() else {
+        return next.run(request).await;
+    };
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
+    let Some(scope) = required_scope(request.method(), &route) else {
+        return next.run(request).await;
+    };
+    let key = match auth
+        .check(request.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        Ok(key) => key,
+        Err(Refusal::Key(reason)) => return ApiError::Unauthorized(reason).into_response(),
+        Err(Refusal::Store(e)) => return ApiError::from(e).into_response(),
+    };
+    if !key.allows(scope) {
+        return ApiError::InsufficientScope(scope).into_response();
+    }
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(ClientId(key.id.to_string()));
+    request.extensions_mut().insert(Principal(key));
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_route_needs_its_scope_and_the_rest_stay_open() {
+        let cases = [
+            (Method::GET, paths::ORDERS, Some(Scope::OrdersRead)),
+            (Method::GET, paths::ORDER, Some(Scope::OrdersRead)),
+            (Method::POST, paths::ORDERS, Some(Scope::OrdersWrite)),
+            (Method::POST, paths::ORDER_CANCEL, Some(Scope::OrdersCancel)),
+            (Method::POST, paths::API_KEYS, Some(Scope::KeysManage)),
+            (Method::GET, paths::API_KEYS, Some(Scope::KeysManage)),
+            (Method::DELETE, paths::API_KEY, Some(Scope::KeysManage)),
+            (Method::DELETE, paths::ORDERS, Some(Scope::OrdersRead)),
+            (Method::GET, paths::HEALTH, None),
+            (Method::GET, paths::READY, None),
+            (Method::GET, paths::OPENAPI, None),
+            (Method::GET, paths::ROOT, None),
+        ];
+        for (method, route, scope) in cases {
+            assert_eq!(required_scope(&method, route), scope, "{method} {route}");
+        }
+    }
+}

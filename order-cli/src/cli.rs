@@ -41,6 +41,14 @@ pub struct Cli {
     /// Seconds to wait for each request.
     #[arg(long, global = true, default_value_t = 10.0)]
     pub timeout: f64,
+    /// The API key to send (`Authorization: Bearer`), when the service requires keys.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDER_SERVICE_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -117,6 +125,10 @@ pub enum Command {
     },
     /// Check that the service is alive and ready.
     Health,
+    /// Create, list and revoke API keys (needs a key with keys:manage when the service
+    /// requires keys).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -130,6 +142,35 @@ pub enum Command {
         /// Give up after this many seconds (exit 5).
         #[arg(long, default_value_t = 600.0)]
         wait: f64,
+    },
+}
+
+/// The `keys` commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it (shown only now) alone with `-o json` off, or the whole
+    /// answer as JSON.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Its scopes, separated by commas: orders:read, orders:write, orders:cancel,
+        /// webhooks:manage, keys:manage.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Bind the key to this customer.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Seconds until the key expires.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// List every key, newest first.
+    List,
+    /// Revoke a key by its id.
+    Revoke {
+        /// The key's id (the 16 hex digits after `ordk_`).
+        id: String,
     },
 }
 

@@ -13,12 +13,16 @@ pub enum CliError {
     /// The service refused the input (400, 413, 415, 422), or the input could not be read.
     #[error("invalid input: {0}")]
     Invalid(String),
-    /// The service could not be reached, did not answer in time, or answered 502 to 504.
+    /// The service could not be reached, did not answer in time, or answered 429 or 502
+    /// to 504.
     #[error("service unavailable: {0}")]
     Unavailable(String),
     /// The service answered 409.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The service answered 401 or 403: no good key, or one without the scope needed.
+    #[error("not allowed: {0}")]
+    Denied(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -26,7 +30,7 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code for this error: 1 other, 3 not found, 4 invalid input,
-    /// 5 unavailable, 6 conflict (2 is clap's usage error).
+    /// 5 unavailable (or rate limited), 6 conflict, 7 not allowed (2 is clap's usage error).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::Other(_) => 1,
@@ -34,6 +38,7 @@ impl CliError {
             Self::Invalid(_) => 4,
             Self::Unavailable(_) => 5,
             Self::Conflict(_) => 6,
+            Self::Denied(_) => 7,
         })
     }
 }
@@ -59,7 +64,8 @@ impl From<ClientError> for CliError {
                     404 => Self::NotFound(said),
                     400 | 413 | 415 | 422 => Self::Invalid(said),
                     409 => Self::Conflict(said),
-                    502..=504 => Self::Unavailable(said),
+                    401 | 403 => Self::Denied(said),
+                    429 | 502..=504 => Self::Unavailable(said),
                     _ => Self::Other(format!("HTTP {status}: {said}")),
                 }
             }

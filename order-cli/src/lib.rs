@@ -10,8 +10,10 @@
 //! - [`load`]: the open-model load generator and its report.
 //!
 //! Exit codes: 0 success, 1 other error, 2 usage, 3 not found, 4 invalid input,
-//! 5 service unavailable, 6 conflict (an order that cannot be cancelled, or a request with
-//! the same Idempotency-Key in flight).
+//! 5 service unavailable or rate limited, 6 conflict (an order that cannot be cancelled, or
+//! a request with the same Idempotency-Key in flight), 7 not allowed (no good API key, or
+//! one without the scope needed). The API key comes from `--api-key` or
+//! `ORDER_SERVICE_API_KEY`.
 
 pub mod cli;
 pub mod client;
@@ -31,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, KeysCommand};
 use crate::client::CliError;
 use crate::output::Format;
 
@@ -98,7 +100,7 @@ pub struct HealthReport {
 
 /// Runs one command (all but `completions`), printing in `format`.
 pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
-    let client = OrderClient::with_timeout(&cli.base_url, seconds(cli.timeout, "--timeout")?)?;
+    let client = client(cli)?;
     match &cli.command {
         Command::Create {
             customer,
@@ -159,23 +161,7 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             let wait = seconds(*wait, "--wait")?;
             watch(&client, format, order_id(id)?, interval, wait).await?;
         }
-        Command::Health => {
-            let live = client.health().await?;
-            let ready = client.ready().await?;
-            if ready.status != Readiness::Ready {
-                return Err(CliError::Unavailable(format!(
-                    "alive but not ready: database {}, queue {}",
-                    ready.database, ready.queue
-                )));
-            }
-            let report = HealthReport { live, ready };
-            output::print(format, &report, |h| {
-                format!(
-                    "live: {}\nready: database {}, queue {}\n",
-                    h.live.status, h.ready.database, h.ready.queue
-                )
-            });
-        }
+        Command::Health => health(&client, format).await?,
         Command::Load(args) => {
             let report = load::run(&client, args).await?;
             if args.json || format == Format::Json {
@@ -193,7 +179,116 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
                 )
             });
         }
+        Command::Keys(command) => keys(&client, format, command).await?,
         Command::Completions { .. } => {}
+    }
+    Ok(())
+}
+
+/// `health`: alive and ready, or why not.
+async fn health(client: &OrderClient, format: Format) -> Result<(), CliError> {
+    let live = client.health().await?;
+    let ready = client.ready().await?;
+    if ready.status != Readiness::Ready {
+        return Err(CliError::Unavailable(format!(
+            "alive but not ready: database {}, queue {}",
+            ready.database, ready.queue
+        )));
+    }
+    let report = HealthReport { live, ready };
+    output::print(format, &report, |h| {
+        format!(
+            "live: {}\nready: database {}, queue {}\n",
+            h.live.status, h.ready.database, h.ready.queue
+        )
+    });
+    Ok(())
+}
+
+/// The client `cli` asks for: its URL, timeout and API key.
+fn client(cli: &Cli) -> Result<OrderClient, CliError> {
+    let client = OrderClient::with_timeout(&cli.base_url, seconds(cli.timeout, "--timeout")?)?;
+    Ok(match &cli.api_key {
+        Some(key) if !key.trim().is_empty() => client.with_api_key(key.trim()),
+        _ => client,
+    })
+}
+
+/// The `keys` commands.
+async fn keys(client: &OrderClient, format: Format, command: &KeysCommand) -> Result<(), CliError> {
+    use order_api::keys::{ApiKeyResponse, CreateApiKeyRequest, Scope};
+    let rows = |keys: &[ApiKeyResponse]| {
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map_or_else(
+                || "-".to_owned(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+        };
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.id.clone(),
+                    k.name.clone(),
+                    k.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    k.customer_id.clone().unwrap_or_else(|| "-".into()),
+                    time(k.expires_at),
+                    time(k.revoked_at),
+                    time(k.last_used_at),
+                ]
+            })
+            .collect();
+        output::table(
+            &[
+                "ID",
+                "NAME",
+                "SCOPES",
+                "CUSTOMER",
+                "EXPIRES",
+                "REVOKED",
+                "LAST USED",
+            ],
+            &rows,
+        )
+    };
+    match command {
+        KeysCommand::Create {
+            name,
+            scopes,
+            customer,
+            expires_in,
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| s.parse::<Scope>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CliError::Invalid)?;
+            let created = client
+                .create_key(&CreateApiKeyRequest {
+                    name: name.clone(),
+                    scopes,
+                    customer_id: customer.clone(),
+                    expires_in_seconds: *expires_in,
+                })
+                .await?;
+            eprintln!(
+                "created API key {} ({}); it is shown only now",
+                created.api_key.id, created.api_key.name
+            );
+            output::print(format, &created, |c| format!("{}\n", c.key));
+        }
+        KeysCommand::List => {
+            let list = client.list_keys().await?;
+            output::print(format, &list, |l| rows(&l.keys));
+        }
+        KeysCommand::Revoke { id } => {
+            let key = client.revoke_key(id).await?;
+            output::print(format, &key, |k| rows(std::slice::from_ref(k)));
+        }
     }
     Ok(())
 }

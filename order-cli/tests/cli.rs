@@ -365,3 +365,130 @@ async fn cancel_follows_the_order_to_cancelled_and_a_failed_one_exits_6() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("payment_failed"));
     declining.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_managed_with_the_cli_and_a_key_in_the_environment_is_sent() {
+    // The first key goes into the file the embedded default reads, by what
+    // `order-http keys create` runs.
+    let file = std::env::temp_dir().join(format!("cli-keys-{}.jsonl", free_port()));
+    let path = file.to_string_lossy().into_owned();
+    let config =
+        order_http::Config::from_lookup(|k| (k == "API_KEYS_FILE").then(|| path.clone())).unwrap();
+    let admin = order_http::keys_cli::run(
+        &config,
+        order_http::keys_cli::KeysCommand::Create {
+            name: "admin".into(),
+            scopes: vec![
+                order_core::access::Scope::KeysManage,
+                order_core::access::Scope::OrdersRead,
+            ],
+            customer: None,
+            expires_in: None,
+        },
+    )
+    .await
+    .unwrap()
+    .trim()
+    .to_owned();
+    let server = TestApp::spawn(
+        Backend::Memory,
+        &[
+            ("LOG_LEVEL", "error"),
+            ("AUTH_MODE", "api_key"),
+            ("API_KEYS_FILE", &path),
+        ],
+    )
+    .await;
+    let url = server.base.clone();
+    let with_key = |key: &str, args: &[&str]| {
+        let mut full = vec!["--api-key", key];
+        full.extend_from_slice(args);
+        full.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    let denied = cli(&url, &["list"], None).await;
+    assert_eq!(denied.status.code(), Some(7), "no key: not allowed");
+    let made = cli(
+        &url,
+        &with_key(
+            &admin,
+            &[
+                "-o",
+                "table",
+                "keys",
+                "create",
+                "--name",
+                "reader",
+                "--scopes",
+                "orders:read",
+            ],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+        None,
+    )
+    .await;
+    assert!(made.status.success(), "{made:?}");
+    let reader = stdout(&made).trim().to_owned();
+    assert!(reader.starts_with("ordk_"), "the key alone: {reader:?}");
+
+    let args = with_key(&reader, &["-o", "json", "list"]);
+    let listed = cli(
+        &url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    )
+    .await;
+    assert!(listed.status.success(), "{listed:?}");
+    let args = with_key(
+        &reader,
+        &["create", "--customer", "c", "--item", "i:n:1:1.00"],
+    );
+    let refused = cli(
+        &url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        refused.status.code(),
+        Some(7),
+        "orders:read cannot place orders"
+    );
+    let args = with_key(&admin, &["-o", "json", "keys", "list"]);
+    let keys: order_api::keys::ApiKeyList = json(
+        &cli(
+            &url,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(keys.keys.len(), 2);
+    let reader_id = keys
+        .keys
+        .iter()
+        .find(|k| k.name == "reader")
+        .unwrap()
+        .id
+        .clone();
+    let args = with_key(&admin, &["keys", "revoke", &reader_id]);
+    let revoked = cli(
+        &url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    )
+    .await;
+    assert!(revoked.status.success(), "{revoked:?}");
+    let args = with_key(&reader, &["list"]);
+    let after = cli(
+        &url,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    )
+    .await;
+    assert_eq!(after.status.code(), Some(7), "revoked");
+    server.stop().await;
+    let _ = std::fs::remove_file(file);
+}

@@ -457,8 +457,10 @@ pub enum LimiterError {
 ///   allowed (with `remaining` counting down to 0), the next is denied with a
 ///   `retry_after` of at most one interval, and after waiting it out one more is allowed.
 /// - Every value of an adapter sharing one store (every process on one Redis) counts
-///   together, and checks of one bucket are atomic: however many run at once, no more are
-///   allowed than the quota.
+///   together, and checks of one bucket are atomic: however many run at once, from however
+///   many values, no more are allowed than the quota. A value may count a busy bucket's
+///   requests ahead in batches (a lease), so another value may be refused before the whole
+///   burst is spent; never admitted past it. With a burst under 40, counts are exact.
 /// - Different buckets are independent.
 /// - When the store cannot be reached: [`LimiterError::Unavailable`], promptly.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]

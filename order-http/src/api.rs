@@ -49,9 +49,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The service as the handlers see it.
 pub type Orders = OrderService<dyn OrderRepo, dyn PaymentQueue, dyn Clock>;
 
-/// What the handlers share.
+/// What the handlers share: one [`Arc`], so the per-request clones each middleware layer
+/// and handler takes cost one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// Places and reads orders, and reports on the store and the queue.
     pub orders: Orders,
     /// Places for `/api` requests in flight: when none is left, a request is refused at
@@ -66,40 +71,48 @@ pub struct AppState {
     pub auth: Option<Arc<Auth>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// The state of a process admitting `/api` requests within `limit`.
     pub fn new(orders: Orders, limit: LimitConfig) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             orders,
             in_flight: Arc::new(AdaptiveLimit::new(limit)),
             rate_limits: None,
             keys: Arc::new(MemoryApiKeys::new()),
             auth: None,
-        }
+        }))
     }
 
     /// The same state with its keys in `store`, and, with [`AuthMode::ApiKey`], every
     /// `/api/v1` request checked against them.
     #[must_use]
     pub fn with_keys(self, store: Arc<dyn ApiKeyStore>, mode: AuthMode) -> Self {
-        let auth = match mode {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.auth = match mode {
             AuthMode::None => None,
-            AuthMode::ApiKey => Some(Arc::new(Auth::new(Arc::clone(&store), self.orders.clock()))),
+            AuthMode::ApiKey => Some(Arc::new(Auth::new(
+                Arc::clone(&store),
+                shared.orders.clock(),
+            ))),
         };
-        Self {
-            keys: store,
-            auth,
-            ..self
-        }
+        shared.keys = store;
+        Self(Arc::new(shared))
     }
 
     /// The same state with per-client rate limits.
     #[must_use]
     pub fn with_rate_limits(self, limits: RateLimits) -> Self {
-        Self {
-            rate_limits: Some(Arc::new(limits)),
-            ..self
-        }
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.rate_limits = Some(Arc::new(limits));
+        Self(Arc::new(shared))
     }
 }
 

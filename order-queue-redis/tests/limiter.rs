@@ -65,3 +65,59 @@ async fn an_unreachable_redis_is_unavailable_promptly_and_a_restarted_one_serves
     }
     drop(server);
 }
+
+/// Script calls Redis has served since it started.
+async fn script_calls(url: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split(['=', ','])
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_busy_client_leases_requests_and_processes_together_never_exceed_the_quota() {
+    let server = PrivateRedis::start();
+    let (a, b) = (
+        limiter(&server.url(), "lease"),
+        limiter(&server.url(), "lease"),
+    );
+    // 1,000 at once, a few per second after that.
+    let quota = Quota::new(0.001, 1000).unwrap();
+    let before = script_calls(&server.url()).await;
+    let mut allowed = 0;
+    for i in 0..1500 {
+        let limiter = if i % 2 == 0 { &a } else { &b };
+        if limiter.check("busy", &quota).await.unwrap().allowed {
+            allowed += 1;
+        }
+    }
+    let calls = script_calls(&server.url()).await - before;
+    assert!(
+        (900..=1000).contains(&allowed),
+        "never more than the burst, and little lost to leases: {allowed}"
+    );
+    assert!(calls < 150, "{calls} round trips for 1,500 checks");
+
+    // A small burst is counted one request at a time: exact across processes.
+    let small = Quota::new(0.001, 10).unwrap();
+    let mut allowed = 0;
+    for i in 0..30 {
+        let limiter = if i % 2 == 0 { &a } else { &b };
+        allowed += usize::from(limiter.check("small", &small).await.unwrap().allowed);
+    }
+    assert_eq!(allowed, 10);
+}

@@ -71,7 +71,12 @@ pub struct CreateApiKeyRequest {
     /// What the key is for (1 to 100 characters).
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "mobile app", min_length = 1, max_length = 100)
+        schema(
+            example = "mobile app",
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
     )]
     pub name: String,
     /// What it may do (at least one).
@@ -79,10 +84,19 @@ pub struct CreateApiKeyRequest {
     pub scopes: Vec<Scope>,
     /// Bind the key to this customer: it then sees and places that customer's orders only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "customer_123",
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub customer_id: Option<String>,
     /// Seconds until the key expires; never, if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3_153_600_000_u64))]
     pub expires_in_seconds: Option<u64>,
 }
 

@@ -218,9 +218,59 @@ impl utoipa::Modify for BearerKeys {
     }
 }
 
-/// The OpenAPI document of the API.
+/// The OpenAPI document of the API, as served with `AUTH_MODE=none`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The OpenAPI document as a process serves it: with `AUTH_MODE=api_key` every `/api/v1`
+/// operation requires the `api_key` bearer scheme with the scope
+/// [`required_scope`](crate::auth::required_scope) gives it, and documents the `401` and `403`
+/// answers; without, none does.
+pub fn openapi_for(mode: AuthMode) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let mut doc = openapi();
+    if mode == AuthMode::None {
+        return doc;
+    }
+    let refusal = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in &mut doc.paths.paths {
+        let operations = [
+            (axum::http::Method::GET, &mut item.get),
+            (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::DELETE, &mut item.delete),
+            (axum::http::Method::PUT, &mut item.put),
+            (axum::http::Method::PATCH, &mut item.patch),
+        ];
+        for (method, operation) in operations {
+            let (Some(operation), Some(scope)) = (
+                operation.as_mut(),
+                crate::auth::required_scope(&method, path),
+            ) else {
+                continue;
+            };
+            operation.security = Some(vec![SecurityRequirement::new("api_key", [scope.as_str()])]);
+            let responses = &mut operation.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| {
+                refusal("No key, or one that is malformed, unknown, revoked or expired (`unauthorized`)").into()
+            });
+            responses.entry("403".into()).or_insert_with(|| {
+                refusal("The key lacks the scope (`insufficient_scope`), or is bound to another customer (`forbidden`)").into()
+            });
+        }
+    }
+    doc
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
@@ -233,6 +283,11 @@ const REDOC_JS_PATH: &str = "/redoc/redoc.standalone.js";
 
 /// The router with every route, the docs, request ids, tracing and the body limit.
 pub fn router(state: AppState) -> Router {
+    let mode = if state.auth.is_some() {
+        AuthMode::ApiKey
+    } else {
+        AuthMode::None
+    };
     let limited = Router::new()
         .route(paths::ORDERS, get(list_orders).post(create_order))
         .route(paths::ORDER, get(get_order))
@@ -261,7 +316,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     Router::new()
         .merge(api)
-        .merge(SwaggerUi::new(paths::DOCS).url(paths::OPENAPI, openapi()))
+        .merge(SwaggerUi::new(paths::DOCS).url(paths::OPENAPI, openapi_for(mode)))
         .route(paths::REDOC, get(redoc))
         .route(REDOC_JS_PATH, get(redoc_js))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -721,12 +776,16 @@ async fn list_orders(
     path = "/api/v1/api-keys",
     tag = "api-keys",
     request_body = order_api::keys::CreateApiKeyRequest,
-    security(("api_key" = ["keys:manage"])),
     responses(
         (status = 201, description = "Created; `key` is shown only here", body = order_api::keys::CreatedApiKey),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "The key lacks `keys:manage`, or asks for more than it has (`insufficient_scope`, `forbidden`)", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, each named", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn create_key(
@@ -763,11 +822,12 @@ async fn create_key(
     get,
     path = "/api/v1/api-keys",
     tag = "api-keys",
-    security(("api_key" = ["keys:manage"])),
     responses(
         (status = 200, body = order_api::keys::ApiKeyList),
         (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "The key lacks `keys:manage` (`insufficient_scope`)", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn list_keys(
@@ -793,13 +853,13 @@ async fn list_keys(
     path = "/api/v1/api-keys/{key_id}",
     tag = "api-keys",
     params(("key_id" = String, Path, description = "The key's id (16 hex digits)")),
-    security(("api_key" = ["keys:manage"])),
     responses(
         (status = 200, description = "Revoked", body = order_api::keys::ApiKeyResponse),
         (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "The key lacks `keys:manage` (`insufficient_scope`)", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
-        (status = 422, description = "Not a key id", body = ErrorBody),
+        (status = 404, description = "No such key (an id that is not 16 hex digits is none)", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
 async fn revoke_key(
@@ -807,9 +867,8 @@ async fn revoke_key(
     principal: Option<Extension<Principal>>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<order_api::keys::ApiKeyResponse>, ApiError> {
-    let id = order_core::access::KeyId::parse(&id)
-        .map_err(|e| ApiError::Validation(vec![FieldError::new("key_id", e)]))?;
     let not_found = || ApiError::NotFound(format!("API key {id} not found"));
+    let id = order_core::access::KeyId::parse(&id).map_err(|_| not_found())?;
     if let Some(Extension(Principal(revoker))) = &principal {
         if revoker.customer_id.is_some() {
             let target = state.keys.key(&id).await?.ok_or_else(not_found)?;

@@ -219,13 +219,13 @@ pub fn new_api_key(
             None
         }
     };
+    // A whole number of seconds, written as JSON allows (`110`, `110.0`, `1.1e2`).
     let expires_at = match object.get("expires_in_seconds") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            let seconds = n
-                .as_u64()
-                .filter(|s| (1..=100 * 365 * 86_400).contains(s))
-                .and_then(|s| i64::try_from(s).ok());
+        Some(value) => {
+            let seconds = whole(value)
+                .ok()
+                .filter(|s| (1..=100 * 365 * 86_400).contains(s));
             if let Some(seconds) = seconds {
                 Some(now + chrono::Duration::seconds(seconds))
             } else {
@@ -235,10 +235,6 @@ pub fn new_api_key(
                 ));
                 None
             }
-        }
-        Some(_) => {
-            errors.push(FieldError::new("expires_in_seconds", must_be("a number")));
-            None
         }
     };
     ValidationErrors::check(errors, || NewApiKey {

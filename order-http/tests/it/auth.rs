@@ -296,6 +296,32 @@ async fn every_route_gives_the_documented_answer_for_every_kind_of_key(backend: 
     for path in [paths::HEALTH, paths::READY, paths::OPENAPI, paths::ROOT] {
         assert_eq!(call(&s.app, "GET", path, None, None).await.0, 200, "{path}");
     }
+    // The document served says so, with each operation's scope from the same table.
+    let doc: serde_json::Value = s
+        .app
+        .http
+        .get(s.app.url(paths::OPENAPI))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (method, path, scope) in [
+        ("post", paths::ORDERS, "orders:write"),
+        ("get", paths::ORDER, "orders:read"),
+        ("post", paths::ORDER_CANCEL, "orders:cancel"),
+        ("delete", paths::API_KEY, "keys:manage"),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert_eq!(
+            operation["security"],
+            json!([{"api_key": [scope]}]),
+            "{method} {path}"
+        );
+        assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+    }
+    assert!(doc["paths"][paths::HEALTH]["get"]["security"].is_null());
     s.stop().await;
 }
 

@@ -35,3 +35,27 @@ pub fn new_order(customer: &str) -> NewOrder {
 pub fn placed_order(customer: &str, at: DateTime<Utc>) -> Order {
     new_order(customer).place(OrderId::new(), at.trunc_subsecs(6))
 }
+
+/// A gateway that approves every charge at once and has nothing to refund: for tests of
+/// other adapters that need payments to go through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApprovingGateway;
+
+#[async_trait::async_trait]
+impl crate::ports::PaymentGateway for ApprovingGateway {
+    async fn charge(
+        &self,
+        _: &crate::payment::ChargeRequest,
+    ) -> Result<crate::payment::ChargeReceipt, crate::payment::GatewayError> {
+        Ok(crate::payment::ChargeReceipt {
+            transaction_id: "txn".into(),
+        })
+    }
+
+    async fn refund(
+        &self,
+        _: &crate::payment::RefundRequest,
+    ) -> Result<crate::payment::RefundReceipt, crate::payment::GatewayError> {
+        Ok(crate::payment::RefundReceipt::NothingCaptured)
+    }
+}

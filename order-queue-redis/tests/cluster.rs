@@ -5,13 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use order_core::memory::MemoryOrderRepo;
-use order_core::ports::{OrderRepo, PaymentGateway, SystemClock};
+use order_core::ports::{OrderRepo, SystemClock};
 use order_core::service::Outcome;
-use order_core::testing::{conformance, placed_order};
-use order_core::{
-    ChargeReceipt, ChargeRequest, GatewayError, OrderId, OrderStatus, PaymentProcessor,
-    ProcessorConfig, WorkerId,
-};
+use order_core::testing::{ApprovingGateway, conformance, placed_order};
+use order_core::{OrderId, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_queue_redis::testing::PrivateCluster;
 use order_queue_redis::{QueueConfig, RedisMode, RedisQueue};
 
@@ -74,26 +71,7 @@ fn each_shards_keys_share_a_slot_and_the_shards_spread_over_the_masters() {
     );
 }
 
-/// Approves every charge at once.
-struct Approve;
-
-#[async_trait::async_trait]
-impl PaymentGateway for Approve {
-    async fn charge(&self, _: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
-        Ok(ChargeReceipt {
-            transaction_id: "txn".into(),
-        })
-    }
-
-    async fn refund(
-        &self,
-        _: &order_core::payment::RefundRequest,
-    ) -> Result<order_core::payment::RefundReceipt, GatewayError> {
-        Ok(order_core::payment::RefundReceipt::NothingCaptured)
-    }
-}
-
-type Worker = PaymentProcessor<MemoryOrderRepo, RedisQueue, Approve, SystemClock>;
+type Worker = PaymentProcessor<MemoryOrderRepo, RedisQueue, ApprovingGateway, SystemClock>;
 
 /// `count` placed orders, stored in `repo` and queued on `queue`.
 async fn place(repo: &MemoryOrderRepo, queue: &RedisQueue, count: usize) -> Vec<OrderId> {
@@ -161,7 +139,7 @@ fn processor(repo: &Arc<MemoryOrderRepo>, queue: &RedisQueue) -> Worker {
     PaymentProcessor::new(
         repo.clone(),
         Arc::new(queue.clone()),
-        Arc::new(Approve),
+        Arc::new(ApprovingGateway),
         Arc::new(SystemClock),
         ProcessorConfig {
             reconcile_grace: Duration::from_secs(1),

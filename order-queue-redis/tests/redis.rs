@@ -5,13 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use order_core::memory::MemoryOrderRepo;
-use order_core::ports::{OrderRepo, PaymentGateway, PaymentQueue, SystemClock};
+use order_core::ports::{OrderRepo, PaymentQueue, SystemClock};
 use order_core::service::Outcome;
-use order_core::testing::{conformance, placed_order};
-use order_core::{
-    ChargeReceipt, ChargeRequest, GatewayError, OrderId, PaymentProcessor, ProcessorConfig,
-    WorkerId,
-};
+use order_core::testing::{ApprovingGateway, conformance, placed_order};
+use order_core::{OrderId, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_queue_redis::testing::{PrivateRedis, redis_url};
 use order_queue_redis::{QueueConfig, RedisQueue};
 
@@ -156,24 +153,6 @@ async fn jobs_spread_over_the_shards_and_every_consumer_reads_every_shard() {
     delete_keys(&queue).await;
 }
 
-struct Approve;
-
-#[async_trait::async_trait]
-impl PaymentGateway for Approve {
-    async fn charge(&self, _: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
-        Ok(ChargeReceipt {
-            transaction_id: "txn".into(),
-        })
-    }
-
-    async fn refund(
-        &self,
-        _: &order_core::payment::RefundRequest,
-    ) -> Result<order_core::payment::RefundReceipt, GatewayError> {
-        Ok(order_core::payment::RefundReceipt::NothingCaptured)
-    }
-}
-
 #[tokio::test]
 async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dead_lettered() {
     let config = test_config(&redis_url());
@@ -209,7 +188,7 @@ async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dea
     let worker = PaymentProcessor::new(
         Arc::new(MemoryOrderRepo::new()),
         Arc::new(alive.clone()),
-        Arc::new(Approve),
+        Arc::new(ApprovingGateway),
         Arc::new(SystemClock),
         ProcessorConfig {
             max_deliveries: 2,
@@ -255,7 +234,7 @@ async fn the_worker_pays_an_order_through_redis_end_to_end() {
     let worker = PaymentProcessor::new(
         repo.clone(),
         queue.clone(),
-        Arc::new(Approve),
+        Arc::new(ApprovingGateway),
         Arc::new(SystemClock),
         ProcessorConfig::new(WorkerId::parse("w").unwrap()),
     );

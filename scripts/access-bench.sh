@@ -16,15 +16,11 @@ db=order_access_bench
 admin=postgres://postgres@127.0.0.1:5432/postgres
 url=postgres://postgres@127.0.0.1:5432/$db
 stream="access-bench-$$"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+cleanup_more() {
   redis-cli -h 127.0.0.1 DEL "{$stream}" "{$stream}:deferred" "{$stream}:dead" >/dev/null 2>&1 || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 scripts/ensure-services.sh >/dev/null
 cargo build --release -q -p order-http -p order-cli

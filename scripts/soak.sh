@@ -35,17 +35,8 @@ retention="${SOAK_RETENTION:-60}"
 db=order_soak
 admin=postgres://postgres@127.0.0.1:5432/postgres
 url=postgres://postgres@127.0.0.1:5432/$db
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 scripts/ensure-services.sh >/dev/null
 profile="${SOAK_PROFILE:-release}"

@@ -191,6 +191,83 @@ impl OrderClient {
         decode(self.send(self.http.get(self.url(paths::API_KEYS))).await?).await
     }
 
+    /// Creates a webhook endpoint; the answer holds its signing secret.
+    pub async fn create_webhook_endpoint(
+        &self,
+        request: &crate::webhooks::CreateWebhookEndpointRequest,
+    ) -> Result<crate::webhooks::CreatedWebhookEndpoint, ClientError> {
+        let url = self.url(paths::WEBHOOK_ENDPOINTS);
+        decode(self.send(self.http.post(url).json(request)).await?).await
+    }
+
+    /// Every webhook endpoint, oldest first.
+    pub async fn list_webhook_endpoints(
+        &self,
+    ) -> Result<crate::webhooks::WebhookEndpointList, ClientError> {
+        let url = self.url(paths::WEBHOOK_ENDPOINTS);
+        decode(self.send(self.http.get(url)).await?).await
+    }
+
+    /// One webhook endpoint.
+    pub async fn get_webhook_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<crate::webhooks::WebhookEndpointResponse, ClientError> {
+        let url = self.url(&paths::webhook_endpoint(id));
+        decode(self.send(self.http.get(url)).await?).await
+    }
+
+    /// Changes a webhook endpoint.
+    pub async fn update_webhook_endpoint(
+        &self,
+        id: &str,
+        request: &crate::webhooks::UpdateWebhookEndpointRequest,
+    ) -> Result<crate::webhooks::WebhookEndpointResponse, ClientError> {
+        let url = self.url(&paths::webhook_endpoint(id));
+        decode(self.send(self.http.patch(url).json(request)).await?).await
+    }
+
+    /// Deletes a webhook endpoint with its undelivered events; returns it as it was.
+    pub async fn delete_webhook_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<crate::webhooks::WebhookEndpointResponse, ClientError> {
+        let url = self.url(&paths::webhook_endpoint(id));
+        decode(self.send(self.http.delete(url)).await?).await
+    }
+
+    /// Replaces an endpoint's signing secret; the old one signs beside it for a while.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+    ) -> Result<crate::webhooks::RotatedSecret, ClientError> {
+        let url = self.url(&paths::webhook_endpoint_rotate(id));
+        decode(self.send(self.http.post(url)).await?).await
+    }
+
+    /// An endpoint's delivery attempts, newest first (at most `limit`, 1 to 100).
+    pub async fn webhook_deliveries(
+        &self,
+        id: &str,
+        limit: Option<u32>,
+    ) -> Result<crate::webhooks::DeliveryAttemptList, ClientError> {
+        let url = self.url(&paths::webhook_endpoint_deliveries(id));
+        let mut request = self.http.get(url);
+        if let Some(limit) = limit {
+            request = request.query(&[("limit", limit)]);
+        }
+        decode(self.send(request).await?).await
+    }
+
+    /// Sends an event again to every endpoint subscribed to it.
+    pub async fn redeliver_event(
+        &self,
+        event_id: &str,
+    ) -> Result<crate::webhooks::RedeliverResponse, ClientError> {
+        let url = self.url(&paths::event_redeliver(event_id));
+        decode(self.send(self.http.post(url)).await?).await
+    }
+
     /// `DELETE /api/v1/api-keys/{key_id}`: revokes a key; answers with it as revoked.
     pub async fn revoke_key(&self, id: &str) -> Result<crate::keys::ApiKeyResponse, ClientError> {
         decode(

@@ -8,6 +8,7 @@
 //! ## Layout
 //! - [`paths`], [`headers`]: where each operation lives and the headers it reads or sets.
 //! - [`orders`]: the bodies of placing, reading, listing and cancelling orders.
+//! - [`webhooks`]: webhook endpoints, delivery attempts, replay and the event envelope.
 //! - [`health`]: liveness, readiness and the service's self-description.
 //! - [`error`]: the one error body every failure answers with.
 //! - [`money`]: exact decimal amounts as JSON numbers (never through `f64`).
@@ -52,6 +53,7 @@ pub mod keys;
 pub mod money;
 pub mod orders;
 pub mod paths;
+pub mod webhooks;
 
 #[cfg(feature = "client")]
 pub use client::OrderClient;

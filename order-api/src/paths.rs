@@ -12,6 +12,16 @@ pub const ORDER_CANCEL: &str = "/api/v1/orders/{id}/cancel";
 pub const API_KEYS: &str = "/api/v1/api-keys";
 /// `DELETE` revokes one API key; `{key_id}` is its id.
 pub const API_KEY: &str = "/api/v1/api-keys/{key_id}";
+/// `POST` creates a webhook endpoint, `GET` lists them.
+pub const WEBHOOK_ENDPOINTS: &str = "/api/v1/webhook-endpoints";
+/// `GET`, `PATCH` or `DELETE` one webhook endpoint; `{endpoint_id}` is its id.
+pub const WEBHOOK_ENDPOINT: &str = "/api/v1/webhook-endpoints/{endpoint_id}";
+/// `POST` replaces an endpoint's signing secret.
+pub const WEBHOOK_ENDPOINT_ROTATE: &str = "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret";
+/// `GET` an endpoint's delivery attempts, newest first.
+pub const WEBHOOK_ENDPOINT_DELIVERIES: &str = "/api/v1/webhook-endpoints/{endpoint_id}/deliveries";
+/// `POST` sends an event again; `{event_id}` is its id.
+pub const EVENT_REDELIVER: &str = "/api/v1/events/{event_id}/redeliver";
 /// Liveness.
 pub const HEALTH: &str = "/health";
 /// Readiness: the store and the queue answer.
@@ -40,6 +50,26 @@ pub fn api_key(id: &str) -> String {
     format!("{API_KEYS}/{id}")
 }
 
+/// The path of the webhook endpoint `id`: [`WEBHOOK_ENDPOINT`] filled in.
+pub fn webhook_endpoint(id: &str) -> String {
+    format!("{WEBHOOK_ENDPOINTS}/{id}")
+}
+
+/// [`WEBHOOK_ENDPOINT_ROTATE`] filled in.
+pub fn webhook_endpoint_rotate(id: &str) -> String {
+    format!("{WEBHOOK_ENDPOINTS}/{id}/rotate-secret")
+}
+
+/// [`WEBHOOK_ENDPOINT_DELIVERIES`] filled in.
+pub fn webhook_endpoint_deliveries(id: &str) -> String {
+    format!("{WEBHOOK_ENDPOINTS}/{id}/deliveries")
+}
+
+/// [`EVENT_REDELIVER`] filled in.
+pub fn event_redeliver(id: &str) -> String {
+    format!("/api/v1/events/{id}/redeliver")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +81,23 @@ mod tests {
         assert_eq!(
             order_cancel(id),
             ORDER_CANCEL.replace("{id}", &id.to_string())
+        );
+        let ep = "ep_1";
+        assert_eq!(
+            webhook_endpoint(ep),
+            WEBHOOK_ENDPOINT.replace("{endpoint_id}", ep)
+        );
+        assert_eq!(
+            webhook_endpoint_rotate(ep),
+            WEBHOOK_ENDPOINT_ROTATE.replace("{endpoint_id}", ep)
+        );
+        assert_eq!(
+            webhook_endpoint_deliveries(ep),
+            WEBHOOK_ENDPOINT_DELIVERIES.replace("{endpoint_id}", ep)
+        );
+        assert_eq!(
+            event_redeliver("evt_1"),
+            EVENT_REDELIVER.replace("{event_id}", "evt_1")
         );
     }
 }

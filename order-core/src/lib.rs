@@ -14,6 +14,7 @@
 //! - [`request`]: client idempotency keys and request fingerprints.
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
 //! - [`access`]: API keys, their scopes and customer binding.
+//! - [`webhook`]: events, endpoints, signatures and the retry schedule of webhooks.
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
 //! - [`service`]: `OrderService` (place, get, list, cancel) in [`service::orders`],
 //!   `PaymentProcessor` (the worker's steps) in [`service::payments`], and the pure charge
@@ -65,6 +66,7 @@ pub mod request;
 pub mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod webhook;
 
 pub use error::{FieldError, Invalid, ValidationErrors};
 pub use ids::{CustomerId, ItemId, ItemName, OrderId, WorkerId};

@@ -23,6 +23,9 @@ use crate::ports::{
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
+mod hooks;
+use hooks::Hooks;
+
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -52,6 +55,9 @@ struct KeyRecord {
 pub struct MemoryOrderRepo {
     rows: RwLock<HashMap<OrderId, Row>>,
     keys: Mutex<HashMap<RequestKey, KeyRecord>>,
+    /// The outbox and the webhooks' endpoints and deliveries; events are recorded while the
+    /// rows' write lock is held, so an event and its status change are one step.
+    hooks: Mutex<Hooks>,
 }
 
 impl MemoryOrderRepo {
@@ -92,6 +98,7 @@ impl MemoryOrderRepo {
                 ..order.clone()
             };
             let due_at = order.created_at;
+            lock(&self.hooks).record(&order, None);
             rows.insert(
                 order.id,
                 Row {
@@ -182,6 +189,7 @@ impl OrderRepo for MemoryOrderRepo {
                 .map_err(|e| RepoError::Other(e.into()))?;
             row.order.status = t.to();
             row.order.updated_at = now;
+            lock(&self.hooks).record(&row.order, Some(t.from()));
         }
         let lease = Lease {
             order_id: id,
@@ -219,6 +227,7 @@ impl OrderRepo for MemoryOrderRepo {
         row.order.status = transition.to();
         row.order.updated_at = now;
         row.lease = None;
+        lock(&self.hooks).record(&row.order, Some(transition.from()));
         Ok(())
     }
 
@@ -324,6 +333,7 @@ impl OrderRepo for MemoryOrderRepo {
             requested_at: now,
             reason,
         });
+        lock(&self.hooks).record(&row.order, Some(transition.from()));
         if transition.to() == OrderStatus::Cancelled {
             Ok(CancelResult::Cancelled(row.order.clone()))
         } else {

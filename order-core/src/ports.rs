@@ -504,3 +504,154 @@ pub trait ApiKeyStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), RepoError>;
 }
+
+/// A delivery of an event to an endpoint, taken by one dispatcher under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    /// The event to deliver.
+    pub event: crate::webhook::Event,
+    /// The endpoint, as it is now.
+    pub endpoint: crate::webhook::Endpoint,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+    /// Fences the result: only the holder of the current lease may record it.
+    pub token: Uuid,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryNext {
+    /// It was delivered: done.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(DateTime<Utc>),
+    /// No attempt is left: it failed for good.
+    GiveUp,
+}
+
+/// Where webhook endpoints, the outbox of events and their deliveries are kept. The outbox
+/// is written by the order store itself ([`OrderRepo`]), so the same adapter implements
+/// both.
+///
+/// # Contract
+/// - Every status change an [`OrderRepo`] makes records one event of
+///   [`EventType::entering`](crate::webhook::EventType::entering) the new status, in the same
+///   atomic step, at the change's time: `insert` and `insert_many` (`order.created`), a claim
+///   that moves a `pending` order on, `settle` and `cancel`. A claim that changes no status
+///   records nothing. A `cancelling` order settled `cancelled` after a refund whose outcome
+///   is `refunded` records `order.refunded` too, after `order.cancelled`.
+/// - `events_of(order)` lists an order's events in the order they were recorded.
+/// - `fan_out(now, limit)` takes up to `limit` events not yet fanned out, oldest first, and
+///   in one atomic step creates a delivery, due at `now`, for every enabled endpoint then
+///   subscribed to the event's type, and marks the events fanned out; it returns how many
+///   events it took. Concurrent calls never take the same event.
+/// - `claim_deliveries(now, lease_for, limit)` hands out up to `limit` deliveries that are
+///   pending, due at or before `now`, not under a lease live at `now`, and whose endpoint is
+///   enabled, oldest due first, each under a new lease until `now + lease_for`, with its
+///   attempt number (previous attempts + 1). Of concurrent claims, at most one gets a
+///   delivery.
+/// - `finish_delivery(claimed, attempt, next, disable)` records the attempt, applies `next`
+///   and ends the lease, only while `claimed.token` is the delivery's lease (else
+///   [`RepoError::LeaseLost`], recording nothing). It sets the endpoint's `failing_since`
+///   to the attempt's time if unset (a failed attempt) or clears it (a delivered one), and
+///   with `disable` disables the endpoint with that reason.
+/// - `attempts(endpoint, limit)` lists the endpoint's recorded attempts, newest first.
+/// - `redeliver(event, now)` makes the event due again at `now` for every enabled endpoint
+///   subscribed to its type (whether or not it was delivered before, with its attempt
+///   count kept); `None` for an unknown event, else how many deliveries are due.
+/// - `delete_endpoint` removes the endpoint with its deliveries and attempts.
+/// - Endpoint writes keep everything they are given, secrets included; `update_endpoint`
+///   replaces the stored endpoint with the same id and returns whether there was one.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint.
+    async fn insert_endpoint(&self, endpoint: &crate::webhook::Endpoint) -> Result<(), RepoError>;
+    /// The endpoint with this id.
+    async fn endpoint(
+        &self,
+        id: crate::webhook::EndpointId,
+    ) -> Result<Option<crate::webhook::Endpoint>, RepoError>;
+    /// Every endpoint, oldest first.
+    async fn endpoints(&self) -> Result<Vec<crate::webhook::Endpoint>, RepoError>;
+    /// Replaces a stored endpoint.
+    async fn update_endpoint(&self, endpoint: &crate::webhook::Endpoint)
+    -> Result<bool, RepoError>;
+    /// Removes an endpoint and its deliveries.
+    async fn delete_endpoint(&self, id: crate::webhook::EndpointId) -> Result<bool, RepoError>;
+    /// The event with this id.
+    async fn event(
+        &self,
+        id: crate::webhook::EventId,
+    ) -> Result<Option<crate::webhook::Event>, RepoError>;
+    /// An order's events, oldest first.
+    async fn events_of(&self, order: OrderId) -> Result<Vec<crate::webhook::Event>, RepoError>;
+    /// Fans events out to the endpoints subscribed to them.
+    async fn fan_out(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepoError>;
+    /// Takes due deliveries under a lease.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, RepoError>;
+    /// Records an attempt and what comes next.
+    async fn finish_delivery(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: &crate::webhook::DeliveryAttempt,
+        next: DeliveryNext,
+        disable: Option<String>,
+    ) -> Result<(), RepoError>;
+    /// An endpoint's attempts, newest first.
+    async fn attempts(
+        &self,
+        endpoint: crate::webhook::EndpointId,
+        limit: usize,
+    ) -> Result<Vec<crate::webhook::DeliveryAttempt>, RepoError>;
+    /// Makes an event due again for its subscribers.
+    async fn redeliver(
+        &self,
+        event: crate::webhook::EventId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, RepoError>;
+}
+
+/// A signed webhook request, ready to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// Where to post it.
+    pub url: String,
+    /// `webhook-id`: the event's id.
+    pub id: String,
+    /// `webhook-timestamp`: seconds since the epoch.
+    pub timestamp: i64,
+    /// `webhook-signature`.
+    pub signature: String,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+/// What a [`WebhookSender`] got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookResponse {
+    /// The answer, or why there was none.
+    pub outcome: crate::webhook::AttemptOutcome,
+    /// The start of the answer's body ([`crate::webhook::excerpt`]).
+    pub excerpt: String,
+}
+
+/// Posts webhook requests.
+///
+/// # Contract
+/// - `send` posts the body as `application/json` with the `webhook-id`,
+///   `webhook-timestamp` and `webhook-signature` headers, and reports the status the
+///   receiver answered (with its `Retry-After`, in seconds, if any),
+///   [`AttemptOutcome::TimedOut`](crate::webhook::AttemptOutcome::TimedOut) when no answer
+///   came within its time-out, or
+///   [`AttemptOutcome::Failed`](crate::webhook::AttemptOutcome::Failed) when the request
+///   could not be made. It never follows redirects and keeps at most an excerpt of the body.
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// Posts one request.
+    async fn send(&self, request: &WebhookRequest) -> WebhookResponse;
+}

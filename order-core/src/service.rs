@@ -5,6 +5,7 @@
 //! - [`payments`]: the worker's steps: receive, claim, charge, record, settle.
 //! - [`decision`]: what one gateway answer means for an order, as a pure function.
 //! - [`store_gate`]: failing fast while the store is down.
+//! - [`webhooks`]: the webhook dispatcher.
 
 use std::time::Duration;
 
@@ -17,11 +18,13 @@ pub mod group_commit;
 pub mod orders;
 pub mod payments;
 pub mod store_gate;
+pub mod webhooks;
 
 pub use orders::{
     Cancelled, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION, REQUEST_STALE_AFTER,
 };
 pub use payments::{Outcome, PaymentProcessor, ProcessError, ProcessorConfig};
+pub use webhooks::{DispatcherConfig, Round, WebhookDispatcher};
 
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)

@@ -103,3 +103,8 @@ async fn a_gateway_that_charges_a_key_twice_fails_the_gateway_contract() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_memory_store_honours_the_webhook_store_contract() {
+    conformance::webhook_store(|| async { MemoryOrderRepo::new() }).await;
+}

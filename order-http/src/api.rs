@@ -38,7 +38,11 @@ use crate::parse;
 use crate::rate_limit::{RateLimits, rate_limit};
 use order_core::access::ApiKey;
 use order_core::memory::MemoryApiKeys;
-use order_core::ports::ApiKeyStore;
+use order_core::ports::{ApiKeyStore, WebhookStore};
+
+use crate::config::WebhookSettings;
+
+mod webhooks;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -69,6 +73,10 @@ pub struct Shared {
     pub keys: Arc<dyn ApiKeyStore>,
     /// Key checks, with `AUTH_MODE=api_key`; `None` lets every request in.
     pub auth: Option<Arc<Auth>>,
+    /// Webhook endpoints, deliveries and the outbox of events.
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// What webhook endpoints may be and how secrets rotate.
+    pub webhook_settings: WebhookSettings,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,7 +96,25 @@ impl AppState {
             rate_limits: None,
             keys: Arc::new(MemoryApiKeys::new()),
             auth: None,
+            webhooks: Arc::new(order_core::memory::MemoryOrderRepo::new()),
+            webhook_settings: WebhookSettings {
+                allow_http: true,
+                timeout: Duration::from_secs(10),
+                secret_grace: Duration::from_secs(86_400),
+                disable_after: Duration::from_secs(5 * 86_400),
+                concurrency: 64,
+            },
         }))
+    }
+
+    /// The same state with webhooks kept in `store`: the store whose outbox the orders'
+    /// store writes (until this is called, endpoints are kept in memory of their own).
+    #[must_use]
+    pub fn with_webhooks(self, store: Arc<dyn WebhookStore>, settings: WebhookSettings) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.webhooks = store;
+        shared.webhook_settings = settings;
+        Self(Arc::new(shared))
     }
 
     /// The same state with its keys in `store`, and, with [`AuthMode::ApiKey`], every
@@ -162,6 +188,14 @@ struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<Permit>);
         create_key,
         list_keys,
         revoke_key,
+        webhooks::create_endpoint,
+        webhooks::list_endpoints,
+        webhooks::get_endpoint,
+        webhooks::update_endpoint,
+        webhooks::delete_endpoint,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
+        webhooks::redeliver,
         health,
         ready,
         root
@@ -193,7 +227,18 @@ struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<Permit>);
         order_api::keys::CreateApiKeyRequest,
         order_api::keys::ApiKeyResponse,
         order_api::keys::CreatedApiKey,
-        order_api::keys::ApiKeyList
+        order_api::keys::ApiKeyList,
+        order_api::webhooks::EventType,
+        order_api::webhooks::CreateWebhookEndpointRequest,
+        order_api::webhooks::UpdateWebhookEndpointRequest,
+        order_api::webhooks::WebhookEndpointResponse,
+        order_api::webhooks::CreatedWebhookEndpoint,
+        order_api::webhooks::RotatedSecret,
+        order_api::webhooks::WebhookEndpointList,
+        order_api::webhooks::DeliveryAttemptResponse,
+        order_api::webhooks::DeliveryAttemptList,
+        order_api::webhooks::RedeliverResponse,
+        order_api::webhooks::WebhookEvent
     ))
 )]
 struct ApiDoc;
@@ -294,6 +339,25 @@ pub fn router(state: AppState) -> Router {
         .route(paths::ORDER_CANCEL, post(cancel_order))
         .route(paths::API_KEYS, get(list_keys).post(create_key))
         .route(paths::API_KEY, axum::routing::delete(revoke_key))
+        .route(
+            paths::WEBHOOK_ENDPOINTS,
+            get(webhooks::list_endpoints).post(webhooks::create_endpoint),
+        )
+        .route(
+            paths::WEBHOOK_ENDPOINT,
+            get(webhooks::get_endpoint)
+                .patch(webhooks::update_endpoint)
+                .delete(webhooks::delete_endpoint),
+        )
+        .route(
+            paths::WEBHOOK_ENDPOINT_ROTATE,
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            paths::WEBHOOK_ENDPOINT_DELIVERIES,
+            get(webhooks::deliveries),
+        )
+        .route(paths::EVENT_REDELIVER, post(webhooks::redeliver))
         // The last layer added runs first: shed, check the key, then count the request
         // against its client's limit.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -53,6 +53,9 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         ("POST", r) if r == paths::ORDERS => Some(Scope::OrdersWrite),
         ("POST", r) if r == paths::ORDER_CANCEL => Some(Scope::OrdersCancel),
         (_, r) if r == paths::API_KEYS || r == paths::API_KEY => Some(Scope::KeysManage),
+        (_, r) if r.starts_with(paths::WEBHOOK_ENDPOINTS) || r == paths::EVENT_REDELIVER => {
+            Some(Scope::WebhooksManage)
+        }
         // Anything else under /api/v1 (a method the route does not have) needs a valid key
         // all the same, and is then answered 405; the narrowest scope stands in for it.
         (_, r) if r.starts_with("/api/") => Some(Scope::OrdersRead),
@@ -234,6 +237,26 @@ mod tests {
             (Method::POST, paths::API_KEYS, Some(Scope::KeysManage)),
             (Method::GET, paths::API_KEYS, Some(Scope::KeysManage)),
             (Method::DELETE, paths::API_KEY, Some(Scope::KeysManage)),
+            (
+                Method::POST,
+                paths::WEBHOOK_ENDPOINTS,
+                Some(Scope::WebhooksManage),
+            ),
+            (
+                Method::PATCH,
+                paths::WEBHOOK_ENDPOINT,
+                Some(Scope::WebhooksManage),
+            ),
+            (
+                Method::GET,
+                paths::WEBHOOK_ENDPOINT_DELIVERIES,
+                Some(Scope::WebhooksManage),
+            ),
+            (
+                Method::POST,
+                paths::EVENT_REDELIVER,
+                Some(Scope::WebhooksManage),
+            ),
             (Method::DELETE, paths::ORDERS, Some(Scope::OrdersRead)),
             (Method::GET, paths::HEALTH, None),
             (Method::GET, paths::READY, None),

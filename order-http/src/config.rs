@@ -107,10 +107,30 @@ pub struct Config {
     /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_KEY_RETENTION_SECONDS`,
     /// 86400); forgotten keys are purged by the API roles.
     pub idempotency_key_retention: Duration,
+    /// How webhooks are delivered.
+    pub webhooks: WebhookSettings,
     /// Log filter (`LOG_LEVEL`, `info`).
     pub log_level: String,
     /// Log format (`LOG_FORMAT`, `text` or `json`).
     pub log_format: LogFormat,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WebhookSettings {
+    /// Whether endpoint URLs may be plain `http` (`WEBHOOKS_ALLOW_HTTP`; true on the embedded
+    /// default, false with `DATABASE_URL`).
+    pub allow_http: bool,
+    /// How long a receiver has to answer (`WEBHOOK_TIMEOUT_SECONDS`, 10).
+    pub timeout: Duration,
+    /// How long a rotated secret keeps signing beside the new one
+    /// (`WEBHOOK_SECRET_GRACE_SECONDS`, 86400).
+    pub secret_grace: Duration,
+    /// An endpoint whose every delivery failed for this long is disabled
+    /// (`WEBHOOK_DISABLE_AFTER_SECONDS`, 432000: five days).
+    pub disable_after: Duration,
+    /// Deliveries each process posts at once (`WEBHOOK_CONCURRENCY`, 64).
+    pub concurrency: usize,
 }
 
 fn parse<T: FromStr>(
@@ -167,11 +187,21 @@ fn url(
 }
 
 fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
+    flag_or(lookup, name, false)
+}
+
+/// A true/false variable, `default` when unset.
+fn flag_or(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+) -> Result<bool, ConfigError> {
     match lookup(name)
         .map(|v| v.trim().to_ascii_lowercase())
         .as_deref()
     {
-        None | Some("" | "false" | "0" | "no") => Ok(false),
+        None | Some("") => Ok(default),
+        Some("false" | "0" | "no") => Ok(false),
         Some("true" | "1" | "yes") => Ok(true),
         Some(other) => Err(ConfigError::new(
             name,
@@ -368,12 +398,12 @@ impl Config {
             .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
 
         let (redis_mode, redis_url) = redis(l)?;
+        let database_url = url(l, "DATABASE_URL", &["postgres", "postgresql"])?;
         let queue_name = l("REDIS_QUEUE_NAME")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "payment_queue".into());
         Ok(Self {
             listen: SocketAddr::new(host, port),
-            database_url: url(l, "DATABASE_URL", &["postgres", "postgresql"])?,
             database_pool_size: positive(
                 "DATABASE_POOL_SIZE",
                 parse(l, "DATABASE_POOL_SIZE", 20, "a whole number")?,
@@ -428,6 +458,18 @@ impl Config {
                 order_core::service::REQUEST_KEY_RETENTION.as_secs_f64(),
             )?
             .max(Duration::from_secs(1)),
+            webhooks: WebhookSettings {
+                allow_http: flag_or(l, "WEBHOOKS_ALLOW_HTTP", database_url.is_none())?,
+                timeout: seconds(l, "WEBHOOK_TIMEOUT_SECONDS", 10.0)?
+                    .max(Duration::from_millis(10)),
+                secret_grace: seconds(l, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400.0)?,
+                disable_after: seconds(l, "WEBHOOK_DISABLE_AFTER_SECONDS", 5.0 * 86_400.0)?,
+                concurrency: positive(
+                    "WEBHOOK_CONCURRENCY",
+                    parse(l, "WEBHOOK_CONCURRENCY", 64, "a whole number")?,
+                )?,
+            },
+            database_url,
             log_level: log_level.to_lowercase(),
             log_format,
         })

@@ -26,6 +26,7 @@ pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 pub mod worker;
 
 pub use config::Config;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use order_core::memory::{MemoryApiKeys, MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::ports::{
     ApiKeyStore, Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError,
-    RateLimiter, RepoError, SystemClock,
+    RateLimiter, RepoError, SystemClock, WebhookSender, WebhookStore,
 };
+use order_core::service::DispatcherConfig;
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
 use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
@@ -71,6 +72,9 @@ pub enum StartError {
     /// The payment gateway's settings are unusable.
     #[error("cannot use the payment gateway (PAYMENT_GATEWAY_URL)")]
     Gateway(#[source] order_gateway_http::BuildError),
+    /// The webhook sender cannot be built.
+    #[error("cannot set up webhook delivery: {0}")]
+    Webhooks(String),
     /// A task of the process panicked (a bug); the rest was stopped and drained.
     #[error("the {task} panicked: {message}")]
     Panicked {
@@ -91,6 +95,8 @@ pub struct Application {
     listener: Option<TcpListener>,
     state: Option<AppState>,
     worker: Option<(Arc<Processor>, WorkerSettings)>,
+    /// Delivers webhooks, in the worker roles.
+    dispatcher: Option<Arc<crate::webhooks::Dispatcher>>,
     gateway: SimulatedGateway,
     /// Applies PostgreSQL's migrations once it answers; until then the store is not ready.
     migrator: Option<Migrator>,
@@ -114,7 +120,7 @@ impl Application {
         if embedded && role != Role::All {
             return Err(StartError::SeparateRolesNeedSharedStorage);
         }
-        let (repo, keys, queue, migrator) = adapters(config, &name, &clock).await?;
+        let adapters = adapters(config, &name, &clock).await?;
         let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
         let http_gateway = match &config.payment_gateway_url {
             Some(url) => {
@@ -137,23 +143,25 @@ impl Application {
                         addr: config.listen,
                         source,
                     })?;
-            let state = AppState::new(
-                OrderService::new(Arc::clone(&repo), Arc::clone(&queue), Arc::clone(&clock)),
-                crate::limit::LimitConfig::new(
-                    config.max_requests_in_flight,
-                    config.request_latency_target,
-                ),
-            );
-            let state = state.with_keys(keys, config.auth_mode);
-            let state = if config.rate_limits.any() {
-                state.with_rate_limits(RateLimits::new(
-                    rate_limiter(config, &clock).map_err(StartError::Limiter)?,
-                    config.rate_limits,
-                ))
-            } else {
-                state
-            };
+            let state = api_state(config, &adapters, &clock)?;
             (Some(listener), Some(state))
+        };
+        let Adapters {
+            repo,
+            webhooks,
+            queue,
+            migrator,
+            ..
+        } = adapters;
+        let dispatcher = if role == Role::Serve {
+            None
+        } else {
+            Some(dispatcher(
+                config,
+                webhooks,
+                Arc::clone(&repo),
+                Arc::clone(&clock),
+            )?)
         };
         let worker = (role != Role::Serve).then(|| {
             let processor_config = ProcessorConfig {
@@ -190,6 +198,7 @@ impl Application {
             listener,
             state,
             worker,
+            dispatcher,
             gateway,
             migrator,
             key_retention: config.idempotency_key_retention,
@@ -233,6 +242,13 @@ impl Application {
         };
         let worker = self.worker.map(|(processor, settings)| {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
+        });
+        let dispatching = self.dispatcher.map(|dispatcher| {
+            tokio::spawn(crate::webhooks::run(
+                dispatcher,
+                WEBHOOK_IDLE_POLL,
+                stopped.clone(),
+            ))
         });
         let migrating = self.migrator.map(|migrator| {
             let mut stopped = stopped.clone();
@@ -292,8 +308,10 @@ impl Application {
         };
         let purge_result = joined("idempotency key purge", purge).await;
         let migrate_result = joined("migrator", migrating).await;
+        let dispatch_result = joined("webhook dispatcher", dispatching).await;
         served
             .and(worker_result)
+            .and(dispatch_result)
             .and(purge_result)
             .and(migrate_result)
     }
@@ -340,42 +358,97 @@ pub fn key_store(
     })
 }
 
+/// The state of the API roles' handlers.
+fn api_state(
+    config: &Config,
+    adapters: &Adapters,
+    clock: &Arc<dyn Clock>,
+) -> Result<AppState, StartError> {
+    let state = AppState::new(
+        OrderService::new(
+            Arc::clone(&adapters.repo),
+            Arc::clone(&adapters.queue),
+            Arc::clone(clock),
+        ),
+        crate::limit::LimitConfig::new(
+            config.max_requests_in_flight,
+            config.request_latency_target,
+        ),
+    )
+    .with_keys(Arc::clone(&adapters.keys), config.auth_mode)
+    .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks);
+    Ok(if config.rate_limits.any() {
+        state.with_rate_limits(RateLimits::new(
+            rate_limiter(config, clock).map_err(StartError::Limiter)?,
+            config.rate_limits,
+        ))
+    } else {
+        state
+    })
+}
+
+/// The webhook dispatcher of a worker role: posts with reqwest, renders orders as the API
+/// does, holds a delivery for twice the time-out and five seconds more.
+fn dispatcher(
+    config: &Config,
+    webhooks: Arc<dyn WebhookStore>,
+    repo: Arc<dyn OrderRepo>,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<crate::webhooks::Dispatcher>, StartError> {
+    let sender = crate::webhooks::HttpWebhookSender::new(config.webhooks.timeout)
+        .map_err(|e| StartError::Webhooks(e.to_string()))?;
+    let render: order_core::service::webhooks::Render =
+        Arc::new(|order| serde_json::to_value(crate::convert::order(order)).unwrap_or_default());
+    Ok(Arc::new(order_core::service::WebhookDispatcher::new(
+        webhooks,
+        repo,
+        Arc::new(sender) as Arc<dyn WebhookSender>,
+        clock,
+        render,
+        DispatcherConfig {
+            lease: config.webhooks.timeout * 2 + Duration::from_secs(5),
+            batch: config.webhooks.concurrency,
+            disable_after: config.webhooks.disable_after,
+            ..DispatcherConfig::default()
+        },
+    )))
+}
+
+/// How long the webhook dispatcher waits after a round that found nothing to do.
+const WEBHOOK_IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// The adapters a process runs on.
+struct Adapters {
+    repo: Arc<dyn OrderRepo>,
+    keys: Arc<dyn ApiKeyStore>,
+    /// The same store as `repo`: its outbox is written with the orders.
+    webhooks: Arc<dyn WebhookStore>,
+    queue: Arc<dyn PaymentQueue>,
+    /// Applies PostgreSQL's migrations once it answers.
+    migrator: Option<Migrator>,
+}
+
 /// The store, key store and queue the configuration names, in memory for those it does not.
-#[allow(
-    clippy::type_complexity,
-    reason = "the adapters and the migrator, returned together once"
-)]
 async fn adapters(
     config: &Config,
     consumer: &str,
     clock: &Arc<dyn Clock>,
-) -> Result<
-    (
-        Arc<dyn OrderRepo>,
-        Arc<dyn ApiKeyStore>,
-        Arc<dyn PaymentQueue>,
-        Option<Migrator>,
-    ),
-    StartError,
-> {
+) -> Result<Adapters, StartError> {
     // PostgreSQL may be down: the process starts anyway, not ready, and the migrator brings
     // the store up when it answers.
-    let (repo, keys, migrator): (Arc<dyn OrderRepo>, _, _) = match &config.database_url {
-        Some(url) => {
+    let (repo, webhooks, keys, migrator): (Arc<dyn OrderRepo>, Arc<dyn WebhookStore>, _, _) =
+        if let Some(url) = &config.database_url {
             let pool = PoolConfig {
                 max_connections: config.database_pool_size,
                 acquire_timeout: config.database_acquire_timeout,
             };
             let (repo, migrator) = PgOrderRepo::lazy(url, &pool).map_err(StartError::Store)?;
             let keys = key_store(config, Some(&repo))?;
-            (Arc::new(repo), keys, Some(migrator))
-        }
-        None => (
-            Arc::new(MemoryOrderRepo::new()),
-            key_store(config, None)?,
-            None,
-        ),
-    };
+            (Arc::new(repo.clone()), Arc::new(repo), keys, Some(migrator))
+        } else {
+            let repo = Arc::new(MemoryOrderRepo::new());
+            (repo.clone(), repo, key_store(config, None)?, None)
+        };
     let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
         Some(url) => {
             let queue_config = QueueConfig {
@@ -409,7 +482,13 @@ async fn adapters(
         }
         (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
     }
-    Ok((repo, keys, queue, migrator))
+    Ok(Adapters {
+        repo,
+        keys,
+        webhooks,
+        queue,
+        migrator,
+    })
 }
 
 /// Where rate limits count: Redis when the process has one (every process then enforces

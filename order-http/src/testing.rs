@@ -19,6 +19,9 @@ use crate::{Application, Config, Role};
 
 pub use order_queue_redis::testing::{PrivateCluster, PrivateRedis, free_port, redis_url};
 
+mod receiver;
+pub use receiver::{Answer, Received, Receiver, check_sequences, sequences};
+
 /// Where a test's service keeps its orders and jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

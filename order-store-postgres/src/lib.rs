@@ -43,6 +43,7 @@ pub mod requests;
 pub mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use error::{CorruptRow, translate};
 pub use pool::{PoolConfig, connect_options, lazy_pool, migrate};

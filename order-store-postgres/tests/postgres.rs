@@ -169,3 +169,22 @@ async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
     assert!(matches!(err, RepoError::Other(_)), "{err:?}");
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn the_postgres_repo_honours_the_webhook_store_contract() {
+    let schemas = Arc::new(Mutex::new(Vec::new()));
+    conformance::webhook_store(|| {
+        let schemas = schemas.clone();
+        async move {
+            let schema = TestSchema::create().await;
+            let repo = schema.repo();
+            schemas.lock().unwrap().push(schema);
+            repo
+        }
+    })
+    .await;
+    let schemas = std::mem::take(&mut *schemas.lock().unwrap());
+    for schema in schemas {
+        schema.drop().await;
+    }
+}

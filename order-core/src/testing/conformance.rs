@@ -21,6 +21,9 @@ use crate::ports::{
 };
 use crate::testing::placed_order;
 
+mod webhook_store;
+pub use webhook_store::webhook_store;
+
 fn base_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }

@@ -37,3 +37,4 @@ mod chaos;
 mod faults;
 mod limits;
 mod payments;
+mod webhooks;

@@ -1,0 +1,266 @@
+//! The in-memory outbox and webhook store, kept inside [`MemoryOrderRepo`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{MemoryOrderRepo, chrono, lock};
+use crate::ids::OrderId;
+use crate::order::{Order, OrderStatus, RefundStatus};
+use crate::ports::{ClaimedDelivery, DeliveryNext, RepoError, WebhookStore};
+use crate::webhook::{DeliveryAttempt, Endpoint, EndpointId, Event, EventId, EventType};
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct DeliveryRow {
+    event: Event,
+    state: State,
+    attempts: u32,
+    due_at: DateTime<Utc>,
+    lease: Option<(Uuid, DateTime<Utc>)>,
+}
+
+/// The outbox, endpoints, deliveries and attempts.
+#[derive(Debug, Default)]
+pub(super) struct Hooks {
+    /// Every event, in the order recorded.
+    events: Vec<Event>,
+    /// How many of `events` were fanned out.
+    fanned_out: usize,
+    /// Endpoints by id (ids sort by creation time).
+    endpoints: BTreeMap<EndpointId, Endpoint>,
+    deliveries: BTreeMap<(EventId, EndpointId), DeliveryRow>,
+    /// Every attempt, in the order made.
+    attempts: Vec<DeliveryAttempt>,
+}
+
+impl Hooks {
+    /// Records the events of `order` reaching its status from `from` (`None`: it is new).
+    pub(super) fn record(&mut self, order: &Order, from: Option<OrderStatus>) {
+        if from == Some(order.status) {
+            return;
+        }
+        let mut push = |kind| {
+            self.events.push(Event {
+                id: EventId::new(),
+                order_id: order.id,
+                kind,
+                occurred_at: order.updated_at,
+            });
+        };
+        push(EventType::entering(order.status));
+        let refunded = order
+            .refund()
+            .is_some_and(|r| r.status == RefundStatus::Succeeded);
+        if from == Some(OrderStatus::Cancelling)
+            && order.status == OrderStatus::Cancelled
+            && refunded
+        {
+            push(EventType::Refunded);
+        }
+    }
+
+    /// Makes the event due at `now` for the endpoint, keeping its attempt count.
+    fn make_due(&mut self, event: &Event, endpoint: EndpointId, now: DateTime<Utc>) {
+        let row = self
+            .deliveries
+            .entry((event.id, endpoint))
+            .or_insert_with(|| DeliveryRow {
+                event: event.clone(),
+                state: State::Pending,
+                attempts: 0,
+                due_at: now,
+                lease: None,
+            });
+        row.state = State::Pending;
+        row.due_at = now;
+    }
+
+    fn subscribers(&self, kind: EventType) -> Vec<EndpointId> {
+        self.endpoints
+            .values()
+            .filter(|e| e.wants(kind))
+            .map(|e| e.id)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl WebhookStore for MemoryOrderRepo {
+    async fn insert_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
+        lock(&self.hooks)
+            .endpoints
+            .insert(endpoint.id, endpoint.clone());
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, RepoError> {
+        Ok(lock(&self.hooks).endpoints.get(&id).cloned())
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
+        Ok(lock(&self.hooks).endpoints.values().cloned().collect())
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
+        let mut hooks = lock(&self.hooks);
+        Ok(match hooks.endpoints.get_mut(&endpoint.id) {
+            Some(stored) => {
+                *stored = endpoint.clone();
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, RepoError> {
+        let mut hooks = lock(&self.hooks);
+        hooks.deliveries.retain(|(_, ep), _| *ep != id);
+        hooks.attempts.retain(|a| a.endpoint_id != id);
+        Ok(hooks.endpoints.remove(&id).is_some())
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<Event>, RepoError> {
+        Ok(lock(&self.hooks)
+            .events
+            .iter()
+            .find(|e| e.id == id)
+            .cloned())
+    }
+
+    async fn events_of(&self, order: OrderId) -> Result<Vec<Event>, RepoError> {
+        Ok(lock(&self.hooks)
+            .events
+            .iter()
+            .filter(|e| e.order_id == order)
+            .cloned()
+            .collect())
+    }
+
+    async fn fan_out(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepoError> {
+        let mut hooks = lock(&self.hooks);
+        let start = hooks.fanned_out;
+        let end = hooks.events.len().min(start.saturating_add(limit));
+        let taken: Vec<Event> = hooks.events[start..end].to_vec();
+        for event in &taken {
+            for endpoint in hooks.subscribers(event.kind) {
+                hooks.make_due(event, endpoint, now);
+            }
+        }
+        hooks.fanned_out = end;
+        Ok(taken.len())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, RepoError> {
+        let mut hooks = lock(&self.hooks);
+        let Hooks {
+            endpoints,
+            deliveries,
+            ..
+        } = &mut *hooks;
+        let mut due: Vec<(&(EventId, EndpointId), &mut DeliveryRow)> = deliveries
+            .iter_mut()
+            .filter(|(_, d)| d.state == State::Pending && d.due_at <= now)
+            .filter(|(_, d)| d.lease.is_none_or(|(_, until)| until <= now))
+            .filter(|((_, ep), _)| endpoints.get(ep).is_some_and(|e| e.enabled))
+            .collect();
+        due.sort_by_key(|(_, d)| d.due_at);
+        let claimed = due
+            .into_iter()
+            .take(limit)
+            .map(|((_, ep), row)| {
+                let token = Uuid::now_v7();
+                row.lease = Some((token, now + chrono(lease_for)));
+                ClaimedDelivery {
+                    event: row.event.clone(),
+                    endpoint: endpoints[ep].clone(),
+                    attempt: row.attempts + 1,
+                    token,
+                }
+            })
+            .collect();
+        Ok(claimed)
+    }
+
+    async fn finish_delivery(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: &DeliveryAttempt,
+        next: DeliveryNext,
+        disable: Option<String>,
+    ) -> Result<(), RepoError> {
+        let mut hooks = lock(&self.hooks);
+        let key = (claimed.event.id, claimed.endpoint.id);
+        let row = hooks
+            .deliveries
+            .get_mut(&key)
+            .filter(|d| d.lease.is_some_and(|(token, _)| token == claimed.token))
+            .ok_or(RepoError::LeaseLost(claimed.event.order_id))?;
+        row.lease = None;
+        row.attempts = attempt.attempt;
+        match next {
+            DeliveryNext::Delivered => row.state = State::Delivered,
+            DeliveryNext::RetryAt(at) => row.due_at = at,
+            DeliveryNext::GiveUp => row.state = State::Failed,
+        }
+        hooks.attempts.push(attempt.clone());
+        if let Some(endpoint) = hooks.endpoints.get_mut(&claimed.endpoint.id) {
+            endpoint.failing_since = if attempt.delivered {
+                None
+            } else {
+                endpoint.failing_since.or(Some(attempt.attempted_at))
+            };
+            if let Some(reason) = disable {
+                endpoint.enabled = false;
+                endpoint.disabled_reason = Some(reason);
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        endpoint: EndpointId,
+        limit: usize,
+    ) -> Result<Vec<DeliveryAttempt>, RepoError> {
+        Ok(lock(&self.hooks)
+            .attempts
+            .iter()
+            .rev()
+            .filter(|a| a.endpoint_id == endpoint)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn redeliver(
+        &self,
+        event: EventId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, RepoError> {
+        let mut hooks = lock(&self.hooks);
+        let Some(found) = hooks.events.iter().find(|e| e.id == event).cloned() else {
+            return Ok(None);
+        };
+        let subscribers = hooks.subscribers(found.kind);
+        for endpoint in &subscribers {
+            hooks.make_due(&found, *endpoint, now);
+        }
+        Ok(Some(subscribers.len()))
+    }
+}

@@ -1,0 +1,281 @@
+//! The webhook dispatcher: fans events out of the outbox, posts them signed, and decides
+//! what comes after each attempt. Any number of dispatchers may run at once, in any number
+//! of processes: the store hands each delivery to one of them at a time, under a lease.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::SecondsFormat;
+use serde_json::Value;
+
+use super::micros_now;
+use crate::ids::OrderId;
+use crate::order::Order;
+use crate::ports::{
+    ClaimedDelivery, Clock, DeliveryNext, OrderRepo, RepoError, WebhookRequest, WebhookSender,
+    WebhookStore,
+};
+use crate::webhook::{AttemptOutcome, DeliveryAttempt, Event, RetrySchedule, signature_header};
+
+/// Turns an order into the `data` of its events: the binary passes the API's rendering, so
+/// receivers get the order exactly as `GET /api/v1/orders/{id}` returns it.
+pub type Render = Arc<dyn Fn(&Order) -> Value + Send + Sync>;
+
+/// How the dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// How long a claimed delivery is held before another dispatcher may take it over: longer
+    /// than a request's time-out.
+    pub lease: Duration,
+    /// Deliveries posted at once, per round.
+    pub batch: usize,
+    /// Events fanned out per round.
+    pub fan_out_batch: usize,
+    /// When failed deliveries are tried again.
+    pub schedule: RetrySchedule,
+    /// An endpoint whose every delivery failed for this long is disabled.
+    pub disable_after: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            batch: 64,
+            fan_out_batch: 500,
+            schedule: RetrySchedule::default(),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Events fanned out to their subscribers.
+    pub fanned_out: usize,
+    /// Deliveries attempted.
+    pub attempted: usize,
+    /// Of those, delivered.
+    pub delivered: usize,
+}
+
+impl Round {
+    /// Whether the round found anything to do (if not, the caller waits before the next).
+    pub const fn was_busy(&self) -> bool {
+        self.fanned_out > 0 || self.attempted > 0
+    }
+}
+
+/// The dispatcher, generic over its ports.
+pub struct WebhookDispatcher<S: ?Sized, R: ?Sized, H: ?Sized, C: ?Sized> {
+    store: Arc<S>,
+    orders: Arc<R>,
+    sender: Arc<H>,
+    clock: Arc<C>,
+    render: Render,
+    config: DispatcherConfig,
+}
+
+impl<S: ?Sized, R: ?Sized, H: ?Sized, C: ?Sized> std::fmt::Debug for WebhookDispatcher<S, R, H, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookDispatcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of a delivery: the Standard Webhooks envelope.
+pub fn envelope(event: &Event, data: Value) -> Value {
+    let mut body = serde_json::Map::with_capacity(4);
+    body.insert("id".into(), event.id.to_string().into());
+    body.insert("type".into(), event.kind.as_str().into());
+    body.insert(
+        "timestamp".into(),
+        event
+            .occurred_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
+            .into(),
+    );
+    body.insert("data".into(), data);
+    Value::Object(body)
+}
+
+impl<S, R, H, C> WebhookDispatcher<S, R, H, C>
+where
+    S: WebhookStore + ?Sized,
+    R: OrderRepo + ?Sized,
+    H: WebhookSender + ?Sized,
+    C: Clock + ?Sized,
+{
+    /// A dispatcher reading events and deliveries from `store`, orders from `orders`.
+    pub fn new(
+        store: Arc<S>,
+        orders: Arc<R>,
+        sender: Arc<H>,
+        clock: Arc<C>,
+        render: Render,
+        config: DispatcherConfig,
+    ) -> Self {
+        Self {
+            store,
+            orders,
+            sender,
+            clock,
+            render,
+            config,
+        }
+    }
+
+    /// One round: fans new events out, then attempts every due delivery it can claim (up to
+    /// the batch), all at once, and records each attempt.
+    pub async fn run_once(&self) -> Result<Round, RepoError> {
+        let now = micros_now(&*self.clock);
+        let fanned_out = self.store.fan_out(now, self.config.fan_out_batch).await?;
+        let claimed = self
+            .store
+            .claim_deliveries(now, self.config.lease, self.config.batch)
+            .await?;
+        let orders = self.orders_of(&claimed).await?;
+        let results = futures::future::join_all(
+            claimed
+                .iter()
+                .map(|c| self.deliver(c, orders.get(&c.event.order_id))),
+        )
+        .await;
+        let mut round = Round {
+            fanned_out,
+            ..Round::default()
+        };
+        for result in results {
+            match result {
+                Ok(delivered) => {
+                    round.attempted += 1;
+                    round.delivered += usize::from(delivered);
+                }
+                // Another dispatcher took the delivery over: its result counts, not ours.
+                Err(RepoError::LeaseLost(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(round)
+    }
+
+    /// The orders the deliveries are about, each read once.
+    async fn orders_of(
+        &self,
+        claimed: &[ClaimedDelivery],
+    ) -> Result<HashMap<OrderId, Order>, RepoError> {
+        let mut ids: Vec<OrderId> = claimed.iter().map(|c| c.event.order_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let read = futures::future::join_all(ids.iter().map(|id| self.orders.get(*id))).await;
+        let mut orders = HashMap::with_capacity(ids.len());
+        for order in read {
+            if let Some(order) = order? {
+                orders.insert(order.id, order);
+            }
+        }
+        Ok(orders)
+    }
+
+    /// Attempts one delivery and records it; returns whether it was delivered.
+    async fn deliver(
+        &self,
+        claimed: &ClaimedDelivery,
+        order: Option<&Order>,
+    ) -> Result<bool, RepoError> {
+        let event = &claimed.event;
+        let Some(order) = order else {
+            // Orders are never deleted: a missing one is a store fault. Leave the delivery to
+            // its lease; it is tried again once that runs out.
+            tracing::error!(event_id = %event.id, order_id = %event.order_id, "the order of an event is missing");
+            return Ok(false);
+        };
+        let body = serde_json::to_vec(&envelope(event, (self.render)(&order.as_of(event))))
+            .map_err(|e| RepoError::Other(e.into()))?;
+        let now = micros_now(&*self.clock);
+        let id = event.id.to_string();
+        let timestamp = now.timestamp();
+        let endpoint = &claimed.endpoint;
+        let request = WebhookRequest {
+            url: endpoint.url.as_str().to_owned(),
+            signature: signature_header(&endpoint.signing_secrets(now), &id, timestamp, &body),
+            id,
+            timestamp,
+            body,
+        };
+        let started = Instant::now();
+        let response = self.sender.send(&request).await;
+        let latency = started.elapsed();
+        let delivered = response.outcome.delivered();
+        let attempt = DeliveryAttempt {
+            event_id: event.id,
+            event_type: event.kind,
+            endpoint_id: endpoint.id,
+            attempt: claimed.attempt,
+            attempted_at: now,
+            status_code: response.outcome.status(),
+            error: response.outcome.error(),
+            latency,
+            response_excerpt: response.excerpt,
+            delivered,
+        };
+        let (next, disable) = self.after(claimed, &response.outcome);
+        if let Some(reason) = &disable {
+            tracing::warn!(endpoint_id = %endpoint.id, url = %endpoint.url, %reason, "webhook endpoint disabled");
+        }
+        if !delivered {
+            tracing::debug!(event_id = %event.id, endpoint_id = %endpoint.id, attempt = claimed.attempt, status = ?attempt.status_code, error = ?attempt.error, ?next, "webhook delivery failed");
+        }
+        self.store
+            .finish_delivery(claimed, &attempt, next, disable)
+            .await?;
+        Ok(delivered)
+    }
+
+    /// What comes after an attempt with `outcome`, and whether to disable the endpoint.
+    fn after(
+        &self,
+        claimed: &ClaimedDelivery,
+        outcome: &AttemptOutcome,
+    ) -> (DeliveryNext, Option<String>) {
+        if outcome.delivered() {
+            return (DeliveryNext::Delivered, None);
+        }
+        if outcome.status() == Some(410) {
+            return (
+                DeliveryNext::GiveUp,
+                Some("the endpoint answered 410 Gone".into()),
+            );
+        }
+        let now = micros_now(&*self.clock);
+        let retry_after = match outcome {
+            AttemptOutcome::Answered { retry_after, .. } => *retry_after,
+            AttemptOutcome::TimedOut | AttemptOutcome::Failed(_) => None,
+        };
+        let next = self
+            .config
+            .schedule
+            .next_attempt(claimed.attempt, now, retry_after, &mut rand::rng())
+            .map_or(DeliveryNext::GiveUp, DeliveryNext::RetryAt);
+        let failing_for = claimed
+            .endpoint
+            .failing_since
+            .and_then(|since| (now - since).to_std().ok());
+        let disable = failing_for
+            .filter(|f| *f >= self.config.disable_after)
+            .map(|f| {
+                let last = outcome.status().map_or_else(
+                    || outcome.error().unwrap_or_default(),
+                    |s| format!("status {s}"),
+                );
+                format!(
+                    "every delivery failed for {} hours (the last: {last})",
+                    f.as_secs() / 3600
+                )
+            });
+        (next, disable)
+    }
+}

@@ -1,0 +1,583 @@
+//! The conformance suite of [`WebhookStore`]: the outbox an order store writes, and the
+//! endpoints and deliveries of webhooks.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{acquire, attempt, base_time, secs};
+use crate::money::Money;
+use crate::order::{CancelReason, OrderEvent, OrderStatus, Transition};
+use crate::payment::{Attempt, AttemptOutcome, RefundAttempt, RefundOutcome};
+use crate::ports::{ClaimedDelivery, DeliveryNext, OrderRepo, RepoError, WebhookStore};
+use crate::testing::placed_order;
+use crate::webhook::{DeliveryAttempt, Endpoint, EndpointUrl, EventType, NewEndpoint, event_types};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn endpoint(events: &[EventType], at: DateTime<Utc>) -> Endpoint {
+    Endpoint::create(
+        NewEndpoint {
+            url: EndpointUrl::parse("https://hooks.example.com/orders", false).expect("a URL"),
+            events: events.iter().copied().collect(),
+            description: "kitchen".into(),
+        },
+        at,
+    )
+}
+
+fn transition(from: OrderStatus, event: OrderEvent) -> Transition {
+    Transition::apply(from, event).expect("an allowed transition")
+}
+
+fn tried(claimed: &ClaimedDelivery, at: DateTime<Utc>, status: Option<u16>) -> DeliveryAttempt {
+    DeliveryAttempt {
+        event_id: claimed.event.id,
+        event_type: claimed.event.kind,
+        endpoint_id: claimed.endpoint.id,
+        attempt: claimed.attempt,
+        attempted_at: at,
+        status_code: status,
+        error: status.is_none().then(|| "connection refused".to_owned()),
+        latency: Duration::from_millis(12),
+        response_excerpt: "ok".into(),
+        delivered: status.is_some_and(|s| (200..300).contains(&s)),
+    }
+}
+
+async fn streak<S: WebhookStore>(
+    store: &S,
+    id: crate::webhook::EndpointId,
+) -> Option<DateTime<Utc>> {
+    let endpoint = store.endpoint(id).await.expect("get");
+    endpoint.expect("stored").failing_since
+}
+
+async fn kinds<S: WebhookStore>(store: &S, order: crate::ids::OrderId) -> Vec<EventType> {
+    store
+        .events_of(order)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// Checks a [`WebhookStore`] (with the [`OrderRepo`] that writes its outbox) against its
+/// contract. `make` returns a fresh, empty store.
+pub async fn webhook_store<S, F, Fut>(make: F)
+where
+    S: WebhookStore + OrderRepo,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    every_status_change_records_one_event(&make().await).await;
+    a_refunded_cancellation_records_the_refund_after_the_cancellation(&make().await).await;
+    endpoints_are_stored_as_given(&make().await).await;
+    events_fan_out_to_enabled_subscribers_once(&make().await).await;
+    deliveries_are_claimed_once_under_a_lease(&make().await).await;
+    attempts_schedule_retries_and_end_the_failure_streak(&make().await).await;
+    giving_up_ends_a_delivery_and_disabling_holds_the_rest_back(&make().await).await;
+    events_can_be_delivered_again(&make().await).await;
+}
+
+async fn every_status_change_records_one_event<S: WebhookStore + OrderRepo>(store: &S) {
+    let t = base_time();
+    let order = placed_order("alice", t);
+    store.insert(&order).await.expect("insert");
+    let others = [placed_order("bob", t), placed_order("carol", t)];
+    store.insert_many(&others).await.expect("insert many");
+    assert!(matches!(
+        store.insert(&order).await,
+        Err(RepoError::Duplicate(_))
+    ));
+    assert_eq!(
+        kinds(store, order.id).await,
+        [EventType::Created],
+        "one event per insert; a refused duplicate records none"
+    );
+    for other in &others {
+        assert_eq!(kinds(store, other.id).await, [EventType::Created]);
+    }
+    let created = &store.events_of(order.id).await.expect("events")[0];
+    assert_eq!(created.occurred_at, order.created_at);
+    assert_eq!(created.order_id, order.id);
+    assert_eq!(
+        store.event(created.id).await.expect("event").as_ref(),
+        Some(created)
+    );
+
+    let (lease, _) = acquire(store, order.id, "w1", t + secs(1)).await;
+    store
+        .release(
+            &lease,
+            Some(Attempt::Charge(attempt(
+                1,
+                AttemptOutcome::Failed {
+                    error: "boom".into(),
+                },
+                t + secs(1),
+            ))),
+            t + secs(5),
+            t + secs(2),
+        )
+        .await
+        .expect("release");
+    let (lease, _) = acquire(store, order.id, "w1", t + secs(5)).await;
+    assert_eq!(
+        kinds(store, order.id).await,
+        [EventType::Created, EventType::PaymentProcessing],
+        "only the claim that changed the status records an event"
+    );
+    store
+        .settle(
+            &lease,
+            Some(Attempt::Charge(attempt(
+                2,
+                AttemptOutcome::Succeeded {
+                    transaction_id: "txn_1".into(),
+                },
+                t + secs(5),
+            ))),
+            transition(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured),
+            t + secs(6),
+        )
+        .await
+        .expect("settle");
+    let events = store.events_of(order.id).await.expect("events");
+    assert_eq!(events[2].kind, EventType::Confirmed);
+    assert_eq!(events[2].occurred_at, t + secs(6), "at the change's time");
+
+    store
+        .cancel(order.id, CancelReason::Other, t + secs(7))
+        .await
+        .expect("cancel");
+    store
+        .cancel(order.id, CancelReason::Other, t + secs(8))
+        .await
+        .expect("cancel again changes nothing");
+    let pending = &others[0];
+    store
+        .cancel(pending.id, CancelReason::Duplicate, t + secs(9))
+        .await
+        .expect("cancel");
+    assert_eq!(
+        kinds(store, order.id).await,
+        [
+            EventType::Created,
+            EventType::PaymentProcessing,
+            EventType::Confirmed,
+            EventType::Cancelling
+        ]
+    );
+    assert_eq!(
+        kinds(store, pending.id).await,
+        [EventType::Created, EventType::Cancelled]
+    );
+    let ids: std::collections::HashSet<_> = store
+        .events_of(order.id)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids.len(), 4, "every event has its own id");
+}
+
+async fn a_refunded_cancellation_records_the_refund_after_the_cancellation<
+    S: WebhookStore + OrderRepo,
+>(
+    store: &S,
+) {
+    let t = base_time();
+    let refund = |number: u32, outcome: RefundOutcome| {
+        Some(Attempt::Refund(RefundAttempt {
+            number: NonZeroU32::new(number).expect("from 1"),
+            outcome,
+            started_at: t + secs(3),
+            finished_at: t + secs(3),
+        }))
+    };
+    let mut settled = Vec::new();
+    for outcome in [
+        RefundOutcome::Refunded {
+            refund_id: "re_1".into(),
+            amount: Money::ZERO,
+        },
+        RefundOutcome::NothingCaptured,
+    ] {
+        let order = placed_order("alice", t);
+        store.insert(&order).await.expect("insert");
+        acquire(store, order.id, "w1", t + secs(1)).await;
+        store
+            .cancel(order.id, CancelReason::Other, t + secs(2))
+            .await
+            .expect("cancel");
+        // The paying worker's lease is still live: the refund waits for it to run out.
+        let (lease, _) = acquire(store, order.id, "w2", t + secs(40)).await;
+        store
+            .settle(
+                &lease,
+                refund(1, outcome),
+                transition(OrderStatus::Cancelling, OrderEvent::Refunded),
+                t + secs(41),
+            )
+            .await
+            .expect("settle");
+        settled.push(kinds(store, order.id).await);
+    }
+    let start = [
+        EventType::Created,
+        EventType::PaymentProcessing,
+        EventType::Cancelling,
+        EventType::Cancelled,
+    ];
+    assert_eq!(
+        settled[0],
+        [start.as_slice(), &[EventType::Refunded]].concat(),
+        "a refund that gave money back is an event of its own, after the cancellation"
+    );
+    assert_eq!(settled[1], start, "a voided charge refunded nothing");
+}
+
+async fn endpoints_are_stored_as_given<S: WebhookStore>(store: &S) {
+    let t = base_time();
+    let mut first = endpoint(&EventType::ALL, t);
+    let second = endpoint(&[EventType::Confirmed], t + secs(1));
+    store.insert_endpoint(&first).await.expect("insert");
+    store.insert_endpoint(&second).await.expect("insert");
+    assert_eq!(
+        store.endpoint(first.id).await.expect("get").as_ref(),
+        Some(&first)
+    );
+    assert_eq!(
+        store.endpoints().await.expect("list"),
+        [first.clone(), second.clone()],
+        "oldest first"
+    );
+    first.rotate_secret(t + secs(2), Duration::from_secs(3600));
+    first.url = EndpointUrl::parse("https://other.example.com/", false).expect("a URL");
+    first.events = event_types(Some(&["order.cancelled".into()])).expect("types");
+    first.set_enabled(false, t + secs(2));
+    assert!(store.update_endpoint(&first).await.expect("update"));
+    assert_eq!(
+        store.endpoint(first.id).await.expect("get").as_ref(),
+        Some(&first),
+        "an update keeps everything, the retiring secret included"
+    );
+    let unknown = endpoint(&EventType::ALL, t);
+    assert!(!store.update_endpoint(&unknown).await.expect("update"));
+    assert!(store.delete_endpoint(first.id).await.expect("delete"));
+    assert!(!store.delete_endpoint(first.id).await.expect("delete"));
+    assert_eq!(store.endpoints().await.expect("list"), [second]);
+}
+
+async fn events_fan_out_to_enabled_subscribers_once<S: WebhookStore + OrderRepo>(store: &S) {
+    let t = base_time();
+    let all = endpoint(&EventType::ALL, t);
+    let confirmed_only = endpoint(&[EventType::Confirmed], t);
+    let mut disabled = endpoint(&EventType::ALL, t);
+    disabled.set_enabled(false, t);
+    for e in [&all, &confirmed_only, &disabled] {
+        store.insert_endpoint(e).await.expect("insert");
+    }
+    let orders = [placed_order("alice", t), placed_order("bob", t)];
+    store.insert_many(&orders).await.expect("insert");
+    assert_eq!(
+        store.fan_out(t, 1).await.expect("fan out"),
+        1,
+        "up to the limit"
+    );
+    assert_eq!(store.fan_out(t, 10).await.expect("fan out"), 1);
+    assert_eq!(
+        store.fan_out(t, 10).await.expect("fan out"),
+        0,
+        "each event once"
+    );
+    let claimed = store.claim_deliveries(t, LEASE, 10).await.expect("claim");
+    assert_eq!(
+        claimed.len(),
+        2,
+        "one per created event, to the one subscriber enabled"
+    );
+    for c in &claimed {
+        assert_eq!(c.endpoint.id, all.id);
+        assert_eq!(c.event.kind, EventType::Created);
+        assert_eq!(c.attempt, 1);
+        assert_eq!(c.endpoint, all, "the endpoint as stored, secret included");
+    }
+    let mut got: Vec<_> = claimed.iter().map(|c| c.event.order_id).collect();
+    got.sort_unstable();
+    let mut want: Vec<_> = orders.iter().map(|o| o.id).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
+
+async fn deliveries_are_claimed_once_under_a_lease<S: WebhookStore + OrderRepo>(store: &S) {
+    let t = base_time();
+    let hook = endpoint(&EventType::ALL, t);
+    store.insert_endpoint(&hook).await.expect("insert");
+    let orders: Vec<_> = (0..6).map(|_| placed_order("alice", t)).collect();
+    store.insert_many(&orders).await.expect("insert");
+    store.fan_out(t, 100).await.expect("fan out");
+    let (a, b) = tokio::join!(
+        store.claim_deliveries(t, LEASE, 4),
+        store.claim_deliveries(t, LEASE, 4)
+    );
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    let mut ids: Vec<_> = a.iter().chain(&b).map(|c| c.event.id).collect();
+    assert_eq!(ids.len(), 6, "every due delivery, within the limits");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "none handed out twice");
+    assert!(
+        store
+            .claim_deliveries(t + secs(29), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased deliveries are not handed out again while the lease lives"
+    );
+    let again = store
+        .claim_deliveries(t + secs(30), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 6, "an expired lease frees the delivery");
+    assert!(
+        again.iter().all(|c| c.attempt == 1),
+        "no attempt was recorded"
+    );
+    let stale = &a[0];
+    assert!(
+        matches!(
+            store
+                .finish_delivery(
+                    stale,
+                    &tried(stale, t + secs(31), Some(200)),
+                    DeliveryNext::Delivered,
+                    None
+                )
+                .await,
+            Err(RepoError::LeaseLost(_))
+        ),
+        "the old lease's result is refused"
+    );
+    assert!(
+        store
+            .attempts(hook.id, 10)
+            .await
+            .expect("attempts")
+            .is_empty(),
+        "and not recorded"
+    );
+}
+
+async fn attempts_schedule_retries_and_end_the_failure_streak<S: WebhookStore + OrderRepo>(
+    store: &S,
+) {
+    let t = base_time();
+    let hook = endpoint(&EventType::ALL, t);
+    store.insert_endpoint(&hook).await.expect("insert");
+    let order = placed_order("alice", t);
+    store.insert(&order).await.expect("insert");
+    store.fan_out(t, 10).await.expect("fan out");
+    let first = store.claim_deliveries(t, LEASE, 10).await.expect("claim");
+    let first = &first[0];
+    store
+        .finish_delivery(
+            first,
+            &tried(first, t, Some(500)),
+            DeliveryNext::RetryAt(t + secs(5)),
+            None,
+        )
+        .await
+        .expect("finish");
+    let failing = store
+        .endpoint(hook.id)
+        .await
+        .expect("get")
+        .map(|e| e.failing_since);
+    assert_eq!(failing, Some(Some(t)), "a failure starts the streak");
+    assert!(
+        store
+            .claim_deliveries(t + secs(4), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due before the retry time"
+    );
+    let second = store
+        .claim_deliveries(t + secs(5), LEASE, 10)
+        .await
+        .expect("claim");
+    let second = &second[0];
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.event.id, first.event.id);
+    assert_eq!(second.endpoint.failing_since, Some(t));
+    store
+        .finish_delivery(
+            second,
+            &tried(second, t + secs(5), None),
+            DeliveryNext::RetryAt(t + secs(10)),
+            None,
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        streak(store, hook.id).await,
+        Some(t),
+        "a streak keeps its start"
+    );
+    let third = store
+        .claim_deliveries(t + secs(10), LEASE, 10)
+        .await
+        .expect("claim");
+    let third = &third[0];
+    store
+        .finish_delivery(
+            third,
+            &tried(third, t + secs(10), Some(204)),
+            DeliveryNext::Delivered,
+            None,
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        streak(store, hook.id).await,
+        None,
+        "a delivery ends the streak"
+    );
+    assert!(
+        store
+            .claim_deliveries(t + secs(99), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a delivered event is done"
+    );
+    let attempts = store.attempts(hook.id, 10).await.expect("attempts");
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status_code))
+            .collect::<Vec<_>>(),
+        [(3, Some(204)), (2, None), (1, Some(500))],
+        "newest first"
+    );
+    assert_eq!(attempts[1], tried(second, t + secs(5), None), "as recorded");
+    assert_eq!(store.attempts(hook.id, 1).await.expect("attempts").len(), 1);
+}
+
+async fn giving_up_ends_a_delivery_and_disabling_holds_the_rest_back<
+    S: WebhookStore + OrderRepo,
+>(
+    store: &S,
+) {
+    let t = base_time();
+    let hook = endpoint(&EventType::ALL, t);
+    store.insert_endpoint(&hook).await.expect("insert");
+    let more = [placed_order("bob", t), placed_order("carol", t)];
+    store.insert_many(&more).await.expect("insert");
+    store.fan_out(t + secs(20), 10).await.expect("fan out");
+    let claimed = store
+        .claim_deliveries(t + secs(20), LEASE, 1)
+        .await
+        .expect("claim");
+    let gone = &claimed[0];
+    store
+        .finish_delivery(
+            gone,
+            &tried(gone, t + secs(20), Some(410)),
+            DeliveryNext::GiveUp,
+            Some("the endpoint answered 410 Gone".into()),
+        )
+        .await
+        .expect("finish");
+    let disabled = store.endpoint(hook.id).await.expect("get").expect("stored");
+    assert!(!disabled.enabled);
+    assert_eq!(
+        disabled.disabled_reason.as_deref(),
+        Some("the endpoint answered 410 Gone")
+    );
+    assert!(
+        store
+            .claim_deliveries(t + secs(99), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a disabled endpoint gets nothing"
+    );
+    let mut enabled = disabled.clone();
+    enabled.set_enabled(true, t + secs(30));
+    store.update_endpoint(&enabled).await.expect("update");
+    let resumed = store
+        .claim_deliveries(t + secs(99), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        resumed.len(),
+        1,
+        "enabled again, it gets what waited; not what was given up"
+    );
+    assert_ne!(resumed[0].event.id, gone.event.id);
+}
+
+async fn events_can_be_delivered_again<S: WebhookStore + OrderRepo>(store: &S) {
+    let t = base_time();
+    let order = placed_order("alice", t);
+    store.insert(&order).await.expect("insert");
+    store
+        .fan_out(t, 10)
+        .await
+        .expect("fan out: no endpoint yet");
+    let event = store.events_of(order.id).await.expect("events")[0].clone();
+    assert_eq!(
+        store.redeliver(event.id, t).await.expect("redeliver"),
+        Some(0),
+        "no subscriber"
+    );
+    let hook = endpoint(&[EventType::Created], t);
+    store.insert_endpoint(&hook).await.expect("insert");
+    let other = endpoint(&[EventType::Confirmed], t);
+    store.insert_endpoint(&other).await.expect("insert");
+    assert_eq!(
+        store
+            .redeliver(event.id, t + secs(1))
+            .await
+            .expect("redeliver"),
+        Some(1)
+    );
+    let claimed = store
+        .claim_deliveries(t + secs(1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    store
+        .finish_delivery(
+            &claimed[0],
+            &tried(&claimed[0], t + secs(1), Some(200)),
+            DeliveryNext::Delivered,
+            None,
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        store
+            .redeliver(event.id, t + secs(2))
+            .await
+            .expect("redeliver"),
+        Some(1)
+    );
+    let again = store
+        .claim_deliveries(t + secs(2), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1, "a delivered event goes out again");
+    assert_eq!(again[0].attempt, 2, "counting on from its attempts");
+    assert_eq!(again[0].event, event);
+    let unknown = crate::webhook::EventId::new();
+    assert_eq!(store.redeliver(unknown, t).await.expect("redeliver"), None);
+    assert_eq!(store.event(unknown).await.expect("event"), None);
+}

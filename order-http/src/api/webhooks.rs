@@ -1,0 +1,471 @@
+//! The webhook routes: endpoints, their delivery attempts, secret rotation and replay.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use order_api::ErrorBody;
+use order_api::webhooks::{
+    CreatedWebhookEndpoint, DeliveryAttemptList, DeliveryAttemptResponse, RedeliverResponse,
+    RotatedSecret, WebhookEndpointList, WebhookEndpointResponse,
+};
+use order_core::webhook::{
+    DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, EventId, EventType, NewEndpoint,
+};
+use order_core::{FieldError, Invalid, ValidationErrors};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{AppState, JsonBody, PathParam, QueryParams};
+use crate::error::ApiError;
+
+/// The endpoint `id`, or `404` (an id of the wrong shape names no endpoint).
+async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
+    let not_found = || ApiError::NotFound(format!("webhook endpoint {id} not found"));
+    let id: EndpointId = id.parse().map_err(|_| not_found())?;
+    state.webhooks.endpoint(id).await?.ok_or_else(not_found)
+}
+
+fn must_be(expected: &str) -> Invalid {
+    Invalid::Malformed(format!("must be {expected}"))
+}
+
+/// Reads the optional fields of an endpoint's body, naming every bad one.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(body: &'a Value) -> Result<Self, ApiError> {
+        body.as_object()
+            .map(|object| Self {
+                object,
+                errors: Vec::new(),
+            })
+            .ok_or_else(|| {
+                ApiError::Validation(vec![FieldError::new("body", must_be("a JSON object"))])
+            })
+    }
+
+    fn url(&mut self, allow_http: bool) -> Option<EndpointUrl> {
+        match self.object.get("url") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) => EndpointUrl::parse(url, allow_http)
+                .map_err(|e| self.errors.push(FieldError::new("url", e)))
+                .ok(),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("url", must_be("a string")));
+                None
+            }
+        }
+    }
+
+    fn events(&mut self) -> Option<std::collections::BTreeSet<EventType>> {
+        match self.object.get("events") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(list)) if list.is_empty() => {
+                self.errors
+                    .push(FieldError::new("events", Invalid::TooFew { min: 1 }));
+                None
+            }
+            Some(Value::Array(list)) => {
+                let mut events = std::collections::BTreeSet::new();
+                for (i, name) in list.iter().enumerate() {
+                    match name.as_str().map(str::parse::<EventType>) {
+                        Some(Ok(kind)) => {
+                            events.insert(kind);
+                        }
+                        Some(Err(e)) => {
+                            self.errors.push(FieldError::new(format!("events[{i}]"), e));
+                        }
+                        None => self
+                            .errors
+                            .push(FieldError::new(format!("events[{i}]"), must_be("a string"))),
+                    }
+                }
+                Some(events)
+            }
+            Some(_) => {
+                self.errors.push(FieldError::new(
+                    "events",
+                    must_be("an array of event types"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn description(&mut self) -> Option<String> {
+        match self.object.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => order_core::webhook::description(text)
+                .map_err(|e| self.errors.push(FieldError::new("description", e)))
+                .ok(),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("description", must_be("a string")));
+                None
+            }
+        }
+    }
+
+    fn enabled(&mut self) -> Option<bool> {
+        match self.object.get("enabled") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("enabled", must_be("true or false")));
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        ValidationErrors::check(self.errors, || ()).map_err(ApiError::from)
+    }
+}
+
+/// Creates a webhook endpoint.
+///
+/// Events of the given types (every type if `events` is absent) are posted to `url`, signed
+/// to the Standard Webhooks specification with the secret this answer holds: keep it, it is
+/// shown here and on rotation only. A URL must be `https` unless `WEBHOOKS_ALLOW_HTTP` is on
+/// (the embedded default's default).
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhook-endpoints",
+    tag = "webhooks",
+    request_body = order_api::webhooks::CreateWebhookEndpointRequest,
+    responses(
+        (status = 201, description = "Created; the body holds the signing secret", body = CreatedWebhookEndpoint),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields, each named (a URL that is not https, an unknown event type)", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn create_endpoint(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let mut fields = Fields::of(&body)?;
+    let url = fields.url(state.webhook_settings.allow_http);
+    if fields.object.get("url").is_none_or(Value::is_null) {
+        fields.errors.push(FieldError::new("url", Invalid::Empty));
+    }
+    let events = fields.events();
+    let description = fields.description();
+    fields.finish()?;
+    let (Some(url), events) = (url, events) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "url",
+            Invalid::Empty,
+        )]));
+    };
+    let new = NewEndpoint {
+        url,
+        events: events.unwrap_or_else(|| EventType::ALL.into_iter().collect()),
+        description: description.unwrap_or_default(),
+    };
+    let endpoint = Endpoint::create(new, state.orders.clock().now());
+    state.webhooks.insert_endpoint(&endpoint).await?;
+    tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url, "webhook endpoint created");
+    let created = CreatedWebhookEndpoint {
+        secret: endpoint.secret.expose(),
+        endpoint: response(&endpoint),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Every webhook endpoint, oldest first (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhook-endpoints",
+    tag = "webhooks",
+    responses(
+        (status = 200, body = WebhookEndpointList),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_endpoints(
+    State(state): State<AppState>,
+) -> Result<Json<WebhookEndpointList>, ApiError> {
+    let endpoints = state.webhooks.endpoints().await?;
+    Ok(Json(WebhookEndpointList {
+        endpoints: endpoints.iter().map(response).collect(),
+    }))
+}
+
+/// One webhook endpoint.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhook-endpoints/{endpoint_id}",
+    tag = "webhooks",
+    params(("endpoint_id" = String, Path, description = "The endpoint's id (`ep_` and 32 hex digits)")),
+    responses(
+        (status = 200, body = WebhookEndpointResponse),
+        (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_endpoint(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<WebhookEndpointResponse>, ApiError> {
+    Ok(Json(response(&stored(&state, &id).await?)))
+}
+
+/// Changes a webhook endpoint: only the fields given. Enabling an endpoint the service
+/// disabled clears the reason, and the events that waited are delivered.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/webhook-endpoints/{endpoint_id}",
+    tag = "webhooks",
+    params(("endpoint_id" = String, Path, description = "The endpoint's id")),
+    request_body = order_api::webhooks::UpdateWebhookEndpointRequest,
+    responses(
+        (status = 200, body = WebhookEndpointResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields, each named", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn update_endpoint(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<WebhookEndpointResponse>, ApiError> {
+    let mut fields = Fields::of(&body)?;
+    let url = fields.url(state.webhook_settings.allow_http);
+    let events = fields.events();
+    let description = fields.description();
+    let enabled = fields.enabled();
+    fields.finish()?;
+    let mut endpoint = stored(&state, &id).await?;
+    let now = state.orders.clock().now();
+    if let Some(url) = url {
+        endpoint.url = url;
+    }
+    if let Some(events) = events {
+        endpoint.events = events;
+    }
+    if let Some(description) = description {
+        endpoint.description = description;
+    }
+    if let Some(enabled) = enabled {
+        endpoint.set_enabled(enabled, now);
+    }
+    endpoint.touch(now);
+    if !state.webhooks.update_endpoint(&endpoint).await? {
+        return Err(ApiError::NotFound(format!(
+            "webhook endpoint {id} not found"
+        )));
+    }
+    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint updated");
+    Ok(Json(response(&endpoint)))
+}
+
+/// Deletes a webhook endpoint with its undelivered events and its attempts; answers with
+/// the endpoint as it was.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhook-endpoints/{endpoint_id}",
+    tag = "webhooks",
+    params(("endpoint_id" = String, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "Deleted", body = WebhookEndpointResponse),
+        (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn delete_endpoint(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<WebhookEndpointResponse>, ApiError> {
+    let endpoint = stored(&state, &id).await?;
+    if !state.webhooks.delete_endpoint(endpoint.id).await? {
+        return Err(ApiError::NotFound(format!(
+            "webhook endpoint {id} not found"
+        )));
+    }
+    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint deleted");
+    Ok(Json(response(&endpoint)))
+}
+
+/// Replaces an endpoint's signing secret. The old secret keeps signing beside the new one
+/// (two signatures in `webhook-signature`) until `previous_secret_expires_at`
+/// (`WEBHOOK_SECRET_GRACE_SECONDS`, a day by default), so a receiver can switch without
+/// losing an event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+    tag = "webhooks",
+    params(("endpoint_id" = String, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The new secret, shown once", body = RotatedSecret),
+        (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn rotate_secret(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let mut endpoint = stored(&state, &id).await?;
+    let secret = endpoint.rotate_secret(
+        state.orders.clock().now(),
+        state.webhook_settings.secret_grace,
+    );
+    if !state.webhooks.update_endpoint(&endpoint).await? {
+        return Err(ApiError::NotFound(format!(
+            "webhook endpoint {id} not found"
+        )));
+    }
+    tracing::info!(endpoint_id = %endpoint.id, "webhook secret rotated");
+    Ok(Json(RotatedSecret {
+        secret: secret.expose(),
+        previous_secret_expires_at: endpoint
+            .previous_secret
+            .as_ref()
+            .map_or(endpoint.updated_at, |p| p.expires_at),
+    }))
+}
+
+/// How many attempts a listing shows.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeliveriesQuery {
+    /// At most this many, newest first (1 to 100; 50 by default).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+}
+
+/// An endpoint's delivery attempts, newest first: the event, when, the status it answered
+/// (or what went wrong), how long it took and the start of its answer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhook-endpoints/{endpoint_id}/deliveries",
+    tag = "webhooks",
+    params(("endpoint_id" = String, Path, description = "The endpoint's id"), DeliveriesQuery),
+    responses(
+        (status = 200, body = DeliveryAttemptList),
+        (status = 400, description = "An unreadable parameter", body = ErrorBody),
+        (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 422, description = "`limit` out of range", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn deliveries(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    QueryParams(query): QueryParams<DeliveriesQuery>,
+) -> Result<Json<DeliveryAttemptList>, ApiError> {
+    let limit = match query.limit {
+        None => 50,
+        Some(n @ 1..=100) => usize::try_from(n).unwrap_or(50),
+        Some(_) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "limit",
+                Invalid::OutOfRange {
+                    min: "1".into(),
+                    max: "100".into(),
+                },
+            )]));
+        }
+    };
+    let endpoint = stored(&state, &id).await?;
+    let attempts = state.webhooks.attempts(endpoint.id, limit).await?;
+    Ok(Json(DeliveryAttemptList {
+        attempts: attempts.iter().map(attempt).collect(),
+    }))
+}
+
+/// Sends an event again, now, to every enabled endpoint subscribed to its type (whether or
+/// not it was delivered before). It keeps its id: receivers that deduplicate see it once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{event_id}/redeliver",
+    tag = "webhooks",
+    params(("event_id" = String, Path, description = "The event's id (`evt_` and 32 hex digits), as in `webhook-id`")),
+    responses(
+        (status = 202, description = "Queued for delivery", body = RedeliverResponse),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn redeliver(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("event {id} not found"));
+    let event: EventId = id.parse().map_err(|_| not_found())?;
+    let deliveries = state
+        .webhooks
+        .redeliver(event, state.orders.clock().now())
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!(event_id = %event, deliveries, "event queued for redelivery");
+    let body = RedeliverResponse {
+        event_id: event.to_string(),
+        deliveries,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// An event type on the wire.
+const fn event_type(kind: EventType) -> order_api::webhooks::EventType {
+    use order_api::webhooks::EventType as Wire;
+    match kind {
+        EventType::Created => Wire::Created,
+        EventType::PaymentProcessing => Wire::PaymentProcessing,
+        EventType::Confirmed => Wire::Confirmed,
+        EventType::PaymentFailed => Wire::PaymentFailed,
+        EventType::Cancelling => Wire::Cancelling,
+        EventType::Cancelled => Wire::Cancelled,
+        EventType::Refunded => Wire::Refunded,
+    }
+}
+
+/// An endpoint on the wire, without its secrets.
+pub fn response(endpoint: &Endpoint) -> WebhookEndpointResponse {
+    WebhookEndpointResponse {
+        id: endpoint.id.to_string(),
+        url: endpoint.url.to_string(),
+        events: endpoint.events.iter().map(|e| event_type(*e)).collect(),
+        description: endpoint.description.clone(),
+        enabled: endpoint.enabled,
+        disabled_reason: endpoint.disabled_reason.clone(),
+        failing_since: endpoint.failing_since,
+        previous_secret_expires_at: endpoint.previous_secret.as_ref().map(|p| p.expires_at),
+        created_at: endpoint.created_at,
+        updated_at: endpoint.updated_at,
+    }
+}
+
+/// An attempt on the wire.
+fn attempt(a: &DeliveryAttempt) -> DeliveryAttemptResponse {
+    DeliveryAttemptResponse {
+        event_id: a.event_id.to_string(),
+        event_type: event_type(a.event_type),
+        attempt: a.attempt,
+        attempted_at: a.attempted_at,
+        status_code: a.status_code,
+        error: a.error.clone(),
+        latency_ms: a.latency.as_secs_f64() * 1000.0,
+        response_excerpt: a.response_excerpt.clone(),
+        delivered: a.delivered,
+    }
+}

@@ -1,0 +1,449 @@
+//! Webhooks: the [`WebhookStore`] port on `order_events` (the outbox the triggers of the
+//! migration fill in the statements that change orders), `webhook_endpoints`,
+//! `webhook_deliveries` and `webhook_attempts`. Every write is one statement.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use order_core::OrderId;
+use order_core::ports::{ClaimedDelivery, DeliveryNext, RepoError, WebhookStore};
+use order_core::webhook::{
+    DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, Event, EventId, EventType, RetiringSecret,
+    Secret,
+};
+use uuid::Uuid;
+
+use crate::PgOrderRepo;
+use crate::error::{CorruptRow, translate};
+
+const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.description, e.enabled, \
+     e.disabled_reason, e.secret, e.previous_secret, e.previous_secret_expires_at, \
+     e.failing_since, e.created_at, e.updated_at";
+
+const EVENT_COLUMNS: &str = "ev.id AS event_id, ev.order_id, ev.type, ev.occurred_at";
+
+/// Takes up to `$1` events not fanned out yet, oldest first (skipping those another
+/// dispatcher is taking), gives each a delivery due at `$2` for every enabled endpoint
+/// subscribed to its type, and marks them fanned out. Returns how many it took.
+const FAN_OUT: &str = "WITH ev AS ( \
+       SELECT seq, id, type FROM order_events WHERE NOT fanned_out \
+       ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED), \
+     d AS ( \
+       INSERT INTO webhook_deliveries (event_id, endpoint_id, due_at) \
+       SELECT ev.id, e.id, $2 FROM ev JOIN webhook_endpoints e \
+         ON e.enabled AND ev.type = ANY(e.events) \
+       ON CONFLICT (event_id, endpoint_id) DO NOTHING), \
+     u AS (UPDATE order_events SET fanned_out = true WHERE seq IN (SELECT seq FROM ev)) \
+     SELECT count(*) FROM ev";
+
+/// Claims up to `$3` pending deliveries due by `$1`, unleased at `$1`, of enabled endpoints,
+/// oldest due first, under a new lease until `$2`; returns each with its event and endpoint.
+fn claim_sql() -> String {
+    format!(
+        "WITH c AS ( \
+           SELECT d.event_id, d.endpoint_id FROM webhook_deliveries d \
+           JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+           WHERE d.state = 'pending' AND d.due_at <= $1 AND e.enabled \
+             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1) \
+           ORDER BY d.due_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
+         u AS ( \
+           UPDATE webhook_deliveries d SET lease_token = gen_random_uuid(), lease_expires_at = $2 \
+           FROM c WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id \
+           RETURNING d.event_id, d.endpoint_id, d.attempts, d.lease_token, d.due_at) \
+         SELECT u.attempts, u.lease_token, {EVENT_COLUMNS}, {ENDPOINT_COLUMNS} \
+         FROM u JOIN order_events ev ON ev.id = u.event_id \
+         JOIN webhook_endpoints e ON e.id = u.endpoint_id \
+         ORDER BY u.due_at"
+    )
+}
+
+/// Ends the lease `$3` of the delivery of event `$1` to endpoint `$2`: records attempt
+/// `$4`, sets the state `$5` and (if not null) the next due time `$6`, appends the attempt
+/// (`$7` time, `$8` status, `$9` error, `$10` latency in µs, `$11` excerpt, `$12` delivered,
+/// `$13` event type), and updates the endpoint's failure streak, disabling it with reason
+/// `$14` if not null. Returns 1, or 0 when the lease is no longer held.
+const FINISH: &str = "WITH d AS ( \
+       UPDATE webhook_deliveries SET lease_token = NULL, lease_expires_at = NULL, \
+         attempts = $4, state = $5, due_at = COALESCE($6, due_at) \
+       WHERE event_id = $1 AND endpoint_id = $2 AND lease_token = $3 RETURNING 1), \
+     a AS ( \
+       INSERT INTO webhook_attempts (event_id, event_type, endpoint_id, attempt, attempted_at, \
+         status_code, error, latency_us, response_excerpt, delivered) \
+       SELECT $1, $13, $2, $4, $7, $8, $9, $10, $11, $12 WHERE EXISTS (SELECT 1 FROM d)), \
+     e AS ( \
+       UPDATE webhook_endpoints SET \
+         failing_since = CASE WHEN $12 THEN NULL ELSE COALESCE(failing_since, $7) END, \
+         enabled = enabled AND $14::text IS NULL, \
+         disabled_reason = COALESCE($14, disabled_reason) \
+       WHERE id = $2 AND EXISTS (SELECT 1 FROM d)) \
+     SELECT count(*) FROM d";
+
+/// Makes event `$1` due at `$2` for every enabled endpoint subscribed to its type. Returns
+/// whether the event exists and how many deliveries are due.
+const REDELIVER: &str = "WITH ev AS (SELECT id, type FROM order_events WHERE id = $1), \
+     d AS ( \
+       INSERT INTO webhook_deliveries (event_id, endpoint_id, due_at) \
+       SELECT ev.id, e.id, $2 FROM ev JOIN webhook_endpoints e \
+         ON e.enabled AND ev.type = ANY(e.events) \
+       ON CONFLICT (event_id, endpoint_id) DO UPDATE SET state = 'pending', due_at = EXCLUDED.due_at \
+       RETURNING 1) \
+     SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM d)";
+
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: Uuid,
+    url: String,
+    events: Vec<String>,
+    description: String,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    secret: Vec<u8>,
+    previous_secret: Option<Vec<u8>>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+    failing_since: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<EndpointRow> for Endpoint {
+    type Error = CorruptRow;
+
+    fn try_from(row: EndpointRow) -> Result<Self, Self::Error> {
+        let corrupt = |column, e| CorruptRow::new("webhook_endpoints", column, e);
+        let previous_secret = match (row.previous_secret, row.previous_secret_expires_at) {
+            (Some(secret), Some(expires_at)) => Some(RetiringSecret {
+                secret: Secret::from_bytes(secret).map_err(|e| corrupt("previous_secret", e))?,
+                expires_at,
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            id: EndpointId::from_uuid(row.id),
+            // Stored URLs were checked when written; `http` ones only where allowed then.
+            url: EndpointUrl::parse(&row.url, true).map_err(|e| corrupt("url", e))?,
+            events: row
+                .events
+                .iter()
+                .map(|t| t.parse::<EventType>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| corrupt("events", e))?,
+            description: row.description,
+            enabled: row.enabled,
+            disabled_reason: row.disabled_reason,
+            secret: Secret::from_bytes(row.secret).map_err(|e| corrupt("secret", e))?,
+            previous_secret,
+            failing_since: row.failing_since,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    event_id: Uuid,
+    order_id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    occurred_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = CorruptRow;
+
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: EventId::from_uuid(row.event_id),
+            order_id: OrderId::from_uuid(row.order_id),
+            kind: row
+                .kind
+                .parse()
+                .map_err(|e| CorruptRow::new("order_events", "type", e))?,
+            occurred_at: row.occurred_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    attempts: i32,
+    lease_token: Uuid,
+    #[sqlx(flatten)]
+    event: EventRow,
+    #[sqlx(flatten)]
+    endpoint: EndpointRow,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    event_id: Uuid,
+    event_type: String,
+    endpoint_id: Uuid,
+    attempt: i32,
+    attempted_at: DateTime<Utc>,
+    status_code: Option<i32>,
+    error: Option<String>,
+    latency_us: i64,
+    response_excerpt: String,
+    delivered: bool,
+}
+
+impl TryFrom<AttemptRow> for DeliveryAttempt {
+    type Error = CorruptRow;
+
+    fn try_from(row: AttemptRow) -> Result<Self, Self::Error> {
+        let corrupt = |column, e: String| CorruptRow::new("webhook_attempts", column, e);
+        Ok(Self {
+            event_id: EventId::from_uuid(row.event_id),
+            event_type: row
+                .event_type
+                .parse()
+                .map_err(|e: order_core::Invalid| corrupt("event_type", e.to_string()))?,
+            endpoint_id: EndpointId::from_uuid(row.endpoint_id),
+            attempt: u32::try_from(row.attempt).map_err(|e| corrupt("attempt", e.to_string()))?,
+            attempted_at: row.attempted_at,
+            status_code: row
+                .status_code
+                .map(u16::try_from)
+                .transpose()
+                .map_err(|e| corrupt("status_code", e.to_string()))?,
+            error: row.error,
+            latency: Duration::from_micros(row.latency_us.unsigned_abs()),
+            response_excerpt: row.response_excerpt,
+            delivered: row.delivered,
+        })
+    }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl WebhookStore for PgOrderRepo {
+    async fn insert_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, url, events, description, enabled, disabled_reason, \
+             secret, previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(endpoint.id.as_uuid())
+        .bind(endpoint.url.as_str())
+        .bind(endpoint.events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
+        .bind(&endpoint.description)
+        .bind(endpoint.enabled)
+        .bind(&endpoint.disabled_reason)
+        .bind(endpoint.secret.as_bytes())
+        .bind(endpoint.previous_secret.as_ref().map(|p| p.secret.as_bytes()))
+        .bind(endpoint.previous_secret.as_ref().map(|p| p.expires_at))
+        .bind(endpoint.failing_since)
+        .bind(endpoint.created_at)
+        .bind(endpoint.updated_at)
+        .execute(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, RepoError> {
+        let row: Option<EndpointRow> = sqlx::query_as(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e WHERE e.id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(row.map(Endpoint::try_from).transpose()?)
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
+        let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e ORDER BY e.id"
+        ))
+        .fetch_all(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(Endpoint::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
+        let updated = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, enabled = $5, \
+             disabled_reason = $6, secret = $7, previous_secret = $8, \
+             previous_secret_expires_at = $9, failing_since = $10, updated_at = $11 WHERE id = $1",
+        )
+        .bind(endpoint.id.as_uuid())
+        .bind(endpoint.url.as_str())
+        .bind(
+            endpoint
+                .events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&endpoint.description)
+        .bind(endpoint.enabled)
+        .bind(&endpoint.disabled_reason)
+        .bind(endpoint.secret.as_bytes())
+        .bind(
+            endpoint
+                .previous_secret
+                .as_ref()
+                .map(|p| p.secret.as_bytes()),
+        )
+        .bind(endpoint.previous_secret.as_ref().map(|p| p.expires_at))
+        .bind(endpoint.failing_since)
+        .bind(endpoint.updated_at)
+        .execute(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, RepoError> {
+        let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<Event>, RepoError> {
+        let row: Option<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM order_events ev WHERE ev.id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(row.map(Event::try_from).transpose()?)
+    }
+
+    async fn events_of(&self, order: OrderId) -> Result<Vec<Event>, RepoError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM order_events ev WHERE ev.order_id = $1 ORDER BY ev.seq"
+        ))
+        .bind(order.as_uuid())
+        .fetch_all(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(Event::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn fan_out(&self, now: DateTime<Utc>, max: usize) -> Result<usize, RepoError> {
+        let taken: i64 = sqlx::query_scalar(FAN_OUT)
+            .bind(limit(max))
+            .bind(now)
+            .fetch_one(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok(usize::try_from(taken).unwrap_or(0))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        max: usize,
+    ) -> Result<Vec<ClaimedDelivery>, RepoError> {
+        let until = now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX);
+        let rows: Vec<ClaimRow> = sqlx::query_as(&claim_sql())
+            .bind(now)
+            .bind(until)
+            .bind(limit(max))
+            .fetch_all(self.db()?)
+            .await
+            .map_err(translate)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    event: row.event.try_into()?,
+                    endpoint: row.endpoint.try_into()?,
+                    attempt: u32::try_from(row.attempts).unwrap_or(0) + 1,
+                    token: row.lease_token,
+                })
+            })
+            .collect::<Result<_, CorruptRow>>()
+            .map_err(RepoError::from)
+    }
+
+    async fn finish_delivery(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: &DeliveryAttempt,
+        next: DeliveryNext,
+        disable: Option<String>,
+    ) -> Result<(), RepoError> {
+        let (state, due_at) = match next {
+            DeliveryNext::Delivered => ("delivered", None),
+            DeliveryNext::RetryAt(at) => ("pending", Some(at)),
+            DeliveryNext::GiveUp => ("failed", None),
+        };
+        let finished: i64 = sqlx::query_scalar(FINISH)
+            .bind(claimed.event.id.as_uuid())
+            .bind(claimed.endpoint.id.as_uuid())
+            .bind(claimed.token)
+            .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+            .bind(state)
+            .bind(due_at)
+            .bind(attempt.attempted_at)
+            .bind(attempt.status_code.map(i32::from))
+            .bind(&attempt.error)
+            .bind(i64::try_from(attempt.latency.as_micros()).unwrap_or(i64::MAX))
+            .bind(&attempt.response_excerpt)
+            .bind(attempt.delivered)
+            .bind(attempt.event_type.as_str())
+            .bind(disable)
+            .fetch_one(self.db()?)
+            .await
+            .map_err(translate)?;
+        if finished == 1 {
+            Ok(())
+        } else {
+            Err(RepoError::LeaseLost(claimed.event.order_id))
+        }
+    }
+
+    async fn attempts(
+        &self,
+        endpoint: EndpointId,
+        max: usize,
+    ) -> Result<Vec<DeliveryAttempt>, RepoError> {
+        let rows: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT event_id, event_type, endpoint_id, attempt, attempted_at, status_code, error, \
+             latency_us, response_excerpt, delivered FROM webhook_attempts \
+             WHERE endpoint_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(endpoint.as_uuid())
+        .bind(limit(max))
+        .fetch_all(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(rows
+            .into_iter()
+            .map(DeliveryAttempt::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn redeliver(
+        &self,
+        event: EventId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, RepoError> {
+        let (found, due): (i64, i64) = sqlx::query_as(REDELIVER)
+            .bind(event.as_uuid())
+            .bind(now)
+            .fetch_one(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok((found == 1).then(|| usize::try_from(due).unwrap_or(0)))
+    }
+}

@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use order_core::payment::AttemptOutcome;
 use order_core::ports::OrderRepo;
+use order_core::ports::WebhookStore;
 use order_core::{IdempotencyKey, OrderId, OrderStatus};
 use order_gateway_mock::server::{Behaviour, router};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
-use order_http::testing::{PrivateRedis, free_port, sample_order};
+use order_http::testing::{PrivateRedis, Receiver, check_sequences, free_port, sample_order};
 use order_store_postgres::PgOrderRepo;
 use order_store_postgres::testing::PrivatePostgres;
 use rand::rngs::SmallRng;
@@ -150,6 +151,8 @@ fn environment(database_url: &str, redis_port: u16, gateway_url: String) -> Vec<
         ("PAYMENT_RECONCILE_INTERVAL_SECONDS", "0.5".into()),
         ("DATABASE_POOL_SIZE", "8".into()),
         ("LOG_LEVEL", "warn".into()),
+        ("WEBHOOKS_ALLOW_HTTP", "true".into()),
+        ("WEBHOOK_TIMEOUT_SECONDS", "1".into()),
     ]
     .map(|(k, v)| (k.to_owned(), v))
     .to_vec()
@@ -377,6 +380,65 @@ fn check_order(
     order.status
 }
 
+/// Subscribes `receiver` to every event through the API on `port`, once it answers.
+async fn subscribe(port: u16, receiver: &Receiver) {
+    let client = order_api::OrderClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let request = order_api::webhooks::CreateWebhookEndpointRequest {
+        url: receiver.url(),
+        events: None,
+        description: Some("chaos".into()),
+    };
+    let start = Instant::now();
+    while client.create_webhook_endpoint(&request).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the API never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every event in the outbox of every stored order has reached the receiver
+/// (deduplicated by id), and checks each order's events follow the state machine. Returns
+/// how many events there are and how many requests the receiver got.
+async fn check_events(
+    repo: &PgOrderRepo,
+    orders: &HashSet<OrderId>,
+    receiver: &Receiver,
+    logs: &std::path::Path,
+) -> (usize, usize) {
+    let mut outbox = HashSet::new();
+    for id in orders {
+        for event in repo.events_of(*id).await.unwrap() {
+            outbox.insert(event.id.to_string());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(setting("CHAOS_SETTLE_SECONDS", 120));
+    loop {
+        let delivered = receiver.delivered();
+        let missing = outbox
+            .iter()
+            .filter(|id| !delivered.contains_key(*id))
+            .count();
+        if missing == 0 {
+            let sequences = check_sequences(&delivered);
+            assert_eq!(
+                sequences.len(),
+                orders.len(),
+                "every order's events arrived"
+            );
+            return (outbox.len(), receiver.received().len());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} events never reached the receiver; logs in {}",
+            outbox.len(),
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_accepted_order_is_lost_or_charged_twice_under_kills_restarts_and_crashes() {
     let target_orders = setting("CHAOS_ORDERS", 300);
@@ -397,6 +459,9 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_restarts_and_cra
     let env = environment(&postgres.url(), redis_port, gateway.url());
     let api_ports = [free_port(), free_port()];
     let mut processes = start_processes(&env, api_ports, &logs);
+    // A subscriber to every event: each one must reach it, whatever is killed.
+    let receiver = Receiver::start().await;
+    subscribe(api_ports[0], &receiver).await;
     // Faults: SIGKILL a random process and restart it; restart Redis empty along the way.
     // The schedule is seeded; a failing run prints its seed, and CHAOS_SEED replays it.
     let seed = std::env::var("CHAOS_SEED")
@@ -491,6 +556,7 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_restarts_and_cra
     for id in &accepted {
         assert!(stored_ids.contains(id), "accepted order {id} was lost");
     }
+    let (events, requests) = check_events(&repo, &stored_ids, &receiver, &logs).await;
     let mut ended: std::collections::HashMap<OrderStatus, u64> = std::collections::HashMap::new();
     for id in &stored_ids {
         let order = repo.get(*id).await.unwrap().expect("stored");
@@ -508,7 +574,7 @@ async fn no_accepted_order_is_lost_or_charged_twice_under_kills_restarts_and_cra
     let stored = stored_ids.len();
     println!(
         "chaos: accepted={} stored={stored} confirmed={} failed={} cancelled={} cancels_acknowledged={} \
-         kills={kills} redis_restarts={redis_restarts} pg_crashes={pg_crashes} gateway_restarts={gateway_restarts} refused={refused} \
+         events={events} webhook_requests={requests} kills={kills} redis_restarts={redis_restarts} pg_crashes={pg_crashes} gateway_restarts={gateway_restarts} refused={refused} \
          gateway_calls_since_restart={} captures={} refunds={} seconds={:.1}",
         accepted.len(),
         count(OrderStatus::Confirmed),

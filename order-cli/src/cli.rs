@@ -129,6 +129,10 @@ pub enum Command {
     /// requires keys).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage webhook endpoints, see their deliveries, replay events, or receive webhooks
+    /// locally (`listen`); needs a key with webhooks:manage when the service requires keys.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -171,6 +175,98 @@ pub enum KeysCommand {
     Revoke {
         /// The key's id (the 16 hex digits after `ordk_`).
         id: String,
+    },
+}
+
+/// The `webhooks` commands.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Create an endpoint; prints its signing secret (shown only now and on rotation).
+    Create {
+        /// Where events are posted.
+        #[arg(long)]
+        url: String,
+        /// The event types it receives, separated by commas (default: all): order.created,
+        /// order.payment_processing, order.confirmed, order.payment_failed,
+        /// order.cancelling, order.cancelled, order.refunded.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List every endpoint.
+    List,
+    /// Show one endpoint.
+    Get {
+        /// The endpoint's id (`ep_...`).
+        id: String,
+    },
+    /// Change an endpoint: only what is given.
+    Update {
+        /// The endpoint's id.
+        id: String,
+        /// A new URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// New event types, separated by commas.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Enable it (clearing why it was disabled).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable it.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete an endpoint and its undelivered events.
+    Delete {
+        /// The endpoint's id.
+        id: String,
+    },
+    /// Replace an endpoint's signing secret; the old one signs beside it for a grace period.
+    RotateSecret {
+        /// The endpoint's id.
+        id: String,
+    },
+    /// An endpoint's delivery attempts, newest first.
+    Deliveries {
+        /// The endpoint's id.
+        id: String,
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Send an event again to every endpoint subscribed to it.
+    Redeliver {
+        /// The event's id (`evt_...`, the `webhook-id` a receiver saw).
+        event_id: String,
+    },
+    /// Receive webhooks on this machine and print each event: what a developer points an
+    /// endpoint at (`http://127.0.0.1:PORT/`, with WEBHOOKS_ALLOW_HTTP on) to watch events
+    /// arrive. With `--secret`, signatures are checked and a forged or stale request is
+    /// answered 401 and reported.
+    Listen {
+        /// The port to listen on (on 127.0.0.1).
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// The endpoint's signing secret (`whsec_...`); give it twice during a rotation.
+        #[arg(
+            long,
+            env = "ORDER_WEBHOOK_SECRET",
+            hide_env_values = true,
+            value_delimiter = ' '
+        )]
+        secret: Vec<String>,
+        /// The status to answer verified requests with (try 500 to watch retries).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 

@@ -8,6 +8,8 @@
 //! - [`client`]: what each failure of `order-api`'s `OrderClient` means, as an exit code.
 //! - [`output`]: JSON for scripts, tables for people.
 //! - [`load`]: the open-model load generator and its report.
+//! - [`webhooks`]: managing webhook endpoints, and `listen`, a local receiver that checks
+//!   signatures.
 //!
 //! Exit codes: 0 success, 1 other error, 2 usage, 3 not found, 4 invalid input,
 //! 5 service unavailable or rate limited, 6 conflict (an order that cannot be cancelled, or
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod load;
 pub mod output;
+pub mod webhooks;
 
 use std::io::Read as _;
 use std::time::{Duration, Instant};
@@ -180,6 +183,7 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             });
         }
         Command::Keys(command) => keys(&client, format, command).await?,
+        Command::Webhooks(command) => webhooks::run(&client, format, command).await?,
         Command::Completions { .. } => {}
     }
     Ok(())

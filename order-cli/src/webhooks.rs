@@ -198,6 +198,8 @@ pub async fn run(
 /// One received event, as `listen` prints it.
 #[derive(Debug, Serialize)]
 struct Printed {
+    /// When it arrived.
+    received_at: chrono::DateTime<chrono::Utc>,
     /// Whether its signature was checked and matched (`false` without `--secret`).
     verified: bool,
     /// The event.
@@ -214,6 +216,7 @@ struct Listener {
 }
 
 async fn receive(State(l): State<Arc<Listener>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let received_at = chrono::Utc::now();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = if l.secrets.is_empty() {
         false
@@ -241,7 +244,12 @@ async fn receive(State(l): State<Arc<Listener>>, headers: HeaderMap, body: Bytes
     };
     match l.format {
         Format::Json => {
-            let line = serde_json::to_string(&Printed { verified, event }).unwrap_or_default();
+            let line = serde_json::to_string(&Printed {
+                received_at,
+                verified,
+                event,
+            })
+            .unwrap_or_default();
             println!("{line}");
         }
         Format::Table => match serde_json::from_value::<WebhookEvent>(event.clone()) {

@@ -226,7 +226,7 @@ impl RepoError {
 /// - `insert` and `insert_many` are durable when they return `Ok`. `insert_many` is all or
 ///   nothing. An id that exists already MUST give [`RepoError::Duplicate`] and store nothing.
 ///   Stored orders are `pending` with no attempts, due at their `created_at`.
-/// - `get` returns `Ok(None)` for an unknown id.
+/// - `get` returns `Ok(None)` for an unknown id; `get_many` the stored orders among the ids.
 /// - `list` returns the page of orders matching the filter, newest first (`created_at`, then
 ///   id, descending), and the number of matches on all pages.
 /// - `claim(id, worker, now, lease_for)` for an unknown id MUST give [`RepoError::NotFound`];
@@ -280,6 +280,17 @@ pub trait OrderRepo: Send + Sync {
     async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError>;
     /// The order with this id, if any.
     async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError>;
+    /// The stored orders among `ids`, in any order (unknown ids are left out). One read per
+    /// id unless the adapter reads them together.
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, RepoError> {
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(order) = self.get(*id).await? {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
+    }
     /// A page of orders matching `filter`, newest first.
     async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError>;
     /// Takes the order for payment under a lease.
@@ -518,6 +529,20 @@ pub struct ClaimedDelivery {
     pub token: Uuid,
 }
 
+/// An attempt to record with [`WebhookStore::finish_deliveries`]: the delivery it was made
+/// under, what it came to, what comes next, and whether to disable the endpoint (why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedDelivery {
+    /// The delivery, as claimed.
+    pub claimed: ClaimedDelivery,
+    /// The attempt made.
+    pub attempt: crate::webhook::DeliveryAttempt,
+    /// What comes next.
+    pub next: DeliveryNext,
+    /// Disable the endpoint, for this reason.
+    pub disable: Option<String>,
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryNext {
@@ -550,11 +575,12 @@ pub enum DeliveryNext {
 ///   enabled, oldest due first, each under a new lease until `now + lease_for`, with its
 ///   attempt number (previous attempts + 1). Of concurrent claims, at most one gets a
 ///   delivery.
-/// - `finish_delivery(claimed, attempt, next, disable)` records the attempt, applies `next`
-///   and ends the lease, only while `claimed.token` is the delivery's lease (else
-///   [`RepoError::LeaseLost`], recording nothing). It sets the endpoint's `failing_since`
-///   to the attempt's time if unset (a failed attempt) or clears it (a delivered one), and
-///   with `disable` disables the endpoint with that reason.
+/// - `finish_deliveries(finished)` records each attempt, applies its `next` and ends its
+///   lease, in one atomic step, for every delivery whose lease `claimed.token` still is;
+///   the others record nothing (another dispatcher took them over). It returns, in input
+///   order, whether each was recorded. Per endpoint, if any recorded attempt delivered, its
+///   `failing_since` is cleared; otherwise a failed one sets it, if unset, to the earliest
+///   failed attempt's time. A `disable` reason disables the endpoint with that reason.
 /// - `attempts(endpoint, limit)` lists the endpoint's recorded attempts, newest first.
 /// - `redeliver(event, now)` makes the event due again at `now` for every enabled endpoint
 ///   subscribed to its type (whether or not it was delivered before, with its attempt
@@ -594,14 +620,11 @@ pub trait WebhookStore: Send + Sync {
         lease_for: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>, RepoError>;
-    /// Records an attempt and what comes next.
-    async fn finish_delivery(
+    /// Records attempts and what comes after each, for the deliveries still leased.
+    async fn finish_deliveries(
         &self,
-        claimed: &ClaimedDelivery,
-        attempt: &crate::webhook::DeliveryAttempt,
-        next: DeliveryNext,
-        disable: Option<String>,
-    ) -> Result<(), RepoError>;
+        finished: &[FinishedDelivery],
+    ) -> Result<Vec<bool>, RepoError>;
     /// An endpoint's attempts, newest first.
     async fn attempts(
         &self,

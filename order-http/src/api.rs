@@ -102,7 +102,7 @@ impl AppState {
                 timeout: Duration::from_secs(10),
                 secret_grace: Duration::from_secs(86_400),
                 disable_after: Duration::from_secs(5 * 86_400),
-                concurrency: 64,
+                concurrency: 128,
             },
         }))
     }
@@ -174,7 +174,8 @@ struct InFlight(#[expect(dead_code, reason = "held, never read")] Arc<Permit>);
                        Every error answers with the same `ErrorBody`. With `AUTH_MODE=api_key` \
                        every `/api/v1` request needs `Authorization: Bearer <key>` with the \
                        route's scope: `orders:read` to read orders, `orders:write` to place \
-                       them, `orders:cancel` to cancel them, `keys:manage` for `/api/v1/api-keys`; \
+                       them, `orders:cancel` to cancel them, `keys:manage` for `/api/v1/api-keys`, \
+                       `webhooks:manage` for webhook endpoints and redelivery; \
                        a missing or bad key is `401` (`unauthorized`), a missing scope `403` \
                        (`insufficient_scope`). With `AUTH_MODE=none` (the embedded default) no \
                        key is needed."

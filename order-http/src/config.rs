@@ -129,8 +129,20 @@ pub struct WebhookSettings {
     /// An endpoint whose every delivery failed for this long is disabled
     /// (`WEBHOOK_DISABLE_AFTER_SECONDS`, 432000: five days).
     pub disable_after: Duration,
-    /// Deliveries each process posts at once (`WEBHOOK_CONCURRENCY`, 64).
+    /// Deliveries each process posts at once (`WEBHOOK_CONCURRENCY`, 128), in loops of
+    /// rounds of at most [`WebhookSettings::ROUND`] each, run side by side.
     pub concurrency: usize,
+}
+
+impl WebhookSettings {
+    /// The most deliveries one round of one loop posts.
+    pub const ROUND: usize = 32;
+
+    /// How many dispatcher loops run side by side: one per [`Self::ROUND`] deliveries of
+    /// the concurrency (at least one), so one loop's posts overlap another's statements.
+    pub fn loops(&self) -> usize {
+        self.concurrency.div_ceil(Self::ROUND).max(1)
+    }
 }
 
 fn parse<T: FromStr>(
@@ -466,7 +478,7 @@ impl Config {
                 disable_after: seconds(l, "WEBHOOK_DISABLE_AFTER_SECONDS", 5.0 * 86_400.0)?,
                 concurrency: positive(
                     "WEBHOOK_CONCURRENCY",
-                    parse(l, "WEBHOOK_CONCURRENCY", 64, "a whole number")?,
+                    parse(l, "WEBHOOK_CONCURRENCY", 128, "a whole number")?,
                 )?,
             },
             database_url,

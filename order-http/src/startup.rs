@@ -97,6 +97,8 @@ pub struct Application {
     worker: Option<(Arc<Processor>, WorkerSettings)>,
     /// Delivers webhooks, in the worker roles.
     dispatcher: Option<Arc<crate::webhooks::Dispatcher>>,
+    /// Dispatcher loops run side by side.
+    webhook_loops: usize,
     gateway: SimulatedGateway,
     /// Applies PostgreSQL's migrations once it answers; until then the store is not ready.
     migrator: Option<Migrator>,
@@ -199,6 +201,7 @@ impl Application {
             state,
             worker,
             dispatcher,
+            webhook_loops: config.webhooks.loops(),
             gateway,
             migrator,
             key_retention: config.idempotency_key_retention,
@@ -243,9 +246,11 @@ impl Application {
         let worker = self.worker.map(|(processor, settings)| {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
         });
+        let webhook_loops = self.webhook_loops;
         let dispatching = self.dispatcher.map(|dispatcher| {
             tokio::spawn(crate::webhooks::run(
                 dispatcher,
+                webhook_loops,
                 WEBHOOK_IDLE_POLL,
                 stopped.clone(),
             ))
@@ -388,7 +393,8 @@ fn api_state(
 }
 
 /// The webhook dispatcher of a worker role: posts with reqwest, renders orders as the API
-/// does, holds a delivery for twice the time-out and five seconds more.
+/// does, holds a delivery for twice the time-out and five seconds more, and posts a loop's
+/// share of `WEBHOOK_CONCURRENCY` per round.
 fn dispatcher(
     config: &Config,
     webhooks: Arc<dyn WebhookStore>,
@@ -407,7 +413,7 @@ fn dispatcher(
         render,
         DispatcherConfig {
             lease: config.webhooks.timeout * 2 + Duration::from_secs(5),
-            batch: config.webhooks.concurrency,
+            batch: config.webhooks.concurrency / config.webhooks.loops(),
             disable_after: config.webhooks.disable_after,
             ..DispatcherConfig::default()
         },

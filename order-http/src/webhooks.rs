@@ -107,9 +107,31 @@ fn failed(e: &reqwest::Error) -> WebhookResponse {
     }
 }
 
+/// Runs `loops` loops of dispatcher rounds side by side (one round's posts overlap the
+/// next one's statements; the store hands each delivery to one of them) until `stopped`
+/// turns true.
+pub async fn run(
+    dispatcher: Arc<Dispatcher>,
+    loops: usize,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..loops.max(1) {
+        tasks.spawn(rounds(Arc::clone(&dispatcher), idle, stopped.clone()));
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+}
+
 /// Runs rounds of the dispatcher until `stopped` turns true: at once again after a busy
 /// round, after `idle` when there was nothing to do, after a second when the store failed.
-pub async fn run(dispatcher: Arc<Dispatcher>, idle: Duration, mut stopped: watch::Receiver<bool>) {
+async fn rounds(dispatcher: Arc<Dispatcher>, idle: Duration, mut stopped: watch::Receiver<bool>) {
     loop {
         if *stopped.borrow() {
             return;

@@ -153,6 +153,10 @@ impl OrderRepo for PgOrderRepo {
         self.fetch_one(id).await
     }
 
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, RepoError> {
+        self.fetch_many(ids).await
+    }
+
     async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError> {
         self.fetch_page(filter, page).await
     }

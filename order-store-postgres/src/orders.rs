@@ -126,6 +126,25 @@ impl PgOrderRepo {
         Ok(self.fetch_tree(query).await?.pop().map(|(order, _)| order))
     }
 
+    /// The stored orders among `ids`, in one statement.
+    pub(crate) async fn fetch_many(&self, ids: &[OrderId]) -> Result<Vec<Order>, RepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = order_tree(&format!(
+            "SELECT {ORDER_COLUMNS}, row_number() OVER (ORDER BY id) AS rank \
+             FROM orders WHERE id = ANY($1)"
+        ));
+        let ids: Vec<Uuid> = ids.iter().map(OrderId::as_uuid).collect();
+        let query = sqlx::query_as(&sql).bind(ids); // $1 the ids
+        Ok(self
+            .fetch_tree(query)
+            .await?
+            .into_iter()
+            .map(|(order, _)| order)
+            .collect())
+    }
+
     /// A page of the orders `filter` matches, newest first, and how many match in all.
     pub(crate) async fn fetch_page(
         &self,

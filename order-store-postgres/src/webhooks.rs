@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::OrderId;
-use order_core::ports::{ClaimedDelivery, DeliveryNext, RepoError, WebhookStore};
+use order_core::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
 use order_core::webhook::{
     DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, Event, EventId, EventType, RetiringSecret,
     Secret,
@@ -58,26 +58,43 @@ fn claim_sql() -> String {
     )
 }
 
-/// Ends the lease `$3` of the delivery of event `$1` to endpoint `$2`: records attempt
-/// `$4`, sets the state `$5` and (if not null) the next due time `$6`, appends the attempt
-/// (`$7` time, `$8` status, `$9` error, `$10` latency in µs, `$11` excerpt, `$12` delivered,
-/// `$13` event type), and updates the endpoint's failure streak, disabling it with reason
-/// `$14` if not null. Returns 1, or 0 when the lease is no longer held.
-const FINISH: &str = "WITH d AS ( \
-       UPDATE webhook_deliveries SET lease_token = NULL, lease_expires_at = NULL, \
-         attempts = $4, state = $5, due_at = COALESCE($6, due_at) \
-       WHERE event_id = $1 AND endpoint_id = $2 AND lease_token = $3 RETURNING 1), \
+/// Records a batch of attempts, one per row of the unnested arrays: `$1` event, `$2`
+/// endpoint, `$3` lease token, `$4` attempt number, `$5` new state, `$6` next due time (or
+/// null), `$7` attempt time, `$8` status (or null), `$9` error (or null), `$10` latency in
+/// µs, `$11` excerpt, `$12` delivered, `$13` event type, `$14` reason to disable the
+/// endpoint (or null). Only rows whose delivery still holds that lease are applied; per
+/// endpoint, a delivery in the batch clears the failure streak, else the earliest failure
+/// starts it if unset, and a reason disables it. Returns the (event, endpoint) pairs applied.
+const FINISH: &str = "WITH f AS ( \
+       SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int4[], $5::text[], \
+         $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::text[], $10::int8[], $11::text[], \
+         $12::bool[], $13::text[], $14::text[]) \
+       AS f(event_id, endpoint_id, token, attempt, state, due_at, attempted_at, status_code, \
+         error, latency_us, excerpt, delivered, event_type, disable)), \
+     d AS ( \
+       UPDATE webhook_deliveries w SET lease_token = NULL, lease_expires_at = NULL, \
+         attempts = f.attempt, state = f.state, due_at = COALESCE(f.due_at, w.due_at) \
+       FROM f WHERE w.event_id = f.event_id AND w.endpoint_id = f.endpoint_id \
+         AND w.lease_token = f.token \
+       RETURNING w.event_id, w.endpoint_id), \
+     ok AS (SELECT f.* FROM f JOIN d ON d.event_id = f.event_id AND d.endpoint_id = f.endpoint_id), \
      a AS ( \
        INSERT INTO webhook_attempts (event_id, event_type, endpoint_id, attempt, attempted_at, \
          status_code, error, latency_us, response_excerpt, delivered) \
-       SELECT $1, $13, $2, $4, $7, $8, $9, $10, $11, $12 WHERE EXISTS (SELECT 1 FROM d)), \
+       SELECT event_id, event_type, endpoint_id, attempt, attempted_at, status_code, error, \
+         latency_us, excerpt, delivered FROM ok ORDER BY attempted_at), \
+     per AS ( \
+       SELECT endpoint_id, bool_or(delivered) AS delivered, \
+         min(attempted_at) FILTER (WHERE NOT delivered) AS first_failure, min(disable) AS disable \
+       FROM ok GROUP BY endpoint_id), \
      e AS ( \
-       UPDATE webhook_endpoints SET \
-         failing_since = CASE WHEN $12 THEN NULL ELSE COALESCE(failing_since, $7) END, \
-         enabled = enabled AND $14::text IS NULL, \
-         disabled_reason = COALESCE($14, disabled_reason) \
-       WHERE id = $2 AND EXISTS (SELECT 1 FROM d)) \
-     SELECT count(*) FROM d";
+       UPDATE webhook_endpoints e SET \
+         failing_since = CASE WHEN per.delivered THEN NULL \
+                              ELSE COALESCE(e.failing_since, per.first_failure) END, \
+         enabled = e.enabled AND per.disable IS NULL, \
+         disabled_reason = COALESCE(per.disable, e.disabled_reason) \
+       FROM per WHERE e.id = per.endpoint_id) \
+     SELECT event_id, endpoint_id FROM d";
 
 /// Makes event `$1` due at `$2` for every enabled endpoint subscribed to its type. Returns
 /// whether the event exists and how many deliveries are due.
@@ -375,41 +392,102 @@ impl WebhookStore for PgOrderRepo {
             .map_err(RepoError::from)
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        claimed: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        next: DeliveryNext,
-        disable: Option<String>,
-    ) -> Result<(), RepoError> {
-        let (state, due_at) = match next {
+        finished: &[FinishedDelivery],
+    ) -> Result<Vec<bool>, RepoError> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: fn(&FinishedDelivery) -> Uuid| finished.iter().map(f).collect::<Vec<_>>();
+        let state_and_due = |f: &FinishedDelivery| match f.next {
             DeliveryNext::Delivered => ("delivered", None),
             DeliveryNext::RetryAt(at) => ("pending", Some(at)),
             DeliveryNext::GiveUp => ("failed", None),
         };
-        let finished: i64 = sqlx::query_scalar(FINISH)
-            .bind(claimed.event.id.as_uuid())
-            .bind(claimed.endpoint.id.as_uuid())
-            .bind(claimed.token)
-            .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
-            .bind(state)
-            .bind(due_at)
-            .bind(attempt.attempted_at)
-            .bind(attempt.status_code.map(i32::from))
-            .bind(&attempt.error)
-            .bind(i64::try_from(attempt.latency.as_micros()).unwrap_or(i64::MAX))
-            .bind(&attempt.response_excerpt)
-            .bind(attempt.delivered)
-            .bind(attempt.event_type.as_str())
-            .bind(disable)
-            .fetch_one(self.db()?)
+        let applied: Vec<(Uuid, Uuid)> = sqlx::query_as(FINISH)
+            .bind(column(|f| f.claimed.event.id.as_uuid()))
+            .bind(column(|f| f.claimed.endpoint.id.as_uuid()))
+            .bind(column(|f| f.claimed.token))
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| i32::try_from(f.attempt.attempt).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| state_and_due(f).0)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| state_and_due(f).1)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.attempt.attempted_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.attempt.status_code.map(i32::from))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.attempt.error.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| i64::try_from(f.attempt.latency.as_micros()).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.attempt.response_excerpt.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.attempt.delivered)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.attempt.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                finished
+                    .iter()
+                    .map(|f| f.disable.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(self.db()?)
             .await
             .map_err(translate)?;
-        if finished == 1 {
-            Ok(())
-        } else {
-            Err(RepoError::LeaseLost(claimed.event.order_id))
-        }
+        let applied: std::collections::HashSet<(Uuid, Uuid)> = applied.into_iter().collect();
+        Ok(finished
+            .iter()
+            .map(|f| {
+                applied.contains(&(
+                    f.claimed.event.id.as_uuid(),
+                    f.claimed.endpoint.id.as_uuid(),
+                ))
+            })
+            .collect())
     }
 
     async fn attempts(

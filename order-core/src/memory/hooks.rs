@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{MemoryOrderRepo, chrono, lock};
 use crate::ids::OrderId;
 use crate::order::{Order, OrderStatus, RefundStatus};
-use crate::ports::{ClaimedDelivery, DeliveryNext, RepoError, WebhookStore};
+use crate::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
 use crate::webhook::{DeliveryAttempt, Endpoint, EndpointId, Event, EventId, EventType};
 
 /// Where a delivery stands.
@@ -197,40 +197,61 @@ impl WebhookStore for MemoryOrderRepo {
         Ok(claimed)
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        claimed: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        next: DeliveryNext,
-        disable: Option<String>,
-    ) -> Result<(), RepoError> {
+        finished: &[FinishedDelivery],
+    ) -> Result<Vec<bool>, RepoError> {
         let mut hooks = lock(&self.hooks);
-        let key = (claimed.event.id, claimed.endpoint.id);
-        let row = hooks
-            .deliveries
-            .get_mut(&key)
-            .filter(|d| d.lease.is_some_and(|(token, _)| token == claimed.token))
-            .ok_or(RepoError::LeaseLost(claimed.event.order_id))?;
-        row.lease = None;
-        row.attempts = attempt.attempt;
-        match next {
-            DeliveryNext::Delivered => row.state = State::Delivered,
-            DeliveryNext::RetryAt(at) => row.due_at = at,
-            DeliveryNext::GiveUp => row.state = State::Failed,
-        }
-        hooks.attempts.push(attempt.clone());
-        if let Some(endpoint) = hooks.endpoints.get_mut(&claimed.endpoint.id) {
-            endpoint.failing_since = if attempt.delivered {
-                None
-            } else {
-                endpoint.failing_since.or(Some(attempt.attempted_at))
+        let mut recorded = Vec::with_capacity(finished.len());
+        // Per endpoint: whether anything was delivered, the first failure, a reason to disable.
+        let mut outcomes: BTreeMap<EndpointId, (bool, Option<DateTime<Utc>>, Option<String>)> =
+            BTreeMap::new();
+        for f in finished {
+            let key = (f.claimed.event.id, f.claimed.endpoint.id);
+            let Some(row) = hooks
+                .deliveries
+                .get_mut(&key)
+                .filter(|d| d.lease.is_some_and(|(token, _)| token == f.claimed.token))
+            else {
+                recorded.push(false);
+                continue;
             };
-            if let Some(reason) = disable {
-                endpoint.enabled = false;
-                endpoint.disabled_reason = Some(reason);
+            row.lease = None;
+            row.attempts = f.attempt.attempt;
+            match f.next {
+                DeliveryNext::Delivered => row.state = State::Delivered,
+                DeliveryNext::RetryAt(at) => row.due_at = at,
+                DeliveryNext::GiveUp => row.state = State::Failed,
+            }
+            hooks.attempts.push(f.attempt.clone());
+            let outcome = outcomes.entry(f.claimed.endpoint.id).or_default();
+            outcome.0 |= f.attempt.delivered;
+            if !f.attempt.delivered {
+                outcome.1 = Some(
+                    outcome
+                        .1
+                        .map_or(f.attempt.attempted_at, |t| t.min(f.attempt.attempted_at)),
+                );
+            }
+            if outcome.2.is_none() {
+                outcome.2.clone_from(&f.disable);
+            }
+            recorded.push(true);
+        }
+        for (id, (delivered, first_failure, disable)) in outcomes {
+            if let Some(endpoint) = hooks.endpoints.get_mut(&id) {
+                endpoint.failing_since = if delivered {
+                    None
+                } else {
+                    endpoint.failing_since.or(first_failure)
+                };
+                if let Some(reason) = disable {
+                    endpoint.enabled = false;
+                    endpoint.disabled_reason = Some(reason);
+                }
             }
         }
-        Ok(())
+        Ok(recorded)
     }
 
     async fn attempts(

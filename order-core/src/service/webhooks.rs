@@ -13,8 +13,8 @@ use super::micros_now;
 use crate::ids::OrderId;
 use crate::order::Order;
 use crate::ports::{
-    ClaimedDelivery, Clock, DeliveryNext, OrderRepo, RepoError, WebhookRequest, WebhookSender,
-    WebhookStore,
+    ClaimedDelivery, Clock, DeliveryNext, FinishedDelivery, OrderRepo, RepoError, WebhookRequest,
+    WebhookSender, WebhookStore,
 };
 use crate::webhook::{AttemptOutcome, DeliveryAttempt, Event, RetrySchedule, signature_header};
 
@@ -129,40 +129,62 @@ where
     }
 
     /// One round: fans new events out, then attempts every due delivery it can claim (up to
-    /// the batch), all at once, and records each attempt.
+    /// the batch), all at once, and records their results together.
     pub async fn run_once(&self) -> Result<Round, RepoError> {
         let now = micros_now(&*self.clock);
+        let ms = |since: Instant| since.elapsed().as_secs_f64() * 1e3;
+        let mark = Instant::now();
         let fanned_out = self.store.fan_out(now, self.config.fan_out_batch).await?;
+        let fan_out_ms = ms(mark);
+        let mark = Instant::now();
         let claimed = self
             .store
             .claim_deliveries(now, self.config.lease, self.config.batch)
             .await?;
+        let claim_ms = ms(mark);
+        let mark = Instant::now();
         let orders = self.orders_of(&claimed).await?;
-        let results = futures::future::join_all(
-            claimed
-                .iter()
-                .map(|c| self.deliver(c, orders.get(&c.event.order_id))),
-        )
-        .await;
+        let read_ms = ms(mark);
+        let mark = Instant::now();
+        let finished: Vec<FinishedDelivery> =
+            futures::future::join_all(claimed.into_iter().map(|c| {
+                let order = orders.get(&c.event.order_id);
+                self.deliver(c, order)
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let post_ms = ms(mark);
+        let mark = Instant::now();
+        let recorded = self.store.finish_deliveries(&finished).await?;
+        tracing::debug!(
+            fanned_out,
+            attempted = finished.len(),
+            fan_out_ms,
+            claim_ms,
+            read_ms,
+            post_ms,
+            record_ms = ms(mark),
+            "webhook round"
+        );
         let mut round = Round {
             fanned_out,
             ..Round::default()
         };
-        for result in results {
-            match result {
-                Ok(delivered) => {
-                    round.attempted += 1;
-                    round.delivered += usize::from(delivered);
-                }
-                // Another dispatcher took the delivery over: its result counts, not ours.
-                Err(RepoError::LeaseLost(_)) => {}
-                Err(e) => return Err(e),
+        // A result not recorded belongs to a delivery another dispatcher took over.
+        for (f, recorded) in finished.iter().zip(recorded) {
+            if recorded {
+                round.attempted += 1;
+                round.delivered += usize::from(f.attempt.delivered);
             }
         }
         Ok(round)
     }
 
-    /// The orders the deliveries are about, each read once.
+    /// The orders the deliveries are about, read together.
     async fn orders_of(
         &self,
         claimed: &[ClaimedDelivery],
@@ -170,28 +192,22 @@ where
         let mut ids: Vec<OrderId> = claimed.iter().map(|c| c.event.order_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let read = futures::future::join_all(ids.iter().map(|id| self.orders.get(*id))).await;
-        let mut orders = HashMap::with_capacity(ids.len());
-        for order in read {
-            if let Some(order) = order? {
-                orders.insert(order.id, order);
-            }
-        }
-        Ok(orders)
+        let orders = self.orders.get_many(&ids).await?;
+        Ok(orders.into_iter().map(|o| (o.id, o)).collect())
     }
 
-    /// Attempts one delivery and records it; returns whether it was delivered.
+    /// Attempts one delivery; returns what to record (nothing if its order is missing).
     async fn deliver(
         &self,
-        claimed: &ClaimedDelivery,
+        claimed: ClaimedDelivery,
         order: Option<&Order>,
-    ) -> Result<bool, RepoError> {
+    ) -> Result<Option<FinishedDelivery>, RepoError> {
         let event = &claimed.event;
         let Some(order) = order else {
             // Orders are never deleted: a missing one is a store fault. Leave the delivery to
             // its lease; it is tried again once that runs out.
             tracing::error!(event_id = %event.id, order_id = %event.order_id, "the order of an event is missing");
-            return Ok(false);
+            return Ok(None);
         };
         let body = serde_json::to_vec(&envelope(event, (self.render)(&order.as_of(event))))
             .map_err(|e| RepoError::Other(e.into()))?;
@@ -222,17 +238,19 @@ where
             response_excerpt: response.excerpt,
             delivered,
         };
-        let (next, disable) = self.after(claimed, &response.outcome);
+        let (next, disable) = self.after(&claimed, &response.outcome);
         if let Some(reason) = &disable {
             tracing::warn!(endpoint_id = %endpoint.id, url = %endpoint.url, %reason, "webhook endpoint disabled");
         }
         if !delivered {
             tracing::debug!(event_id = %event.id, endpoint_id = %endpoint.id, attempt = claimed.attempt, status = ?attempt.status_code, error = ?attempt.error, ?next, "webhook delivery failed");
         }
-        self.store
-            .finish_delivery(claimed, &attempt, next, disable)
-            .await?;
-        Ok(delivered)
+        Ok(Some(FinishedDelivery {
+            claimed,
+            attempt,
+            next,
+            disable,
+        }))
     }
 
     /// What comes after an attempt with `outcome`, and whether to disable the endpoint.

@@ -104,6 +104,17 @@ async fn inserted_orders_read_back_equal<R: OrderRepo>(repo: &R) {
         None,
         "unknown id reads as None"
     );
+    let other = placed_order("c-read-2", base_time());
+    repo.insert(&other).await.expect("insert");
+    let mut many = repo
+        .get_many(&[other.id, crate::ids::OrderId::new(), order.id])
+        .await
+        .expect("get many");
+    many.sort_by_key(|o| o.id);
+    let mut want = vec![order.clone(), other];
+    want.sort_by_key(|o| o.id);
+    assert_eq!(many, want, "get_many returns the stored ones, whole");
+    assert!(repo.get_many(&[]).await.expect("get many").is_empty());
     repo.ping().await.expect("ping");
 }
 

@@ -11,7 +11,9 @@ use super::{acquire, attempt, base_time, secs};
 use crate::money::Money;
 use crate::order::{CancelReason, OrderEvent, OrderStatus, Transition};
 use crate::payment::{Attempt, AttemptOutcome, RefundAttempt, RefundOutcome};
-use crate::ports::{ClaimedDelivery, DeliveryNext, OrderRepo, RepoError, WebhookStore};
+use crate::ports::{
+    ClaimedDelivery, DeliveryNext, FinishedDelivery, OrderRepo, RepoError, WebhookStore,
+};
 use crate::testing::placed_order;
 use crate::webhook::{DeliveryAttempt, Endpoint, EndpointUrl, EventType, NewEndpoint, event_types};
 
@@ -44,6 +46,30 @@ fn tried(claimed: &ClaimedDelivery, at: DateTime<Utc>, status: Option<u16>) -> D
         latency: Duration::from_millis(12),
         response_excerpt: "ok".into(),
         delivered: status.is_some_and(|s| (200..300).contains(&s)),
+    }
+}
+
+/// Records one attempt through the batch call; a result not recorded is a lost lease.
+async fn finish<S: WebhookStore>(
+    store: &S,
+    claimed: &ClaimedDelivery,
+    attempt: &DeliveryAttempt,
+    next: DeliveryNext,
+    disable: Option<String>,
+) -> Result<(), RepoError> {
+    let recorded = store
+        .finish_deliveries(&[FinishedDelivery {
+            claimed: claimed.clone(),
+            attempt: attempt.clone(),
+            next,
+            disable,
+        }])
+        .await?;
+    assert_eq!(recorded.len(), 1, "one answer per delivery");
+    if recorded[0] {
+        Ok(())
+    } else {
+        Err(RepoError::LeaseLost(claimed.event.order_id))
     }
 }
 
@@ -81,6 +107,7 @@ where
     attempts_schedule_retries_and_end_the_failure_streak(&make().await).await;
     giving_up_ends_a_delivery_and_disabling_holds_the_rest_back(&make().await).await;
     events_can_be_delivered_again(&make().await).await;
+    a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak(&make().await).await;
 }
 
 async fn every_status_change_records_one_event<S: WebhookStore + OrderRepo>(store: &S) {
@@ -352,14 +379,14 @@ async fn deliveries_are_claimed_once_under_a_lease<S: WebhookStore + OrderRepo>(
     let stale = &a[0];
     assert!(
         matches!(
-            store
-                .finish_delivery(
-                    stale,
-                    &tried(stale, t + secs(31), Some(200)),
-                    DeliveryNext::Delivered,
-                    None
-                )
-                .await,
+            finish(
+                store,
+                stale,
+                &tried(stale, t + secs(31), Some(200)),
+                DeliveryNext::Delivered,
+                None
+            )
+            .await,
             Err(RepoError::LeaseLost(_))
         ),
         "the old lease's result is refused"
@@ -385,15 +412,15 @@ async fn attempts_schedule_retries_and_end_the_failure_streak<S: WebhookStore + 
     store.fan_out(t, 10).await.expect("fan out");
     let first = store.claim_deliveries(t, LEASE, 10).await.expect("claim");
     let first = &first[0];
-    store
-        .finish_delivery(
-            first,
-            &tried(first, t, Some(500)),
-            DeliveryNext::RetryAt(t + secs(5)),
-            None,
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        first,
+        &tried(first, t, Some(500)),
+        DeliveryNext::RetryAt(t + secs(5)),
+        None,
+    )
+    .await
+    .expect("finish");
     let failing = store
         .endpoint(hook.id)
         .await
@@ -416,15 +443,15 @@ async fn attempts_schedule_retries_and_end_the_failure_streak<S: WebhookStore + 
     assert_eq!(second.attempt, 2);
     assert_eq!(second.event.id, first.event.id);
     assert_eq!(second.endpoint.failing_since, Some(t));
-    store
-        .finish_delivery(
-            second,
-            &tried(second, t + secs(5), None),
-            DeliveryNext::RetryAt(t + secs(10)),
-            None,
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        second,
+        &tried(second, t + secs(5), None),
+        DeliveryNext::RetryAt(t + secs(10)),
+        None,
+    )
+    .await
+    .expect("finish");
     assert_eq!(
         streak(store, hook.id).await,
         Some(t),
@@ -435,15 +462,15 @@ async fn attempts_schedule_retries_and_end_the_failure_streak<S: WebhookStore + 
         .await
         .expect("claim");
     let third = &third[0];
-    store
-        .finish_delivery(
-            third,
-            &tried(third, t + secs(10), Some(204)),
-            DeliveryNext::Delivered,
-            None,
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        third,
+        &tried(third, t + secs(10), Some(204)),
+        DeliveryNext::Delivered,
+        None,
+    )
+    .await
+    .expect("finish");
     assert_eq!(
         streak(store, hook.id).await,
         None,
@@ -486,15 +513,15 @@ async fn giving_up_ends_a_delivery_and_disabling_holds_the_rest_back<
         .await
         .expect("claim");
     let gone = &claimed[0];
-    store
-        .finish_delivery(
-            gone,
-            &tried(gone, t + secs(20), Some(410)),
-            DeliveryNext::GiveUp,
-            Some("the endpoint answered 410 Gone".into()),
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        gone,
+        &tried(gone, t + secs(20), Some(410)),
+        DeliveryNext::GiveUp,
+        Some("the endpoint answered 410 Gone".into()),
+    )
+    .await
+    .expect("finish");
     let disabled = store.endpoint(hook.id).await.expect("get").expect("stored");
     assert!(!disabled.enabled);
     assert_eq!(
@@ -554,15 +581,15 @@ async fn events_can_be_delivered_again<S: WebhookStore + OrderRepo>(store: &S) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
-    store
-        .finish_delivery(
-            &claimed[0],
-            &tried(&claimed[0], t + secs(1), Some(200)),
-            DeliveryNext::Delivered,
-            None,
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        &claimed[0],
+        &tried(&claimed[0], t + secs(1), Some(200)),
+        DeliveryNext::Delivered,
+        None,
+    )
+    .await
+    .expect("finish");
     assert_eq!(
         store
             .redeliver(event.id, t + secs(2))
@@ -580,4 +607,82 @@ async fn events_can_be_delivered_again<S: WebhookStore + OrderRepo>(store: &S) {
     let unknown = crate::webhook::EventId::new();
     assert_eq!(store.redeliver(unknown, t).await.expect("redeliver"), None);
     assert_eq!(store.event(unknown).await.expect("event"), None);
+}
+
+async fn a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak<
+    S: WebhookStore + OrderRepo,
+>(
+    store: &S,
+) {
+    let t = base_time();
+    let (works, fails) = (endpoint(&EventType::ALL, t), endpoint(&EventType::ALL, t));
+    store.insert_endpoint(&works).await.expect("insert");
+    store.insert_endpoint(&fails).await.expect("insert");
+    let orders: Vec<_> = (0..2).map(|_| placed_order("alice", t)).collect();
+    store.insert_many(&orders).await.expect("insert");
+    store.fan_out(t, 10).await.expect("fan out");
+    // One delivery is taken over by another dispatcher before this one records it.
+    let lost = store.claim_deliveries(t, LEASE, 1).await.expect("claim");
+    let rest = store
+        .claim_deliveries(t + secs(29), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(rest.len(), 3, "two events to two endpoints");
+    let taken = store
+        .claim_deliveries(t + secs(30), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1, "only the first lease ran out");
+    assert_eq!(
+        (taken[0].event.id, taken[0].endpoint.id),
+        (lost[0].event.id, lost[0].endpoint.id)
+    );
+    let claimed: Vec<_> = lost.into_iter().chain(rest).collect();
+    let finished: Vec<FinishedDelivery> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let works_here = c.endpoint.id == works.id;
+            let at = t + secs(i64::try_from(i).expect("small"));
+            FinishedDelivery {
+                claimed: c.clone(),
+                attempt: tried(c, at, Some(if works_here { 200 } else { 500 })),
+                next: if works_here {
+                    DeliveryNext::Delivered
+                } else {
+                    DeliveryNext::RetryAt(t + secs(60))
+                },
+                disable: None,
+            }
+        })
+        .collect();
+    let recorded = store.finish_deliveries(&finished).await.expect("finish");
+    assert_eq!(
+        recorded,
+        [false, true, true, true],
+        "all but the one taken over"
+    );
+    let recorded_attempts = store.attempts(works.id, 10).await.expect("attempts").len()
+        + store.attempts(fails.id, 10).await.expect("attempts").len();
+    assert_eq!(recorded_attempts, 3);
+    assert_eq!(streak(store, works.id).await, None, "it delivered");
+    let first_failure = finished
+        .iter()
+        .skip(1)
+        .filter(|f| !f.attempt.delivered)
+        .map(|f| f.attempt.attempted_at)
+        .min();
+    assert_eq!(
+        streak(store, fails.id).await,
+        first_failure,
+        "its streak starts at its earliest recorded failure"
+    );
+    assert!(
+        store
+            .finish_deliveries(&[])
+            .await
+            .expect("finish")
+            .is_empty(),
+        "an empty batch is fine"
+    );
 }

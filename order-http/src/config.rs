@@ -136,7 +136,7 @@ pub struct WebhookSettings {
 
 impl WebhookSettings {
     /// The most deliveries one round of one loop posts.
-    pub const ROUND: usize = 32;
+    pub const ROUND: usize = 64;
 
     /// How many dispatcher loops run side by side: one per [`Self::ROUND`] deliveries of
     /// the concurrency (at least one), so one loop's posts overlap another's statements.

@@ -88,12 +88,14 @@ impl std::str::FromStr for EventType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateWebhookEndpointRequest {
-    /// Where events are posted: `https` (`http` only where `WEBHOOKS_ALLOW_HTTP` is on).
+    /// Where events are posted: `https`, a host, an optional port, path, query and
+    /// fragment (the service takes `http` too where `WEBHOOKS_ALLOW_HTTP` is on).
     #[cfg_attr(
         feature = "openapi",
         schema(
             example = "https://kitchen.example.com/hooks/orders",
-            max_length = 2000
+            max_length = 2000,
+            pattern = r"^https://[^\s\x00-\x1F\x7F-\x9F/?#:@\[\]]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][^\s\x00-\x1F\x7F-\x9F]*)?$"
         )
     )]
     pub url: String,
@@ -103,7 +105,10 @@ pub struct CreateWebhookEndpointRequest {
     pub events: Option<Vec<EventType>>,
     /// What it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 500, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")
+    )]
     pub description: Option<String>,
 }
 
@@ -113,7 +118,13 @@ pub struct CreateWebhookEndpointRequest {
 pub struct UpdateWebhookEndpointRequest {
     /// A new URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 2000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2000,
+            pattern = r"^https://[^\s\x00-\x1F\x7F-\x9F/?#:@\[\]]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][^\s\x00-\x1F\x7F-\x9F]*)?$"
+        )
+    )]
     pub url: Option<String>,
     /// New event types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,7 +135,10 @@ pub struct UpdateWebhookEndpointRequest {
     pub enabled: Option<bool>,
     /// A new description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 500, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")
+    )]
     pub description: Option<String>,
 }
 

@@ -412,7 +412,7 @@ impl EndpointUrl {
     pub fn parse(url: &str, allow_http: bool) -> Result<Self, Invalid> {
         let url = url.trim();
         let malformed = |why: &str| Invalid::Malformed(why.to_owned());
-        if url.len() > 2000 {
+        if url.chars().count() > 2000 {
             return Err(malformed("a URL is at most 2,000 characters"));
         }
         let rest = if let Some(rest) = url.strip_prefix("https://") {

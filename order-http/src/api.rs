@@ -643,7 +643,8 @@ impl<S: Send + Sync> FromRequest<S> for CancelBody {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
                 _ => ApiError::BadRequest(e.body_text()),
             })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // Only an empty body is no body: white space alone is not a JSON document.
+        if bytes.is_empty() {
             return Ok(Self(None));
         }
         if !is_json {

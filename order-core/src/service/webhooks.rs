@@ -289,10 +289,12 @@ where
                     || outcome.error().unwrap_or_default(),
                     |s| format!("status {s}"),
                 );
-                format!(
-                    "every delivery failed for {} hours (the last: {last})",
-                    f.as_secs() / 3600
-                )
+                let span = if f.as_secs() >= 2 * 3600 {
+                    format!("{} hours", f.as_secs() / 3600)
+                } else {
+                    format!("{} minutes", f.as_secs() / 60)
+                };
+                format!("every delivery failed for {span} (the last: {last})")
             });
         (next, disable)
     }

@@ -338,6 +338,8 @@ async fn bad_cancellations_are_refused_naming_what_is_wrong() {
         .await
         .unwrap();
     assert_eq!(malformed.status(), 400);
+    let blank = post(paths::order_cancel(order.id), "\r\n ").await.unwrap();
+    assert_eq!(blank.status(), 400, "white space alone is not a JSON body");
     let not_a_uuid = post("/api/v1/orders/nope/cancel".into(), "{}")
         .await
         .unwrap();

@@ -35,6 +35,38 @@ fn verifies(secret: &str, received: &Received) -> bool {
         .is_ok()
 }
 
+/// The dispatcher as the direct tests drive it: on an in-memory store, posting over HTTP.
+type Direct = WebhookDispatcher<dyn WebhookStore, dyn OrderRepo, dyn WebhookSender, ManualClock>;
+
+/// An in-memory store with one endpoint, `receiver` subscribed to `order.created`, and a
+/// dispatcher on it driven by `clock` whose requests time out after `timeout`.
+async fn direct(
+    receiver: &Receiver,
+    clock: &Arc<ManualClock>,
+    timeout: Duration,
+    config: DispatcherConfig,
+) -> (Arc<MemoryOrderRepo>, Endpoint, Direct) {
+    let store = Arc::new(MemoryOrderRepo::new());
+    let endpoint = Endpoint::create(
+        NewEndpoint {
+            url: EndpointUrl::parse(&receiver.url(), true).unwrap(),
+            events: [CoreEventType::Created].into_iter().collect(),
+            description: String::new(),
+        },
+        clock.now(),
+    );
+    store.insert_endpoint(&endpoint).await.unwrap();
+    let dispatcher = WebhookDispatcher::new(
+        store.clone() as Arc<dyn WebhookStore>,
+        store.clone() as Arc<dyn OrderRepo>,
+        Arc::new(HttpWebhookSender::new(timeout).unwrap()) as Arc<dyn WebhookSender>,
+        Arc::clone(clock),
+        Arc::new(|o| serde_json::to_value(order_http::convert::order(o)).unwrap()),
+        config,
+    );
+    (store, endpoint, dispatcher)
+}
+
 #[tokio::test]
 async fn a_failed_delivery_is_retried_on_the_clock_until_accepted_with_the_same_id() {
     let receiver = Receiver::start().await;
@@ -46,28 +78,15 @@ async fn a_failed_delivery_is_retried_on_the_clock_until_accepted_with_the_same_
     // The clock spans about six minutes: start it three before now, so every timestamp is
     // within the five minutes a verifier tolerates.
     let clock = Arc::new(ManualClock::new(Utc::now() - chrono::Duration::minutes(3)));
-    let store = Arc::new(MemoryOrderRepo::new());
-    let mut endpoint = Endpoint::create(
-        NewEndpoint {
-            url: EndpointUrl::parse(&receiver.url(), true).unwrap(),
-            events: [CoreEventType::Created].into_iter().collect(),
-            description: String::new(),
-        },
-        clock.now(),
-    );
-    endpoint.description = "retries".into();
-    store.insert_endpoint(&endpoint).await.unwrap();
+    let (store, endpoint, dispatcher) = direct(
+        &receiver,
+        &clock,
+        Duration::from_millis(300),
+        DispatcherConfig::default(),
+    )
+    .await;
     let order = placed_order("alice", clock.now());
     store.insert(&order).await.unwrap();
-    let sender = HttpWebhookSender::new(Duration::from_millis(300)).unwrap();
-    let dispatcher = WebhookDispatcher::new(
-        store.clone() as Arc<dyn WebhookStore>,
-        store.clone() as Arc<dyn OrderRepo>,
-        Arc::new(sender) as Arc<dyn WebhookSender>,
-        clock.clone(),
-        Arc::new(|o| serde_json::to_value(order_http::convert::order(o)).unwrap()),
-        DispatcherConfig::default(),
-    );
 
     let first = dispatcher.run_once().await.unwrap();
     assert_eq!(
@@ -148,28 +167,17 @@ async fn a_gone_endpoint_is_disabled_and_retry_after_is_honoured() {
     let receiver = Receiver::start().await;
     receiver.script(&[Answer::RetryAfter(503, 120), Answer::Status(410)]);
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let store = Arc::new(MemoryOrderRepo::new());
-    let endpoint = Endpoint::create(
-        NewEndpoint {
-            url: EndpointUrl::parse(&receiver.url(), true).unwrap(),
-            events: [CoreEventType::Created].into_iter().collect(),
-            description: String::new(),
-        },
-        clock.now(),
-    );
-    store.insert_endpoint(&endpoint).await.unwrap();
+    let (store, endpoint, dispatcher) = direct(
+        &receiver,
+        &clock,
+        Duration::from_secs(2),
+        DispatcherConfig::default(),
+    )
+    .await;
     store
         .insert(&placed_order("bob", clock.now()))
         .await
         .unwrap();
-    let dispatcher = WebhookDispatcher::new(
-        store.clone() as Arc<dyn WebhookStore>,
-        store.clone() as Arc<dyn OrderRepo>,
-        Arc::new(HttpWebhookSender::new(Duration::from_secs(2)).unwrap()) as Arc<dyn WebhookSender>,
-        clock.clone(),
-        Arc::new(|o| serde_json::to_value(order_http::convert::order(o)).unwrap()),
-        DispatcherConfig::default(),
-    );
     assert_eq!(dispatcher.run_once().await.unwrap().attempted, 1);
     clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -511,4 +519,53 @@ async fn two_worker_processes_deliver_each_event_once() {
     }
     api.stop().await;
     storage.drop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_everything_for_the_set_period_is_disabled_and_says_why() {
+    let receiver = Receiver::start().await;
+    receiver.otherwise(Answer::Status(500));
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let (store, endpoint, dispatcher) = direct(
+        &receiver,
+        &clock,
+        Duration::from_secs(2),
+        DispatcherConfig {
+            disable_after: Duration::from_secs(3600),
+            ..DispatcherConfig::default()
+        },
+    )
+    .await;
+    store
+        .insert(&placed_order("carol", clock.now()))
+        .await
+        .unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert!(store.endpoint(endpoint.id).await.unwrap().unwrap().enabled);
+    // The second order's event fails too, an hour after the first failure.
+    clock.advance(Duration::from_secs(3600));
+    store
+        .insert(&placed_order("dave", clock.now()))
+        .await
+        .unwrap();
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!(
+        round.attempted, 2,
+        "the new event and the first one's retry"
+    );
+    let disabled = store.endpoint(endpoint.id).await.unwrap().unwrap();
+    assert!(
+        !disabled.enabled,
+        "failing for the whole period disables it"
+    );
+    assert_eq!(
+        disabled.disabled_reason.as_deref(),
+        Some("every delivery failed for 60 minutes (the last: status 500)")
+    );
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(
+        dispatcher.run_once().await.unwrap().attempted,
+        0,
+        "nothing goes to a disabled endpoint"
+    );
 }

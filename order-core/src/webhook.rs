@@ -500,7 +500,8 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a new endpoint is made of, as checked by [`NewEndpoint::parse`].
+/// What a new endpoint is made of, each part checked ([`EndpointUrl::parse`], [`event_types`],
+/// [`description`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEndpoint {
     /// Where events are posted.

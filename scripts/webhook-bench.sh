@@ -58,7 +58,7 @@ receiver "http://127.0.0.1:$port" order.created "$work/throughput.jsonl"
 kill "$serve"; wait "$serve" 2>/dev/null || true
 queued=$(psql -Atq "$url" -c "SELECT count(*) FROM order_events WHERE NOT fanned_out")
 start=$(date +%s.%N)
-env "${common[@]}" REDIS_QUEUE_NAME="$queue-empty" PAYMENT_RECONCILE_GRACE_SECONDS=86400 \
+env "${common[@]}" PORT=0 REDIS_QUEUE_NAME="$queue-empty" PAYMENT_RECONCILE_GRACE_SECONDS=86400 \
   "$bin/order-http" worker >"$work/worker.log" 2>&1 &
 pids+=($!)
 while [ "$(wc -l <"$work/throughput.jsonl")" -lt "$queued" ]; do sleep 0.05; done

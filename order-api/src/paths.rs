@@ -22,6 +22,8 @@ pub const WEBHOOK_ENDPOINT_ROTATE: &str = "/api/v1/webhook-endpoints/{endpoint_i
 pub const WEBHOOK_ENDPOINT_DELIVERIES: &str = "/api/v1/webhook-endpoints/{endpoint_id}/deliveries";
 /// `POST` sends an event again; `{event_id}` is its id.
 pub const EVENT_REDELIVER: &str = "/api/v1/events/{event_id}/redeliver";
+/// Metrics in the Prometheus text format.
+pub const METRICS: &str = "/metrics";
 /// Liveness.
 pub const HEALTH: &str = "/health";
 /// Readiness: the store and the queue answer.

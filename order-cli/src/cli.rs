@@ -124,7 +124,12 @@ pub enum Command {
         wait: f64,
     },
     /// Check that the service is alive and ready.
-    Health,
+    Health {
+        /// Only that it is alive (`/health`): what a container's health check of a
+        /// worker-only process asks, which serves no readiness.
+        #[arg(long)]
+        live: bool,
+    },
     /// Create, list and revoke API keys (needs a key with keys:manage when the service
     /// requires keys).
     #[command(subcommand)]

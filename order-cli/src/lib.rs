@@ -164,7 +164,11 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             let wait = seconds(*wait, "--wait")?;
             watch(&client, format, order_id(id)?, interval, wait).await?;
         }
-        Command::Health => health(&client, format).await?,
+        Command::Health { live: true } => {
+            let live = client.health().await?;
+            output::print(format, &live, |h| format!("live: {}\n", h.status));
+        }
+        Command::Health { live: false } => health(&client, format).await?,
         Command::Load(args) => {
             let report = load::run(&client, args).await?;
             if args.json || format == Format::Json {

@@ -15,6 +15,7 @@
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
 //! - [`access`]: API keys, their scopes and customer binding.
 //! - [`webhook`]: events, endpoints, signatures and the retry schedule of webhooks.
+//! - [`observe`]: the metrics the services record (through the `metrics` facade).
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
 //! - [`service`]: `OrderService` (place, get, list, cancel) in [`service::orders`],
 //!   `PaymentProcessor` (the worker's steps) in [`service::payments`], and the pure charge
@@ -58,6 +59,7 @@ pub mod error;
 pub mod ids;
 pub mod memory;
 pub mod money;
+pub mod observe;
 pub mod order;
 pub mod payment;
 pub mod policy;

@@ -19,7 +19,7 @@ use crate::payment::Attempt;
 use crate::policy::rate_limit::{Quota, Verdict, decide};
 use crate::ports::{
     ApiKeyStore, CancelResult, Claim, Clock, Delivery, Lease, LimiterError, OrderFilter, OrderPage,
-    OrderRepo, PageRequest, PaymentQueue, QueueError, RateLimiter, RepoError,
+    OrderRepo, PageRequest, PaymentQueue, QueueError, QueueStats, RateLimiter, RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -411,12 +411,15 @@ struct QueueState {
     deferred: Vec<(DateTime<Utc>, u64, OrderId)>,
     pending: BTreeMap<u64, PendingEntry>,
     dead: Vec<(OrderId, String)>,
+    /// When each waiting or pending entry was queued, by entry id (oldest first).
+    queued_at: BTreeMap<u64, DateTime<Utc>>,
 }
 
 impl QueueState {
-    fn push(&mut self, order: OrderId) {
+    fn push(&mut self, order: OrderId, now: DateTime<Utc>) {
         self.next_id += 1;
         self.ready.push_back((self.next_id, order));
+        self.queued_at.insert(self.next_id, now);
     }
 
     fn promote_due(&mut self, now: DateTime<Utc>) {
@@ -426,7 +429,7 @@ impl QueueState {
         let mut due = due;
         due.sort_unstable();
         for (_, _, order) in due {
-            self.push(order);
+            self.push(order, now);
         }
     }
 }
@@ -527,14 +530,17 @@ impl MemoryQueue {
 
     fn remove_pending(&self, delivery: &Delivery) -> Option<PendingEntry> {
         let id: u64 = delivery.id.parse().ok()?;
-        lock(&self.shared.state).pending.remove(&id)
+        let mut s = lock(&self.shared.state);
+        s.queued_at.remove(&id);
+        s.pending.remove(&id)
     }
 }
 
 #[async_trait]
 impl PaymentQueue for MemoryQueue {
     async fn enqueue(&self, order: OrderId) -> Result<(), QueueError> {
-        lock(&self.shared.state).push(order);
+        let now = self.shared.clock.now();
+        lock(&self.shared.state).push(order, now);
         self.shared.arrived.notify_waiters();
         Ok(())
     }
@@ -571,10 +577,10 @@ impl PaymentQueue for MemoryQueue {
 
     async fn defer(&self, delivery: &Delivery, until: DateTime<Utc>) -> Result<(), QueueError> {
         let mut s = lock(&self.shared.state);
-        let was_pending = delivery
-            .id
-            .parse::<u64>()
-            .is_ok_and(|id| s.pending.remove(&id).is_some());
+        let was_pending = delivery.id.parse::<u64>().is_ok_and(|id| {
+            s.queued_at.remove(&id);
+            s.pending.remove(&id).is_some()
+        });
         if was_pending {
             s.next_id += 1;
             let id = s.next_id;
@@ -618,6 +624,23 @@ impl PaymentQueue for MemoryQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let now = self.shared.clock.now();
+        let s = lock(&self.shared.state);
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(QueueStats {
+            waiting: count(s.ready.len()),
+            pending: count(s.pending.len()),
+            deferred: count(s.deferred.len()),
+            dead: count(s.dead.len()),
+            oldest_age: s
+                .queued_at
+                .values()
+                .next()
+                .map(|at| (now - *at).to_std().unwrap_or_default()),
+        })
     }
 }
 

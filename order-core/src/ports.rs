@@ -367,6 +367,21 @@ pub struct Delivery {
     pub deliveries: u32,
 }
 
+/// What a queue holds, for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Jobs no consumer has received yet.
+    pub waiting: u64,
+    /// Jobs received and not yet acked, deferred or dead-lettered.
+    pub pending: u64,
+    /// Jobs deferred to a later time.
+    pub deferred: u64,
+    /// Jobs in the dead-letter queue.
+    pub dead: u64,
+    /// How long ago the oldest waiting or pending job was queued (`None`: there is none).
+    pub oldest_age: Option<Duration>,
+}
+
 /// Errors of [`PaymentQueue`].
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -403,6 +418,9 @@ impl QueueError {
 /// - `reclaim(min_idle, max)` hands this consumer up to `max` jobs pending with any consumer
 ///   (itself included) for at least `min_idle`, each with its delivery count increased.
 /// - `dead_letter(delivery, reason)` moves the pending job to the dead-letter queue.
+/// - `stats()` counts the jobs waiting (queued, not received), pending (received, not
+///   settled), deferred and dead-lettered, and gives the age of the oldest job waiting or
+///   pending, measured from when it was queued (for a deferred job, from when it came due).
 /// - Connection failures and time-outs MUST give [`QueueError::Unavailable`], promptly.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -421,6 +439,8 @@ pub trait PaymentQueue: Send + Sync {
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
     /// Whether the queue answers.
     async fn ping(&self) -> Result<(), QueueError>;
+    /// What the queue holds.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
 
 /// A payment gateway.

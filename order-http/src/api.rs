@@ -77,6 +77,8 @@ pub struct Shared {
     pub webhooks: Arc<dyn WebhookStore>,
     /// What webhook endpoints may be and how secrets rotate.
     pub webhook_settings: WebhookSettings,
+    /// Whether requests are counted, and `/metrics` served with the API.
+    pub metrics: crate::metrics::Placement,
 }
 
 impl std::ops::Deref for AppState {
@@ -104,7 +106,16 @@ impl AppState {
                 disable_after: Duration::from_secs(5 * 86_400),
                 concurrency: 128,
             },
+            metrics: crate::metrics::Placement::WithApi,
         }))
+    }
+
+    /// The same state with `/metrics` served as `placement` says.
+    #[must_use]
+    pub fn with_metrics(self, placement: crate::metrics::Placement) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.metrics = placement;
+        Self(Arc::new(shared))
     }
 
     /// The same state with webhooks kept in `store`: the store whose outbox the orders'
@@ -373,19 +384,33 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             shed_load,
         ));
+    let metrics = state.metrics;
     let api = Router::new()
         .route(paths::ROOT, get(root))
         .route(paths::HEALTH, get(health))
         .route(paths::READY, get(ready))
         .merge(limited)
         .with_state(state);
-    Router::new()
+    let app = Router::new()
         .merge(api)
         .merge(SwaggerUi::new(paths::DOCS).url(paths::OPENAPI, openapi_for(mode)))
         .route(paths::REDOC, get(redoc))
-        .route(REDOC_JS_PATH, get(redoc_js))
+        .route(REDOC_JS_PATH, get(redoc_js));
+    let app = match metrics {
+        crate::metrics::Placement::WithApi => {
+            app.route(paths::METRICS, get(crate::metrics::serve_metrics))
+        }
+        crate::metrics::Placement::Elsewhere | crate::metrics::Placement::Off => app,
+    };
+    let app = app
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    let app = if metrics == crate::metrics::Placement::Off {
+        app
+    } else {
+        app.layer(axum::middleware::from_fn(crate::metrics::track))
+    };
+    app
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -109,6 +109,11 @@ pub struct Config {
     pub idempotency_key_retention: Duration,
     /// How webhooks are delivered.
     pub webhooks: WebhookSettings,
+    /// Where `/metrics` is served on a port of its own (`METRICS_ADDR`, such as
+    /// `0.0.0.0:9464`); unset, on the API's port, and a worker-only process on HOST:PORT.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether metrics are recorded and served at all (`METRICS_ENABLED`, true).
+    pub metrics_enabled: bool,
     /// Log filter (`LOG_LEVEL`, `info`).
     pub log_level: String,
     /// Log format (`LOG_FORMAT`, `text` or `json`).
@@ -142,6 +147,39 @@ impl WebhookSettings {
     /// the concurrency (at least one), so one loop's posts overlap another's statements.
     pub fn loops(&self) -> usize {
         self.concurrency.div_ceil(Self::ROUND).max(1)
+    }
+}
+
+/// How webhooks are delivered; `embedded` (no `DATABASE_URL`) allows `http` by default.
+fn webhook_settings(
+    l: &impl Fn(&str) -> Option<String>,
+    embedded: bool,
+) -> Result<WebhookSettings, ConfigError> {
+    Ok(WebhookSettings {
+        allow_http: flag_or(l, "WEBHOOKS_ALLOW_HTTP", embedded)?,
+        timeout: seconds(l, "WEBHOOK_TIMEOUT_SECONDS", 10.0)?.max(Duration::from_millis(10)),
+        secret_grace: seconds(l, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400.0)?,
+        disable_after: seconds(l, "WEBHOOK_DISABLE_AFTER_SECONDS", 5.0 * 86_400.0)?,
+        concurrency: positive(
+            "WEBHOOK_CONCURRENCY",
+            parse(l, "WEBHOOK_CONCURRENCY", 128, "a whole number")?,
+        )?,
+    })
+}
+
+/// An optional socket address such as `0.0.0.0:9464`.
+fn socket_addr(
+    l: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match l(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| {
+            ConfigError::new(
+                name,
+                format!("expected an address such as 0.0.0.0:9464, got {v:?}"),
+            )
+        }),
     }
 }
 
@@ -470,18 +508,10 @@ impl Config {
                 order_core::service::REQUEST_KEY_RETENTION.as_secs_f64(),
             )?
             .max(Duration::from_secs(1)),
-            webhooks: WebhookSettings {
-                allow_http: flag_or(l, "WEBHOOKS_ALLOW_HTTP", database_url.is_none())?,
-                timeout: seconds(l, "WEBHOOK_TIMEOUT_SECONDS", 10.0)?
-                    .max(Duration::from_millis(10)),
-                secret_grace: seconds(l, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400.0)?,
-                disable_after: seconds(l, "WEBHOOK_DISABLE_AFTER_SECONDS", 5.0 * 86_400.0)?,
-                concurrency: positive(
-                    "WEBHOOK_CONCURRENCY",
-                    parse(l, "WEBHOOK_CONCURRENCY", 128, "a whole number")?,
-                )?,
-            },
+            webhooks: webhook_settings(l, database_url.is_none())?,
             database_url,
+            metrics_addr: socket_addr(l, "METRICS_ADDR")?,
+            metrics_enabled: flag_or(l, "METRICS_ENABLED", true)?,
             log_level: log_level.to_lowercase(),
             log_format,
         })

@@ -20,6 +20,7 @@ pub mod convert;
 pub mod error;
 pub mod keys_cli;
 pub mod limit;
+pub mod metrics;
 pub mod parse;
 pub mod rate_limit;
 pub mod startup;

@@ -97,6 +97,12 @@ pub struct Application {
     worker: Option<(Arc<Processor>, WorkerSettings)>,
     /// Delivers webhooks, in the worker roles.
     dispatcher: Option<Arc<crate::webhooks::Dispatcher>>,
+    /// Where `/metrics` is served apart from the API, if anywhere.
+    metrics_listener: Option<TcpListener>,
+    /// The queue whose gauges the metrics sampler keeps.
+    queue: Arc<dyn PaymentQueue>,
+    /// Whether metrics are recorded at all.
+    metrics_enabled: bool,
     /// Dispatcher loops run side by side.
     webhook_loops: usize,
     gateway: SimulatedGateway,
@@ -135,6 +141,7 @@ impl Application {
             None => None,
         };
 
+        let metrics_listener = metrics_listener(config, role).await?;
         let (listener, state) = if role == Role::Worker {
             (None, None)
         } else {
@@ -155,6 +162,7 @@ impl Application {
             migrator,
             ..
         } = adapters;
+        let sampled_queue = Arc::clone(&queue);
         let dispatcher = if role == Role::Serve {
             None
         } else {
@@ -201,6 +209,9 @@ impl Application {
             state,
             worker,
             dispatcher,
+            metrics_listener,
+            queue: sampled_queue,
+            metrics_enabled: config.metrics_enabled,
             webhook_loops: config.webhooks.loops(),
             gateway,
             migrator,
@@ -265,6 +276,16 @@ impl Application {
                     .await;
             })
         });
+        let sampling = self.metrics_enabled.then(|| {
+            tokio::spawn(crate::metrics::sample(
+                Some(self.queue),
+                METRICS_SAMPLE_EVERY,
+                stopped.clone(),
+            ))
+        });
+        let metrics_serving = self
+            .metrics_listener
+            .map(|listener| tokio::spawn(serve_metrics(listener, stopped.clone())));
         let purge = self.state.as_ref().map(|state| {
             tokio::spawn(purge_request_keys(
                 state.orders.clone(),
@@ -314,9 +335,13 @@ impl Application {
         let purge_result = joined("idempotency key purge", purge).await;
         let migrate_result = joined("migrator", migrating).await;
         let dispatch_result = joined("webhook dispatcher", dispatching).await;
+        let sample_result = joined("metrics sampler", sampling).await;
+        let metrics_result = joined("metrics server", metrics_serving).await;
         served
             .and(worker_result)
             .and(dispatch_result)
+            .and(sample_result)
+            .and(metrics_result)
             .and(purge_result)
             .and(migrate_result)
     }
@@ -382,6 +407,11 @@ fn api_state(
     )
     .with_keys(Arc::clone(&adapters.keys), config.auth_mode)
     .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks);
+    let state = state.with_metrics(match (config.metrics_enabled, config.metrics_addr) {
+        (false, _) => crate::metrics::Placement::Off,
+        (true, Some(_)) => crate::metrics::Placement::Elsewhere,
+        (true, None) => crate::metrics::Placement::WithApi,
+    });
     Ok(if config.rate_limits.any() {
         state.with_rate_limits(RateLimits::new(
             rate_limiter(config, clock).map_err(StartError::Limiter)?,
@@ -418,6 +448,54 @@ fn dispatcher(
             ..DispatcherConfig::default()
         },
     )))
+}
+
+/// Installs the metrics recorder (unless metrics are off) and binds where `/metrics` is
+/// served apart from the API: on METRICS_ADDR when it is set; a worker-only process, which
+/// has no API, on its HOST:PORT otherwise.
+async fn metrics_listener(config: &Config, role: Role) -> Result<Option<TcpListener>, StartError> {
+    if !config.metrics_enabled {
+        return Ok(None);
+    }
+    crate::metrics::handle();
+    let addr = match (config.metrics_addr, role) {
+        (Some(addr), _) => addr,
+        (None, Role::Worker) => config.listen,
+        (None, _) => return Ok(None),
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// How often the queue's gauges are sampled.
+const METRICS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics` (and `/health`) on a listener of its own until `stopped` turns true.
+async fn serve_metrics(listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "serving /metrics");
+    }
+    let app = axum::Router::new()
+        .route(
+            order_api::paths::METRICS,
+            axum::routing::get(crate::metrics::serve_metrics),
+        )
+        .route(
+            order_api::paths::HEALTH,
+            axum::routing::get(|| async {
+                axum::Json(order_api::health::HealthResponse::healthy())
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+    {
+        warn!(error = %e, "the metrics server failed");
+    }
 }
 
 /// How long the webhook dispatcher waits after a round that found nothing to do.

@@ -37,7 +37,9 @@ fn spawn_handle(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let processor = Arc::clone(processor);
+    metrics::gauge!(crate::metrics::PAYMENTS_IN_FLIGHT).increment(1.0);
     tasks.spawn(async move {
+        let _in_flight = InFlightGauge;
         match processor.handle(&job).await {
             Ok(outcome) => debug!(order_id = %job.order_id, ?outcome, "job handled"),
             // The job stays pending and is delivered again after the lease.
@@ -45,6 +47,16 @@ fn spawn_handle(
         }
         drop(permit);
     });
+}
+
+/// Counts a payment out of [`crate::metrics::PAYMENTS_IN_FLIGHT`] when its task ends,
+/// however it ends.
+struct InFlightGauge;
+
+impl Drop for InFlightGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::PAYMENTS_IN_FLIGHT).decrement(1.0);
+    }
 }
 
 /// A payment task panicked: a bug. The loop stops taking jobs, drains, and reports it, so

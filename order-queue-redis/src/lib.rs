@@ -37,7 +37,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::OrderId;
-use order_core::ports::{BoxError, Delivery, PaymentQueue, QueueError};
+use order_core::ports::{BoxError, Delivery, PaymentQueue, QueueError, QueueStats};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Value};
 use tokio::sync::OnceCell;
@@ -797,6 +797,95 @@ impl PaymentQueue for RedisQueue {
             .await
             .map_err(translate)?;
         Ok(())
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let conn = self.shared().await?;
+        let mut stats = QueueStats::default();
+        let mut oldest_ms: Option<u64> = None;
+        for keys in self.shards.iter() {
+            let mut conn = conn.clone();
+            let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&keys.stream)
+                .query_async(&mut conn)
+                .await
+                .or_else(|e| {
+                    // No stream yet: nothing queued on this shard.
+                    if e.kind() == redis::ErrorKind::ResponseError {
+                        Ok(redis::streams::StreamInfoGroupsReply::default())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(translate)?;
+            let group = groups.groups.iter().find(|g| g.name == self.config.group);
+            let last_delivered =
+                group.map_or_else(|| "0-0".to_owned(), |g| g.last_delivered_id.clone());
+            if let Some(g) = group {
+                stats.pending += g.pending as u64;
+            }
+            // The oldest entry not yet delivered, and the oldest delivered and unsettled.
+            let (length, first_waiting, first_pending, deferred, dead): (
+                u64,
+                Vec<(String, Value)>,
+                Value,
+                u64,
+                u64,
+            ) = redis::pipe()
+                .cmd("XLEN")
+                .arg(&keys.stream)
+                .cmd("XRANGE")
+                .arg(&keys.stream)
+                .arg(format!("({last_delivered}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("XPENDING")
+                .arg(&keys.stream)
+                .arg(&self.config.group)
+                .cmd("ZCARD")
+                .arg(&keys.deferred)
+                .cmd("XLEN")
+                .arg(&keys.dead)
+                .query_async(&mut conn)
+                .await
+                .or_else(|e| {
+                    if e.kind() == redis::ErrorKind::ResponseError {
+                        Ok((0, Vec::new(), Value::Nil, 0, 0))
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(translate)?;
+            // Redis counts what the group has yet to read (`lag`) unless it cannot tell; then
+            // the stream's length less the pending entries bounds it from above.
+            let pending = group.map_or(0, |g| g.pending as u64);
+            stats.waiting += group
+                .and_then(|g| g.lag)
+                .map_or_else(|| length.saturating_sub(pending), |lag| lag as u64);
+            stats.deferred += deferred;
+            stats.dead += dead;
+            let pending_min = match &first_pending {
+                Value::Array(summary) => summary.get(1).and_then(|v| match v {
+                    Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            for id in first_waiting
+                .iter()
+                .map(|(id, _)| id.clone())
+                .chain(pending_min)
+            {
+                if let Some(ms) = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()) {
+                    oldest_ms = Some(oldest_ms.map_or(ms, |o| o.min(ms)));
+                }
+            }
+        }
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        stats.oldest_age = oldest_ms.map(|ms| Duration::from_millis(now_ms.saturating_sub(ms)));
+        Ok(stats)
     }
 }
 

@@ -78,6 +78,11 @@ impl GroupCommit {
             };
             let (orders, waiters): (Vec<Order>, Vec<_>) = batch.into_iter().unzip();
             let stored = gate.call(clock, repo.insert_many(&orders)).await;
+            if stored.is_ok() {
+                let n = orders.len();
+                metrics::histogram!(crate::observe::GROUP_COMMIT_BATCH).record(n as f64);
+                metrics::counter!(crate::observe::ORDERS_PLACED).increment(n as u64);
+            }
             // A duplicate id fails the whole batch: retry the others alone, so one bad
             // order cannot fail its neighbours.
             if orders.len() > 1 && matches!(stored, Err(RepoError::Duplicate(_))) {

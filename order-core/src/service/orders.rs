@@ -136,6 +136,7 @@ where
             }
             return Err(e.into());
         }
+        metrics::counter!(crate::observe::ORDERS_PLACED).increment(1);
         if let Err(e) = self.queue.enqueue(order.id).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
@@ -160,6 +161,9 @@ where
         let result = self
             .store(self.repo.cancel(id, reason, micros_now(&*self.clock)))
             .await?;
+        if let CancelResult::Cancelled(order) = &result {
+            crate::observe::terminal(order.status, order.updated_at - order.created_at);
+        }
         if matches!(result, CancelResult::Cancelling(_)) {
             if let Err(e) = self.queue.enqueue(id).await {
                 warn!(error = %e, "cancellation stored but not queued; the reconciler will queue it");

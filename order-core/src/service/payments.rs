@@ -14,6 +14,7 @@ use tracing::{debug, error, info, instrument, warn};
 use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth, RefundDecision};
 use super::{chrono, micros_now};
 use crate::ids::WorkerId;
+use crate::observe;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{
     Attempt, AttemptOutcome, ChargeRequest, GatewayError, PaymentAttempt, RefundAttempt,
@@ -147,12 +148,14 @@ where
             || SmallRng::from_rng(&mut rand::rng()),
             SmallRng::seed_from_u64,
         );
+        let breaker = CircuitBreaker::new(config.breaker);
+        metrics::gauge!(observe::BREAKER_STATE).set(observe::breaker_state(&breaker.state()).0);
         Self {
             repo,
             queue,
             gateway,
             clock,
-            breaker: Mutex::new(CircuitBreaker::new(config.breaker)),
+            breaker: Mutex::new(breaker),
             rng: Mutex::new(rng),
             config,
         }
@@ -212,6 +215,7 @@ where
         let due = self.repo.due(before, limit).await?;
         for id in &due {
             self.queue.enqueue(*id).await?;
+            metrics::counter!(observe::RECONCILER_REQUEUED).increment(1);
         }
         if !due.is_empty() {
             info!(count = due.len(), "reconciler queued orders again");
@@ -230,6 +234,7 @@ where
                     &format!("delivered {} times", delivery.deliveries),
                 )
                 .await?;
+            metrics::counter!(observe::JOBS_DEAD_LETTERED).increment(1);
             return Ok(Outcome::DeadLettered);
         }
         let now = micros_now(&*self.clock);
@@ -276,6 +281,8 @@ where
             }
             Err(Rejection { reason, retry_at }) => {
                 debug!(?reason, %retry_at, "breaker rejected the call; deferring");
+                metrics::counter!(observe::PAYMENT_ATTEMPTS, "outcome" => "rejected_by_breaker")
+                    .increment(1);
                 self.finish(delivery, &lease, None, LeaseEnd::Retry(retry_at), now)
                     .await
                     .map(|()| Outcome::Deferred { until: retry_at })
@@ -296,11 +303,16 @@ where
         let request = RefundRequest::for_order(order);
         let number = next_number(order.refund_attempts.len());
         let started_at = micros_now(&*self.clock);
+        let timer = std::time::Instant::now();
         let result = self.gateway.refund(&request).await;
+        observe::gateway_call("refund", timer.elapsed());
         let finished_at = micros_now(&*self.clock);
+        let outcome = RefundOutcome::from_refund(&result);
+        metrics::counter!(observe::REFUND_ATTEMPTS, "outcome" => observe::refund_outcome(&outcome))
+            .increment(1);
         let attempt = Attempt::Refund(RefundAttempt {
             number,
-            outcome: RefundOutcome::from_refund(&result),
+            outcome,
             started_at,
             finished_at,
         });
@@ -336,8 +348,10 @@ where
                 (LeaseEnd::Retry(at), Outcome::RetryScheduled { at })
             }
         };
-        self.end_lease(delivery, lease, attempt, end, outcome, finished_at)
-            .await
+        let ended = self
+            .end_lease(delivery, lease, attempt, end, outcome, finished_at)
+            .await;
+        observe_terminal(ended, order, finished_at)
     }
 
     /// Charges the claimed order once, then records the attempt and what follows from it.
@@ -352,11 +366,16 @@ where
         let request = ChargeRequest::for_order(order);
         let number = next_number(order.payment_attempts.len());
         let started_at = micros_now(&*self.clock);
+        let timer = std::time::Instant::now();
         let result = self.gateway.charge(&request).await;
+        observe::gateway_call("charge", timer.elapsed());
         let finished_at = micros_now(&*self.clock);
+        let outcome = AttemptOutcome::from_charge(&result);
+        metrics::counter!(observe::PAYMENT_ATTEMPTS, "outcome" => observe::charge_outcome(&outcome))
+            .increment(1);
         let attempt = Attempt::Charge(PaymentAttempt {
             number,
-            outcome: AttemptOutcome::from_charge(&result),
+            outcome,
             started_at,
             finished_at,
         });
@@ -395,10 +414,10 @@ where
                 (LeaseEnd::Retry(at), Outcome::RetryScheduled { at })
             }
         };
-        match self
+        let ended = self
             .end_lease(delivery, lease, attempt.clone(), end, outcome, finished_at)
-            .await
-        {
+            .await;
+        match observe_terminal(ended, order, finished_at) {
             Err(ProcessError::Repo(RepoError::StatusConflict {
                 actual: OrderStatus::Cancelling,
                 ..
@@ -451,9 +470,15 @@ where
         now: DateTime<Utc>,
     ) -> GatewayHealth {
         let mut breaker = self.lock_breaker();
+        let before = observe::breaker_state(&breaker.state()).1;
         match fault {
             Some(_) => breaker.on_failure(permit, now),
             None => breaker.on_success(permit),
+        }
+        let (gauge, after) = observe::breaker_state(&breaker.state());
+        if after != before {
+            metrics::gauge!(observe::BREAKER_STATE).set(gauge);
+            metrics::counter!(observe::BREAKER_TRANSITIONS, "to" => after).increment(1);
         }
         match breaker.state() {
             BreakerState::Open { until } => GatewayHealth::Outage { until },
@@ -482,6 +507,24 @@ where
         }
         Ok(())
     }
+}
+
+/// Records the time to a terminal status when `ended` brought the order to one.
+fn observe_terminal(
+    ended: Result<Outcome, ProcessError>,
+    order: &Order,
+    at: DateTime<Utc>,
+) -> Result<Outcome, ProcessError> {
+    let status = match &ended {
+        Ok(Outcome::Confirmed) => Some(OrderStatus::Confirmed),
+        Ok(Outcome::Failed) => Some(OrderStatus::PaymentFailed),
+        Ok(Outcome::Cancelled) => Some(OrderStatus::Cancelled),
+        _ => None,
+    };
+    if let Some(status) = status {
+        observe::terminal(status, at - order.created_at);
+    }
+    ended
 }
 
 /// How a lease ends.

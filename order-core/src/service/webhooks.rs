@@ -135,6 +135,7 @@ where
         let ms = |since: Instant| since.elapsed().as_secs_f64() * 1e3;
         let mark = Instant::now();
         let fanned_out = self.store.fan_out(now, self.config.fan_out_batch).await?;
+        metrics::counter!(crate::observe::WEBHOOK_EVENTS_FANNED_OUT).increment(fanned_out as u64);
         let fan_out_ms = ms(mark);
         let mark = Instant::now();
         let claimed = self
@@ -226,6 +227,12 @@ where
         let response = self.sender.send(&request).await;
         let latency = started.elapsed();
         let delivered = response.outcome.delivered();
+        metrics::histogram!(crate::observe::WEBHOOK_SECONDS).record(latency.as_secs_f64());
+        metrics::counter!(
+            crate::observe::WEBHOOK_ATTEMPTS,
+            "outcome" => if delivered { "delivered" } else { "failed" }
+        )
+        .increment(1);
         let attempt = DeliveryAttempt {
             event_id: event.id,
             event_type: event.kind,

@@ -518,6 +518,70 @@ where
     unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered(make().await).await;
     deferred_jobs_come_back_at_their_time(make().await).await;
     receive_waits_for_a_job(make().await).await;
+    stats_count_jobs_where_they_are(make().await).await;
+}
+
+async fn stats_count_jobs_where_they_are<Q: PaymentQueue>((queue, _other): (Q, Q)) {
+    let empty = queue.stats().await.expect("stats");
+    assert_eq!(
+        (
+            empty.waiting,
+            empty.pending,
+            empty.deferred,
+            empty.dead,
+            empty.oldest_age
+        ),
+        (0, 0, 0, 0, None),
+        "a new queue holds nothing"
+    );
+    for _ in 0..4 {
+        queue
+            .enqueue(crate::ids::OrderId::new())
+            .await
+            .expect("enqueue");
+    }
+    let got = queue
+        .receive(2, Duration::from_millis(500))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 2);
+    queue
+        .defer(&got[0], Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("defer");
+    queue
+        .dead_letter(&got[1], "test")
+        .await
+        .expect("dead letter");
+    let got = queue
+        .receive(1, Duration::from_millis(500))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(
+        (stats.waiting, stats.pending, stats.deferred, stats.dead),
+        (1, 1, 1, 1),
+        "one of each: {stats:?}"
+    );
+    assert!(
+        stats
+            .oldest_age
+            .is_some_and(|age| age < Duration::from_secs(60)),
+        "the oldest job's age: {stats:?}"
+    );
+    queue.ack(&got[0]).await.expect("ack");
+    let rest = queue
+        .receive(1, Duration::from_millis(500))
+        .await
+        .expect("receive");
+    queue.ack(&rest[0]).await.expect("ack");
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(
+        (stats.waiting, stats.pending, stats.oldest_age),
+        (0, 0, None),
+        "settled jobs are gone: {stats:?}"
+    );
 }
 
 async fn jobs_go_to_one_consumer_in_order_until_acked<Q: PaymentQueue>((a, b): (Q, Q)) {

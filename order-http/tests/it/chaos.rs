@@ -176,9 +176,12 @@ fn start_processes(
         });
     }
     for i in 0..2 {
+        // A worker serves /metrics on its PORT: give each one of its own.
+        let mut env = env.to_vec();
+        env.push(("PORT".into(), free_port().to_string()));
         processes.push(Process {
             args: vec!["worker".into()],
-            env: env.to_vec(),
+            env,
             log: logs.join(format!("worker-{i}.log")),
             child: None,
         });

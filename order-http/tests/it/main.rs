@@ -36,5 +36,6 @@ mod cancel;
 mod chaos;
 mod faults;
 mod limits;
+mod metrics;
 mod payments;
 mod webhooks;

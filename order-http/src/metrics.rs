@@ -4,7 +4,8 @@
 //! `order-core` records its own metrics through the `metrics` facade
 //! ([`order_core::observe`]); this module installs the recorder they go to.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
@@ -111,12 +112,36 @@ pub async fn serve_metrics() -> Response {
         .into_response()
 }
 
+/// The handles of one route's series, by method and status: looked up by the route's
+/// `&str` on every request, so counting allocates only the first time a series is seen.
+type RouteSeries = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+
+fn series(
+    method: &'static str,
+    route: &str,
+    status: u16,
+) -> (metrics::Counter, metrics::Histogram) {
+    static SERIES: OnceLock<Mutex<HashMap<String, RouteSeries>>> = OnceLock::new();
+    let mut all = SERIES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = all.get(route).and_then(|r| r.get(&(method, status))) {
+        return found.clone();
+    }
+    let made = (
+        metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
+        metrics::histogram!(HTTP_SECONDS, "method" => method, "route" => route.to_owned()),
+    );
+    all.entry(route.to_owned())
+        .or_default()
+        .insert((method, status), made.clone());
+    made
+}
+
 /// Counts and times a request by its method, route template and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method: &'static str = match request.method().as_str() {
         "GET" => "GET",
         "HEAD" => "HEAD",
@@ -129,11 +154,10 @@ pub async fn track(request: Request, next: Next) -> Response {
     };
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(HTTP_SECONDS, "method" => method, "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
-        .increment(1);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, seconds) = series(method, route, response.status().as_u16());
+    seconds.record(started.elapsed().as_secs_f64());
+    requests.increment(1);
     response
 }
 

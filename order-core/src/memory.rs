@@ -188,7 +188,7 @@ impl OrderRepo for MemoryOrderRepo {
             let t = Transition::apply(row.order.status, OrderEvent::PaymentStarted)
                 .map_err(|e| RepoError::Other(e.into()))?;
             row.order.status = t.to();
-            row.order.updated_at = now;
+            row.order.updated_at = row.order.updated_at.max(now);
             lock(&self.hooks).record(&row.order, Some(t.from()));
         }
         let lease = Lease {
@@ -225,7 +225,7 @@ impl OrderRepo for MemoryOrderRepo {
         }
         record(&mut row.order, attempt);
         row.order.status = transition.to();
-        row.order.updated_at = now;
+        row.order.updated_at = row.order.updated_at.max(now);
         row.lease = None;
         lock(&self.hooks).record(&row.order, Some(transition.from()));
         Ok(())
@@ -242,7 +242,7 @@ impl OrderRepo for MemoryOrderRepo {
         let row = Self::row_under_lease(&mut rows, lease)?;
         if attempt.is_some() {
             record(&mut row.order, attempt);
-            row.order.updated_at = now;
+            row.order.updated_at = row.order.updated_at.max(now);
         }
         row.lease = None;
         row.due_at = retry_at;
@@ -328,7 +328,7 @@ impl OrderRepo for MemoryOrderRepo {
         let transition =
             Transition::apply(row.order.status, event).map_err(|e| RepoError::Other(e.into()))?;
         row.order.status = transition.to();
-        row.order.updated_at = now;
+        row.order.updated_at = row.order.updated_at.max(now);
         row.order.cancellation = Some(Cancellation {
             requested_at: now,
             reason,

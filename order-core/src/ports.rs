@@ -223,6 +223,8 @@ impl RepoError {
 /// Durable storage of orders: the source of truth.
 ///
 /// # Contract
+/// - An order's `updated_at` never moves back: a write whose `now` is earlier than it (two
+///   processes' clocks, or a `now` taken before a slower statement) keeps it.
 /// - `insert` and `insert_many` are durable when they return `Ok`. `insert_many` is all or
 ///   nothing. An id that exists already MUST give [`RepoError::Duplicate`] and store nothing.
 ///   Stored orders are `pending` with no attempts, due at their `created_at`.
@@ -606,6 +608,11 @@ pub enum DeliveryNext {
 ///   subscribed to its type (whether or not it was delivered before, with its attempt
 ///   count kept); `None` for an unknown event, else how many deliveries are due.
 /// - `delete_endpoint` removes the endpoint with its deliveries and attempts.
+/// - `purge(before, limit)` forgets history: every attempt made before `before`, and up to
+///   `limit` events that happened before `before`, were fanned out and have no delivery left
+///   pending, with their deliveries; it returns how many events it deleted. An event still to
+///   fan out, or with a delivery pending (to a disabled endpoint, say), is kept whatever its
+///   age.
 /// - Endpoint writes keep everything they are given, secrets included; `update_endpoint`
 ///   replaces the stored endpoint with the same id and returns whether there was one.
 #[async_trait]
@@ -657,6 +664,8 @@ pub trait WebhookStore: Send + Sync {
         event: crate::webhook::EventId,
         now: DateTime<Utc>,
     ) -> Result<Option<usize>, RepoError>;
+    /// Forgets attempts, and settled events with their deliveries, older than `before`.
+    async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepoError>;
 }
 
 /// A signed webhook request, ready to post.

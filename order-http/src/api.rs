@@ -104,6 +104,7 @@ impl AppState {
                 timeout: Duration::from_secs(10),
                 secret_grace: Duration::from_secs(86_400),
                 disable_after: Duration::from_secs(5 * 86_400),
+                retention: Duration::from_secs(7 * 86_400),
                 concurrency: 128,
             },
             metrics: crate::metrics::Placement::WithApi,

@@ -134,6 +134,9 @@ pub struct WebhookSettings {
     /// An endpoint whose every delivery failed for this long is disabled
     /// (`WEBHOOK_DISABLE_AFTER_SECONDS`, 432000: five days).
     pub disable_after: Duration,
+    /// How long settled events, their deliveries and attempts are kept
+    /// (`WEBHOOK_RETENTION_SECONDS`, 604800: a week); purged by the worker roles.
+    pub retention: Duration,
     /// Deliveries each process posts at once (`WEBHOOK_CONCURRENCY`, 128), in loops of
     /// rounds of at most [`WebhookSettings::ROUND`] each, run side by side.
     pub concurrency: usize,
@@ -160,6 +163,8 @@ fn webhook_settings(
         timeout: seconds(l, "WEBHOOK_TIMEOUT_SECONDS", 10.0)?.max(Duration::from_millis(10)),
         secret_grace: seconds(l, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400.0)?,
         disable_after: seconds(l, "WEBHOOK_DISABLE_AFTER_SECONDS", 5.0 * 86_400.0)?,
+        retention: seconds(l, "WEBHOOK_RETENTION_SECONDS", 7.0 * 86_400.0)?
+            .max(Duration::from_secs(1)),
         concurrency: positive(
             "WEBHOOK_CONCURRENCY",
             parse(l, "WEBHOOK_CONCURRENCY", 128, "a whole number")?,

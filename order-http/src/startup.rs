@@ -95,8 +95,8 @@ pub struct Application {
     listener: Option<TcpListener>,
     state: Option<AppState>,
     worker: Option<(Arc<Processor>, WorkerSettings)>,
-    /// Delivers webhooks, in the worker roles.
-    dispatcher: Option<Arc<crate::webhooks::Dispatcher>>,
+    /// Delivers webhooks, in the worker roles, and forgets their history past its retention.
+    dispatcher: Option<(Arc<crate::webhooks::Dispatcher>, HistoryPurge)>,
     /// Where `/metrics` is served apart from the API, if anywhere.
     metrics_listener: Option<TcpListener>,
     /// The queue whose gauges the metrics sampler keeps.
@@ -257,42 +257,18 @@ impl Application {
         let worker = self.worker.map(|(processor, settings)| {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
         });
-        let webhook_loops = self.webhook_loops;
-        let dispatching = self.dispatcher.map(|dispatcher| {
-            tokio::spawn(crate::webhooks::run(
-                dispatcher,
-                webhook_loops,
-                WEBHOOK_IDLE_POLL,
-                stopped.clone(),
-            ))
-        });
-        let migrating = self.migrator.map(|migrator| {
-            let mut stopped = stopped.clone();
-            tokio::spawn(async move {
-                migrator
-                    .run(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await;
-            })
-        });
-        let sampling = self.metrics_enabled.then(|| {
-            tokio::spawn(crate::metrics::sample(
-                Some(self.queue),
-                METRICS_SAMPLE_EVERY,
-                stopped.clone(),
-            ))
-        });
-        let metrics_serving = self
-            .metrics_listener
-            .map(|listener| tokio::spawn(serve_metrics(listener, stopped.clone())));
-        let purge = self.state.as_ref().map(|state| {
-            tokio::spawn(purge_request_keys(
-                state.orders.clone(),
-                self.key_retention,
-                stopped.clone(),
-            ))
-        });
+        let side = spawn_side_tasks(
+            SideTasks {
+                dispatcher: self.dispatcher,
+                webhook_loops: self.webhook_loops,
+                migrator: self.migrator,
+                sampled_queue: self.metrics_enabled.then_some(self.queue),
+                metrics_listener: self.metrics_listener,
+                orders: self.state.as_ref().map(|state| state.orders.clone()),
+                key_retention: self.key_retention,
+            },
+            &stopped,
+        );
         let serving = serve(self.listener, self.state, stopped.clone());
         tokio::pin!(serving);
         let (served, worker_result) = match worker {
@@ -323,27 +299,15 @@ impl Application {
                 message: worker::panic_message(e),
             }),
         };
-        let joined = |task, handle: Option<tokio::task::JoinHandle<()>>| async move {
-            match handle {
-                Some(handle) => handle.await.map_err(|e| StartError::Panicked {
-                    task,
-                    message: worker::panic_message(e),
-                }),
-                None => Ok(()),
-            }
-        };
-        let purge_result = joined("idempotency key purge", purge).await;
-        let migrate_result = joined("migrator", migrating).await;
-        let dispatch_result = joined("webhook dispatcher", dispatching).await;
-        let sample_result = joined("metrics sampler", sampling).await;
-        let metrics_result = joined("metrics server", metrics_serving).await;
-        served
-            .and(worker_result)
-            .and(dispatch_result)
-            .and(sample_result)
-            .and(metrics_result)
-            .and(purge_result)
-            .and(migrate_result)
+        let mut result = served.and(worker_result);
+        for (task, handle) in side {
+            let joined = handle.await.map_err(|e| StartError::Panicked {
+                task,
+                message: worker::panic_message(e),
+            });
+            result = result.and(joined);
+        }
+        result
     }
 }
 
@@ -430,12 +394,17 @@ fn dispatcher(
     webhooks: Arc<dyn WebhookStore>,
     repo: Arc<dyn OrderRepo>,
     clock: Arc<dyn Clock>,
-) -> Result<Arc<crate::webhooks::Dispatcher>, StartError> {
+) -> Result<(Arc<crate::webhooks::Dispatcher>, HistoryPurge), StartError> {
+    let purge = HistoryPurge {
+        store: Arc::clone(&webhooks),
+        clock: Arc::clone(&clock),
+        retention: config.webhooks.retention,
+    };
     let sender = crate::webhooks::HttpWebhookSender::new(config.webhooks.timeout)
         .map_err(|e| StartError::Webhooks(e.to_string()))?;
     let render: order_core::service::webhooks::Render =
         Arc::new(|order| serde_json::to_value(crate::convert::order(order)).unwrap_or_default());
-    Ok(Arc::new(order_core::service::WebhookDispatcher::new(
+    let dispatcher = Arc::new(order_core::service::WebhookDispatcher::new(
         webhooks,
         repo,
         Arc::new(sender) as Arc<dyn WebhookSender>,
@@ -447,7 +416,8 @@ fn dispatcher(
             disable_after: config.webhooks.disable_after,
             ..DispatcherConfig::default()
         },
-    )))
+    ));
+    Ok((dispatcher, purge))
 }
 
 /// Installs the metrics recorder (unless metrics are off) and binds where `/metrics` is
@@ -467,6 +437,81 @@ async fn metrics_listener(config: &Config, role: Role) -> Result<Option<TcpListe
         .await
         .map(Some)
         .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// The tasks a process runs beside serving and paying, each stopped by the same signal.
+struct SideTasks {
+    dispatcher: Option<(Arc<crate::webhooks::Dispatcher>, HistoryPurge)>,
+    webhook_loops: usize,
+    migrator: Option<Migrator>,
+    sampled_queue: Option<Arc<dyn PaymentQueue>>,
+    metrics_listener: Option<TcpListener>,
+    orders: Option<api::Orders>,
+    key_retention: Duration,
+}
+
+/// Starts the side tasks this process has: webhook delivery and its history purge, the
+/// migrator, the metrics sampler and server, the idempotency key purge. Returns each with
+/// its name, to be joined at the end.
+fn spawn_side_tasks(
+    tasks: SideTasks,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<(&'static str, tokio::task::JoinHandle<()>)> {
+    let mut side = Vec::new();
+    if let Some((dispatcher, purge)) = tasks.dispatcher {
+        let (loops, stopped) = (tasks.webhook_loops, stopped.clone());
+        side.push((
+            "webhook dispatcher",
+            tokio::spawn(async move {
+                let every = (purge.retention / 10).min(Duration::from_secs(3600));
+                tokio::join!(
+                    crate::webhooks::run(dispatcher, loops, WEBHOOK_IDLE_POLL, stopped.clone()),
+                    crate::webhooks::purge_history(
+                        purge.store,
+                        purge.clock,
+                        purge.retention,
+                        every,
+                        stopped
+                    ),
+                );
+            }),
+        ));
+    }
+    if let Some(migrator) = tasks.migrator {
+        let mut stopped = stopped.clone();
+        side.push((
+            "migrator",
+            tokio::spawn(async move {
+                migrator
+                    .run(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }),
+        ));
+    }
+    if let Some(queue) = tasks.sampled_queue {
+        let sampling = crate::metrics::sample(Some(queue), METRICS_SAMPLE_EVERY, stopped.clone());
+        side.push(("metrics sampler", tokio::spawn(sampling)));
+    }
+    if let Some(listener) = tasks.metrics_listener {
+        side.push((
+            "metrics server",
+            tokio::spawn(serve_metrics(listener, stopped.clone())),
+        ));
+    }
+    if let Some(orders) = tasks.orders {
+        let purging = purge_request_keys(orders, tasks.key_retention, stopped.clone());
+        side.push(("idempotency key purge", tokio::spawn(purging)));
+    }
+    side
+}
+
+/// What the worker roles need to forget webhook history past its retention.
+struct HistoryPurge {
+    store: Arc<dyn WebhookStore>,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
 }
 
 /// How often the queue's gauges are sampled.

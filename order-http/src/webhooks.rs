@@ -129,6 +129,38 @@ pub async fn run(
     }
 }
 
+/// Forgets webhook history older than `retention` (settled events with their deliveries,
+/// and attempts), a batch every `every` until `stopped`; a full batch goes again at once.
+pub async fn purge_history(
+    store: Arc<dyn WebhookStore>,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    every: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    const BATCH: usize = 10_000;
+    loop {
+        let before =
+            clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let pause = match store.purge(before, BATCH).await {
+            Ok(n) if usize::try_from(n).is_ok_and(|n| n >= BATCH) => Duration::ZERO,
+            Ok(0) => every,
+            Ok(n) => {
+                tracing::info!(events = n, "forgot webhook history past its retention");
+                every
+            }
+            Err(e) => {
+                warn!(error = %e, "purging webhook history failed");
+                every
+            }
+        };
+        tokio::select! {
+            _ = stopped.changed() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
 /// Runs rounds of the dispatcher until `stopped` turns true: at once again after a busy
 /// round, after `idle` when there was nothing to do, after a second when the store failed.
 async fn rounds(dispatcher: Arc<Dispatcher>, idle: Duration, mut stopped: watch::Receiver<bool>) {

@@ -24,7 +24,7 @@ fn claim_sql() -> String {
     order_tree(&format!(
         "UPDATE orders SET \
            status = CASE WHEN status = $2 THEN $3 ELSE status END, \
-           updated_at = CASE WHEN status = $2 THEN $4 ELSE updated_at END, \
+           updated_at = CASE WHEN status = $2 THEN GREATEST(updated_at, $4) ELSE updated_at END, \
            charge_uncertain = charge_uncertain OR lease_token IS NOT NULL, \
            lease_token = $5, lease_owner = $6, lease_expires_at = $7 \
          WHERE id = $1 AND due_at <= $4 \
@@ -44,7 +44,7 @@ fn cancel_sql() -> String {
         "UPDATE orders SET \
            status = CASE WHEN status = $2 THEN $3 ELSE $5 END, \
            due_at = CASE WHEN status = $2 THEN NULL ELSE $6 END, \
-           updated_at = $6, cancel_requested_at = $6, cancel_reason = $7 \
+           updated_at = GREATEST(updated_at, $6), cancel_requested_at = $6, cancel_reason = $7 \
          WHERE id = $1 AND (status = $2 OR status = ANY($4)) \
          RETURNING {ORDER_COLUMNS}, 1::bigint AS rank"
     ))
@@ -73,7 +73,7 @@ fn end_lease_sql(update: &str) -> String {
 /// Ends a lease with a transition to a terminal status: nothing is left to do, so the order
 /// is due never again. Binds: the attempt's `$1`..`$9`, then `$10` order, `$11` lease token,
 /// `$12` new status, `$13` now, `$14` the status the transition starts from.
-const SETTLE_UPDATE: &str = "UPDATE orders SET status = $12, updated_at = $13, due_at = NULL, \
+const SETTLE_UPDATE: &str = "UPDATE orders SET status = $12, updated_at = GREATEST(updated_at, $13), due_at = NULL, \
        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
      WHERE id = $10 AND lease_token = $11 AND status = $14 RETURNING id";
 
@@ -81,7 +81,7 @@ const SETTLE_UPDATE: &str = "UPDATE orders SET status = $12, updated_at = $13, d
 /// order, `$11` lease token, `$12` when the next attempt is due, `$13` now (the order's
 /// `updated_at` moves only when an attempt is recorded).
 const RELEASE_UPDATE: &str = "UPDATE orders SET due_at = $12, \
-       updated_at = CASE WHEN $2::int IS NULL THEN updated_at ELSE $13 END, \
+       updated_at = CASE WHEN $2::int IS NULL THEN updated_at ELSE GREATEST(updated_at, $13) END, \
        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
      WHERE id = $10 AND lease_token = $11 RETURNING id";
 

@@ -107,6 +107,21 @@ const REDELIVER: &str = "WITH ev AS (SELECT id, type FROM order_events WHERE id 
        RETURNING 1) \
      SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM d)";
 
+/// Forgets history before `$1`: every attempt made before it, and up to `$2` events that
+/// happened before it, were fanned out and have no delivery pending, oldest first, with their
+/// deliveries (the foreign key is checked at the end of the statement, when both are gone).
+/// Returns how many events it deleted.
+const PURGE: &str = "WITH old AS ( \
+       SELECT e.id FROM order_events e \
+       WHERE e.fanned_out AND e.occurred_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                         WHERE d.event_id = e.id AND d.state = 'pending') \
+       ORDER BY e.seq LIMIT $2), \
+     d AS (DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM old)), \
+     a AS (DELETE FROM webhook_attempts WHERE attempted_at < $1), \
+     e AS (DELETE FROM order_events WHERE id IN (SELECT id FROM old) RETURNING 1) \
+     SELECT count(*) FROM e";
+
 #[derive(sqlx::FromRow)]
 struct EndpointRow {
     id: Uuid,
@@ -509,6 +524,16 @@ impl WebhookStore for PgOrderRepo {
             .into_iter()
             .map(DeliveryAttempt::try_from)
             .collect::<Result<_, _>>()?)
+    }
+
+    async fn purge(&self, before: DateTime<Utc>, max: usize) -> Result<u64, RepoError> {
+        let purged: i64 = sqlx::query_scalar(PURGE)
+            .bind(before)
+            .bind(limit(max))
+            .fetch_one(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok(u64::try_from(purged).unwrap_or(0))
     }
 
     async fn redeliver(

@@ -269,6 +269,46 @@ impl WebhookStore for MemoryOrderRepo {
             .collect())
     }
 
+    async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepoError> {
+        let mut hooks = lock(&self.hooks);
+        hooks.attempts.retain(|a| a.attempted_at >= before);
+        let fanned: Vec<EventId> = hooks.events[..hooks.fanned_out]
+            .iter()
+            .filter(|e| e.occurred_at < before)
+            .map(|e| e.id)
+            .collect();
+        let mut gone = std::collections::HashSet::new();
+        for id in fanned {
+            if gone.len() >= limit {
+                break;
+            }
+            let pending = hooks
+                .deliveries
+                .iter()
+                .any(|((event, _), d)| *event == id && d.state == State::Pending);
+            if !pending {
+                gone.insert(id);
+            }
+        }
+        hooks
+            .deliveries
+            .retain(|(event, _), _| !gone.contains(event));
+        let before_len = hooks.events.len();
+        let fanned_out = hooks.fanned_out;
+        let mut index = 0;
+        let mut removed_fanned = 0;
+        hooks.events.retain(|e| {
+            let keep = !gone.contains(&e.id);
+            if !keep && index < fanned_out {
+                removed_fanned += 1;
+            }
+            index += 1;
+            keep
+        });
+        hooks.fanned_out -= removed_fanned;
+        Ok((before_len - hooks.events.len()) as u64)
+    }
+
     async fn redeliver(
         &self,
         event: EventId,

@@ -108,6 +108,8 @@ where
     giving_up_ends_a_delivery_and_disabling_holds_the_rest_back(&make().await).await;
     events_can_be_delivered_again(&make().await).await;
     a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak(&make().await).await;
+    purging_forgets_settled_history_and_keeps_what_is_still_owed(&make().await).await;
+    an_orders_events_never_go_back_in_time(&make().await).await;
 }
 
 async fn every_status_change_records_one_event<S: WebhookStore + OrderRepo>(store: &S) {
@@ -684,5 +686,133 @@ async fn a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak<
             .expect("finish")
             .is_empty(),
         "an empty batch is fine"
+    );
+}
+
+async fn purging_forgets_settled_history_and_keeps_what_is_still_owed<
+    S: WebhookStore + OrderRepo,
+>(
+    store: &S,
+) {
+    let t = base_time();
+    let hook = endpoint(&[EventType::Created], t);
+    store.insert_endpoint(&hook).await.expect("insert");
+    let (delivered, owed, recent) = (
+        placed_order("alice", t),
+        placed_order("bob", t),
+        placed_order("carol", t + secs(100)),
+    );
+    store.insert(&delivered).await.expect("insert");
+    store.insert(&owed).await.expect("insert");
+    store.fan_out(t, 10).await.expect("fan out");
+    let claimed = store.claim_deliveries(t, LEASE, 10).await.expect("claim");
+    let done = claimed
+        .iter()
+        .find(|c| c.event.order_id == delivered.id)
+        .expect("claimed");
+    finish(
+        store,
+        done,
+        &tried(done, t, Some(200)),
+        DeliveryNext::Delivered,
+        None,
+    )
+    .await
+    .expect("finish");
+    let retry = claimed
+        .iter()
+        .find(|c| c.event.order_id == owed.id)
+        .expect("claimed");
+    finish(
+        store,
+        retry,
+        &tried(retry, t, Some(500)),
+        DeliveryNext::RetryAt(t + secs(600)),
+        None,
+    )
+    .await
+    .expect("finish");
+    store.insert(&recent).await.expect("insert");
+    let unfanned = placed_order("dave", t);
+    store
+        .insert(&unfanned)
+        .await
+        .expect("insert: its event is not fanned out yet");
+
+    assert_eq!(store.purge(t + secs(50), 100).await.expect("purge"), 1);
+    assert!(
+        store
+            .events_of(delivered.id)
+            .await
+            .expect("events")
+            .is_empty(),
+        "delivered: forgotten"
+    );
+    assert_eq!(
+        store.events_of(owed.id).await.expect("events").len(),
+        1,
+        "still owed a delivery"
+    );
+    assert_eq!(
+        store.events_of(recent.id).await.expect("events").len(),
+        1,
+        "too recent"
+    );
+    assert_eq!(
+        store.events_of(unfanned.id).await.expect("events").len(),
+        1,
+        "not fanned out"
+    );
+    assert!(
+        store
+            .attempts(hook.id, 10)
+            .await
+            .expect("attempts")
+            .is_empty(),
+        "old attempts go"
+    );
+    let due = store
+        .claim_deliveries(t + secs(600), LEASE, 10)
+        .await
+        .expect("claim");
+    assert!(
+        due.iter().any(|c| c.event.order_id == owed.id),
+        "the owed delivery is still due"
+    );
+    assert_eq!(
+        store.fan_out(t + secs(600), 10).await.expect("fan out"),
+        2,
+        "the rest still fan out"
+    );
+}
+
+/// A cancellation whose `now` was taken before a claim that committed first (two processes)
+/// must not report an earlier time than the claim: receivers order events by time.
+async fn an_orders_events_never_go_back_in_time<S: WebhookStore + OrderRepo>(store: &S) {
+    let t = base_time();
+    let order = placed_order("alice", t);
+    store.insert(&order).await.expect("insert");
+    acquire(store, order.id, "w1", t + secs(10)).await;
+    store
+        .cancel(order.id, CancelReason::Other, t + secs(5))
+        .await
+        .expect("cancel");
+    let times: Vec<_> = store
+        .events_of(order.id)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.occurred_at)
+        .collect();
+    assert_eq!(
+        times,
+        [t, t + secs(10), t + secs(10)],
+        "never earlier than the last change"
+    );
+    let stored = store.get(order.id).await.expect("get").expect("stored");
+    assert_eq!(
+        stored.updated_at,
+        t + secs(10),
+        "updated_at never moves back"
     );
 }

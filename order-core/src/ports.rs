@@ -608,9 +608,10 @@ pub enum DeliveryNext {
 ///   subscribed to its type (whether or not it was delivered before, with its attempt
 ///   count kept); `None` for an unknown event, else how many deliveries are due.
 /// - `delete_endpoint` removes the endpoint with its deliveries and attempts.
-/// - `purge(before, limit)` forgets history: every attempt made before `before`, and up to
-///   `limit` events that happened before `before`, were fanned out and have no delivery left
-///   pending, with their deliveries; it returns how many events it deleted. An event still to
+/// - `purge(before, limit)` forgets history: every attempt made before `before`, and at most
+///   `limit` events (an adapter may look at only the `limit` oldest) that happened before
+///   `before`, were fanned out and have no delivery left pending, with their deliveries; it
+///   returns how many events it deleted. An event still to
 ///   fan out, or with a delivery pending (to a disabled endpoint, say), is kept whatever its
 ///   age.
 /// - Endpoint writes keep everything they are given, secrets included; `update_endpoint`

@@ -107,16 +107,17 @@ const REDELIVER: &str = "WITH ev AS (SELECT id, type FROM order_events WHERE id 
        RETURNING 1) \
      SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM d)";
 
-/// Forgets history before `$1`: every attempt made before it, and up to `$2` events that
-/// happened before it, were fanned out and have no delivery pending, oldest first, with their
+/// Forgets history before `$1`: every attempt made before it, and, among the `$2` oldest
+/// events (so the statement reads a bounded slice of the table, however large it is), those
+/// that happened before it, were fanned out and have no delivery pending, with their
 /// deliveries (the foreign key is checked at the end of the statement, when both are gone).
 /// Returns how many events it deleted.
-const PURGE: &str = "WITH old AS ( \
-       SELECT e.id FROM order_events e \
+const PURGE: &str = "WITH oldest AS (SELECT seq FROM order_events ORDER BY seq LIMIT $2), \
+     old AS ( \
+       SELECT e.id FROM order_events e JOIN oldest USING (seq) \
        WHERE e.fanned_out AND e.occurred_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                         WHERE d.event_id = e.id AND d.state = 'pending') \
-       ORDER BY e.seq LIMIT $2), \
+                         WHERE d.event_id = e.id AND d.state = 'pending')), \
      d AS (DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM old)), \
      a AS (DELETE FROM webhook_attempts WHERE attempted_at < $1), \
      e AS (DELETE FROM order_events WHERE id IN (SELECT id FROM old) RETURNING 1) \

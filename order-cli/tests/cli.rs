@@ -681,36 +681,8 @@ async fn webhooks_are_managed_and_listen_prints_verified_events_and_refuses_forg
 async fn an_https_service_is_reached_over_tls() {
     // A TLS server with a fresh self-signed certificate: the CLI must get as far as the
     // handshake and refuse the certificate (without TLS it could not even try).
-    let dir = std::env::temp_dir().join(format!("cli-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(made.status.success(), "{made:?}");
-    let port = free_port();
-    let mut server = Command::new("openssl")
-        .args([
-            "s_server", "-quiet", "-www", "-cert", "cert.pem", "-key", "key.pem",
-        ])
-        .args(["-accept", &port.to_string()])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("https://localhost:{port}");
+    let server = order_http::testing::TlsServer::start();
+    let url = server.url();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let stderr = loop {
         let output = cli(&url, &["health"], None).await;
@@ -721,9 +693,7 @@ async fn an_https_service_is_reached_over_tls() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
     assert!(
         stderr.contains("certificate"),
         "a TLS handshake that refuses the certificate: {stderr}"

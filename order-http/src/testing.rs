@@ -20,7 +20,9 @@ use crate::{Application, Config, Role};
 pub use order_queue_redis::testing::{PrivateCluster, PrivateRedis, free_port, redis_url};
 
 mod receiver;
+mod tls;
 pub use receiver::{Answer, Received, Receiver, check_sequences, sequences};
+pub use tls::TlsServer;
 
 /// Where a test's service keeps its orders and jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -570,64 +570,14 @@ async fn an_endpoint_failing_everything_for_the_set_period_is_disabled_and_says_
     );
 }
 
-/// Runs `openssl s_server` with a fresh self-signed certificate on a free port.
-struct TlsServer {
-    port: u16,
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl TlsServer {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("tls-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let made = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-            ])
-            .current_dir(&dir)
-            .output()
-            .expect("openssl is installed");
-        assert!(made.status.success(), "{made:?}");
-        let port = order_http::testing::free_port();
-        let child = std::process::Command::new("openssl")
-            .args([
-                "s_server", "-quiet", "-www", "-cert", "cert.pem", "-key", "key.pem",
-            ])
-            .args(["-accept", &port.to_string()])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Self { port, child, dir }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test]
 async fn https_endpoints_are_reached_over_tls_and_an_untrusted_certificate_is_a_failed_attempt() {
     use order_core::ports::WebhookRequest;
     use order_core::webhook::AttemptOutcome;
-    let server = TlsServer::start();
+    let server = order_http::testing::TlsServer::start();
     let sender = HttpWebhookSender::new(Duration::from_secs(5)).unwrap();
     let request = WebhookRequest {
-        url: format!("https://localhost:{}/hooks", server.port),
+        url: format!("{}/hooks", server.url()),
         id: "evt_tls".into(),
         timestamp: 0,
         signature: "v1,x".into(),

@@ -249,6 +249,32 @@ impl TryFrom<AttemptRow> for DeliveryAttempt {
     }
 }
 
+/// Binds an endpoint's columns as `$1` to `$10`: id, url, events, description, enabled,
+/// disabled_reason, secret, previous_secret, previous_secret_expires_at, failing_since.
+fn bind_endpoint<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    endpoint: &'q Endpoint,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let retiring = endpoint.previous_secret.as_ref();
+    query
+        .bind(endpoint.id.as_uuid())
+        .bind(endpoint.url.as_str())
+        .bind(
+            endpoint
+                .events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&endpoint.description)
+        .bind(endpoint.enabled)
+        .bind(&endpoint.disabled_reason)
+        .bind(endpoint.secret.as_bytes())
+        .bind(retiring.map(|p| p.secret.as_bytes()))
+        .bind(retiring.map(|p| p.expires_at))
+        .bind(endpoint.failing_since)
+}
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -256,21 +282,15 @@ fn limit(n: usize) -> i64 {
 #[async_trait]
 impl WebhookStore for PgOrderRepo {
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
-        sqlx::query(
-            "INSERT INTO webhook_endpoints (id, url, events, description, enabled, disabled_reason, \
-             secret, previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        bind_endpoint(
+            sqlx::query(
+                "INSERT INTO webhook_endpoints (id, url, events, description, enabled, \
+                 disabled_reason, secret, previous_secret, previous_secret_expires_at, \
+                 failing_since, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            ),
+            endpoint,
         )
-        .bind(endpoint.id.as_uuid())
-        .bind(endpoint.url.as_str())
-        .bind(endpoint.events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
-        .bind(&endpoint.description)
-        .bind(endpoint.enabled)
-        .bind(&endpoint.disabled_reason)
-        .bind(endpoint.secret.as_bytes())
-        .bind(endpoint.previous_secret.as_ref().map(|p| p.secret.as_bytes()))
-        .bind(endpoint.previous_secret.as_ref().map(|p| p.expires_at))
-        .bind(endpoint.failing_since)
         .bind(endpoint.created_at)
         .bind(endpoint.updated_at)
         .execute(self.db()?)
@@ -304,32 +324,15 @@ impl WebhookStore for PgOrderRepo {
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
-        let updated = sqlx::query(
-            "UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, enabled = $5, \
-             disabled_reason = $6, secret = $7, previous_secret = $8, \
-             previous_secret_expires_at = $9, failing_since = $10, updated_at = $11 WHERE id = $1",
+        let updated = bind_endpoint(
+            sqlx::query(
+                "UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, \
+                 enabled = $5, disabled_reason = $6, secret = $7, previous_secret = $8, \
+                 previous_secret_expires_at = $9, failing_since = $10, updated_at = $11 \
+                 WHERE id = $1",
+            ),
+            endpoint,
         )
-        .bind(endpoint.id.as_uuid())
-        .bind(endpoint.url.as_str())
-        .bind(
-            endpoint
-                .events
-                .iter()
-                .map(|e| e.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(&endpoint.description)
-        .bind(endpoint.enabled)
-        .bind(&endpoint.disabled_reason)
-        .bind(endpoint.secret.as_bytes())
-        .bind(
-            endpoint
-                .previous_secret
-                .as_ref()
-                .map(|p| p.secret.as_bytes()),
-        )
-        .bind(endpoint.previous_secret.as_ref().map(|p| p.expires_at))
-        .bind(endpoint.failing_since)
         .bind(endpoint.updated_at)
         .execute(self.db()?)
         .await

@@ -10,23 +10,33 @@ use order_core::{OrderId, WorkerId};
 use order_store_postgres::testing::TestSchema;
 use order_store_postgres::{CorruptRow, PgOrderRepo, PoolConfig, connect_options, lazy_pool};
 
+/// Fresh stores, each in a schema of its own, for a conformance suite; the schemas are
+/// dropped with this value's `drop_all`.
+#[derive(Default, Clone)]
+struct FreshSchemas(Arc<Mutex<Vec<TestSchema>>>);
+
+impl FreshSchemas {
+    /// A store in a new, empty schema.
+    async fn make(&self) -> PgOrderRepo {
+        let schema = TestSchema::create().await;
+        let repo = schema.repo();
+        self.0.lock().unwrap().push(schema);
+        repo
+    }
+
+    async fn drop_all(self) {
+        let schemas = std::mem::take(&mut *self.0.lock().unwrap());
+        for schema in schemas {
+            schema.drop().await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_postgres_repo_honours_the_order_repo_contract() {
-    let schemas = Arc::new(Mutex::new(Vec::new()));
-    conformance::order_repo(|| {
-        let schemas = schemas.clone();
-        async move {
-            let schema = TestSchema::create().await;
-            let repo = schema.repo();
-            schemas.lock().unwrap().push(schema);
-            repo
-        }
-    })
-    .await;
-    let schemas = std::mem::take(&mut *schemas.lock().unwrap());
-    for schema in schemas {
-        schema.drop().await;
-    }
+    let schemas = FreshSchemas::default();
+    conformance::order_repo(|| schemas.make()).await;
+    schemas.drop_all().await;
 }
 
 #[tokio::test]
@@ -172,19 +182,7 @@ async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
 
 #[tokio::test]
 async fn the_postgres_repo_honours_the_webhook_store_contract() {
-    let schemas = Arc::new(Mutex::new(Vec::new()));
-    conformance::webhook_store(|| {
-        let schemas = schemas.clone();
-        async move {
-            let schema = TestSchema::create().await;
-            let repo = schema.repo();
-            schemas.lock().unwrap().push(schema);
-            repo
-        }
-    })
-    .await;
-    let schemas = std::mem::take(&mut *schemas.lock().unwrap());
-    for schema in schemas {
-        schema.drop().await;
-    }
+    let schemas = FreshSchemas::default();
+    conformance::webhook_store(|| schemas.make()).await;
+    schemas.drop_all().await;
 }

@@ -19,11 +19,19 @@ use serde_json::{Map, Value};
 use super::{AppState, JsonBody, PathParam, QueryParams};
 use crate::error::ApiError;
 
+/// `404` for the endpoint `id`.
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("webhook endpoint {id} not found"))
+}
+
 /// The endpoint `id`, or `404` (an id of the wrong shape names no endpoint).
 async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
-    let not_found = || ApiError::NotFound(format!("webhook endpoint {id} not found"));
-    let id: EndpointId = id.parse().map_err(|_| not_found())?;
-    state.webhooks.endpoint(id).await?.ok_or_else(not_found)
+    let parsed: EndpointId = id.parse().map_err(|_| not_found(id))?;
+    state
+        .webhooks
+        .endpoint(parsed)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 fn must_be(expected: &str) -> Invalid {
@@ -266,9 +274,7 @@ pub(super) async fn update_endpoint(
     }
     endpoint.touch(now);
     if !state.webhooks.update_endpoint(&endpoint).await? {
-        return Err(ApiError::NotFound(format!(
-            "webhook endpoint {id} not found"
-        )));
+        return Err(not_found(&id));
     }
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint updated");
     Ok(Json(response(&endpoint)))
@@ -294,9 +300,7 @@ pub(super) async fn delete_endpoint(
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
     let endpoint = stored(&state, &id).await?;
     if !state.webhooks.delete_endpoint(endpoint.id).await? {
-        return Err(ApiError::NotFound(format!(
-            "webhook endpoint {id} not found"
-        )));
+        return Err(not_found(&id));
     }
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint deleted");
     Ok(Json(response(&endpoint)))
@@ -328,9 +332,7 @@ pub(super) async fn rotate_secret(
         state.webhook_settings.secret_grace,
     );
     if !state.webhooks.update_endpoint(&endpoint).await? {
-        return Err(ApiError::NotFound(format!(
-            "webhook endpoint {id} not found"
-        )));
+        return Err(not_found(&id));
     }
     tracing::info!(endpoint_id = %endpoint.id, "webhook secret rotated");
     Ok(Json(RotatedSecret {

@@ -14,6 +14,7 @@
 //! - [`request`]: client idempotency keys and request fingerprints.
 //! - [`policy`]: the circuit breaker and the retry policy, pure functions of time and chance.
 //! - [`access`]: API keys, their scopes and customer binding.
+//! - [`trace`]: the W3C trace context an order and its payment jobs carry.
 //! - [`webhook`]: events, endpoints, signatures and the retry schedule of webhooks.
 //! - [`observe`]: the metrics the services record (through the `metrics` facade).
 //! - [`ports`]: `OrderRepo`, `PaymentQueue`, `PaymentGateway`, `Clock` and their contracts.
@@ -68,6 +69,7 @@ pub mod request;
 pub mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod trace;
 pub mod webhook;
 
 pub use error::{FieldError, Invalid, ValidationErrors};

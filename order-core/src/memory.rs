@@ -18,8 +18,9 @@ use crate::order::{CancelReason, Cancellation, Order, OrderEvent, OrderStatus, T
 use crate::payment::Attempt;
 use crate::policy::rate_limit::{Quota, Verdict, decide};
 use crate::ports::{
-    ApiKeyStore, CancelResult, Claim, Clock, Delivery, Lease, LimiterError, OrderFilter, OrderPage,
-    OrderRepo, PageRequest, PaymentQueue, QueueError, QueueStats, RateLimiter, RepoError,
+    ApiKeyStore, CancelResult, Claim, Clock, Delivery, Job, Lease, LimiterError, OrderFilter,
+    OrderPage, OrderRepo, PageRequest, PaymentQueue, QueueError, QueueStats, RateLimiter,
+    RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -249,16 +250,16 @@ impl OrderRepo for MemoryOrderRepo {
         Ok(())
     }
 
-    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError> {
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, RepoError> {
         let rows = self.read();
-        let mut due: Vec<(DateTime<Utc>, OrderId)> = rows
+        let mut due: Vec<(DateTime<Utc>, OrderId, Job)> = rows
             .values()
             .filter(|r| !r.order.status.is_terminal() && r.due_at <= before)
             .filter(|r| r.lease.is_none_or(|(_, until)| until <= before))
-            .map(|r| (r.due_at, r.order.id))
+            .map(|r| (r.due_at, r.order.id, Job::of(&r.order)))
             .collect();
-        due.sort_unstable();
-        Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
+        due.sort_unstable_by_key(|&(at, id, _)| (at, id));
+        Ok(due.into_iter().take(limit).map(|(.., job)| job).collect())
     }
 
     async fn begin_request(
@@ -398,7 +399,7 @@ fn record(order: &mut Order, attempt: Option<Attempt>) {
 
 #[derive(Debug)]
 struct PendingEntry {
-    order_id: OrderId,
+    job: Job,
     consumer: String,
     delivered_at: DateTime<Utc>,
     deliveries: u32,
@@ -407,8 +408,8 @@ struct PendingEntry {
 #[derive(Debug, Default)]
 struct QueueState {
     next_id: u64,
-    ready: VecDeque<(u64, OrderId)>,
-    deferred: Vec<(DateTime<Utc>, u64, OrderId)>,
+    ready: VecDeque<(u64, Job)>,
+    deferred: Vec<(DateTime<Utc>, u64, Job)>,
     pending: BTreeMap<u64, PendingEntry>,
     dead: Vec<(OrderId, String)>,
     /// When each waiting or pending entry was queued, by entry id (oldest first).
@@ -416,9 +417,9 @@ struct QueueState {
 }
 
 impl QueueState {
-    fn push(&mut self, order: OrderId, now: DateTime<Utc>) {
+    fn push(&mut self, job: Job, now: DateTime<Utc>) {
         self.next_id += 1;
-        self.ready.push_back((self.next_id, order));
+        self.ready.push_back((self.next_id, job));
         self.queued_at.insert(self.next_id, now);
     }
 
@@ -427,9 +428,9 @@ impl QueueState {
             self.deferred.drain(..).partition(|(at, ..)| *at <= now);
         self.deferred = later;
         let mut due = due;
-        due.sort_unstable();
-        for (_, _, order) in due {
-            self.push(order, now);
+        due.sort_unstable_by_key(|&(at, id, _)| (at, id));
+        for (_, _, job) in due {
+            self.push(job, now);
         }
     }
 }
@@ -506,13 +507,13 @@ impl MemoryQueue {
         s.promote_due(now);
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((id, order_id)) = s.ready.pop_front() else {
+            let Some((id, job)) = s.ready.pop_front() else {
                 break;
             };
             s.pending.insert(
                 id,
                 PendingEntry {
-                    order_id,
+                    job,
                     consumer: self.consumer.clone(),
                     delivered_at: now,
                     deliveries: 1,
@@ -520,7 +521,8 @@ impl MemoryQueue {
             );
             out.push(Delivery {
                 id: id.to_string(),
-                order_id,
+                order_id: job.order_id,
+                trace: job.trace,
                 deliveries: 1,
             });
         }
@@ -538,9 +540,9 @@ impl MemoryQueue {
 
 #[async_trait]
 impl PaymentQueue for MemoryQueue {
-    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError> {
+    async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
         let now = self.shared.clock.now();
-        lock(&self.shared.state).push(order, now);
+        lock(&self.shared.state).push(*job, now);
         self.shared.arrived.notify_waiters();
         Ok(())
     }
@@ -584,7 +586,11 @@ impl PaymentQueue for MemoryQueue {
         if was_pending {
             s.next_id += 1;
             let id = s.next_id;
-            s.deferred.push((until, id, delivery.order_id));
+            let job = Job {
+                order_id: delivery.order_id,
+                trace: delivery.trace,
+            };
+            s.deferred.push((until, id, job));
         }
         drop(s);
         self.shared.arrived.notify_waiters();
@@ -605,7 +611,8 @@ impl PaymentQueue for MemoryQueue {
                 entry.deliveries += 1;
                 out.push(Delivery {
                     id: id.to_string(),
-                    order_id: entry.order_id,
+                    order_id: entry.job.order_id,
+                    trace: entry.job.trace,
                     deliveries: entry.deliveries,
                 });
             }
@@ -617,7 +624,7 @@ impl PaymentQueue for MemoryQueue {
         if let Some(entry) = self.remove_pending(delivery) {
             lock(&self.shared.state)
                 .dead
-                .push((entry.order_id, reason.to_owned()));
+                .push((entry.job.order_id, reason.to_owned()));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::error::{FieldError, Invalid, ValidationErrors};
 use crate::ids::{CustomerId, ItemId, ItemName, OrderId};
 use crate::money::{Money, Price, Quantity};
 use crate::payment::{PaymentAttempt, RefundAttempt, RefundOutcome};
+use crate::trace::TraceParent;
 
 /// Fewest items an order may have.
 pub const MIN_ITEMS: usize = 1;
@@ -71,6 +72,7 @@ pub struct UncheckedOrder {
 pub struct NewOrder {
     customer_id: CustomerId,
     items: Vec<OrderItem>,
+    trace: Option<TraceParent>,
 }
 
 /// Checks the number of items an order has: 1 to 100.
@@ -187,6 +189,7 @@ impl OrderFields {
         ValidationErrors::check(errors, || NewOrder {
             customer_id: customer_id.expect("no errors means a customer id"),
             items,
+            trace: None,
         })
     }
 }
@@ -237,7 +240,17 @@ impl NewOrder {
             payment_attempts: Vec::new(),
             cancellation: None,
             refund_attempts: Vec::new(),
+            trace: self.trace,
         }
+    }
+
+    /// The same order, placed in the trace `trace` (the request's, when it is traced). The
+    /// trace is not part of what the order is: two requests for the same order in different
+    /// traces are the same request to an idempotency key.
+    #[must_use]
+    pub fn in_trace(mut self, trace: Option<TraceParent>) -> Self {
+        self.trace = trace;
+        self
     }
 }
 
@@ -289,6 +302,10 @@ pub struct Order {
     pub cancellation: Option<Cancellation>,
     /// Every refund attempt made for it, oldest first.
     pub refund_attempts: Vec<RefundAttempt>,
+    /// The trace of the request that placed it, when that request was traced: the work done
+    /// for the order later (its payment, its refund) joins this trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceParent>,
 }
 
 impl Order {

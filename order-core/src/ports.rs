@@ -20,6 +20,7 @@ use crate::payment::{
 };
 use crate::policy::rate_limit::{Quota, Verdict};
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
+use crate::trace::TraceParent;
 
 /// A boxed error from an adapter's driver.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -319,8 +320,9 @@ pub trait OrderRepo: Send + Sync {
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
-    /// Non-terminal orders due at or before `before` and free of a live lease, oldest first.
-    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError>;
+    /// Non-terminal orders due at or before `before` and free of a live lease, oldest first,
+    /// as the jobs that pay them (each with the trace stored with its order).
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, RepoError>;
     /// Reserves a client's idempotency key for a request.
     async fn begin_request(
         &self,
@@ -358,6 +360,33 @@ pub trait OrderRepo: Send + Sync {
     async fn ping(&self) -> Result<(), RepoError>;
 }
 
+/// A payment job: the order to pay (or refund) and the trace the work joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Job {
+    /// The order.
+    pub order_id: OrderId,
+    /// The trace of the request that placed the order, when it was traced.
+    pub trace: Option<TraceParent>,
+}
+
+impl Job {
+    /// The job that pays `order`, in the order's trace.
+    pub fn of(order: &Order) -> Self {
+        Self {
+            order_id: order.id,
+            trace: order.trace,
+        }
+    }
+
+    /// A job for `order_id` in no trace.
+    pub const fn untraced(order_id: OrderId) -> Self {
+        Self {
+            order_id,
+            trace: None,
+        }
+    }
+}
+
 /// A queued payment job handed to one consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -365,6 +394,8 @@ pub struct Delivery {
     pub id: String,
     /// The order to pay.
     pub order_id: OrderId,
+    /// The trace the job was queued in, if any.
+    pub trace: Option<TraceParent>,
     /// How often this entry has been delivered, this time included (1 the first time).
     pub deliveries: u32,
 }
@@ -406,7 +437,9 @@ impl QueueError {
 /// value of the adapter is one consumer (with a name unique to it); any value may enqueue.
 ///
 /// # Contract
-/// - `enqueue` returns `Ok` once the job is stored in the queue.
+/// - `enqueue` returns `Ok` once the job is stored in the queue. Its trace travels with it:
+///   every delivery of the job, a deferred one included, carries the trace it was queued
+///   with.
 /// - `receive(max, wait)` first makes deferred jobs whose time has come deliverable, then
 ///   hands this consumer up to `max` jobs no consumer has received yet, each with
 ///   `deliveries == 1`, waiting up to `wait` for one to arrive. Jobs come roughly in the
@@ -427,8 +460,8 @@ impl QueueError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PaymentQueue: Send + Sync {
-    /// Queues a payment job for `order`.
-    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError>;
+    /// Queues a payment job.
+    async fn enqueue(&self, job: &Job) -> Result<(), QueueError>;
     /// Receives new jobs for this consumer, waiting up to `wait`.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
     /// Marks a job done.

@@ -26,7 +26,7 @@ use order_core::payment::{
 };
 use order_core::policy::circuit_breaker::BreakerConfig;
 use order_core::policy::retry::RetryPolicy;
-use order_core::ports::{CancelResult, Claim, OrderRepo, PaymentGateway, PaymentQueue};
+use order_core::ports::{CancelResult, Claim, Job, OrderRepo, PaymentGateway, PaymentQueue};
 use order_core::testing::new_order;
 use order_core::{
     Clock, IdempotencyKey, Money, OrderEvent, OrderId, OrderService, OrderStatus, PaymentProcessor,
@@ -378,7 +378,8 @@ impl System {
             }),
             Step::Duplicate(i) => {
                 if let Some(id) = self.placed.get(i) {
-                    rt.block_on(self.queue.enqueue(*id)).unwrap();
+                    rt.block_on(self.queue.enqueue(&Job::untraced(*id)))
+                        .unwrap();
                 }
             }
             Step::Reconcile(w) => {

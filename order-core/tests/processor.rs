@@ -599,3 +599,57 @@ async fn a_charge_that_resolves_after_a_cancellation_is_recorded_and_refunded_ne
         "nothing left"
     );
 }
+
+#[tokio::test]
+async fn every_job_of_a_traced_order_carries_the_orders_trace() {
+    use order_core::order::CancelReason;
+    use order_core::testing::conformance::sample_trace;
+    let mut gateway = MockPaymentGateway::new();
+    gateway
+        .expect_charge()
+        .returning(|_| Err(GatewayError::Unavailable("down".into())));
+    let w = world(gateway);
+    let traced = new_order("c1").in_trace(Some(sample_trace()));
+    let order = w.orders.place(traced).await.unwrap();
+    assert_eq!(
+        order.trace,
+        Some(sample_trace()),
+        "the order keeps its trace"
+    );
+    let plain = w.orders.place(new_order("c2")).await.unwrap();
+    assert_eq!(plain.trace, None);
+
+    let received = w.queue.receive(2, Duration::ZERO).await.unwrap();
+    let trace_of = |id| received.iter().find(|d| d.order_id == id).unwrap().trace;
+    assert_eq!(trace_of(order.id), Some(sample_trace()), "placed");
+    assert_eq!(trace_of(plain.id), None);
+    // A failed charge defers the job; it comes back in the same trace.
+    for d in &received {
+        w.worker.handle(d).await.unwrap();
+    }
+    w.clock.advance(Duration::from_secs(5));
+    let again = w.queue.receive(2, Duration::ZERO).await.unwrap();
+    let back = again.iter().find(|d| d.order_id == order.id).unwrap();
+    assert_eq!(back.trace, Some(sample_trace()), "retried later");
+    for d in &again {
+        w.queue.ack(d).await.unwrap();
+    }
+    // A cancellation queues the refund in the order's trace.
+    w.orders
+        .cancel(order.id, CancelReason::RequestedByCustomer)
+        .await
+        .unwrap();
+    let refund = w.queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (refund[0].order_id, refund[0].trace),
+        (order.id, Some(sample_trace())),
+        "cancelled"
+    );
+    // A job lost with the queue is rebuilt by the reconciler, still in the trace.
+    w.queue.wipe();
+    w.clock.advance(Duration::from_secs(3600));
+    assert!(w.worker.reconcile(10).await.unwrap() >= 1);
+    let rebuilt = w.queue.receive(10, Duration::ZERO).await.unwrap();
+    let rebuilt = rebuilt.iter().find(|d| d.order_id == order.id).unwrap();
+    assert_eq!(rebuilt.trace, Some(sample_trace()), "reconciled");
+}

@@ -11,6 +11,8 @@
 //!   taken over with `XAUTOCLAIM`; their delivery counts come from `XPENDING`.
 //! - Deferred jobs wait in a sorted set scored by due time; a Lua script moves due ones back
 //!   into the stream atomically.
+//! - A job's trace (its W3C `traceparent`) is a field of its entry and part of its deferred
+//!   member, so every delivery of the job carries it.
 //! - Jobs delivered too often go to a dead-letter stream.
 //! - **Shards**: the queue is `shards` independent streams (1 by default), each with its
 //!   deferred set and dead-letter stream. A job goes to the shard its order id hashes to;
@@ -37,7 +39,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::OrderId;
-use order_core::ports::{BoxError, Delivery, PaymentQueue, QueueError, QueueStats};
+use order_core::ports::{BoxError, Delivery, Job, PaymentQueue, QueueError, QueueStats};
+use order_core::trace::TraceParent;
+
+/// The field of a job's stream entry holding its W3C `traceparent`, when it has one.
+const TRACEPARENT: &str = "traceparent";
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Value};
 use tokio::sync::OnceCell;
@@ -134,15 +140,32 @@ impl ShardKeys {
 }
 
 /// Moves due members of the deferred set (KEYS[1]) into the stream (KEYS[2]), atomically.
-/// ARGV: now in ms, most to move, MAXLEN.
+/// A member is a job as [`deferred_member`] writes it: the order id, then, after a space,
+/// its `traceparent` if it has one. ARGV: now in ms, most to move, MAXLEN.
 const PROMOTE_DUE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'order_id', member)
+  local space = string.find(member, ' ', 1, true)
+  if space then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+      'order_id', string.sub(member, 1, space - 1), 'traceparent', string.sub(member, space + 1))
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'order_id', member)
+  end
   redis.call('ZREM', KEYS[1], member)
 end
 return #due
 ";
+
+/// A deferred job as a member of the deferred set: its order id, and its trace after a space.
+/// Every job of an order carries the order's trace, so one order still has one member and
+/// deferring it again only moves it.
+fn deferred_member(order: OrderId, trace: Option<TraceParent>) -> String {
+    match trace {
+        Some(trace) => format!("{order} {trace}"),
+        None => order.to_string(),
+    }
+}
 
 /// Deletes the entries of the stream (KEYS[1]) that the group (ARGV[1]) is done with: those
 /// older than its oldest pending entry, or, with none pending, than the last entry it was
@@ -522,9 +545,16 @@ impl RedisQueue {
                 .and_then(|v| redis::from_redis_value::<String>(v).ok())
                 .and_then(|s| s.parse::<OrderId>().ok());
             if let Some(order_id) = order {
+                // A trace that does not read is only a lost link: the job is paid all the same.
+                let trace = entry
+                    .map
+                    .get(TRACEPARENT)
+                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .and_then(|s| s.parse().ok());
                 out.push(Delivery {
                     id: delivery_id(shard, &entry.id),
                     order_id,
+                    trace,
                     deliveries,
                 });
             } else {
@@ -630,24 +660,28 @@ impl RedisQueue {
 
 #[async_trait]
 impl PaymentQueue for RedisQueue {
-    async fn enqueue(&self, order: OrderId) -> Result<(), QueueError> {
+    async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
         // The order's own shard, or, if its node cannot be reached, the next that answers:
         // a job may sit on any shard, since its delivery id says which.
+        let order = job.order_id;
+        let trace = job.trace.map(|t| t.to_string());
         let home = self.shard_of(order);
         let n = self.shards.len();
         let mut conn = self.shared().await?;
         let mut failure = None;
         for shard in (0..n).map(|k| (home + k) % n) {
-            let added: Result<String, RedisError> = redis::cmd("XADD")
-                .arg(&self.shards[shard].stream)
+            let mut add = redis::cmd("XADD");
+            add.arg(&self.shards[shard].stream)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(self.config.max_len)
                 .arg("*")
                 .arg("order_id")
-                .arg(order.to_string())
-                .query_async(&mut conn)
-                .await;
+                .arg(order.to_string());
+            if let Some(trace) = &trace {
+                add.arg(TRACEPARENT).arg(trace);
+            }
+            let added: Result<String, RedisError> = add.query_async(&mut conn).await;
             match added.map_err(translate) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() => failure = Some(e),
@@ -732,7 +766,7 @@ impl PaymentQueue for RedisQueue {
             .arg(&keys.deferred)
             .arg("LT")
             .arg(until.timestamp_millis())
-            .arg(delivery.order_id.to_string())
+            .arg(deferred_member(delivery.order_id, delivery.trace))
             .ignore()
             .cmd("XACK")
             .arg(&keys.stream)

@@ -79,7 +79,7 @@ async fn place(repo: &MemoryOrderRepo, queue: &RedisQueue, count: usize) -> Vec<
     for i in 0..count {
         let order = placed_order(&format!("cluster-{i}"), chrono::Utc::now());
         repo.insert(&order).await.unwrap();
-        order_core::ports::PaymentQueue::enqueue(queue, order.id)
+        order_core::ports::PaymentQueue::enqueue(queue, &order_core::ports::Job::of(&order))
             .await
             .unwrap();
         ids.push(order.id);

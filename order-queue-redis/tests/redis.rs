@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use order_core::memory::MemoryOrderRepo;
-use order_core::ports::{OrderRepo, PaymentQueue, SystemClock};
+use order_core::ports::{Job, OrderRepo, PaymentQueue, SystemClock};
 use order_core::service::Outcome;
 use order_core::testing::{ApprovingGateway, conformance, placed_order};
 use order_core::{OrderId, PaymentProcessor, ProcessorConfig, WorkerId};
@@ -102,7 +102,7 @@ async fn one_shard_delivers_jobs_in_the_order_they_were_queued() {
     let queue = connect(test_config(&redis_url())).await;
     let orders: Vec<OrderId> = (0..20).map(|_| OrderId::new()).collect();
     for id in &orders {
-        queue.enqueue(*id).await.unwrap();
+        queue.enqueue(&Job::untraced(*id)).await.unwrap();
     }
     let got = queue.receive(20, Duration::from_millis(50)).await.unwrap();
     assert_eq!(got.iter().map(|d| d.order_id).collect::<Vec<_>>(), orders);
@@ -120,7 +120,7 @@ async fn jobs_spread_over_the_shards_and_every_consumer_reads_every_shard() {
     let mut per_shard = [0usize; 4];
     for id in &orders {
         per_shard[queue.shard_of(*id)] += 1;
-        queue.enqueue(*id).await.unwrap();
+        queue.enqueue(&Job::untraced(*id)).await.unwrap();
     }
     assert!(
         per_shard.iter().all(|&n| n >= 20),
@@ -163,7 +163,7 @@ async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dea
     .await;
     let alive = dead.consumer("alive");
     let order = OrderId::new();
-    dead.enqueue(order).await.unwrap();
+    dead.enqueue(&Job::untraced(order)).await.unwrap();
     assert_eq!(
         dead.receive(1, Duration::from_secs(1)).await.unwrap().len(),
         1
@@ -207,7 +207,7 @@ async fn a_job_left_by_a_dead_consumer_is_reclaimed_after_the_idle_time_then_dea
 #[tokio::test]
 async fn a_deleted_stream_and_group_are_recreated_on_the_next_read() {
     let queue = connect(test_config(&redis_url())).await;
-    queue.enqueue(OrderId::new()).await.unwrap();
+    queue.enqueue(&Job::untraced(OrderId::new())).await.unwrap();
     delete_keys(&queue).await;
 
     assert!(
@@ -218,7 +218,7 @@ async fn a_deleted_stream_and_group_are_recreated_on_the_next_read() {
             .is_empty()
     );
     let order = OrderId::new();
-    queue.enqueue(order).await.unwrap();
+    queue.enqueue(&Job::untraced(order)).await.unwrap();
     let got = queue.receive(1, Duration::from_millis(100)).await.unwrap();
     assert_eq!(got[0].order_id, order);
     delete_keys(&queue).await;
@@ -230,7 +230,7 @@ async fn the_worker_pays_an_order_through_redis_end_to_end() {
     let repo = Arc::new(MemoryOrderRepo::new());
     let order = placed_order("redis-e2e", chrono::Utc::now());
     repo.insert(&order).await.unwrap();
-    queue.enqueue(order.id).await.unwrap();
+    queue.enqueue(&Job::of(&order)).await.unwrap();
     let worker = PaymentProcessor::new(
         repo.clone(),
         queue.clone(),
@@ -254,17 +254,20 @@ async fn the_worker_pays_an_order_through_redis_end_to_end() {
 async fn after_redis_restarts_empty_the_queue_reconnects_and_keeps_working() {
     let mut server = PrivateRedis::start();
     let queue = connect(test_config(&server.url())).await;
-    queue.enqueue(OrderId::new()).await.unwrap();
-    queue.enqueue(OrderId::new()).await.unwrap();
+    queue.enqueue(&Job::untraced(OrderId::new())).await.unwrap();
+    queue.enqueue(&Job::untraced(OrderId::new())).await.unwrap();
 
     server.kill();
-    let err = queue.enqueue(OrderId::new()).await.unwrap_err();
+    let err = queue
+        .enqueue(&Job::untraced(OrderId::new()))
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "a dead server is retryable: {err:?}");
     let server = PrivateRedis::start_on(server.port());
 
     let order = OrderId::new();
     eventually(Duration::from_secs(10), || async {
-        queue.enqueue(order).await.ok()
+        queue.enqueue(&Job::untraced(order)).await.ok()
     })
     .await;
     let got = eventually(Duration::from_secs(10), || async {
@@ -296,8 +299,8 @@ async fn consumers_of_stopped_workers_are_forgotten_once_they_hold_nothing() {
     let holding = me.consumer("holding-worker");
     // Consumers exist once they have received something: one finished its job and
     // stopped, one still holds a job.
-    me.enqueue(OrderId::new()).await.unwrap();
-    me.enqueue(OrderId::new()).await.unwrap();
+    me.enqueue(&Job::untraced(OrderId::new())).await.unwrap();
+    me.enqueue(&Job::untraced(OrderId::new())).await.unwrap();
     let done = stopped.receive(1, Duration::from_millis(10)).await.unwrap();
     stopped.ack(&done[0]).await.unwrap();
     assert_eq!(
@@ -357,7 +360,7 @@ async fn trimming_deletes_only_entries_the_group_is_done_with() {
         }
     };
     for _ in 0..50 {
-        queue.enqueue(OrderId::new()).await.unwrap();
+        queue.enqueue(&Job::untraced(OrderId::new())).await.unwrap();
     }
     let taken = queue.receive(30, Duration::from_millis(10)).await.unwrap();
     for d in taken[..10].iter().chain(&taken[20..]) {

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use order_core::order::CancelReason;
 use order_core::payment::Attempt;
 use order_core::ports::{
-    CancelResult, Claim, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
+    CancelResult, Claim, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
 };
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
 use order_core::{Order, OrderId, Transition, WorkerId};
@@ -193,7 +193,7 @@ impl OrderRepo for PgOrderRepo {
             .await
     }
 
-    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, RepoError> {
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, RepoError> {
         self.due_orders(before, limit).await
     }
 

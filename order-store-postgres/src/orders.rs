@@ -21,16 +21,17 @@ use crate::rows::{OrderTreeRow, TreeRowKind};
 /// Binds: `$1` ids, `$2` customers, `$3` totals, `$4` creation times (one per order);
 /// `$5` order ids, `$6` positions, `$7` item ids, `$8` names, `$9` quantities, `$10` prices
 /// (one per item); `$11` the key or null, `$12` its reservation token, `$13` the first
-/// order's id; `$14` the status of a new order.
+/// order's id; `$14` the status of a new order; `$15` the orders' `traceparent`s (text or
+/// null, one per order).
 const INSERT_ORDERS: &str = "WITH k AS ( \
        UPDATE request_keys SET order_id = $13 \
        WHERE $11::text IS NOT NULL AND key = $11 AND token = $12 AND order_id IS NULL RETURNING 1), \
      ok AS (SELECT 1 AS go WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM k)), \
      o AS ( \
-       INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at) \
-       SELECT id, customer_id, total, $14, created, created, created \
-       FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[]) \
-         AS u(id, customer_id, total, created) \
+       INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at, traceparent) \
+       SELECT id, customer_id, total, $14, created, created, created, trace \
+       FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $15::text[]) \
+         AS u(id, customer_id, total, created, trace) \
        WHERE EXISTS (SELECT 1 FROM ok) \
        RETURNING id), \
      i AS ( \
@@ -44,7 +45,7 @@ const FIND_EXISTING: &str = "SELECT id FROM orders WHERE id = ANY($1) LIMIT 1";
 
 /// The columns of `orders` every order-tree statement picks.
 pub const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at, \
-     charge_uncertain, cancel_requested_at, cancel_reason";
+     charge_uncertain, cancel_requested_at, cancel_reason, traceparent";
 
 /// One statement that returns whole orders: `picked` is a query yielding order rows with
 /// [`ORDER_COLUMNS`] and a bigint `rank` (their order in the answer); the statement adds
@@ -55,19 +56,19 @@ pub fn order_tree(picked: &str) -> String {
     format!(
         "WITH picked AS ({picked}) \
          SELECT 0 AS kind, p.rank, p.id, p.customer_id, p.total_amount, p.status, p.created_at, p.updated_at, \
-                p.charge_uncertain, p.cancel_requested_at, p.cancel_reason, \
+                p.charge_uncertain, p.cancel_requested_at, p.cancel_reason, p.traceparent, \
                 0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
                 NULL::text AS outcome, NULL::text AS transaction_id, NULL::numeric AS amount, NULL::text AS decline_reason, \
                 NULL::text AS error, NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
          FROM picked p \
          UNION ALL \
-         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 i.position, i.item_id, i.item_name, i.quantity, i.price, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL \
          FROM picked p JOIN order_items i ON i.order_id = p.id \
          UNION ALL \
          SELECT CASE a.kind WHEN 'refund' THEN 3 ELSE 2 END, p.rank, p.id, \
-                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 a.number, NULL, NULL, NULL, NULL, \
                 a.outcome, a.transaction_id, a.amount, a.decline_reason, a.error, a.started_at, a.finished_at \
          FROM picked p JOIN payment_attempts a ON a.order_id = p.id \
@@ -208,6 +209,7 @@ impl PgOrderRepo {
             .bind(key.map(|(_, t)| t))
             .bind(columns.ids[0])
             .bind(OrderStatus::Pending.as_str())
+            .bind(&columns.traces)
             .fetch_one(self.db()?)
             .await;
         match result {
@@ -239,6 +241,7 @@ struct InsertColumns<'a> {
     customers: Vec<&'a str>,
     totals: Vec<Decimal>,
     created: Vec<chrono::DateTime<chrono::Utc>>,
+    traces: Vec<Option<String>>,
     item_orders: Vec<Uuid>,
     positions: Vec<i16>,
     item_ids: Vec<&'a str>,
@@ -256,6 +259,7 @@ impl<'a> InsertColumns<'a> {
             customers: Vec::with_capacity(n),
             totals: Vec::with_capacity(n),
             created: Vec::with_capacity(n),
+            traces: Vec::with_capacity(n),
             item_orders: Vec::with_capacity(items),
             positions: Vec::with_capacity(items),
             item_ids: Vec::with_capacity(items),
@@ -268,6 +272,7 @@ impl<'a> InsertColumns<'a> {
             c.customers.push(order.customer_id.as_str());
             c.totals.push(order.total_amount.amount());
             c.created.push(order.created_at);
+            c.traces.push(order.trace.map(|t| t.to_string()));
             for (pos, item) in order.items.iter().enumerate() {
                 c.item_orders.push(order.id.as_uuid());
                 c.positions.push(i16::try_from(pos).unwrap_or(i16::MAX));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use order_core::order::CancelReason;
 use order_core::payment::Attempt;
-use order_core::ports::{CancelResult, Claim, Lease, RepoError};
+use order_core::ports::{CancelResult, Claim, Job, Lease, RepoError};
 use order_core::{OrderEvent, OrderId, OrderStatus, Transition, WorkerId};
 use uuid::Uuid;
 
@@ -87,7 +87,7 @@ const RELEASE_UPDATE: &str = "UPDATE orders SET due_at = $12, \
 
 /// Orders with work pending, due by a time and not leased, oldest first. Binds: `$1` the
 /// time, `$2` the limit.
-const DUE: &str = "SELECT id FROM orders \
+const DUE: &str = "SELECT id, traceparent FROM orders \
      WHERE due_at <= $1 \
        AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
      ORDER BY due_at, id LIMIT $2";
@@ -194,14 +194,22 @@ impl PgOrderRepo {
         &self,
         before: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<OrderId>, RepoError> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(DUE)
+    ) -> Result<Vec<Job>, RepoError> {
+        let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(DUE)
             .bind(before)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.db()?)
             .await
             .map_err(translate)?;
-        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, trace)| Job {
+                order_id: OrderId::from_uuid(id),
+                // A trace that does not read is only a lost link, never a reason to leave an
+                // order unpaid.
+                trace: trace.and_then(|t| t.parse().ok()),
+            })
+            .collect())
     }
 
     pub(crate) async fn cancel_order(

@@ -81,6 +81,8 @@ pub struct OrderTreeRow {
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Order: why.
     pub cancel_reason: Option<String>,
+    /// Order: the W3C `traceparent` of the request that placed it.
+    pub traceparent: Option<String>,
     /// Item: its position; attempt: its number.
     pub n: i32,
     /// Item: catalogue id.
@@ -141,6 +143,12 @@ impl OrderTreeRow {
             payment_attempts: Vec::new(),
             cancellation,
             refund_attempts: Vec::new(),
+            trace: self
+                .traceparent
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| CorruptRow::new("orders", "traceparent", e))?,
         };
         Ok((order, self.charge_uncertain.unwrap_or(false)))
     }

@@ -12,8 +12,8 @@ use crate::ids::OrderId;
 use crate::order::{CancelReason, NewOrder, Order};
 use crate::policy::circuit_breaker::BreakerConfig;
 use crate::ports::{
-    CancelResult, Clock, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue, QueueError,
-    RepoError,
+    CancelResult, Clock, Job, OrderFilter, OrderPage, OrderRepo, PageRequest, PaymentQueue,
+    QueueError, RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -101,7 +101,7 @@ where
         self.group
             .insert(&*self.repo, &self.gate, &*self.clock, order.clone())
             .await?;
-        if let Err(e) = self.queue.enqueue(order.id).await {
+        if let Err(e) = self.queue.enqueue(&Job::of(&order)).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
         Ok(order)
@@ -137,7 +137,7 @@ where
             return Err(e.into());
         }
         metrics::counter!(crate::observe::ORDERS_PLACED).increment(1);
-        if let Err(e) = self.queue.enqueue(order.id).await {
+        if let Err(e) = self.queue.enqueue(&Job::of(&order)).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
         Ok(Placed {
@@ -164,8 +164,8 @@ where
         if let CancelResult::Cancelled(order) = &result {
             crate::observe::terminal(order.status, order.updated_at - order.created_at);
         }
-        if matches!(result, CancelResult::Cancelling(_)) {
-            if let Err(e) = self.queue.enqueue(id).await {
+        if let CancelResult::Cancelling(order) = &result {
+            if let Err(e) = self.queue.enqueue(&Job::of(order)).await {
                 warn!(error = %e, "cancellation stored but not queued; the reconciler will queue it");
             }
         }

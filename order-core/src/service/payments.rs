@@ -213,8 +213,8 @@ where
     pub async fn reconcile(&self, limit: usize) -> Result<usize, ProcessError> {
         let before = micros_now(&*self.clock) - chrono(self.config.reconcile_grace);
         let due = self.repo.due(before, limit).await?;
-        for id in &due {
-            self.queue.enqueue(*id).await?;
+        for job in &due {
+            self.queue.enqueue(job).await?;
             metrics::counter!(observe::RECONCILER_REQUEUED).increment(1);
         }
         if !due.is_empty() {

@@ -16,8 +16,8 @@ use crate::payment::{
     RefundOutcome,
 };
 use crate::ports::{
-    CancelResult, Claim, OrderFilter, OrderRepo, PageRequest, PageSize, PaymentGateway,
-    PaymentQueue, RepoError,
+    CancelResult, Claim, Delivery, Job, OrderFilter, OrderRepo, PageRequest, PageSize,
+    PaymentGateway, PaymentQueue, RepoError,
 };
 use crate::testing::placed_order;
 
@@ -435,8 +435,14 @@ async fn settle_refuses_a_transition_from_another_status<R: OrderRepo>(repo: &R)
 
 async fn due_lists_orders_needing_a_job_oldest_first<R: OrderRepo>(repo: &R) {
     let t = base_time();
-    let orders: Vec<_> = (0..4).map(|i| placed_order("c-due", t + secs(i))).collect();
+    let mut orders: Vec<_> = (0..4).map(|i| placed_order("c-due", t + secs(i))).collect();
+    orders[3].trace = Some(sample_trace());
     repo.insert_many(&orders).await.expect("insert_many");
+    assert_eq!(
+        repo.get(orders[3].id).await.expect("get").map(|o| o.trace),
+        Some(Some(sample_trace())),
+        "an order's trace is stored with it"
+    );
     // 0: settled; 1: leased until t+100; 2: released until t+50; 3: untouched.
     let (lease0, _) = acquire(repo, orders[0].id, "a", t + secs(10)).await;
     let confirm = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
@@ -458,7 +464,12 @@ async fn due_lists_orders_needing_a_job_oldest_first<R: OrderRepo>(repo: &R) {
         .await
         .expect("release");
 
-    let ids = |v: &[crate::ids::OrderId]| v.to_vec();
+    let ids = |v: &[Job]| v.iter().map(|j| j.order_id).collect::<Vec<_>>();
+    assert_eq!(
+        repo.due(t + secs(20), 10).await.expect("due"),
+        [Job::of(&orders[3])],
+        "a due order's job carries the order's trace"
+    );
     assert_eq!(
         ids(&repo.due(t + secs(20), 10).await.expect("due")),
         [orders[3].id]
@@ -519,6 +530,61 @@ where
     deferred_jobs_come_back_at_their_time(make().await).await;
     receive_waits_for_a_job(make().await).await;
     stats_count_jobs_where_they_are(make().await).await;
+    a_jobs_trace_travels_with_every_delivery(make().await).await;
+}
+
+/// The `traceparent` of W3C Trace Context's example.
+pub fn sample_trace() -> crate::trace::TraceParent {
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        .parse()
+        .expect("a valid traceparent")
+}
+
+async fn a_jobs_trace_travels_with_every_delivery<Q: PaymentQueue>((a, b): (Q, Q)) {
+    let short = Duration::from_millis(500);
+    let traced = Job {
+        order_id: crate::ids::OrderId::new(),
+        trace: Some(sample_trace()),
+    };
+    let plain = Job::untraced(crate::ids::OrderId::new());
+    a.enqueue(&traced).await.expect("enqueue");
+    a.enqueue(&plain).await.expect("enqueue");
+    let got = a.receive(2, short).await.expect("receive");
+    let find = |got: &[Delivery], id| {
+        got.iter()
+            .find(|d| d.order_id == id)
+            .map(|d| d.trace)
+            .expect("delivered")
+    };
+    assert_eq!(find(&got, traced.order_id), traced.trace, "received");
+    assert_eq!(find(&got, plain.order_id), None, "an untraced job has none");
+    let reclaimed = b.reclaim(Duration::ZERO, 10).await.expect("reclaim");
+    assert_eq!(find(&reclaimed, traced.order_id), traced.trace, "reclaimed");
+    for d in &reclaimed {
+        b.defer(d, Utc::now() - chrono::Duration::seconds(1))
+            .await
+            .expect("defer");
+    }
+    let mut back = Vec::new();
+    for _ in 0..10 {
+        back.extend(b.receive(2, short).await.expect("receive"));
+        if back.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        find(&back, traced.order_id),
+        traced.trace,
+        "deferred and back"
+    );
+    assert_eq!(
+        find(&back, plain.order_id),
+        None,
+        "deferred and back, untraced"
+    );
+    for d in &back {
+        b.ack(d).await.expect("ack");
+    }
 }
 
 async fn stats_count_jobs_where_they_are<Q: PaymentQueue>((queue, _other): (Q, Q)) {
@@ -536,7 +602,7 @@ async fn stats_count_jobs_where_they_are<Q: PaymentQueue>((queue, _other): (Q, Q
     );
     for _ in 0..4 {
         queue
-            .enqueue(crate::ids::OrderId::new())
+            .enqueue(&Job::untraced(crate::ids::OrderId::new()))
             .await
             .expect("enqueue");
     }
@@ -593,7 +659,7 @@ async fn jobs_go_to_one_consumer_in_order_until_acked<Q: PaymentQueue>((a, b): (
     );
     let orders: Vec<_> = (0..3).map(|_| crate::ids::OrderId::new()).collect();
     for id in &orders {
-        a.enqueue(*id).await.expect("enqueue");
+        a.enqueue(&Job::untraced(*id)).await.expect("enqueue");
     }
     let got = a.receive(2, short).await.expect("receive");
     assert_eq!(got.len(), 2, "at most max, as many as there are");
@@ -623,7 +689,7 @@ async fn unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered<Q: Paymen
 ) {
     let short = Duration::from_millis(50);
     let id = crate::ids::OrderId::new();
-    a.enqueue(id).await.expect("enqueue");
+    a.enqueue(&Job::untraced(id)).await.expect("enqueue");
     let first = a.receive(1, short).await.expect("receive");
     assert_eq!(first.len(), 1);
     assert!(
@@ -654,7 +720,7 @@ async fn unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered<Q: Paymen
 async fn deferred_jobs_come_back_at_their_time<Q: PaymentQueue>((a, b): (Q, Q)) {
     let short = Duration::from_millis(50);
     let id = crate::ids::OrderId::new();
-    a.enqueue(id).await.expect("enqueue");
+    a.enqueue(&Job::untraced(id)).await.expect("enqueue");
     let d = a.receive(1, short).await.expect("receive").remove(0);
     a.defer(&d, Utc::now() + chrono::Duration::hours(1))
         .await
@@ -671,7 +737,7 @@ async fn deferred_jobs_come_back_at_their_time<Q: PaymentQueue>((a, b): (Q, Q)) 
         "deferring acks the job"
     );
     let other = crate::ids::OrderId::new();
-    a.enqueue(other).await.expect("enqueue");
+    a.enqueue(&Job::untraced(other)).await.expect("enqueue");
     let d = a.receive(1, short).await.expect("receive").remove(0);
     a.defer(&d, Utc::now() - chrono::Duration::seconds(1))
         .await
@@ -694,7 +760,7 @@ async fn receive_waits_for_a_job<Q: PaymentQueue>((a, b): (Q, Q)) {
     let id = crate::ids::OrderId::new();
     let (got, ()) = tokio::join!(a.receive(1, Duration::from_secs(5)), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        b.enqueue(id).await.expect("enqueue");
+        b.enqueue(&Job::untraced(id)).await.expect("enqueue");
     });
     let got = got.expect("receive");
     assert_eq!(got.len(), 1, "receive waits for a job to arrive");
@@ -927,7 +993,7 @@ async fn a_cancellation_mid_payment_fences_the_charge_and_ends_with_the_refund<R
     .expect("the lease still records its attempt");
     assert_eq!(
         repo.due(t + secs(2), 10).await.expect("due"),
-        [order.id],
+        [Job::untraced(order.id)],
         "due for its refund"
     );
 
@@ -1022,7 +1088,7 @@ async fn a_confirmed_order_is_cancelled_through_its_refund_and_a_failed_one_not_
     );
     assert_eq!(
         repo.due(t + secs(10), 10).await.expect("due"),
-        [confirmed.id],
+        [Job::untraced(confirmed.id)],
         "a confirmed order is due again, for its refund"
     );
     assert!(

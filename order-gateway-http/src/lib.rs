@@ -12,6 +12,9 @@
 //!
 //! Refunds (`POST {base}/refunds`, a `RefundBody`) are classified the same way: `200`
 //! refunded or nothing captured (the charge key is then void).
+//!
+//! Each call runs in a client span (`gateway charge`, `gateway refund`); with
+//! [`HttpGateway::with_trace_context`] it also sends that span's W3C `traceparent`.
 
 use std::time::Duration;
 
@@ -24,6 +27,15 @@ use order_core::payment::{
     ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
+use order_core::trace::TraceParent;
+use tracing::Instrument as _;
+
+/// The header of W3C Trace Context.
+const TRACEPARENT: &str = "traceparent";
+
+/// Where the trace context of the current span comes from: the `traceparent` a call sends
+/// so the gateway's work joins the trace (`None`: send none).
+pub type TraceContext = fn() -> Option<TraceParent>;
 
 /// [`PaymentGateway`] calling an HTTP payment gateway.
 #[derive(Debug, Clone)]
@@ -31,6 +43,7 @@ pub struct HttpGateway {
     client: reqwest::Client,
     charges: String,
     refunds: String,
+    trace: Option<TraceContext>,
 }
 
 /// Why an [`HttpGateway`] could not be built.
@@ -44,29 +57,6 @@ impl std::fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
-
-impl HttpGateway {
-    /// A gateway at `base_url` (such as `http://127.0.0.1:8100`) whose charges time out after
-    /// `timeout` (an ambiguous outcome).
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, BuildError> {
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(BuildError(format!(
-                "expected an http:// or https:// URL, got {base_url:?}"
-            )));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .pool_max_idle_per_host(512)
-            .build()
-            .map_err(|e| BuildError(e.to_string()))?;
-        Ok(Self {
-            client,
-            charges: format!("{}{CHARGES}", base_url.trim_end_matches('/')),
-            refunds: format!("{}{REFUNDS}", base_url.trim_end_matches('/')),
-        })
-    }
-}
 
 fn decline_reason(reason: &str) -> DeclineReason {
     DeclineReason::ALL
@@ -97,22 +87,61 @@ fn failed(status: u16, said: String) -> GatewayError {
     }
 }
 
-#[async_trait]
-impl PaymentGateway for HttpGateway {
-    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+impl HttpGateway {
+    /// A gateway at `base_url` (such as `http://127.0.0.1:8100`) whose charges time out after
+    /// `timeout` (an ambiguous outcome).
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, BuildError> {
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(BuildError(format!(
+                "expected an http:// or https:// URL, got {base_url:?}"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .pool_max_idle_per_host(512)
+            .build()
+            .map_err(|e| BuildError(e.to_string()))?;
+        Ok(Self {
+            client,
+            charges: format!("{}{CHARGES}", base_url.trim_end_matches('/')),
+            refunds: format!("{}{REFUNDS}", base_url.trim_end_matches('/')),
+            trace: None,
+        })
+    }
+
+    /// The same gateway, sending each call's trace context (read with `trace` inside the
+    /// call's span) as a W3C `traceparent` header.
+    #[must_use]
+    pub fn with_trace_context(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// A `POST` of `body` to `url` under the idempotency key `key`, in the current trace.
+    async fn post(
+        &self,
+        url: &str,
+        key: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let mut request = self.client.post(url).header(IDEMPOTENCY_KEY, key);
+        if let Some(parent) = self.trace.and_then(|current| current()) {
+            request = request.header(TRACEPARENT, parent.to_string());
+        }
+        request.json(body).send().await.map_err(|e| unsent(&e))
+    }
+
+    async fn charge_once(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
         let body = ChargeBody {
             order_id: request.order_id.as_uuid(),
             customer_id: request.customer_id.to_string(),
             amount: request.amount.amount(),
         };
-        let sent = self
-            .client
-            .post(&self.charges)
-            .header(IDEMPOTENCY_KEY, request.idempotency_key.as_str())
-            .json(&body)
-            .send()
-            .await;
-        let response = sent.map_err(|e| unsent(&e))?;
+        let response = self
+            .post(&self.charges, request.idempotency_key.as_str(), &body)
+            .await?;
+
         let status = response.status().as_u16();
         let answer: Option<ChargeAnswer> = response.json().await.ok();
         let said = |default: &str| match &answer {
@@ -138,20 +167,15 @@ impl PaymentGateway for HttpGateway {
         }
     }
 
-    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+    async fn refund_once(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
         let body = RefundBody {
             order_id: request.order_id.as_uuid(),
             charge_key: request.charge_key.as_str().to_owned(),
             amount: request.amount.amount(),
         };
         let response = self
-            .client
-            .post(&self.refunds)
-            .header(IDEMPOTENCY_KEY, request.idempotency_key.as_str())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| unsent(&e))?;
+            .post(&self.refunds, request.idempotency_key.as_str(), &body)
+            .await?;
         let status = response.status().as_u16();
         let answer: Option<RefundAnswer> = response.json().await.ok();
         match answer {
@@ -177,5 +201,28 @@ impl PaymentGateway for HttpGateway {
                 format!("the gateway did not refund (HTTP {status})"),
             )),
         }
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for HttpGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        let span = tracing::info_span!(
+            "gateway charge",
+            otel.name = "POST /charges",
+            otel.kind = "client",
+            order_id = %request.order_id,
+        );
+        self.charge_once(request).instrument(span).await
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        let span = tracing::info_span!(
+            "gateway refund",
+            otel.name = "POST /refunds",
+            otel.kind = "client",
+            order_id = %request.order_id,
+        );
+        self.refund_once(request).instrument(span).await
     }
 }

@@ -39,6 +39,7 @@ use crate::rate_limit::{RateLimits, rate_limit};
 use order_core::access::ApiKey;
 use order_core::memory::MemoryApiKeys;
 use order_core::ports::{ApiKeyStore, WebhookStore};
+use tracing::Instrument as _;
 
 use crate::config::WebhookSettings;
 
@@ -331,7 +332,7 @@ pub fn openapi_for(mode: AuthMode) -> utoipa::openapi::OpenApi {
     doc
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(headers::IDEMPOTENCY_KEY);
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static(headers::IDEMPOTENT_REPLAYED);
 
@@ -411,24 +412,38 @@ pub fn router(state: AppState) -> Router {
     } else {
         app.layer(axum::middleware::from_fn(crate::metrics::track))
     };
-    app
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    let app = if crate::traces::enabled() {
+        app.layer(axum::middleware::from_fn(name_span))
+    } else {
+        app
+    };
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let id = req
-                        .headers()
-                        .get(&REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-                })
+                .make_span_with(|req: &Request<_>| crate::traces::request_span(req))
+                // Nothing is logged in the request's span before routing names it (a span's
+                // name is fixed once a log line reads its trace id).
+                .on_request(())
                 // ApiError logs each failure once, at the level it deserves (an expected
                 // 503 at WARN); the trace layer must not log it again at ERROR.
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Names the request's span after its route template (`POST /api/v1/orders/{order_id}`),
+/// as trace back ends group spans by name; the raw path stays in `uri`.
+async fn name_span(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(route) = request.extensions().get::<axum::extract::MatchedPath>() {
+        let span = tracing::Span::current();
+        span.record(
+            "otel.name",
+            format!("{} {}", request.method(), route.as_str()),
+        );
+        span.record("http.route", route.as_str());
+    }
+    next.run(request).await
 }
 
 /// A JSON body whose rejection is the API's error.
@@ -475,10 +490,13 @@ async fn finish_detached<T: Send + 'static>(
     permit: Option<Extension<InFlight>>,
     work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(async move {
-        let _permit = permit;
-        work.await
-    })
+    tokio::spawn(
+        async move {
+            let _permit = permit;
+            work.await
+        }
+        .instrument(tracing::Span::current()),
+    )
     .await
     .map_err(|e| ApiError::Internal(Box::new(e)))?
 }
@@ -533,7 +551,8 @@ async fn create_order(
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let new = parse::new_order(&body)?;
+    // The order joins the request's trace: its payment, later and elsewhere, continues it.
+    let new = parse::new_order(&body)?.in_trace(crate::traces::current());
     if let Some(Extension(Principal(key))) = &principal {
         if !key.may_act_for(new.customer_id()) {
             return Err(bound_elsewhere(key));

@@ -27,6 +27,7 @@ pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod traces;
 pub mod webhooks;
 pub mod worker;
 

@@ -59,18 +59,21 @@ async fn main() -> ExitCode {
             };
         }
     };
-    order_http::telemetry::init(&config);
+    let telemetry = order_http::telemetry::init(&config);
     let run = async {
         Application::build(&config, role)
             .await?
             .run_until_stopped(shutdown_signal())
             .await
     };
-    match run.await {
+    let code = match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = ?e, "order-http stopped: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The exporter's last batch leaves on a thread of its own: not from the runtime's.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
 }

@@ -130,16 +130,7 @@ impl Application {
         }
         let adapters = adapters(config, &name, &clock).await?;
         let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
-        let http_gateway = match &config.payment_gateway_url {
-            Some(url) => {
-                info!(%url, "charging through the HTTP payment gateway");
-                Some(
-                    HttpGateway::new(url, config.payment_gateway_timeout)
-                        .map_err(StartError::Gateway)?,
-                )
-            }
-            None => None,
-        };
+        let http_gateway = http_gateway(config)?;
 
         let metrics_listener = metrics_listener(config, role).await?;
         let (listener, state) = if role == Role::Worker {
@@ -678,4 +669,18 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// The HTTP payment gateway `PAYMENT_GATEWAY_URL` names, sending each call's trace; `None`
+/// when the simulated gateway charges in process.
+fn http_gateway(config: &Config) -> Result<Option<HttpGateway>, StartError> {
+    let Some(url) = &config.payment_gateway_url else {
+        return Ok(None);
+    };
+    info!(%url, "charging through the HTTP payment gateway");
+    Ok(Some(
+        HttpGateway::new(url, config.payment_gateway_timeout)
+            .map_err(StartError::Gateway)?
+            .with_trace_context(crate::traces::current),
+    ))
 }

@@ -9,7 +9,7 @@ use order_core::ports::{Clock, Delivery, OrderRepo, PaymentGateway, PaymentQueue
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{MissedTickBehavior, interval};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 /// The processor as the worker holds it.
 pub type Processor =
@@ -38,15 +38,30 @@ fn spawn_handle(
 ) {
     let processor = Arc::clone(processor);
     metrics::gauge!(crate::metrics::PAYMENTS_IN_FLIGHT).increment(1.0);
-    tasks.spawn(async move {
-        let _in_flight = InFlightGauge;
-        match processor.handle(&job).await {
-            Ok(outcome) => debug!(order_id = %job.order_id, ?outcome, "job handled"),
-            // The job stays pending and is delivered again after the lease.
-            Err(e) => warn!(order_id = %job.order_id, error = %e, "job failed; it will be retried"),
+    // The job's span continues the trace of the request that placed its order.
+    let span = tracing::info_span!(
+        parent: None,
+        "payment job",
+        order_id = %job.order_id,
+        otel.kind = "consumer",
+    );
+    if let Some(parent) = &job.trace {
+        crate::traces::continue_from(&span, parent);
+    }
+    tasks.spawn(
+        async move {
+            let _in_flight = InFlightGauge;
+            match processor.handle(&job).await {
+                Ok(outcome) => debug!(order_id = %job.order_id, ?outcome, "job handled"),
+                // The job stays pending and is delivered again after the lease.
+                Err(e) => {
+                    warn!(order_id = %job.order_id, error = %e, "job failed; it will be retried");
+                }
+            }
+            drop(permit);
         }
-        drop(permit);
-    });
+        .instrument(span),
+    );
 }
 
 /// Counts a payment out of [`crate::metrics::PAYMENTS_IN_FLIGHT`] when its task ends,

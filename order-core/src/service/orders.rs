@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{instrument, warn};
+use tracing::{Instrument as _, info_span, instrument, warn};
 
 use super::group_commit::GroupCommit;
 use super::store_gate::StoreGate;
@@ -100,8 +100,9 @@ where
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         self.group
             .insert(&*self.repo, &self.gate, &*self.clock, order.clone())
+            .instrument(info_span!("store insert"))
             .await?;
-        if let Err(e) = self.queue.enqueue(&Job::of(&order)).await {
+        if let Err(e) = self.enqueue(&order).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
         Ok(order)
@@ -129,6 +130,7 @@ where
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         if let Err(e) = self
             .store(self.repo.insert_for_request(&order, key, token))
+            .instrument(info_span!("store insert"))
             .await
         {
             if !matches!(e, RepoError::RequestSuperseded(_)) {
@@ -137,7 +139,7 @@ where
             return Err(e.into());
         }
         metrics::counter!(crate::observe::ORDERS_PLACED).increment(1);
-        if let Err(e) = self.queue.enqueue(&Job::of(&order)).await {
+        if let Err(e) = self.enqueue(&order).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
         Ok(Placed {
@@ -165,7 +167,7 @@ where
             crate::observe::terminal(order.status, order.updated_at - order.created_at);
         }
         if let CancelResult::Cancelling(order) = &result {
-            if let Err(e) = self.queue.enqueue(&Job::of(order)).await {
+            if let Err(e) = self.enqueue(order).await {
                 warn!(error = %e, "cancellation stored but not queued; the reconciler will queue it");
             }
         }
@@ -201,6 +203,14 @@ where
         // the key takes the stale reservation over and cancels again, to the same effect.
         self.repo.complete_request(key, token, id).await?;
         Ok(Cancelled::Now(result))
+    }
+
+    /// Queues the job of `order`, in the order's trace.
+    async fn enqueue(&self, order: &Order) -> Result<(), QueueError> {
+        self.queue
+            .enqueue(&Job::of(order))
+            .instrument(info_span!("queue enqueue"))
+            .await
     }
 
     /// Reserves `key` for a request with `fingerprint`, or finds the order an earlier

@@ -1,0 +1,206 @@
+//! OpenTelemetry traces: the spans of requests, payments and gateway calls, exported over
+//! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+//! set. The standard variables are honoured: `OTEL_SERVICE_NAME` (default `order-http`),
+//! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and its argument, `OTEL_EXPORTER_OTLP_*`
+//! (headers, time-out), `OTEL_BSP_*` (the batch processor), and `OTEL_SDK_DISABLED=true` or
+//! `OTEL_TRACES_EXPORTER=none` to export nothing. With none of them set nothing changes: no
+//! layer, no exporter, and orders carry no trace.
+//!
+//! One trace follows an order: the request's span continues an incoming W3C `traceparent`;
+//! the order stores the request span's context ([`current`]) and so does each of its
+//! payment jobs; the worker's span for a job continues it ([`continue_from`]), and the HTTP
+//! gateway's call sends it on as a `traceparent` header.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use order_core::trace::TraceParent;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The header of W3C Trace Context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Whether spans are exported: set once the subscriber with the OpenTelemetry layer is
+/// installed. While it is false, [`current`] and [`continue_from`] cost nothing.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_enabled() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Why traces could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the OTLP trace exporter: {0}")]
+pub struct TracesError(String);
+
+/// Whether the environment asks for traces to be exported.
+pub fn wanted(var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let no_exporter =
+        var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    !disabled
+        && !no_exporter
+        && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// The tracer provider the environment asks for: an OTLP/HTTP (protobuf) exporter behind a
+/// batch processor, or `None` when no endpoint is set (see [`wanted`]).
+pub fn from_env() -> Result<Option<SdkTracerProvider>, TracesError> {
+    if !wanted(|name| std::env::var(name).ok()) {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| TracesError(e.to_string()))?;
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource())
+            .build(),
+    ))
+}
+
+/// The resource spans are reported under: what the environment says, named `order-http`
+/// unless it names the service.
+pub fn resource() -> Resource {
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.trim().is_empty())
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
+    let builder = Resource::builder();
+    if named {
+        builder.build()
+    } else {
+        builder.with_service_name("order-http").build()
+    }
+}
+
+/// The OpenTelemetry layer for `provider`'s tracer.
+pub fn layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("order-http"))
+        .with_location(false)
+        .with_threads(false)
+        // Spans start when they close or when their context is read, not when entered: the
+        // request span is named after its route only once routing found it.
+        .with_context_activation(false)
+}
+
+/// The trace context of the current span, as a `traceparent`: the span becomes the parent of
+/// whatever continues from it. `None` when traces are off or the span is not in one.
+pub fn current() -> Option<TraceParent> {
+    if !enabled() {
+        return None;
+    }
+    let context = Span::current().context();
+    let span = context.span();
+    let span = span.span_context();
+    if !span.is_valid() {
+        return None;
+    }
+    TraceParent::new(
+        span.trace_id().to_bytes(),
+        span.span_id().to_bytes(),
+        span.trace_flags().to_u8(),
+    )
+}
+
+/// Makes `span` (not yet entered) a child of the remote `parent`.
+pub fn continue_from(span: &Span, parent: &TraceParent) {
+    if !enabled() {
+        return;
+    }
+    let remote = SpanContext::new(
+        TraceId::from_bytes(parent.trace_id()),
+        SpanId::from_bytes(parent.parent_id()),
+        TraceFlags::new(parent.flags()),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+}
+
+/// The span of one HTTP request: named after its route once routing found it, continuing
+/// the caller's trace when the request carries a valid `traceparent`.
+pub fn request_span<B>(req: &axum::http::Request<B>) -> Span {
+    let id = req
+        .headers()
+        .get(&crate::api::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri(),
+        request_id = %id,
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.route = tracing::field::Empty,
+    );
+    if let Some(parent) = incoming(req.headers()) {
+        continue_from(&span, &parent);
+    }
+    span
+}
+
+/// The `traceparent` a request carries, if it is valid (an invalid one is ignored, as the
+/// recommendation asks: the request starts a trace of its own).
+pub fn incoming(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
+    headers.get(TRACEPARENT)?.to_str().ok()?.parse().ok()
+}
+
+/// The trace id and span id of the current span, as hex, for log lines.
+pub fn current_ids() -> Option<(String, String)> {
+    if !enabled() {
+        return None;
+    }
+    let context = Span::current().context();
+    let span = context.span();
+    let span = span.span_context();
+    span.is_valid()
+        .then(|| (span.trace_id().to_string(), span.span_id().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn traces_are_exported_only_when_an_endpoint_is_set_and_nothing_turns_them_off() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        assert!(!wanted(env(&[])), "nothing set: nothing exported");
+        assert!(!wanted(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
+        assert!(wanted(env(&[endpoint])));
+        assert!(wanted(env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4318/v1/traces"
+        )])));
+        assert!(!wanted(env(&[endpoint, ("OTEL_SDK_DISABLED", "true")])));
+        assert!(wanted(env(&[endpoint, ("OTEL_SDK_DISABLED", "false")])));
+        assert!(!wanted(env(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")])));
+    }
+}

@@ -10,7 +10,8 @@
 //! - [`error`]: the one error type, answering with `order-api`'s `ErrorBody`.
 //! - [`worker`]: the payment worker's loop.
 //! - [`startup`]: [`startup::Application`] builds and runs a process of any [`startup::Role`].
-//! - [`telemetry`] sets up logging.
+//! - [`telemetry`] sets up logging and tracing; [`traces`]: OpenTelemetry spans and the trace
+//!   an order carries across processes.
 //! - `testing` (feature `testing`): `TestApp`, the service started for a test.
 
 pub mod api;

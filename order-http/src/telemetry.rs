@@ -4,6 +4,7 @@
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{self, FmtContext};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -55,11 +56,13 @@ pub fn init_with(config: &Config, provider: Option<SdkTracerProvider>) -> Teleme
             .boxed(),
         LogFormat::Text => fmt::layer().with_target(false).boxed(),
     };
-    let spans = provider.as_ref().map(traces::layer);
+    // Each layer filters for itself: a quiet LOG_LEVEL (`warn`) must not silence the spans.
+    let spans = provider
+        .as_ref()
+        .map(|provider| traces::layer(provider).with_filter(LevelFilter::INFO));
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(spans)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .try_init()
         .is_ok();
     if installed && provider.is_some() {

@@ -67,12 +67,13 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orders_trace_runs_from_the_post_through_redis_to_the_worker_and_the_gateway() {
+    // Logs at WARN: spans are filtered apart from logs, so a quiet log level keeps them.
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
     let _telemetry = order_http::telemetry::init_with(
-        &test_config(Vec::new(), &[("LOG_LEVEL", "info")]),
+        &test_config(Vec::new(), &[("LOG_LEVEL", "warn")]),
         Some(provider.clone()),
     );
     assert!(order_http::traces::enabled());

@@ -552,7 +552,7 @@ async fn create_order(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     // The order joins the request's trace: its payment, later and elsewhere, continues it.
-    let new = parse::new_order(&body)?.in_trace(crate::traces::current());
+    let new = parse::new_order(&body)?.in_trace(crate::traces::of_request(&headers));
     if let Some(Extension(Principal(key))) = &principal {
         if !key.may_act_for(new.customer_id()) {
             return Err(bound_elsewhere(key));

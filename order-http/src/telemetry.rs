@@ -4,7 +4,6 @@
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Event, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{self, FmtContext};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -59,7 +58,7 @@ pub fn init_with(config: &Config, provider: Option<SdkTracerProvider>) -> Teleme
     // Each layer filters for itself: a quiet LOG_LEVEL (`warn`) must not silence the spans.
     let spans = provider
         .as_ref()
-        .map(|provider| traces::layer(provider).with_filter(LevelFilter::INFO));
+        .map(|provider| traces::layer(provider).with_filter(traces::recorded()));
     let installed = tracing_subscriber::registry()
         .with(spans)
         .with(logs.with_filter(filter))

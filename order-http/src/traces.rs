@@ -11,6 +11,7 @@
 //! payment jobs; the worker's span for a job continues it ([`continue_from`]), and the HTTP
 //! gateway's call sends it on as a `traceparent` header.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::{
@@ -36,6 +37,93 @@ pub fn enabled() -> bool {
 
 pub(crate) fn set_enabled() {
     ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The target of a span that starts traced work (a request, a payment job) which is to be
+/// recorded; everything under it is recorded too.
+pub const TRACED: &str = "order_http::traced";
+/// The target of the same spans when their work is not sampled: they exist for the logs,
+/// and nothing under them is recorded.
+pub const UNTRACED: &str = "order_http::untraced";
+
+/// Which traces are recorded, decided once where the work enters the process (the request,
+/// the payment job), from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`: a caller's
+/// or a job's `traceparent` is followed (its sampled flag); a new trace is recorded always,
+/// never, or with the set probability. Deciding before any span of the work exists is what
+/// makes an unsampled request cost nothing: the spans under it are never built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Every new trace (`always_on`, `parentbased_always_on`: the default).
+    Always,
+    /// No new trace (`always_off`, `parentbased_always_off`).
+    Never,
+    /// New traces with this probability (`traceidratio`, `parentbased_traceidratio`).
+    Ratio(f64),
+}
+
+impl Sampling {
+    /// The sampling `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` ask for; a sampler
+    /// this process does not implement records every trace.
+    pub fn from_vars(sampler: Option<&str>, arg: Option<&str>) -> Self {
+        match sampler.map(str::trim) {
+            Some("always_off" | "parentbased_always_off") => Self::Never,
+            Some("traceidratio" | "parentbased_traceidratio") => {
+                let ratio = arg
+                    .and_then(|a| a.trim().parse::<f64>().ok())
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .unwrap_or(1.0);
+                Self::Ratio(ratio)
+            }
+            _ => Self::Always,
+        }
+    }
+
+    /// Whether work continuing `parent` (or starting a trace, with none) is recorded.
+    pub fn sampled(self, parent: Option<&TraceParent>) -> bool {
+        match (parent, self) {
+            (Some(parent), _) => parent.sampled(),
+            (None, Self::Always) => true,
+            (None, Self::Never) => false,
+            (None, Self::Ratio(ratio)) => rand::random::<f64>() < ratio,
+        }
+    }
+}
+
+static SAMPLING: OnceLock<Sampling> = OnceLock::new();
+
+fn sampling() -> Sampling {
+    *SAMPLING.get_or_init(|| {
+        Sampling::from_vars(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )
+    })
+}
+
+/// Whether work entering the process under `parent` is to be recorded: never while traces
+/// are off.
+pub fn sampled(parent: Option<&TraceParent>) -> bool {
+    enabled() && sampling().sampled(parent)
+}
+
+/// What the OpenTelemetry layer records: spans and events at INFO or above, of traced work
+/// only: an edge span created as [`TRACED`], and what happens inside one.
+pub fn recorded<S>() -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::filter::DynFilterFn::new(
+        |meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>| {
+            if *meta.level() > tracing::Level::INFO {
+                return false;
+            }
+            match meta.target() {
+                TRACED => true,
+                UNTRACED => false,
+                _ => cx.lookup_current().is_some(),
+            }
+        },
+    )
 }
 
 /// Why traces could not be set up.
@@ -67,6 +155,9 @@ pub fn from_env() -> Result<Option<SdkTracerProvider>, TracesError> {
     Ok(Some(
         SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
+            // Sampling is decided where the work enters ([`sampled`]): what reaches the SDK
+            // is to be recorded.
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
             .with_resource(resource())
             .build(),
     ))
@@ -146,19 +237,63 @@ pub fn request_span<B>(req: &axum::http::Request<B>) -> Span {
         .get(&crate::api::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
-        uri = %req.uri(),
-        request_id = %id,
-        otel.name = tracing::field::Empty,
-        otel.kind = "server",
-        http.route = tracing::field::Empty,
-    );
-    if let Some(parent) = incoming(req.headers()) {
-        continue_from(&span, &parent);
+    let parent = incoming(req.headers());
+    macro_rules! span {
+        ($target:expr) => {
+            tracing::info_span!(
+                target: $target,
+                "request",
+                method = %req.method(),
+                uri = %req.uri(),
+                request_id = %id,
+                otel.name = tracing::field::Empty,
+                otel.kind = "server",
+                http.route = tracing::field::Empty,
+            )
+        };
+    }
+    if !sampled(parent.as_ref()) {
+        return span!(UNTRACED);
+    }
+    let span = span!(TRACED);
+    if let Some(parent) = &parent {
+        continue_from(&span, parent);
     }
     span
+}
+
+/// The span of one payment job: recorded if the job's trace was (or, for a job in no
+/// trace, as a new trace is), continuing that trace.
+pub fn job_span(job: &order_core::ports::Delivery) -> Span {
+    macro_rules! span {
+        ($target:expr) => {
+            tracing::info_span!(
+                target: $target,
+                parent: None,
+                "payment job",
+                order_id = %job.order_id,
+                otel.kind = "consumer",
+            )
+        };
+    }
+    if !sampled(job.trace.as_ref()) {
+        return span!(UNTRACED);
+    }
+    let span = span!(TRACED);
+    if let Some(parent) = &job.trace {
+        continue_from(&span, parent);
+    }
+    span
+}
+
+/// The trace an order placed by this request joins: the request span's when it is
+/// recorded; the caller's when the caller asked not to record it (so the order's payment is
+/// not recorded either); none while traces are off.
+pub fn of_request(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
+    if !enabled() {
+        return None;
+    }
+    current().or_else(|| incoming(headers))
 }
 
 /// The `traceparent` a request carries, if it is valid (an invalid one is ignored, as the
@@ -190,6 +325,48 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn the_samplers_the_variables_name_decide_new_traces_and_follow_a_callers() {
+        use super::Sampling;
+        use order_core::trace::TraceParent;
+        let sampled: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap();
+        let unsampled: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+            .parse()
+            .unwrap();
+        assert_eq!(Sampling::from_vars(None, None), Sampling::Always);
+        assert_eq!(
+            Sampling::from_vars(Some("parentbased_always_off"), None),
+            Sampling::Never
+        );
+        assert_eq!(
+            Sampling::from_vars(Some("parentbased_traceidratio"), Some("0.25")),
+            Sampling::Ratio(0.25)
+        );
+        assert_eq!(
+            Sampling::from_vars(Some("traceidratio"), Some("2")),
+            Sampling::Ratio(1.0),
+            "an argument outside [0, 1] is ignored"
+        );
+        for sampling in [Sampling::Always, Sampling::Never, Sampling::Ratio(0.5)] {
+            assert!(
+                sampling.sampled(Some(&sampled)),
+                "{sampling:?} follows the caller"
+            );
+            assert!(
+                !sampling.sampled(Some(&unsampled)),
+                "{sampling:?} follows the caller"
+            );
+        }
+        assert!(Sampling::Always.sampled(None));
+        assert!(!Sampling::Never.sampled(None));
+        let kept = (0..10_000)
+            .filter(|_| Sampling::Ratio(0.1).sampled(None))
+            .count();
+        assert!((700..1300).contains(&kept), "about a tenth: {kept}");
     }
 
     #[test]

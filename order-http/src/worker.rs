@@ -39,15 +39,7 @@ fn spawn_handle(
     let processor = Arc::clone(processor);
     metrics::gauge!(crate::metrics::PAYMENTS_IN_FLIGHT).increment(1.0);
     // The job's span continues the trace of the request that placed its order.
-    let span = tracing::info_span!(
-        parent: None,
-        "payment job",
-        order_id = %job.order_id,
-        otel.kind = "consumer",
-    );
-    if let Some(parent) = &job.trace {
-        crate::traces::continue_from(&span, parent);
-    }
+    let span = crate::traces::job_span(&job);
     tasks.spawn(
         async move {
             let _in_flight = InFlightGauge;

@@ -23,6 +23,7 @@ use order_http::testing::{Backend, TestApp, free_port, sample_order, test_config
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
 
 fn traceparent() -> String {
     format!("00-{TRACE}-{CALLER_SPAN}-01")
@@ -65,6 +66,22 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     })
 }
 
+/// Places an order for a caller whose trace is not sampled, and waits until it is paid.
+async fn place_unsampled(app: &TestApp) {
+    let response = app
+        .http
+        .post(app.url("/api/v1/orders"))
+        .header("traceparent", format!("00-{UNSAMPLED}-{CALLER_SPAN}-00"))
+        .json(&sample_order("unsampled"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let order: order_api::OrderResponse = response.json().await.unwrap();
+    let paid = app.wait_terminal(order.id, Duration::from_secs(20)).await;
+    assert_eq!(paid.status, order_api::OrderStatus::Confirmed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orders_trace_runs_from_the_post_through_redis_to_the_worker_and_the_gateway() {
     // Logs at WARN: spans are filtered apart from logs, so a quiet log level keeps them.
@@ -99,6 +116,9 @@ async fn an_orders_trace_runs_from_the_post_through_redis_to_the_worker_and_the_
     // An untraced request starts a trace of its own: none of its spans join the caller's.
     let other = app.place(&sample_order("untraced")).await;
     app.wait_terminal(other.id, Duration::from_secs(20)).await;
+    // A caller that does not record its trace: nothing of it is recorded here either, the
+    // payment included, and the gateway is not told of it.
+    place_unsampled(&app).await;
     app.stop().await;
     provider.force_flush().unwrap();
 
@@ -144,6 +164,21 @@ async fn an_orders_trace_runs_from_the_post_through_redis_to_the_worker_and_the_
         "the gateway got the charge span's traceparent {sent}; it got {seen:?}"
     );
     assert_eq!(seen.len(), 2, "each charge sends a traceparent: {seen:?}");
+
+    let unsampled = TraceId::from_hex(UNSAMPLED).unwrap();
+    assert!(
+        all.iter().all(|s| s.span_context.trace_id() != unsampled),
+        "no span of a trace its caller does not record"
+    );
+    assert!(
+        seen.iter().all(|t| !t.contains(UNSAMPLED)),
+        "the gateway hears nothing of it: {seen:?}"
+    );
+    assert_eq!(
+        all.iter().filter(|s| s.name == "payment job").count(),
+        2,
+        "the unsampled order's payment is not recorded"
+    );
 
     let untraced_jobs: HashSet<_> = all
         .iter()

@@ -55,8 +55,9 @@ pub struct Config {
     /// `/api` requests one process serves at once, at most; more are refused with 503 at
     /// once (`MAX_REQUESTS_IN_FLIGHT`, 1024).
     pub max_requests_in_flight: usize,
-    /// The latency admitted requests are kept within: slower ones lower the number admitted
-    /// at once, down to 8 (`REQUEST_LATENCY_TARGET`, seconds, 0.02).
+    /// The latency admitted requests are kept within: when more than a tenth of a window of
+    /// them are slower, the number admitted at once drops, down to 8
+    /// (`REQUEST_LATENCY_TARGET`, seconds, 0.01).
     pub request_latency_target: Duration,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<String>,
@@ -469,7 +470,7 @@ impl Config {
                 "MAX_REQUESTS_IN_FLIGHT",
                 parse(l, "MAX_REQUESTS_IN_FLIGHT", 1024, "a whole number")?,
             )?,
-            request_latency_target: seconds(l, "REQUEST_LATENCY_TARGET", 0.02)?
+            request_latency_target: seconds(l, "REQUEST_LATENCY_TARGET", 0.01)?
                 .max(Duration::from_millis(1)),
             redis_url,
             redis_mode,

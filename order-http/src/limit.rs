@@ -6,9 +6,11 @@
 //! orders/s wait a third of a second each. [`AdaptiveLimit`] moves the bound instead
 //! (additive increase, multiplicative decrease, as TCP does): every request that completes
 //! within the latency target raises the limit by `1/limit` (one per limit's worth of fast
-//! requests); a request slower than the target cuts it by a tenth, at most once per target
-//! interval so that a burst of slow completions counts as one signal. The limit stays
-//! between a floor (so the service always makes progress) and `MAX_REQUESTS_IN_FLIGHT`.
+//! requests); completions are counted in windows of [`WINDOW`], and a window in which more
+//! than a tenth were slower than the target cuts the limit by a tenth. A slow request now and
+//! then (a checkpoint, a pause) is not a signal; a tenth of them is the process queueing
+//! more than it serves. The limit stays between a floor (so the service always makes
+//! progress) and `MAX_REQUESTS_IN_FLIGHT`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,8 +28,13 @@ pub struct AdaptiveLimit {
 struct State {
     limit: f64,
     in_flight: usize,
-    last_decrease: Option<Instant>,
+    /// Completions in the current window, and how many of them were slow.
+    completed: u32,
+    slow: u32,
 }
+
+/// How many completions make one window of the slow-request signal.
+pub const WINDOW: u32 = 32;
 
 /// Settings of an [`AdaptiveLimit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +72,8 @@ impl AdaptiveLimit {
             state: Mutex::new(State {
                 limit: ceiling as f64,
                 in_flight: 0,
-                last_decrease: None,
+                completed: 0,
+                slow: 0,
             }),
         }
     }
@@ -105,17 +113,21 @@ impl AdaptiveLimit {
         self.state().in_flight
     }
 
-    fn release(&self, latency: Duration, now: Instant) {
+    fn release(&self, latency: Duration) {
         let mut state = self.state();
         state.in_flight -= 1;
+        state.completed += 1;
         if latency <= self.target {
             state.limit = (state.limit + 1.0 / state.limit).min(self.ceiling as f64);
-        } else if state
-            .last_decrease
-            .is_none_or(|at| now.duration_since(at) >= self.target)
-        {
-            state.limit = (state.limit * 0.9).max(self.floor as f64);
-            state.last_decrease = Some(now);
+        } else {
+            state.slow += 1;
+        }
+        if state.completed >= WINDOW {
+            if state.slow * 10 > state.completed {
+                state.limit = (state.limit * 0.9).max(self.floor as f64);
+            }
+            state.completed = 0;
+            state.slow = 0;
         }
     }
 }
@@ -129,9 +141,7 @@ pub struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let now = Instant::now();
-        self.limit
-            .release(now.saturating_duration_since(self.admitted), now);
+        self.limit.release(self.admitted.elapsed());
     }
 }
 
@@ -158,46 +168,62 @@ mod tests {
         assert!(l.try_acquire().is_some());
     }
 
+    /// Completes one request of latency `ms` (admitting it first).
+    fn complete(l: &Arc<AdaptiveLimit>, ms: u64) {
+        std::mem::forget(l.try_acquire().expect("room"));
+        l.release(Duration::from_millis(ms));
+    }
+
     #[test]
-    fn slow_requests_shrink_the_limit_once_per_target_interval_down_to_the_floor() {
+    fn a_window_with_over_a_tenth_slow_shrinks_the_limit_down_to_the_floor() {
         let l = limit(100, 20);
-        let start = Instant::now();
-        for _ in 0..5 {
-            let p = l.try_acquire().unwrap();
-            std::mem::forget(p);
+        for _ in 0..WINDOW {
+            complete(&l, 50);
         }
-        // Five slow completions at the same moment count as one signal.
-        for _ in 0..5 {
-            l.release(Duration::from_millis(50), start);
-        }
-        assert_eq!(l.limit(), 90);
-        // One per interval after that.
-        let mut now = start;
-        for _ in 0..100 {
-            now += Duration::from_millis(10);
-            std::mem::forget(l.try_acquire().unwrap());
-            l.release(Duration::from_millis(50), now);
+        assert_eq!(
+            l.limit(),
+            90,
+            "one window of slow requests: one cut by a tenth"
+        );
+        for _ in 0..WINDOW * 100 {
+            complete(&l, 50);
         }
         assert_eq!(l.limit(), 20, "never below the floor");
     }
 
     #[test]
+    fn a_slow_request_now_and_then_is_not_a_signal() {
+        let l = limit(100, 20);
+        let at_start = l.limit();
+        // Three slow in a window of 32 is under a tenth: no cut, however long it goes on.
+        for _ in 0..100 {
+            for i in 0..WINDOW {
+                complete(&l, if i < 3 { 50 } else { 1 });
+            }
+        }
+        assert_eq!(l.limit(), at_start);
+        // Four in a window is over a tenth.
+        for i in 0..WINDOW {
+            complete(&l, if i < 4 { 50 } else { 1 });
+        }
+        assert_eq!(l.limit(), 90);
+    }
+
+    #[test]
     fn fast_requests_grow_the_limit_back_up_to_the_ceiling() {
         let l = limit(64, 32);
-        let t0 = Instant::now();
-        std::mem::forget(l.try_acquire().unwrap());
-        l.release(Duration::from_millis(50), t0);
+        for _ in 0..WINDOW {
+            complete(&l, 50);
+        }
         let low = l.limit();
         assert!(low < 64);
         // About `limit` fast completions raise it by one.
         for _ in 0..(low * 3) {
-            std::mem::forget(l.try_acquire().unwrap());
-            l.release(Duration::from_millis(1), t0);
+            complete(&l, 1);
         }
         assert!(l.limit() >= low + 2, "{} after {low}", l.limit());
         for _ in 0..10_000 {
-            std::mem::forget(l.try_acquire().unwrap());
-            l.release(Duration::from_millis(1), t0);
+            complete(&l, 1);
         }
         assert_eq!(l.limit(), 64, "never above the ceiling");
     }
@@ -206,9 +232,10 @@ mod tests {
     fn a_shrunk_limit_sheds_what_it_admitted_before() {
         let l = limit(50, 10);
         let held: Vec<_> = (0..40).map(|_| l.try_acquire().unwrap()).collect();
-        let t0 = Instant::now();
-        std::mem::forget(l.try_acquire().unwrap());
-        l.release(Duration::from_millis(50), t0);
+        for _ in 0..WINDOW {
+            std::mem::forget(l.try_acquire().unwrap());
+            l.release(Duration::from_millis(50));
+        }
         assert_eq!(l.limit(), 45);
         let more: Vec<_> = (0..10).filter_map(|_| l.try_acquire()).collect();
         assert_eq!(more.len(), 5, "room up to the new limit only");

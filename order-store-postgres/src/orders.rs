@@ -45,7 +45,7 @@ const FIND_EXISTING: &str = "SELECT id FROM orders WHERE id = ANY($1) LIMIT 1";
 
 /// The columns of `orders` every order-tree statement picks.
 pub const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at, \
-     charge_uncertain, cancel_requested_at, cancel_reason, traceparent";
+     charge_uncertain, cancel_requested_at, cancel_reason, traceparent::text AS traceparent";
 
 /// One statement that returns whole orders: `picked` is a query yielding order rows with
 /// [`ORDER_COLUMNS`] and a bigint `rank` (their order in the answer); the statement adds

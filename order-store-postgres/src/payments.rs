@@ -87,7 +87,7 @@ const RELEASE_UPDATE: &str = "UPDATE orders SET due_at = $12, \
 
 /// Orders with work pending, due by a time and not leased, oldest first. Binds: `$1` the
 /// time, `$2` the limit.
-const DUE: &str = "SELECT id, traceparent FROM orders \
+const DUE: &str = "SELECT id, traceparent::text FROM orders \
      WHERE due_at <= $1 \
        AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
      ORDER BY due_at, id LIMIT $2";

@@ -19,8 +19,10 @@ use crate::{Application, Config, Role};
 
 pub use order_queue_redis::testing::{PrivateCluster, PrivateRedis, free_port, redis_url};
 
+mod process;
 mod receiver;
 mod tls;
+pub use process::Process;
 pub use receiver::{Answer, Received, Receiver, check_sequences, sequences};
 pub use tls::TlsServer;
 

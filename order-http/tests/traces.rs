@@ -6,10 +6,8 @@
 //! A test binary of its own: the subscriber it installs is global to the process.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -19,7 +17,7 @@ use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use order_gateway_mock::server::{Behaviour, router};
 use order_gateway_mock::{SimulatedGateway, SimulationConfig};
-use order_http::testing::{Backend, TestApp, free_port, sample_order, test_config};
+use order_http::testing::{Backend, Process, TestApp, sample_order, test_config};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -215,36 +213,18 @@ async fn collector() -> (u16, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exports_spans_over_otlp_and_logs_their_trace_ids() {
     let (collector_port, got) = collector().await;
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_order-http"))
-        .env_clear()
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "info,tower_http=debug")
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{collector_port}"),
-        )
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let endpoint = format!("http://127.0.0.1:{collector_port}");
+    let process = Process::start(
+        env!("CARGO_BIN_EXE_order-http"),
+        &[
+            ("LOG_FORMAT", "json"),
+            ("LOG_LEVEL", "info,tower_http=debug"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the binary did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = &process.base;
     let response = client
         .post(format!("{base}/api/v1/orders"))
         .header("traceparent", traceparent())
@@ -253,17 +233,9 @@ async fn the_binary_exports_spans_over_otlp_and_logs_their_trace_ids() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let (exit, lines) = process.stop().await;
     assert!(exit.success(), "the binary stops cleanly: {exit:?}");
 
-    let lines = lines.join().unwrap();
     let traced: Vec<serde_json::Value> = lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

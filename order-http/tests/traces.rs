@@ -64,13 +64,13 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     })
 }
 
-/// Places an order for a caller whose trace is not sampled, and waits until it is paid.
-async fn place_unsampled(app: &TestApp) {
+/// Places an order for a caller in trace `traceparent`, and waits until it is confirmed.
+async fn place_in_trace(app: &TestApp, traceparent: &str, customer: &str) {
     let response = app
         .http
         .post(app.url("/api/v1/orders"))
-        .header("traceparent", format!("00-{UNSAMPLED}-{CALLER_SPAN}-00"))
-        .json(&sample_order("unsampled"))
+        .header("traceparent", traceparent)
+        .json(&sample_order(customer))
         .send()
         .await
         .unwrap();
@@ -99,24 +99,18 @@ async fn an_orders_trace_runs_from_the_post_through_redis_to_the_worker_and_the_
     )
     .await;
 
-    let response = app
-        .http
-        .post(app.url("/api/v1/orders"))
-        .header("traceparent", traceparent())
-        .json(&sample_order("traced"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let order: order_api::OrderResponse = response.json().await.unwrap();
-    let done = app.wait_terminal(order.id, Duration::from_secs(20)).await;
-    assert_eq!(done.status, order_api::OrderStatus::Confirmed);
+    place_in_trace(&app, &traceparent(), "traced").await;
     // An untraced request starts a trace of its own: none of its spans join the caller's.
     let other = app.place(&sample_order("untraced")).await;
     app.wait_terminal(other.id, Duration::from_secs(20)).await;
     // A caller that does not record its trace: nothing of it is recorded here either, the
     // payment included, and the gateway is not told of it.
-    place_unsampled(&app).await;
+    place_in_trace(
+        &app,
+        &format!("00-{UNSAMPLED}-{CALLER_SPAN}-00"),
+        "unsampled",
+    )
+    .await;
     app.stop().await;
     provider.force_flush().unwrap();
 

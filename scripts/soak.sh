@@ -21,7 +21,7 @@
 #
 # CI runs a short form on the debug build, which is several times slower, with the latency
 # target relaxed so that it checks memory and sizes, not speed: SOAK_SECONDS=40
-# SOAK_RATE=300 SOAK_SAMPLE=10 SOAK_RETENTION=10 SOAK_PROFILE=debug SOAK_LATENCY_TARGET=1.
+# SOAK_RATE=150 SOAK_SAMPLE=10 SOAK_RETENTION=10 SOAK_PROFILE=debug SOAK_LATENCY_TARGET=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/order-service-target}"

@@ -64,6 +64,11 @@ impl TraceParent {
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
+
+    /// The parent span's id as 16 lowercase hex digits.
+    pub fn parent_id_hex(&self) -> String {
+        hex(&self.parent_id)
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -165,6 +170,7 @@ mod tests {
         let parent: TraceParent = EXAMPLE.parse().unwrap();
         assert_eq!(parent.to_string(), EXAMPLE);
         assert_eq!(parent.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parent.parent_id_hex(), "00f067aa0ba902b7");
         assert_eq!(
             parent.parent_id(),
             [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]

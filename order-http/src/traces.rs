@@ -304,14 +304,7 @@ pub fn incoming(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
 
 /// The trace id and span id of the current span, as hex, for log lines.
 pub fn current_ids() -> Option<(String, String)> {
-    if !enabled() {
-        return None;
-    }
-    let context = Span::current().context();
-    let span = context.span();
-    let span = span.span_context();
-    span.is_valid()
-        .then(|| (span.trace_id().to_string(), span.span_id().to_string()))
+    current().map(|here| (here.trace_id_hex(), here.parent_id_hex()))
 }
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ pub const RECONCILER_REQUEUED: &str = "order_reconciler_requeued_total";
 pub const JOBS_DEAD_LETTERED: &str = "order_jobs_dead_lettered_total";
 /// Orders stored per group-commit statement (histogram).
 pub const GROUP_COMMIT_BATCH: &str = "order_group_commit_batch_size";
+/// Orders per batched store statement of the worker, by `op`: `claim`, `end` (the lease
+/// ends: settlements and releases) (histogram).
+pub const PAYMENT_BATCH: &str = "order_payment_batch_size";
 /// Webhook delivery attempts by `outcome`: `delivered`, `failed` (counter).
 pub const WEBHOOK_ATTEMPTS: &str = "order_webhook_attempts_total";
 /// How long receivers took to answer a webhook (histogram, seconds).
@@ -76,6 +79,10 @@ pub fn describe() {
     describe_histogram!(
         GROUP_COMMIT_BATCH,
         "Orders stored per group-commit statement."
+    );
+    describe_histogram!(
+        PAYMENT_BATCH,
+        "Orders per batched claim or lease-end statement of the worker, by op."
     );
     describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts by outcome.");
     describe_histogram!(

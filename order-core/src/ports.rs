@@ -166,6 +166,32 @@ pub enum Claim {
     },
 }
 
+/// How a worker ends its lease on an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// With a transition to a terminal status: the order is due never again.
+    Settle(Transition),
+    /// With the next attempt scheduled: the order keeps its status and is due at `retry_at`.
+    Release {
+        /// When the next attempt may start.
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// The end of one lease, as [`OrderRepo::end_leases`] writes it: what
+/// [`OrderRepo::settle`] or [`OrderRepo::release`] takes, in one value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndLease {
+    /// The lease ended.
+    pub lease: Lease,
+    /// The attempt made under it, if any.
+    pub attempt: Option<Attempt>,
+    /// How it ends.
+    pub end: LeaseEnd,
+    /// When (the order's `updated_at` moves to it, never back).
+    pub now: DateTime<Utc>,
+}
+
 /// What [`OrderRepo::cancel`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelResult {
@@ -219,6 +245,29 @@ impl RepoError {
     pub const fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// The same error again, for each caller of a shared call that failed (a source becomes
+    /// its text).
+    #[must_use]
+    pub fn replicate(&self) -> Self {
+        match self {
+            Self::Duplicate(id) => Self::Duplicate(*id),
+            Self::NotFound(id) => Self::NotFound(*id),
+            Self::LeaseLost(id) => Self::LeaseLost(*id),
+            Self::StatusConflict {
+                id,
+                expected,
+                actual,
+            } => Self::StatusConflict {
+                id: *id,
+                expected: *expected,
+                actual: *actual,
+            },
+            Self::RequestSuperseded(key) => Self::RequestSuperseded(key.clone()),
+            Self::Unavailable(source) => Self::Unavailable(source.to_string().into()),
+            Self::Other(source) => Self::Other(source.to_string().into()),
+        }
+    }
 }
 
 /// Durable storage of orders: the source of truth.
@@ -247,6 +296,15 @@ impl RepoError {
 ///   status, else [`RepoError::StatusConflict`] naming the status found, and writes nothing;
 ///   the order is then due never again (until a cancellation). `release` keeps the status
 ///   and makes the order due at `retry_at`.
+/// - `claim_many(ids, worker, now, lease_for)` gives, for each id in turn, what `claim` would
+///   have given had the claims run one after another in that order: so of an id listed twice
+///   at most one entry acquires. One order's outcome never depends on another's (an unknown
+///   id or a busy order fails only its own entry). An `Err` of the whole call means nothing
+///   was claimed.
+/// - `end_leases(ends)` gives, for each end in turn, what `settle` (for
+///   [`LeaseEnd::Settle`]) or `release` (for [`LeaseEnd::Release`]) would have given: a lease
+///   lost or a status conflict fails that entry alone and writes nothing of it, while the
+///   others are written. An `Err` of the whole call means nothing was written.
 /// - `due(before, limit)` lists up to `limit` non-terminal orders, oldest first, that are due
 ///   at or before `before` and not under a lease live at `before`: the orders a reconciler
 ///   must make sure are queued.
@@ -320,6 +378,40 @@ pub trait OrderRepo: Send + Sync {
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
+    /// Claims several orders at once, one result per id, in order. The default makes one
+    /// `claim` after another; an adapter overrides it to claim them in one round trip.
+    async fn claim_many(
+        &self,
+        ids: &[OrderId],
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Vec<Result<Claim, RepoError>>, RepoError> {
+        let mut claims = Vec::with_capacity(ids.len());
+        for &id in ids {
+            claims.push(self.claim(id, worker, now, lease_for).await);
+        }
+        Ok(claims)
+    }
+    /// Ends several leases at once, one result per end, in order. The default makes one
+    /// `settle` or `release` after another; an adapter overrides it to write them in one
+    /// round trip.
+    async fn end_leases(&self, ends: &[EndLease]) -> Result<Vec<Result<(), RepoError>>, RepoError> {
+        let mut ended = Vec::with_capacity(ends.len());
+        for e in ends {
+            ended.push(match e.end {
+                LeaseEnd::Settle(transition) => {
+                    self.settle(&e.lease, e.attempt.clone(), transition, e.now)
+                        .await
+                }
+                LeaseEnd::Release { retry_at } => {
+                    self.release(&e.lease, e.attempt.clone(), retry_at, e.now)
+                        .await
+                }
+            });
+        }
+        Ok(ended)
+    }
     /// Non-terminal orders due at or before `before` and free of a live lease, oldest first,
     /// as the jobs that pay them (each with the trace stored with its order).
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, RepoError>;

@@ -13,6 +13,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::ports::Clock;
 
+pub mod batch;
 pub mod decision;
 pub mod group_commit;
 pub mod orders;

@@ -47,7 +47,7 @@ const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// Histogram buckets of group-commit batch sizes.
+/// Histogram buckets of batch sizes (group commit, the worker's batched statements).
 const BATCH: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
@@ -63,6 +63,12 @@ pub fn handle() -> &'static PrometheusHandle {
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Full(order_core::observe::GROUP_COMMIT_BATCH.into()),
+                    BATCH,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(order_core::observe::PAYMENT_BATCH.into()),
                     BATCH,
                 )
             })

@@ -24,7 +24,8 @@ use chrono::{DateTime, Utc};
 use order_core::order::CancelReason;
 use order_core::payment::Attempt;
 use order_core::ports::{
-    CancelResult, Claim, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
+    CancelResult, Claim, EndLease, Job, Lease, LeaseEnd, OrderFilter, OrderPage, OrderRepo,
+    PageRequest, RepoError,
 };
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
 use order_core::{Order, OrderId, Transition, WorkerId};
@@ -139,6 +140,13 @@ impl Migrator {
     }
 }
 
+/// The one result of a batch of one.
+fn only<T>(batch: Result<Vec<Result<T, RepoError>>, RepoError>) -> Result<T, RepoError> {
+    batch?
+        .pop()
+        .unwrap_or_else(|| Err(RepoError::Other("a batch of one gave no result".into())))
+}
+
 #[async_trait]
 impl OrderRepo for PgOrderRepo {
     async fn insert(&self, order: &Order) -> Result<(), RepoError> {
@@ -168,7 +176,7 @@ impl OrderRepo for PgOrderRepo {
         now: DateTime<Utc>,
         lease_for: std::time::Duration,
     ) -> Result<Claim, RepoError> {
-        self.claim_order(id, worker, now, lease_for).await
+        only(self.claim_orders(&[id], worker, now, lease_for).await)
     }
 
     async fn settle(
@@ -178,8 +186,13 @@ impl OrderRepo for PgOrderRepo {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        self.settle_order(lease, attempt.as_ref(), transition, now)
-            .await
+        let end = EndLease {
+            lease: lease.clone(),
+            attempt,
+            end: LeaseEnd::Settle(transition),
+            now,
+        };
+        only(self.end_leases_now(&[end]).await)
     }
 
     async fn release(
@@ -189,8 +202,33 @@ impl OrderRepo for PgOrderRepo {
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        self.release_order(lease, attempt.as_ref(), retry_at, now)
-            .await
+        let end = EndLease {
+            lease: lease.clone(),
+            attempt,
+            end: LeaseEnd::Release { retry_at },
+            now,
+        };
+        only(self.end_leases_now(&[end]).await)
+    }
+
+    async fn claim_many(
+        &self,
+        ids: &[OrderId],
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: std::time::Duration,
+    ) -> Result<Vec<Result<Claim, RepoError>>, RepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.claim_orders(ids, worker, now, lease_for).await
+    }
+
+    async fn end_leases(&self, ends: &[EndLease]) -> Result<Vec<Result<(), RepoError>>, RepoError> {
+        if ends.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.end_leases_now(ends).await
     }
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, RepoError> {

@@ -1,35 +1,40 @@
 //! Claims, settlements and releases: every write is one conditional statement, fenced by
 //! the order's status and the lease token.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use order_core::order::CancelReason;
-use order_core::payment::Attempt;
-use order_core::ports::{CancelResult, Claim, Job, Lease, RepoError};
-use order_core::{OrderEvent, OrderId, OrderStatus, Transition, WorkerId};
+use order_core::ports::{CancelResult, Claim, EndLease, Job, Lease, LeaseEnd, RepoError};
+use order_core::{Order, OrderEvent, OrderId, OrderStatus, Transition, WorkerId};
 use uuid::Uuid;
 
 use crate::PgOrderRepo;
 use crate::error::translate;
 use crate::orders::{ORDER_COLUMNS, order_tree};
-use crate::rows::{self, AttemptColumns, ClaimMissRow, LeaseRow};
+use crate::rows::{self, AttemptArrays, ClaimMissRow, LeaseRow};
 
-/// Claims a due, unleased order (one with work pending: its `due_at` is set), returning it
-/// whole (an order-tree statement); a `pending` order becomes `payment_processing`.
+/// Claims due, unleased orders (each with work pending: its `due_at` is set), returning them
+/// whole (an order-tree statement); a `pending` one becomes `payment_processing`. The rows
+/// are locked in id order, so concurrent batches wait for each other and never deadlock.
 ///
-/// Binds: `$1` order, `$2` the status a claim starts from, `$3` the status it moves to, `$4`
-/// now, `$5` lease token, `$6` worker, `$7` lease expiry.
+/// Binds: `$1` the orders (each once), `$2` their lease tokens, `$3` the status a claim
+/// starts from, `$4` the status it moves to, `$5` now, `$6` worker, `$7` lease expiry.
 fn claim_sql() -> String {
     order_tree(&format!(
         "UPDATE orders SET \
-           status = CASE WHEN status = $2 THEN $3 ELSE status END, \
-           updated_at = CASE WHEN status = $2 THEN GREATEST(updated_at, $4) ELSE updated_at END, \
+           status = CASE WHEN status = $3 THEN $4 ELSE status END, \
+           updated_at = CASE WHEN status = $3 THEN GREATEST(updated_at, $5) ELSE updated_at END, \
            charge_uncertain = charge_uncertain OR lease_token IS NOT NULL, \
-           lease_token = $5, lease_owner = $6, lease_expires_at = $7 \
-         WHERE id = $1 AND due_at <= $4 \
-           AND (lease_expires_at IS NULL OR lease_expires_at <= $4) \
-         RETURNING {ORDER_COLUMNS}, 1::bigint AS rank"
+           lease_token = due.token, lease_owner = $6, lease_expires_at = $7 \
+         FROM (SELECT o.id AS due_id, r.token, r.rank FROM orders o \
+                 JOIN UNNEST($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(id, token, rank) \
+                   ON r.id = o.id \
+               WHERE o.due_at <= $5 AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= $5) \
+               ORDER BY o.id FOR UPDATE OF o) AS due \
+         WHERE id = due.due_id \
+         RETURNING {ORDER_COLUMNS}, due.rank"
     ))
 }
 
@@ -50,40 +55,50 @@ fn cancel_sql() -> String {
     ))
 }
 
-/// Why a claim took nothing. Binds: `$1` order.
-const CLAIM_MISS: &str = "SELECT status, lease_expires_at, due_at FROM orders WHERE id = $1";
+/// Why claims took nothing. Binds: `$1` the orders.
+const CLAIM_MISSES: &str =
+    "SELECT id, status, lease_expires_at, due_at FROM orders WHERE id = ANY($1)";
 
-/// Why a fenced write matched nothing. Binds: `$1` order.
-const LEASE_NOW: &str = "SELECT status, lease_token FROM orders WHERE id = $1";
+/// Why fenced writes matched nothing. Binds: `$1` the orders.
+const LEASES_NOW: &str = "SELECT id, status, lease_token FROM orders WHERE id = ANY($1)";
 
-/// A statement that ends a lease with `update` (a fenced `UPDATE orders ... RETURNING id`)
-/// and, in the same statement, appends the attempt bound as `$1`..`$9` when `$2` is not null
-/// (see [`AttemptColumns::bind`]). It returns how many orders were updated: 0 or 1.
-fn end_lease_sql(update: &str) -> String {
-    format!(
-        "WITH upd AS ({update}), \
-         ins AS ( \
-           INSERT INTO payment_attempts (order_id, kind, number, outcome, transaction_id, \
-             decline_reason, error, amount, started_at, finished_at) \
-           SELECT upd.id, $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM upd WHERE $2::int IS NOT NULL) \
-         SELECT count(*) FROM upd"
-    )
-}
-
-/// Ends a lease with a transition to a terminal status: nothing is left to do, so the order
-/// is due never again. Binds: the attempt's `$1`..`$9`, then `$10` order, `$11` lease token,
-/// `$12` new status, `$13` now, `$14` the status the transition starts from.
-const SETTLE_UPDATE: &str = "UPDATE orders SET status = $12, updated_at = GREATEST(updated_at, $13), due_at = NULL, \
-       lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
-     WHERE id = $10 AND lease_token = $11 AND status = $14 RETURNING id";
-
-/// Ends a lease with the next attempt scheduled. Binds: the attempt's `$1`..`$9`, then `$10`
-/// order, `$11` lease token, `$12` when the next attempt is due, `$13` now (the order's
-/// `updated_at` moves only when an attempt is recorded).
-const RELEASE_UPDATE: &str = "UPDATE orders SET due_at = $12, \
-       updated_at = CASE WHEN $2::int IS NULL THEN updated_at ELSE GREATEST(updated_at, $13) END, \
-       lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
-     WHERE id = $10 AND lease_token = $11 RETURNING id";
+/// Ends leases, each with a transition to a terminal status (a settlement: nothing is left
+/// to do, so the order is due never again) or with its next attempt scheduled (a release:
+/// the status stays, `updated_at` moves only when an attempt is recorded), and appends the
+/// attempt made under each, if any. An end writes only while its token is the order's lease
+/// and, for a settlement, the order is in the status the transition starts from. Rows are
+/// locked in id order. Returns the order and token of each end written.
+///
+/// Binds, one entry per end: `$1` order, `$2` lease token, `$3` new status (null for a
+/// release), `$4` the status a settlement starts from (null for a release), `$5` when the
+/// order is next due (null for a settlement), `$6` now; then the attempt's columns (all null
+/// without one): `$7` kind, `$8` number, `$9` outcome, `$10` transaction or refund id, `$11`
+/// decline reason, `$12` error, `$13` amount, `$14` started, `$15` finished.
+const END_LEASES: &str = "WITH r AS ( \
+       SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], \
+           $6::timestamptz[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::text[], \
+           $12::text[], $13::numeric[], $14::timestamptz[], $15::timestamptz[]) \
+         AS r(id, token, to_status, from_status, due, at, kind, number, outcome, transaction_id, \
+           decline_reason, error, amount, started_at, finished_at)), \
+     held AS ( \
+       SELECT o.id FROM orders o JOIN r ON r.id = o.id AND r.token = o.lease_token \
+       WHERE r.from_status IS NULL OR o.status = r.from_status \
+       ORDER BY o.id FOR UPDATE OF o), \
+     upd AS ( \
+       UPDATE orders o SET status = COALESCE(r.to_status, o.status), due_at = r.due, \
+         updated_at = CASE WHEN r.to_status IS NULL AND r.number IS NULL THEN o.updated_at \
+                      ELSE GREATEST(o.updated_at, r.at) END, \
+         lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL \
+       FROM r WHERE o.id IN (SELECT id FROM held) AND r.id = o.id AND r.token = o.lease_token \
+         AND (r.from_status IS NULL OR o.status = r.from_status) \
+       RETURNING o.id, r.token), \
+     ins AS ( \
+       INSERT INTO payment_attempts (order_id, kind, number, outcome, transaction_id, \
+         decline_reason, error, amount, started_at, finished_at) \
+       SELECT r.id, r.kind, r.number, r.outcome, r.transaction_id, r.decline_reason, r.error, \
+         r.amount, r.started_at, r.finished_at \
+       FROM r JOIN upd ON upd.id = r.id AND upd.token = r.token WHERE r.number IS NOT NULL) \
+     SELECT id, token FROM upd";
 
 /// Orders with work pending, due by a time and not leased, oldest first. Binds: `$1` the
 /// time, `$2` the limit.
@@ -93,101 +108,196 @@ const DUE: &str = "SELECT id, traceparent::text FROM orders \
      ORDER BY due_at, id LIMIT $2";
 
 impl PgOrderRepo {
-    pub(crate) async fn claim_order(
+    /// Claims the orders in one statement (see [`OrderRepo::claim_many`](order_core::ports::OrderRepo::claim_many)),
+    /// then reads why the others took nothing in one more.
+    pub(crate) async fn claim_orders(
         &self,
-        id: OrderId,
+        ids: &[OrderId],
         worker: &WorkerId,
         now: DateTime<Utc>,
         lease_for: Duration,
-    ) -> Result<Claim, RepoError> {
-        let start = Transition::apply(OrderStatus::Pending, OrderEvent::PaymentStarted)
-            .map_err(|e| RepoError::Other(e.into()))?;
-        let lease = Lease {
-            order_id: id,
-            owner: worker.clone(),
-            token: Uuid::now_v7(),
-            expires_at: now
-                + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX),
-        };
+    ) -> Result<Vec<Result<Claim, RepoError>>, RepoError> {
+        let start = transition(OrderStatus::Pending, OrderEvent::PaymentStarted)?;
+        let expires_at =
+            now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX);
+        // Each order once; a repeat is answered below as a claim made just after.
+        let mut unique: Vec<Uuid> = Vec::with_capacity(ids.len());
+        let mut seen = HashSet::with_capacity(ids.len());
+        for id in ids {
+            if seen.insert(*id) {
+                unique.push(id.as_uuid());
+            }
+        }
+        let tokens: Vec<Uuid> = unique.iter().map(|_| Uuid::now_v7()).collect();
         let sql = claim_sql();
         let query = sqlx::query_as(&sql)
-            .bind(id.as_uuid())
+            .bind(&unique)
+            .bind(&tokens)
             .bind(start.from().as_str())
             .bind(start.to().as_str())
             .bind(now)
-            .bind(lease.token)
             .bind(worker.as_str())
-            .bind(lease.expires_at);
-        if let Some((order, uncertain)) = self.fetch_tree(query).await?.into_iter().next() {
-            return Ok(Claim::Acquired {
-                lease,
-                order,
-                uncertain,
-            });
-        }
-        let row: ClaimMissRow = sqlx::query_as(CLAIM_MISS)
-            .bind(id.as_uuid())
-            .fetch_optional(self.db()?)
-            .await
-            .map_err(translate)?
-            .ok_or(RepoError::NotFound(id))?;
-        if rows::status("orders", &row.status)?.is_terminal() {
-            let order = self.fetch_one(id).await?.ok_or(RepoError::NotFound(id))?;
-            return Ok(Claim::Settled(order));
-        }
-        match (row.lease_expires_at, row.due_at) {
-            (Some(until), _) if until > now => Ok(Claim::Busy { until }),
-            (_, Some(at)) if at > now => Ok(Claim::NotDue { at }),
-            // Changed between the two statements: report it busy briefly; the caller retries.
-            _ => Ok(Claim::Busy { until: now }),
-        }
+            .bind(expires_at);
+        let acquired: HashMap<OrderId, (Order, bool)> = self
+            .fetch_tree(query)
+            .await?
+            .into_iter()
+            .map(|(order, uncertain)| (order.id, (order, uncertain)))
+            .collect();
+        let token_of: HashMap<OrderId, Uuid> = unique
+            .iter()
+            .zip(&tokens)
+            .map(|(id, token)| (OrderId::from_uuid(*id), *token))
+            .collect();
+        let misses = self.claim_misses(&unique, &acquired, now).await?;
+        let mut answered: HashSet<OrderId> = HashSet::with_capacity(ids.len());
+        Ok(ids
+            .iter()
+            .map(|&id| {
+                let first = answered.insert(id);
+                match acquired.get(&id) {
+                    Some((order, uncertain)) if first => Ok(Claim::Acquired {
+                        lease: Lease {
+                            order_id: id,
+                            owner: worker.clone(),
+                            token: token_of[&id],
+                            expires_at,
+                        },
+                        order: order.clone(),
+                        uncertain: *uncertain,
+                    }),
+                    // A repeat of an order its first entry acquired: busy under that lease.
+                    Some(_) => Ok(Claim::Busy { until: expires_at }),
+                    None => misses.get(&id).cloned().ok_or(RepoError::NotFound(id)),
+                }
+            })
+            .collect())
     }
 
-    pub(crate) async fn settle_order(
+    /// Why each order in `ids` but not in `acquired` took nothing, read in one statement (and
+    /// the settled ones whole in one more).
+    async fn claim_misses(
         &self,
-        lease: &Lease,
-        attempt: Option<&Attempt>,
-        transition: Transition,
+        ids: &[Uuid],
+        acquired: &HashMap<OrderId, (Order, bool)>,
         now: DateTime<Utc>,
-    ) -> Result<(), RepoError> {
-        let sql = end_lease_sql(SETTLE_UPDATE);
-        let updated: i64 = AttemptColumns::bind(attempt, sqlx::query_scalar(&sql))
-            .bind(lease.order_id.as_uuid())
-            .bind(lease.token)
-            .bind(transition.to().as_str())
-            .bind(now)
-            .bind(transition.from().as_str())
-            .fetch_one(self.db()?)
+    ) -> Result<HashMap<OrderId, Claim>, RepoError> {
+        let unclaimed: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !acquired.contains_key(&OrderId::from_uuid(**id)))
+            .copied()
+            .collect();
+        if unclaimed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<ClaimMissRow> = sqlx::query_as(CLAIM_MISSES)
+            .bind(&unclaimed)
+            .fetch_all(self.db()?)
             .await
             .map_err(translate)?;
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(self.explain_miss(lease, Some(transition.from())).await)
+        let mut terminal = Vec::new();
+        let mut misses = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id = OrderId::from_uuid(row.id);
+            if rows::status("orders", &row.status)?.is_terminal() {
+                terminal.push(id);
+                continue;
+            }
+            let claim = match (row.lease_expires_at, row.due_at) {
+                (Some(until), _) if until > now => Claim::Busy { until },
+                (_, Some(at)) if at > now => Claim::NotDue { at },
+                // Changed between the two statements: report it busy briefly; the caller
+                // retries.
+                _ => Claim::Busy { until: now },
+            };
+            misses.insert(id, claim);
         }
+        for order in self.fetch_many(&terminal).await? {
+            misses.insert(order.id, Claim::Settled(order));
+        }
+        Ok(misses)
     }
 
-    pub(crate) async fn release_order(
+    /// Ends the leases in one statement (see [`OrderRepo::end_leases`](order_core::ports::OrderRepo::end_leases)),
+    /// then reads why the others wrote nothing in one more.
+    pub(crate) async fn end_leases_now(
         &self,
-        lease: &Lease,
-        attempt: Option<&Attempt>,
-        retry_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), RepoError> {
-        let sql = end_lease_sql(RELEASE_UPDATE);
-        let updated: i64 = AttemptColumns::bind(attempt, sqlx::query_scalar(&sql))
-            .bind(lease.order_id.as_uuid())
-            .bind(lease.token)
-            .bind(retry_at)
-            .bind(now)
-            .fetch_one(self.db()?)
+        ends: &[EndLease],
+    ) -> Result<Vec<Result<(), RepoError>>, RepoError> {
+        let mut sent = Vec::with_capacity(ends.len());
+        let mut tokens = HashSet::with_capacity(ends.len());
+        let (mut ids, mut lease_tokens, mut to, mut from, mut due, mut at) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut attempts = AttemptArrays::default();
+        for e in ends {
+            // The same lease twice: the second finds it ended by the first.
+            if !tokens.insert(e.lease.token) {
+                continue;
+            }
+            sent.push(e);
+            ids.push(e.lease.order_id.as_uuid());
+            lease_tokens.push(e.lease.token);
+            let (new, old, next) = match e.end {
+                LeaseEnd::Settle(t) => (Some(t.to().as_str()), Some(t.from().as_str()), None),
+                LeaseEnd::Release { retry_at } => (None, None, Some(retry_at)),
+            };
+            to.push(new);
+            from.push(old);
+            due.push(next);
+            at.push(e.now);
+            attempts.push(e.attempt.as_ref());
+        }
+        let written: Vec<(Uuid, Uuid)> = sqlx::query_as(END_LEASES)
+            .bind(&ids)
+            .bind(&lease_tokens)
+            .bind(&to)
+            .bind(&from)
+            .bind(&due)
+            .bind(&at)
+            .bind(&attempts.kind)
+            .bind(&attempts.number)
+            .bind(&attempts.outcome)
+            .bind(&attempts.transaction_id)
+            .bind(&attempts.decline_reason)
+            .bind(&attempts.error)
+            .bind(&attempts.amount)
+            .bind(&attempts.started_at)
+            .bind(&attempts.finished_at)
+            .fetch_all(self.db()?)
             .await
             .map_err(translate)?;
-        if updated == 1 {
-            Ok(())
+        let written: HashSet<Uuid> = written.into_iter().map(|(_, token)| token).collect();
+        let missed: Vec<Uuid> = sent
+            .iter()
+            .filter(|e| !written.contains(&e.lease.token))
+            .map(|e| e.lease.order_id.as_uuid())
+            .collect();
+        let now: HashMap<Uuid, LeaseRow> = if missed.is_empty() {
+            HashMap::new()
         } else {
-            Err(self.explain_miss(lease, None).await)
-        }
+            sqlx::query_as::<_, LeaseRow>(LEASES_NOW)
+                .bind(&missed)
+                .fetch_all(self.db()?)
+                .await
+                .map_err(translate)?
+                .into_iter()
+                .map(|row| (row.id, row))
+                .collect()
+        };
+        let mut answered = HashSet::with_capacity(ends.len());
+        Ok(ends
+            .iter()
+            .map(|e| {
+                let first = answered.insert(e.lease.token);
+                if first && written.contains(&e.lease.token) {
+                    Ok(())
+                } else if !first {
+                    Err(RepoError::LeaseLost(e.lease.order_id))
+                } else {
+                    Err(explain_miss(e, now.get(&e.lease.order_id.as_uuid())))
+                }
+            })
+            .collect())
     }
 
     pub(crate) async fn due_orders(
@@ -262,35 +372,26 @@ impl PgOrderRepo {
             format!("order {id} kept changing while being cancelled").into(),
         ))
     }
+}
 
-    /// Says why a fenced write matched no row: the order is gone, the lease was taken
-    /// over, or the status differs.
-    async fn explain_miss(&self, lease: &Lease, expected: Option<OrderStatus>) -> RepoError {
-        let db = match self.db() {
-            Ok(db) => db,
-            Err(e) => return e,
-        };
-        let row: Result<Option<LeaseRow>, _> = sqlx::query_as(LEASE_NOW)
-            .bind(lease.order_id.as_uuid())
-            .fetch_optional(db)
-            .await;
-        let row = match row {
-            Err(e) => return translate(e),
-            Ok(None) => return RepoError::NotFound(lease.order_id),
-            Ok(Some(row)) => row,
-        };
-        if row.lease_token != Some(lease.token) {
-            return RepoError::LeaseLost(lease.order_id);
-        }
-        match (expected, rows::status("orders", &row.status)) {
-            (_, Err(e)) => e.into(),
-            (Some(expected), Ok(actual)) => RepoError::StatusConflict {
-                id: lease.order_id,
-                expected,
-                actual,
-            },
-            (None, Ok(_)) => RepoError::LeaseLost(lease.order_id),
-        }
+/// Why a fenced write matched no row, from the order's row now (`None`: it is gone): the
+/// lease was taken over, or the status differs.
+fn explain_miss(end: &EndLease, row: Option<&LeaseRow>) -> RepoError {
+    let id = end.lease.order_id;
+    let Some(row) = row else {
+        return RepoError::NotFound(id);
+    };
+    if row.lease_token != Some(end.lease.token) {
+        return RepoError::LeaseLost(id);
+    }
+    match (end.end, rows::status("orders", &row.status)) {
+        (_, Err(e)) => e.into(),
+        (LeaseEnd::Settle(t), Ok(actual)) => RepoError::StatusConflict {
+            id,
+            expected: t.from(),
+            actual,
+        },
+        (LeaseEnd::Release { .. }, Ok(_)) => RepoError::LeaseLost(id),
     }
 }
 

@@ -256,6 +256,8 @@ impl OrderTreeRow {
 /// What a claim that took nothing finds: why the order could not be claimed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimMissRow {
+    /// The order.
+    pub id: Uuid,
     /// The order's status.
     pub status: String,
     /// When its current lease ends, if leased.
@@ -267,6 +269,8 @@ pub struct ClaimMissRow {
 /// What a fenced write that matched nothing finds: the status and the lease now held.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LeaseRow {
+    /// The order.
+    pub id: Uuid,
     /// The order's status.
     pub status: String,
     /// The token of the lease now held, if any.
@@ -305,26 +309,45 @@ pub struct AttemptColumns {
     pub finished_at: DateTime<Utc>,
 }
 
-/// A statement returning one scalar, with its arguments so far.
-pub type ScalarQuery<'q, T> =
-    sqlx::query::QueryScalar<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
+/// Attempts as one array per column of `payment_attempts`, one entry per lease end (all
+/// null for an end without an attempt), for a statement that binds them with `UNNEST`.
+#[derive(Debug, Default)]
+pub struct AttemptArrays {
+    /// `kind`.
+    pub kind: Vec<Option<&'static str>>,
+    /// `number`.
+    pub number: Vec<Option<i32>>,
+    /// `outcome`.
+    pub outcome: Vec<Option<&'static str>>,
+    /// `transaction_id`.
+    pub transaction_id: Vec<Option<String>>,
+    /// `decline_reason`.
+    pub decline_reason: Vec<Option<&'static str>>,
+    /// `error`.
+    pub error: Vec<Option<String>>,
+    /// `amount`.
+    pub amount: Vec<Option<Decimal>>,
+    /// `started_at`.
+    pub started_at: Vec<Option<DateTime<Utc>>>,
+    /// `finished_at`.
+    pub finished_at: Vec<Option<DateTime<Utc>>>,
+}
 
-impl AttemptColumns {
-    /// Binds `attempt` (all null without one) as the statement's first nine parameters:
-    /// `$1` kind, `$2` number, `$3` outcome, `$4` transaction or refund id, `$5` decline
-    /// reason, `$6` error, `$7` amount, `$8` started, `$9` finished.
-    pub fn bind<'q, T>(attempt: Option<&Attempt>, query: ScalarQuery<'q, T>) -> ScalarQuery<'q, T> {
-        let a = attempt.map(Self::from);
-        query
-            .bind(a.as_ref().map(|a| a.kind))
-            .bind(a.as_ref().map(|a| a.number))
-            .bind(a.as_ref().map(|a| a.outcome))
-            .bind(a.as_ref().and_then(|a| a.transaction_id.clone()))
-            .bind(a.as_ref().and_then(|a| a.decline_reason))
-            .bind(a.as_ref().and_then(|a| a.error.clone()))
-            .bind(a.as_ref().and_then(|a| a.amount))
-            .bind(a.as_ref().map(|a| a.started_at))
-            .bind(a.as_ref().map(|a| a.finished_at))
+impl AttemptArrays {
+    /// Adds one entry: `attempt`'s columns, or nulls.
+    pub fn push(&mut self, attempt: Option<&Attempt>) {
+        let a = attempt.map(AttemptColumns::from);
+        self.kind.push(a.as_ref().map(|a| a.kind));
+        self.number.push(a.as_ref().map(|a| a.number));
+        self.outcome.push(a.as_ref().map(|a| a.outcome));
+        self.transaction_id
+            .push(a.as_ref().and_then(|a| a.transaction_id.clone()));
+        self.decline_reason
+            .push(a.as_ref().and_then(|a| a.decline_reason));
+        self.error.push(a.as_ref().and_then(|a| a.error.clone()));
+        self.amount.push(a.as_ref().and_then(|a| a.amount));
+        self.started_at.push(a.as_ref().map(|a| a.started_at));
+        self.finished_at.push(a.as_ref().map(|a| a.finished_at));
     }
 }
 

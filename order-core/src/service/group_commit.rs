@@ -7,10 +7,7 @@
 //! orders that arrive while one flush is committing share the next one, so one durable
 //! commit serves many requests. No background task is needed.
 
-use std::sync::{Mutex, PoisonError};
-
-use tokio::sync::oneshot;
-
+use super::batch::Batcher;
 use super::store_gate::StoreGate;
 use crate::order::Order;
 use crate::ports::{Clock, OrderRepo, RepoError};
@@ -18,33 +15,17 @@ use crate::ports::{Clock, OrderRepo, RepoError};
 /// Most orders in one flush.
 pub const MAX_BATCH: usize = 1000;
 
-type Waiter = (Order, oneshot::Sender<Result<(), RepoError>>);
-
 /// Batches concurrent inserts into shared transactions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GroupCommit {
-    queued: Mutex<Vec<Waiter>>,
-    flush: tokio::sync::Mutex<()>,
+    batches: Batcher<Order, Result<(), RepoError>>,
 }
 
-/// The same error again, for each waiter of a failed batch (sources become text).
-fn replicate(e: &RepoError) -> RepoError {
-    match e {
-        RepoError::Duplicate(id) => RepoError::Duplicate(*id),
-        RepoError::NotFound(id) => RepoError::NotFound(*id),
-        RepoError::LeaseLost(id) => RepoError::LeaseLost(*id),
-        RepoError::StatusConflict {
-            id,
-            expected,
-            actual,
-        } => RepoError::StatusConflict {
-            id: *id,
-            expected: *expected,
-            actual: *actual,
-        },
-        RepoError::RequestSuperseded(key) => RepoError::RequestSuperseded(key.clone()),
-        RepoError::Unavailable(source) => RepoError::Unavailable(source.to_string().into()),
-        RepoError::Other(source) => RepoError::Other(source.to_string().into()),
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            batches: Batcher::new(MAX_BATCH),
+        }
     }
 }
 
@@ -61,22 +42,7 @@ impl GroupCommit {
         clock: &C,
         order: Order,
     ) -> Result<(), RepoError> {
-        let (done, mut result) = oneshot::channel();
-        self.queued
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((order, done));
-        loop {
-            let _leader = self.flush.lock().await;
-            if let Ok(stored) = result.try_recv() {
-                return stored;
-            }
-            let batch: Vec<Waiter> = {
-                let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
-                let take = queued.len().min(MAX_BATCH);
-                queued.drain(..take).collect()
-            };
-            let (orders, waiters): (Vec<Order>, Vec<_>) = batch.into_iter().unzip();
+        let flush = |orders: Vec<Order>| async move {
             let stored = gate.call(clock, repo.insert_many(&orders)).await;
             if stored.is_ok() {
                 let n = orders.len();
@@ -86,19 +52,22 @@ impl GroupCommit {
             // A duplicate id fails the whole batch: retry the others alone, so one bad
             // order cannot fail its neighbours.
             if orders.len() > 1 && matches!(stored, Err(RepoError::Duplicate(_))) {
-                for (order, waiter) in orders.iter().zip(waiters) {
-                    let _ = waiter.send(repo.insert(order).await);
+                let mut each = Vec::with_capacity(orders.len());
+                for order in &orders {
+                    each.push(repo.insert(order).await);
                 }
+                each
             } else {
-                for waiter in waiters {
-                    let _ = waiter.send(stored.as_ref().copied().map_err(replicate));
-                }
+                orders
+                    .iter()
+                    .map(|_| stored.as_ref().copied().map_err(RepoError::replicate))
+                    .collect()
             }
-            if let Ok(stored) = result.try_recv() {
-                return stored;
-            }
-            // Ours was past MAX_BATCH: flush again.
-        }
+        };
+        self.batches
+            .submit(order, flush)
+            .await
+            .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))
     }
 }
 

@@ -11,8 +11,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, error, info, instrument, warn};
 
+use super::batch::Batcher;
 use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth, RefundDecision};
 use super::{chrono, micros_now};
+use crate::ids::OrderId;
 use crate::ids::WorkerId;
 use crate::observe;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
@@ -25,8 +27,12 @@ use crate::policy::circuit_breaker::{
 };
 use crate::policy::retry::{ChargeHistory, RetryPolicy};
 use crate::ports::{
-    Claim, Clock, Delivery, Lease, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError,
+    Claim, Clock, Delivery, EndLease, Lease, LeaseEnd, OrderRepo, PaymentGateway, PaymentQueue,
+    QueueError, RepoError,
 };
+
+/// Most orders in one batched claim or lease-end statement.
+pub const MAX_BATCH: usize = 512;
 
 /// Settings of a [`PaymentProcessor`].
 #[derive(Debug, Clone)]
@@ -126,6 +132,8 @@ pub struct PaymentProcessor<R: ?Sized, Q: ?Sized, G: ?Sized, C: ?Sized> {
     clock: Arc<C>,
     breaker: Mutex<CircuitBreaker>,
     rng: Mutex<SmallRng>,
+    claims: Batcher<OrderId, Result<Claim, RepoError>>,
+    ends: Batcher<EndLease, Result<(), RepoError>>,
     config: ProcessorConfig,
 }
 
@@ -157,6 +165,8 @@ where
             clock,
             breaker: Mutex::new(breaker),
             rng: Mutex::new(rng),
+            claims: Batcher::new(MAX_BATCH),
+            ends: Batcher::new(MAX_BATCH),
             config,
         }
     }
@@ -238,16 +248,7 @@ where
             return Ok(Outcome::DeadLettered);
         }
         let now = micros_now(&*self.clock);
-        let claim = match self
-            .repo
-            .claim(
-                delivery.order_id,
-                &self.config.worker,
-                now,
-                self.config.lease,
-            )
-            .await
-        {
+        let claim = match self.claim(delivery.order_id).await {
             Err(RepoError::NotFound(_)) => {
                 warn!("job for an unknown order; dropping it");
                 self.queue.ack(delivery).await?;
@@ -283,7 +284,7 @@ where
                 debug!(?reason, %retry_at, "breaker rejected the call; deferring");
                 metrics::counter!(observe::PAYMENT_ATTEMPTS, "outcome" => "rejected_by_breaker")
                     .increment(1);
-                self.finish(delivery, &lease, None, LeaseEnd::Retry(retry_at), now)
+                self.finish(delivery, &lease, None, LeaseEnd::Release { retry_at }, now)
                     .await
                     .map(|()| Outcome::Deferred { until: retry_at })
             }
@@ -345,7 +346,10 @@ where
                 } else {
                     debug!(?result, attempt = number.get(), %at, "refund failed; retrying later");
                 }
-                (LeaseEnd::Retry(at), Outcome::RetryScheduled { at })
+                (
+                    LeaseEnd::Release { retry_at: at },
+                    Outcome::RetryScheduled { at },
+                )
             }
         };
         let ended = self
@@ -411,7 +415,10 @@ where
             }
             ChargeDecision::RetryAt(at) | ChargeDecision::AwaitGateway(at) => {
                 debug!(?result, attempt = number.get(), %at, "payment failed; retrying later");
-                (LeaseEnd::Retry(at), Outcome::RetryScheduled { at })
+                (
+                    LeaseEnd::Release { retry_at: at },
+                    Outcome::RetryScheduled { at },
+                )
             }
         };
         let ended = self
@@ -429,7 +436,9 @@ where
                     delivery,
                     lease,
                     attempt,
-                    LeaseEnd::Retry(finished_at),
+                    LeaseEnd::Release {
+                        retry_at: finished_at,
+                    },
                     Outcome::CancelledMidCharge,
                     finished_at,
                 )
@@ -486,7 +495,25 @@ where
         }
     }
 
-    /// Writes the end of a lease to the store, then settles the job in the queue.
+    /// Claims the order for this worker, in a statement shared with concurrent claims.
+    async fn claim(&self, id: OrderId) -> Result<Claim, RepoError> {
+        let flush = |ids: Vec<OrderId>| async move {
+            metrics::histogram!(observe::PAYMENT_BATCH, "op" => "claim").record(ids.len() as f64);
+            let now = micros_now(&*self.clock);
+            let (worker, lease) = (&self.config.worker, self.config.lease);
+            match self.repo.claim_many(&ids, worker, now, lease).await {
+                Ok(claims) => claims,
+                Err(e) => ids.iter().map(|_| Err(e.replicate())).collect(),
+            }
+        };
+        self.claims
+            .submit(id, flush)
+            .await
+            .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))
+    }
+
+    /// Writes the end of a lease to the store, in a statement shared with concurrent ends,
+    /// then settles the job in the queue.
     async fn finish(
         &self,
         delivery: &Delivery,
@@ -495,15 +522,26 @@ where
         end: LeaseEnd,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
+        let flush = |ends: Vec<EndLease>| async move {
+            metrics::histogram!(observe::PAYMENT_BATCH, "op" => "end").record(ends.len() as f64);
+            match self.repo.end_leases(&ends).await {
+                Ok(ended) => ended,
+                Err(e) => ends.iter().map(|_| Err(e.replicate())).collect(),
+            }
+        };
+        let ending = EndLease {
+            lease: lease.clone(),
+            attempt,
+            end,
+            now,
+        };
+        self.ends
+            .submit(ending, flush)
+            .await
+            .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))?;
         match end {
-            LeaseEnd::Settle(transition) => {
-                self.repo.settle(lease, attempt, transition, now).await?;
-                self.queue.ack(delivery).await?;
-            }
-            LeaseEnd::Retry(at) => {
-                self.repo.release(lease, attempt, at, now).await?;
-                self.queue.defer(delivery, at).await?;
-            }
+            LeaseEnd::Settle(_) => self.queue.ack(delivery).await?,
+            LeaseEnd::Release { retry_at } => self.queue.defer(delivery, retry_at).await?,
         }
         Ok(())
     }
@@ -525,14 +563,6 @@ fn observe_terminal(
         observe::terminal(status, at - order.created_at);
     }
     ended
-}
-
-/// How a lease ends.
-enum LeaseEnd {
-    /// With a terminal transition.
-    Settle(Transition),
-    /// With another attempt scheduled.
-    Retry(DateTime<Utc>),
 }
 
 /// Whether `order` may already have been charged: a timed-out attempt, or a worker that

@@ -52,6 +52,12 @@ pub const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_
 /// their items and attempts (payment and refund), so an order is read, or claimed and read,
 /// in one round trip.
 /// Its rows are [`OrderTreeRow`]s.
+///
+/// Items and attempts are looked up order by order (a lateral subquery the planner may not
+/// flatten, so by their primary keys): joined the plain way, a planner without statistics
+/// of `order_id`'s distinct values (a table autovacuum has not analyzed yet, such as one
+/// that filled in the last minute) expects hundreds of rows per order and hashes the
+/// whole table for a claim of a few orders.
 pub fn order_tree(picked: &str) -> String {
     format!(
         "WITH picked AS ({picked}) \
@@ -65,13 +71,15 @@ pub fn order_tree(picked: &str) -> String {
          SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 i.position, i.item_id, i.item_name, i.quantity, i.price, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-         FROM picked p JOIN order_items i ON i.order_id = p.id \
+         FROM picked p CROSS JOIN LATERAL \
+           (SELECT * FROM order_items WHERE order_id = p.id OFFSET 0) i \
          UNION ALL \
          SELECT CASE a.kind WHEN 'refund' THEN 3 ELSE 2 END, p.rank, p.id, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 a.number, NULL, NULL, NULL, NULL, \
                 a.outcome, a.transaction_id, a.amount, a.decline_reason, a.error, a.started_at, a.finished_at \
-         FROM picked p JOIN payment_attempts a ON a.order_id = p.id \
+         FROM picked p CROSS JOIN LATERAL \
+           (SELECT * FROM payment_attempts WHERE order_id = p.id OFFSET 0) a \
          ORDER BY rank, kind, n"
     )
 }

@@ -130,7 +130,9 @@ impl PgOrderRepo {
         }
         let tokens: Vec<Uuid> = unique.iter().map(|_| Uuid::now_v7()).collect();
         let sql = claim_sql();
+        // Planned for each batch (see `END_LEASES`' note on plans).
         let query = sqlx::query_as(&sql)
+            .persistent(false)
             .bind(&unique)
             .bind(&tokens)
             .bind(start.from().as_str())
@@ -247,7 +249,13 @@ impl PgOrderRepo {
             at.push(e.now);
             attempts.push(e.attempt.as_ref());
         }
+        // Planned for each batch, from the table as it is: a plan cached while the table was
+        // small scans it whole (a join of the batch's arrays with `orders`, costed for a few
+        // pages), and no statistics arrive to replace it until autovacuum analyzes the table,
+        // which on a fresh table that fills fast is long after it grew to thousands of pages.
+        // A plan costs far less than that, once per batch.
         let written: Vec<(Uuid, Uuid)> = sqlx::query_as(END_LEASES)
+            .persistent(false)
             .bind(&ids)
             .bind(&lease_tokens)
             .bind(&to)

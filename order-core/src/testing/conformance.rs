@@ -785,7 +785,10 @@ async fn after_the_batch_of_ends<R: OrderRepo>(
         (OrderStatus::Cancelling, 0),
         "a refused settlement writes nothing"
     );
-    assert_eq!(read(retried).await.payment_attempts, std::slice::from_ref(failed));
+    assert_eq!(
+        read(retried).await.payment_attempts,
+        std::slice::from_ref(failed)
+    );
     assert_eq!(
         repo.claim(retried, &worker("y"), t + secs(59), Duration::from_secs(30))
             .await

@@ -523,6 +523,16 @@ impl QueueError {
     pub const fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// The same error again, for each caller of a shared call that failed (a source becomes
+    /// its text).
+    #[must_use]
+    pub fn replicate(&self) -> Self {
+        match self {
+            Self::Unavailable(source) => Self::Unavailable(source.to_string().into()),
+            Self::Other(source) => Self::Other(source.to_string().into()),
+        }
+    }
 }
 
 /// The queue of payment jobs, shared by producers and a group of competing consumers. A
@@ -531,7 +541,9 @@ impl QueueError {
 /// # Contract
 /// - `enqueue` returns `Ok` once the job is stored in the queue. Its trace travels with it:
 ///   every delivery of the job, a deferred one included, carries the trace it was queued
-///   with.
+///   with. `enqueue_many` returns `Ok` once every one of its jobs is stored; after an error
+///   some may be stored and others not (a job queued twice is paid once: the claim fences
+///   it).
 /// - `receive(max, wait)` first makes deferred jobs whose time has come deliverable, then
 ///   hands this consumer up to `max` jobs no consumer has received yet, each with
 ///   `deliveries == 1`, waiting up to `wait` for one to arrive. Jobs come roughly in the
@@ -539,7 +551,9 @@ impl QueueError {
 ///   order between partitions. A delivery's `id` means something only to the queue that
 ///   made it. A received job stays pending
 ///   for this consumer until it is acked, deferred or dead-lettered.
-/// - `ack` removes the pending job; acking it twice is not an error.
+/// - `ack` removes the pending job; acking it twice is not an error. `ack_many` acks each
+///   of its deliveries as `ack` would; after an error some may be acked and others not (so
+///   the caller may ack them all again).
 /// - `defer(delivery, until)` acks the job and queues it again, deliverable from `until`,
 ///   with its delivery count back at zero.
 /// - `reclaim(min_idle, max)` hands this consumer up to `max` jobs pending with any consumer
@@ -554,10 +568,26 @@ impl QueueError {
 pub trait PaymentQueue: Send + Sync {
     /// Queues a payment job.
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError>;
+    /// Queues payment jobs. The default queues one after another; an adapter overrides it
+    /// to queue them in one round trip.
+    async fn enqueue_many(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        for job in jobs {
+            self.enqueue(job).await?;
+        }
+        Ok(())
+    }
     /// Receives new jobs for this consumer, waiting up to `wait`.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
     /// Marks a job done.
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Marks jobs done. The default acks one after another; an adapter overrides it to ack
+    /// them in one round trip.
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        for delivery in deliveries {
+            self.ack(delivery).await?;
+        }
+        Ok(())
+    }
     /// Acks a job and queues it again for `until`.
     async fn defer(&self, delivery: &Delivery, until: DateTime<Utc>) -> Result<(), QueueError>;
     /// Takes over jobs left pending for at least `min_idle`.

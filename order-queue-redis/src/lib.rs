@@ -691,6 +691,48 @@ impl PaymentQueue for RedisQueue {
         Err(failure.expect("at least one shard"))
     }
 
+    async fn enqueue_many(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        // One pipeline per home shard (its keys share a slot, so a cluster takes it whole);
+        // if one fails, its jobs go one by one, each to the next shard that answers.
+        let mut by_shard: Vec<Vec<&Job>> = vec![Vec::new(); self.shards.len()];
+        for job in jobs {
+            by_shard[self.shard_of(job.order_id)].push(job);
+        }
+        let conn = self.shared().await?;
+        for (keys, jobs) in self.shards.iter().zip(&by_shard) {
+            if jobs.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for job in jobs {
+                let add = pipe
+                    .cmd("XADD")
+                    .arg(&keys.stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.config.max_len)
+                    .arg("*")
+                    .arg("order_id")
+                    .arg(job.order_id.to_string());
+                if let Some(trace) = job.trace {
+                    add.arg(TRACEPARENT).arg(trace.to_string());
+                }
+                add.ignore();
+            }
+            let added: Result<(), RedisError> = pipe.query_async(&mut conn.clone()).await;
+            match added.map_err(translate) {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() && self.shards.len() > 1 => {
+                    for job in jobs {
+                        self.enqueue(job).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
@@ -755,6 +797,37 @@ impl PaymentQueue for RedisQueue {
                 .await
         })
         .await?;
+        Ok(())
+    }
+
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        // One XACK per shard, with every entry of that shard.
+        let mut by_shard: Vec<Vec<&str>> = vec![Vec::new(); self.shards.len()];
+        for delivery in deliveries {
+            let (keys, entry) = self.locate(delivery)?;
+            let shard = self
+                .shards
+                .iter()
+                .position(|k| std::ptr::eq(k, keys))
+                .expect("locate returns one of the shards");
+            by_shard[shard].push(entry);
+        }
+        let conn = self.shared().await?;
+        for (keys, entries) in self.shards.iter().zip(&by_shard) {
+            if entries.is_empty() {
+                continue;
+            }
+            self.with_group(keys, || async {
+                let mut conn = conn.clone();
+                redis::cmd("XACK")
+                    .arg(&keys.stream)
+                    .arg(&self.config.group)
+                    .arg(entries)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await?;
+        }
         Ok(())
     }
 

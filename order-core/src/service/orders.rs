@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tracing::{Instrument as _, info_span, instrument, warn};
 
-use super::group_commit::GroupCommit;
+use super::batch::Batcher;
+use super::group_commit::{self, GroupCommit};
 use super::store_gate::StoreGate;
 use super::{chrono, micros_now};
 use crate::ids::OrderId;
@@ -23,6 +24,7 @@ pub struct OrderService<R: ?Sized, Q: ?Sized, C: ?Sized> {
     queue: Arc<Q>,
     clock: Arc<C>,
     group: Arc<GroupCommit>,
+    jobs: Arc<Batcher<Job, Result<(), QueueError>>>,
     gate: Arc<StoreGate>,
 }
 
@@ -33,6 +35,7 @@ impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
             queue: Arc::clone(&self.queue),
             clock: Arc::clone(&self.clock),
             group: Arc::clone(&self.group),
+            jobs: Arc::clone(&self.jobs),
             gate: Arc::clone(&self.gate),
         }
     }
@@ -56,6 +59,7 @@ where
             queue,
             clock,
             group: Arc::new(GroupCommit::default()),
+            jobs: Arc::new(Batcher::new(group_commit::MAX_BATCH)),
             gate: Arc::new(StoreGate::default()),
         }
     }
@@ -205,12 +209,20 @@ where
         Ok(Cancelled::Now(result))
     }
 
-    /// Queues the job of `order`, in the order's trace.
+    /// Queues the job of `order`, in the order's trace, in one call with the jobs queued
+    /// concurrently (so a group commit's orders are queued together).
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError> {
-        self.queue
-            .enqueue(&Job::of(order))
+        let flush = |jobs: Vec<Job>| async move {
+            match self.queue.enqueue_many(&jobs).await {
+                Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
+                Err(e) => jobs.iter().map(|_| Err(e.replicate())).collect(),
+            }
+        };
+        self.jobs
+            .submit(Job::of(order), flush)
             .instrument(info_span!("queue enqueue"))
             .await
+            .unwrap_or_else(|abandoned| Err(QueueError::Unavailable(abandoned.into())))
     }
 
     /// Reserves `key` for a request with `fingerprint`, or finds the order an earlier

@@ -134,6 +134,7 @@ pub struct PaymentProcessor<R: ?Sized, Q: ?Sized, G: ?Sized, C: ?Sized> {
     rng: Mutex<SmallRng>,
     claims: Batcher<OrderId, Result<Claim, RepoError>>,
     ends: Batcher<EndLease, Result<(), RepoError>>,
+    acks: Batcher<Delivery, Result<(), QueueError>>,
     config: ProcessorConfig,
 }
 
@@ -167,6 +168,7 @@ where
             rng: Mutex::new(rng),
             claims: Batcher::new(MAX_BATCH),
             ends: Batcher::new(MAX_BATCH),
+            acks: Batcher::new(MAX_BATCH),
             config,
         }
     }
@@ -251,7 +253,7 @@ where
         let claim = match self.claim(delivery.order_id).await {
             Err(RepoError::NotFound(_)) => {
                 warn!("job for an unknown order; dropping it");
-                self.queue.ack(delivery).await?;
+                self.ack(delivery).await?;
                 return Ok(Outcome::UnknownOrder);
             }
             other => other?,
@@ -263,7 +265,7 @@ where
                 uncertain,
             } => (lease, order, uncertain),
             Claim::Settled(_) => {
-                self.queue.ack(delivery).await?;
+                self.ack(delivery).await?;
                 return Ok(Outcome::AlreadySettled);
             }
             Claim::Busy { until } | Claim::NotDue { at: until } => {
@@ -512,6 +514,20 @@ where
             .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))
     }
 
+    /// Acks the job, in a call shared with concurrent acks.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let flush = |deliveries: Vec<Delivery>| async move {
+            match self.queue.ack_many(&deliveries).await {
+                Ok(()) => deliveries.iter().map(|_| Ok(())).collect(),
+                Err(e) => deliveries.iter().map(|_| Err(e.replicate())).collect(),
+            }
+        };
+        self.acks
+            .submit(delivery.clone(), flush)
+            .await
+            .unwrap_or_else(|abandoned| Err(QueueError::Unavailable(abandoned.into())))
+    }
+
     /// Writes the end of a lease to the store, in a statement shared with concurrent ends,
     /// then settles the job in the queue.
     async fn finish(
@@ -540,7 +556,7 @@ where
             .await
             .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))?;
         match end {
-            LeaseEnd::Settle(_) => self.queue.ack(delivery).await?,
+            LeaseEnd::Settle(_) => self.ack(delivery).await?,
             LeaseEnd::Release { retry_at } => self.queue.defer(delivery, retry_at).await?,
         }
         Ok(())

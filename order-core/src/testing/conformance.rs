@@ -812,6 +812,7 @@ where
     Fut: Future<Output = (Q, Q)>,
 {
     jobs_go_to_one_consumer_in_order_until_acked(make().await).await;
+    jobs_queued_and_acked_in_batches(make().await).await;
     unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered(make().await).await;
     deferred_jobs_come_back_at_their_time(make().await).await;
     receive_waits_for_a_job(make().await).await;
@@ -968,6 +969,55 @@ async fn jobs_go_to_one_consumer_in_order_until_acked<Q: PaymentQueue>((a, b): (
             .is_empty(),
         "acked jobs are gone"
     );
+}
+
+async fn jobs_queued_and_acked_in_batches<Q: PaymentQueue>((a, b): (Q, Q)) {
+    let short = Duration::from_millis(50);
+    let orders: Vec<_> = (0..6).map(|_| crate::ids::OrderId::new()).collect();
+    let jobs: Vec<Job> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Job {
+            order_id: *id,
+            trace: (i % 2 == 0).then(sample_trace),
+        })
+        .collect();
+    a.enqueue_many(&jobs).await.expect("a batch of jobs");
+    a.enqueue_many(&[]).await.expect("an empty batch");
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        if got.len() == orders.len() {
+            break;
+        }
+        got.extend(a.receive(10, short).await.expect("receive"));
+    }
+    assert_eq!(got.len(), orders.len(), "every job received");
+    let mut received: Vec<_> = got.iter().map(|d| (d.order_id, d.trace)).collect();
+    received.sort_unstable_by_key(|(id, _)| *id);
+    let mut queued: Vec<_> = jobs.iter().map(|j| (j.order_id, j.trace)).collect();
+    queued.sort_unstable_by_key(|(id, _)| *id);
+    assert_eq!(
+        received, queued,
+        "a batch queues each job once, with its trace"
+    );
+    let (acked, left) = got.split_at(4);
+    let mut batch = acked.to_vec();
+    batch.push(acked[0].clone());
+    a.ack_many(&batch)
+        .await
+        .expect("a batch of acks, one of them twice");
+    a.ack_many(&[]).await.expect("an empty batch");
+    let mut pending: Vec<_> = b
+        .reclaim(Duration::ZERO, 10)
+        .await
+        .expect("reclaim")
+        .into_iter()
+        .map(|d| d.order_id)
+        .collect();
+    pending.sort_unstable();
+    let mut want: Vec<_> = left.iter().map(|d| d.order_id).collect();
+    want.sort_unstable();
+    assert_eq!(pending, want, "the batch acked its jobs and only those");
 }
 
 async fn unacked_jobs_are_reclaimed_with_their_count_and_dead_lettered<Q: PaymentQueue>(

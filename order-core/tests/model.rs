@@ -1,7 +1,7 @@
 //! A model test of `OrderService` + `PaymentProcessor` on the in-memory adapters.
 //!
 //! Random interleavings of placing orders, cancelling them at any point, two workers
-//! processing, gateway declines, outages, refund failures and ambiguous timeouts (before
+//! processing (one job at a time, or several at once in shared batches), gateway declines, outages, refund failures and ambiguous timeouts (before
 //! and after capture or refund), workers that crash at every stage without acking,
 //! duplicate deliveries, reclaims, reconciles, a queue wiped empty and time passing.
 //!
@@ -17,23 +17,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
 use order_core::order::CancelReason;
 use order_core::order::next_status;
 use order_core::payment::{
-    AttemptOutcome, ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt,
-    RefundRequest,
+    Attempt, AttemptOutcome, ChargeReceipt, ChargeRequest, DeclineReason, GatewayError,
+    RefundReceipt, RefundRequest,
 };
 use order_core::policy::circuit_breaker::BreakerConfig;
 use order_core::policy::retry::RetryPolicy;
-use order_core::ports::{CancelResult, Claim, Job, OrderRepo, PaymentGateway, PaymentQueue};
+use order_core::ports::{
+    CancelResult, Claim, EndLease, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest,
+    PaymentGateway, PaymentQueue, RepoError,
+};
+use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
 use order_core::testing::new_order;
 use order_core::{
-    Clock, IdempotencyKey, Money, OrderEvent, OrderId, OrderService, OrderStatus, PaymentProcessor,
-    ProcessorConfig, WorkerId,
+    Clock, IdempotencyKey, Money, Order, OrderEvent, OrderId, OrderService, OrderStatus,
+    PaymentProcessor, ProcessorConfig, Transition, WorkerId,
 };
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -160,6 +166,9 @@ enum Step {
     /// A customer cancels the i-th placed order, whatever its status.
     Cancel(usize, CancelReason),
     Process(usize),
+    /// A worker receives several jobs and handles them at once: its claims, lease ends and
+    /// acks go out in shared batches.
+    ProcessMany(usize),
     /// A worker takes a job and dies: after receiving (0), claiming (1) or charging (2).
     Crash(u8),
     Reclaim(usize),
@@ -202,7 +211,8 @@ impl ReferenceStateMachine for Reference {
         prop_oneof![
             4 => Just(Step::Place),
             2 => (0..placed, reason).prop_map(|(i, r)| Step::Cancel(i, r)),
-            6 => (0..2usize).prop_map(Step::Process),
+            4 => (0..2usize).prop_map(Step::Process),
+            2 => (0..2usize).prop_map(Step::ProcessMany),
             1 => (0..3u8).prop_map(Step::Crash),
             1 => (0..2usize).prop_map(Step::Reclaim),
             1 => (0..placed).prop_map(Step::Duplicate),
@@ -222,7 +232,116 @@ impl ReferenceStateMachine for Reference {
     }
 }
 
-type Processor = PaymentProcessor<MemoryOrderRepo, MemoryQueue, ScriptedGateway, ManualClock>;
+type Processor = PaymentProcessor<Batching, MemoryQueue, ScriptedGateway, ManualClock>;
+
+/// The in-memory store as workers see it here: its batched claims and lease ends yield once
+/// before they run, so the handles of a [`Step::ProcessMany`] queue up behind a flush and
+/// share the next one, as they do against PostgreSQL.
+struct Batching(Arc<MemoryOrderRepo>);
+
+#[async_trait]
+impl OrderRepo for Batching {
+    async fn insert(&self, order: &Order) -> Result<(), RepoError> {
+        self.0.insert(order).await
+    }
+    async fn insert_many(&self, orders: &[Order]) -> Result<(), RepoError> {
+        self.0.insert_many(orders).await
+    }
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
+        self.0.get(id).await
+    }
+    async fn list(&self, filter: &OrderFilter, page: PageRequest) -> Result<OrderPage, RepoError> {
+        self.0.list(filter, page).await
+    }
+    async fn claim(
+        &self,
+        id: OrderId,
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Claim, RepoError> {
+        self.0.claim(id, worker, now, lease_for).await
+    }
+    async fn settle(
+        &self,
+        lease: &Lease,
+        attempt: Option<Attempt>,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        self.0.settle(lease, attempt, transition, now).await
+    }
+    async fn release(
+        &self,
+        lease: &Lease,
+        attempt: Option<Attempt>,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        self.0.release(lease, attempt, retry_at, now).await
+    }
+    async fn claim_many(
+        &self,
+        ids: &[OrderId],
+        worker: &WorkerId,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Vec<Result<Claim, RepoError>>, RepoError> {
+        tokio::task::yield_now().await;
+        self.0.claim_many(ids, worker, now, lease_for).await
+    }
+    async fn end_leases(&self, ends: &[EndLease]) -> Result<Vec<Result<(), RepoError>>, RepoError> {
+        tokio::task::yield_now().await;
+        self.0.end_leases(ends).await
+    }
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Job>, RepoError> {
+        self.0.due(before, limit).await
+    }
+    async fn begin_request(
+        &self,
+        key: &RequestKey,
+        fingerprint: &Fingerprint,
+        now: DateTime<Utc>,
+        stale_after: Duration,
+    ) -> Result<KeyedRequest, RepoError> {
+        self.0
+            .begin_request(key, fingerprint, now, stale_after)
+            .await
+    }
+    async fn insert_for_request(
+        &self,
+        order: &Order,
+        key: &RequestKey,
+        token: Uuid,
+    ) -> Result<(), RepoError> {
+        self.0.insert_for_request(order, key, token).await
+    }
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+        now: DateTime<Utc>,
+    ) -> Result<CancelResult, RepoError> {
+        self.0.cancel(id, reason, now).await
+    }
+    async fn complete_request(
+        &self,
+        key: &RequestKey,
+        token: Uuid,
+        order: OrderId,
+    ) -> Result<(), RepoError> {
+        self.0.complete_request(key, token, order).await
+    }
+    async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError> {
+        self.0.abandon_request(key, token).await
+    }
+    async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError> {
+        self.0.purge_requests(before).await
+    }
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.0.ping().await
+    }
+}
 
 struct System {
     rt: tokio::runtime::Runtime,
@@ -303,7 +422,7 @@ impl System {
             .into_iter()
             .map(|name| {
                 PaymentProcessor::new(
-                    repo.clone(),
+                    Arc::new(Batching(repo.clone())),
                     Arc::new(queue.consumer(name)),
                     gateway.clone(),
                     clock.clone(),
@@ -344,6 +463,13 @@ impl System {
                 rt.block_on(self.workers[w].process_next(Duration::ZERO))
                     .unwrap();
             }
+            Step::ProcessMany(w) => rt.block_on(async {
+                let jobs = self.workers[w].receive(4, Duration::ZERO).await.unwrap();
+                let handles = jobs.iter().map(|job| self.workers[w].handle(job));
+                for handled in futures::future::join_all(handles).await {
+                    handled.unwrap();
+                }
+            }),
             Step::Crash(stage) => rt.block_on(async {
                 let crashed = self.queue.consumer("crashed");
                 let Some(job) = crashed.receive(1, Duration::ZERO).await.unwrap().pop() else {

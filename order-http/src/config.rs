@@ -83,7 +83,7 @@ pub struct Config {
     /// How long a charge over HTTP may take before it counts as timed out
     /// (`PAYMENT_GATEWAY_TIMEOUT`, 2 s).
     pub payment_gateway_timeout: Duration,
-    /// Payments one worker process keeps in flight (`WORKER_CONCURRENCY`, 2048).
+    /// Payments one worker process keeps in flight (`WORKER_CONCURRENCY`, 1024).
     pub worker_concurrency: usize,
     /// How long a worker's claim on an order lasts (`PAYMENT_LEASE_SECONDS`, 30).
     pub lease: Duration,
@@ -486,7 +486,7 @@ impl Config {
             payment_gateway_timeout: seconds(l, "PAYMENT_GATEWAY_TIMEOUT", 2.0)?,
             worker_concurrency: positive(
                 "WORKER_CONCURRENCY",
-                parse(l, "WORKER_CONCURRENCY", 2048, "a whole number")?,
+                parse(l, "WORKER_CONCURRENCY", 1024, "a whole number")?,
             )?,
             lease: seconds(l, "PAYMENT_LEASE_SECONDS", 30.0)?,
             max_deliveries: positive(

@@ -272,6 +272,22 @@ impl RedisQueue {
         usize::try_from(order.as_uuid().as_u128() % n).unwrap_or(0)
     }
 
+    /// The `XADD` that queues `job` on the shard of `keys`, with its trace if it has one.
+    fn add_job(&self, keys: &ShardKeys, job: &Job) -> redis::Cmd {
+        let mut add = redis::cmd("XADD");
+        add.arg(&keys.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_len)
+            .arg("*")
+            .arg("order_id")
+            .arg(job.order_id.to_string());
+        if let Some(trace) = job.trace {
+            add.arg(TRACEPARENT).arg(trace.to_string());
+        }
+        add
+    }
+
     /// The shard and entry id of a delivery this queue made.
     fn locate<'a>(&self, delivery: &'a Delivery) -> Result<(&ShardKeys, &'a str), QueueError> {
         delivery
@@ -663,25 +679,15 @@ impl PaymentQueue for RedisQueue {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
         // The order's own shard, or, if its node cannot be reached, the next that answers:
         // a job may sit on any shard, since its delivery id says which.
-        let order = job.order_id;
-        let trace = job.trace.map(|t| t.to_string());
-        let home = self.shard_of(order);
+        let home = self.shard_of(job.order_id);
         let n = self.shards.len();
         let mut conn = self.shared().await?;
         let mut failure = None;
         for shard in (0..n).map(|k| (home + k) % n) {
-            let mut add = redis::cmd("XADD");
-            add.arg(&self.shards[shard].stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.config.max_len)
-                .arg("*")
-                .arg("order_id")
-                .arg(order.to_string());
-            if let Some(trace) = &trace {
-                add.arg(TRACEPARENT).arg(trace);
-            }
-            let added: Result<String, RedisError> = add.query_async(&mut conn).await;
+            let added: Result<String, RedisError> = self
+                .add_job(&self.shards[shard], job)
+                .query_async(&mut conn)
+                .await;
             match added.map_err(translate) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() => failure = Some(e),
@@ -705,19 +711,7 @@ impl PaymentQueue for RedisQueue {
             }
             let mut pipe = redis::pipe();
             for job in jobs {
-                let add = pipe
-                    .cmd("XADD")
-                    .arg(&keys.stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(self.config.max_len)
-                    .arg("*")
-                    .arg("order_id")
-                    .arg(job.order_id.to_string());
-                if let Some(trace) = job.trace {
-                    add.arg(TRACEPARENT).arg(trace.to_string());
-                }
-                add.ignore();
+                pipe.add_command(self.add_job(keys, job)).ignore();
             }
             let added: Result<(), RedisError> = pipe.query_async(&mut conn.clone()).await;
             match added.map_err(translate) {
@@ -785,19 +779,7 @@ impl PaymentQueue for RedisQueue {
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let (keys, entry) = self.locate(delivery)?;
-        let conn = self.shared().await?;
-        self.with_group(keys, || async {
-            let mut conn = conn.clone();
-            redis::cmd("XACK")
-                .arg(&keys.stream)
-                .arg(&self.config.group)
-                .arg(entry)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
-        Ok(())
+        self.ack_many(std::slice::from_ref(delivery)).await
     }
 
     async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {

@@ -299,12 +299,14 @@ impl RepoError {
 /// - `claim_many(ids, worker, now, lease_for)` gives, for each id in turn, what `claim` would
 ///   have given had the claims run one after another in that order: so of an id listed twice
 ///   at most one entry acquires. One order's outcome never depends on another's (an unknown
-///   id or a busy order fails only its own entry). An `Err` of the whole call means nothing
-///   was claimed.
+///   id or a busy order fails only its own entry; so does a failure after the claims were
+///   made, which fails only the entries it leaves unanswered). An `Err` of the whole call
+///   means nothing was claimed.
 /// - `end_leases(ends)` gives, for each end in turn, what `settle` (for
 ///   [`LeaseEnd::Settle`]) or `release` (for [`LeaseEnd::Release`]) would have given: a lease
 ///   lost or a status conflict fails that entry alone and writes nothing of it, while the
-///   others are written. An `Err` of the whole call means nothing was written.
+///   others are written (a failure after the writes fails only the entries it leaves
+///   unanswered). An `Err` of the whole call means nothing was written.
 /// - `due(before, limit)` lists up to `limit` non-terminal orders, oldest first, that are due
 ///   at or before `before` and not under a lease live at `before`: the orders a reconciler
 ///   must make sure are queued.

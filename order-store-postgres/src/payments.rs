@@ -151,7 +151,9 @@ impl PgOrderRepo {
             .zip(&tokens)
             .map(|(id, token)| (OrderId::from_uuid(*id), *token))
             .collect();
-        let misses = self.claim_misses(&unique, &acquired, now).await?;
+        // The claims are committed: from here on a failure fails only the entries it leaves
+        // unexplained, never the leases taken.
+        let misses = self.claim_misses(&unique, &acquired, now).await;
         let mut answered: HashSet<OrderId> = HashSet::with_capacity(ids.len());
         Ok(ids
             .iter()
@@ -170,7 +172,10 @@ impl PgOrderRepo {
                     }),
                     // A repeat of an order its first entry acquired: busy under that lease.
                     Some(_) => Ok(Claim::Busy { until: expires_at }),
-                    None => misses.get(&id).cloned().ok_or(RepoError::NotFound(id)),
+                    None => match &misses {
+                        Ok(misses) => misses.get(&id).cloned().ok_or(RepoError::NotFound(id)),
+                        Err(e) => Err(e.replicate()),
+                    },
                 }
             })
             .collect())
@@ -280,18 +285,9 @@ impl PgOrderRepo {
             .filter(|e| !written.contains(&e.lease.token))
             .map(|e| e.lease.order_id.as_uuid())
             .collect();
-        let now: HashMap<Uuid, LeaseRow> = if missed.is_empty() {
-            HashMap::new()
-        } else {
-            sqlx::query_as::<_, LeaseRow>(LEASES_NOW)
-                .bind(&missed)
-                .fetch_all(self.db()?)
-                .await
-                .map_err(translate)?
-                .into_iter()
-                .map(|row| (row.id, row))
-                .collect()
-        };
+        // The ends are committed: from here on a failure fails only the entries it leaves
+        // unexplained.
+        let now = self.leases_now(&missed).await;
         let mut answered = HashSet::with_capacity(ends.len());
         Ok(ends
             .iter()
@@ -302,9 +298,27 @@ impl PgOrderRepo {
                 } else if !first {
                     Err(RepoError::LeaseLost(e.lease.order_id))
                 } else {
-                    Err(explain_miss(e, now.get(&e.lease.order_id.as_uuid())))
+                    match &now {
+                        Ok(now) => Err(explain_miss(e, now.get(&e.lease.order_id.as_uuid()))),
+                        Err(failed) => Err(failed.replicate()),
+                    }
                 }
             })
+            .collect())
+    }
+
+    /// The status and lease now of each order in `ids`, read in one statement.
+    async fn leases_now(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, LeaseRow>, RepoError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(sqlx::query_as::<_, LeaseRow>(LEASES_NOW)
+            .bind(ids)
+            .fetch_all(self.db()?)
+            .await
+            .map_err(translate)?
+            .into_iter()
+            .map(|row| (row.id, row))
             .collect())
     }
 

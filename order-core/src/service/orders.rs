@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing::{Instrument as _, info_span, instrument, warn};
 
 use super::batch::Batcher;
-use super::group_commit::{self, GroupCommit};
+use super::group_commit::GroupCommit;
 use super::store_gate::StoreGate;
 use super::{chrono, micros_now};
 use crate::ids::OrderId;
@@ -59,7 +59,7 @@ where
             queue,
             clock,
             group: Arc::new(GroupCommit::default()),
-            jobs: Arc::new(Batcher::new(group_commit::MAX_BATCH)),
+            jobs: Arc::new(Batcher::new(super::group_commit::MAX_BATCH)),
             gate: Arc::new(StoreGate::default()),
         }
     }

@@ -125,6 +125,12 @@ impl Gateway {
 
     /// Kills the gateway: its server and its memory are gone; its file stays.
     async fn kill(self) -> (u16, PathBuf) {
+        // Requests in flight run on connection tasks that outlive the server's task (axum
+        // spawns one per connection). An endless outage, set under the lock every booking
+        // takes, stops them booking anything more, so the file the next gateway reads holds
+        // every capture ever answered.
+        self.ledger
+            .set_outage_until(Some(chrono::DateTime::<chrono::Utc>::MAX_UTC));
         self.server.abort();
         let _ = self.server.await;
         (self.port, self.ledger_path)

@@ -14,8 +14,7 @@ use tracing::{debug, error, info, instrument, warn};
 use super::batch::Batcher;
 use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth, RefundDecision};
 use super::{chrono, micros_now};
-use crate::ids::OrderId;
-use crate::ids::WorkerId;
+use crate::ids::{OrderId, WorkerId};
 use crate::observe;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{

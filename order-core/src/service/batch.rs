@@ -13,11 +13,43 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
+use crate::ports::{QueueError, RepoError};
+
 /// The flush that held a caller's item was dropped before it answered (its leader was
 /// cancelled, or it gave fewer results than items): whether the item took effect is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the batch holding this call was dropped before it answered")]
 pub struct Abandoned;
+
+impl From<Abandoned> for RepoError {
+    fn from(abandoned: Abandoned) -> Self {
+        Self::Unavailable(abandoned.into())
+    }
+}
+
+impl From<Abandoned> for QueueError {
+    fn from(abandoned: Abandoned) -> Self {
+        Self::Unavailable(abandoned.into())
+    }
+}
+
+/// Each of `n` items' answer when one call answered for all of them: its outcome (an error
+/// copied by `replicate`).
+pub fn each<E>(n: usize, outcome: &Result<(), E>, replicate: fn(&E) -> E) -> Vec<Result<(), E>> {
+    (0..n)
+        .map(|_| outcome.as_ref().copied().map_err(replicate))
+        .collect()
+}
+
+/// The answers of a call that answers item by item, or, when it failed as a whole, its error
+/// for each of the `n` items (copied by `replicate`).
+pub fn each_or_all<T, E>(
+    n: usize,
+    answers: Result<Vec<Result<T, E>>, E>,
+    replicate: fn(&E) -> E,
+) -> Vec<Result<T, E>> {
+    answers.unwrap_or_else(|e| (0..n).map(|_| Err(replicate(&e))).collect())
+}
 
 type Waiter<I, O> = (I, oneshot::Sender<O>);
 

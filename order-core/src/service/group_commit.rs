@@ -7,7 +7,7 @@
 //! orders that arrive while one flush is committing share the next one, so one durable
 //! commit serves many requests. No background task is needed.
 
-use super::batch::Batcher;
+use super::batch::{self, Batcher};
 use super::store_gate::StoreGate;
 use crate::order::Order;
 use crate::ports::{Clock, OrderRepo, RepoError};
@@ -58,16 +58,13 @@ impl GroupCommit {
                 }
                 each
             } else {
-                orders
-                    .iter()
-                    .map(|_| stored.as_ref().copied().map_err(RepoError::replicate))
-                    .collect()
+                batch::each(orders.len(), &stored, RepoError::replicate)
             }
         };
         self.batches
             .submit(order, flush)
             .await
-            .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))
+            .unwrap_or_else(|abandoned| Err(abandoned.into()))
     }
 }
 

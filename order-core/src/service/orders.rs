@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{Instrument as _, info_span, instrument, warn};
 
-use super::batch::Batcher;
+use super::batch::{self, Batcher};
 use super::group_commit::GroupCommit;
 use super::store_gate::StoreGate;
 use super::{chrono, micros_now};
@@ -213,16 +213,14 @@ where
     /// concurrently (so a group commit's orders are queued together).
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError> {
         let flush = |jobs: Vec<Job>| async move {
-            match self.queue.enqueue_many(&jobs).await {
-                Ok(()) => jobs.iter().map(|_| Ok(())).collect(),
-                Err(e) => jobs.iter().map(|_| Err(e.replicate())).collect(),
-            }
+            let queued = self.queue.enqueue_many(&jobs).await;
+            batch::each(jobs.len(), &queued, QueueError::replicate)
         };
         self.jobs
             .submit(Job::of(order), flush)
             .instrument(info_span!("queue enqueue"))
             .await
-            .unwrap_or_else(|abandoned| Err(QueueError::Unavailable(abandoned.into())))
+            .unwrap_or_else(|abandoned| Err(abandoned.into()))
     }
 
     /// Reserves `key` for a request with `fingerprint`, or finds the order an earlier

@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tracing::{debug, error, info, instrument, warn};
 
-use super::batch::Batcher;
+use super::batch::{self, Batcher};
 use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth, RefundDecision};
 use super::{chrono, micros_now};
 use crate::ids::{OrderId, WorkerId};
@@ -502,29 +502,25 @@ where
             metrics::histogram!(observe::PAYMENT_BATCH, "op" => "claim").record(ids.len() as f64);
             let now = micros_now(&*self.clock);
             let (worker, lease) = (&self.config.worker, self.config.lease);
-            match self.repo.claim_many(&ids, worker, now, lease).await {
-                Ok(claims) => claims,
-                Err(e) => ids.iter().map(|_| Err(e.replicate())).collect(),
-            }
+            let claims = self.repo.claim_many(&ids, worker, now, lease).await;
+            batch::each_or_all(ids.len(), claims, RepoError::replicate)
         };
         self.claims
             .submit(id, flush)
             .await
-            .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))
+            .unwrap_or_else(|abandoned| Err(abandoned.into()))
     }
 
     /// Acks the job, in a call shared with concurrent acks.
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let flush = |deliveries: Vec<Delivery>| async move {
-            match self.queue.ack_many(&deliveries).await {
-                Ok(()) => deliveries.iter().map(|_| Ok(())).collect(),
-                Err(e) => deliveries.iter().map(|_| Err(e.replicate())).collect(),
-            }
+            let acked = self.queue.ack_many(&deliveries).await;
+            batch::each(deliveries.len(), &acked, QueueError::replicate)
         };
         self.acks
             .submit(delivery.clone(), flush)
             .await
-            .unwrap_or_else(|abandoned| Err(QueueError::Unavailable(abandoned.into())))
+            .unwrap_or_else(|abandoned| Err(abandoned.into()))
     }
 
     /// Writes the end of a lease to the store, in a statement shared with concurrent ends,
@@ -539,10 +535,8 @@ where
     ) -> Result<(), ProcessError> {
         let flush = |ends: Vec<EndLease>| async move {
             metrics::histogram!(observe::PAYMENT_BATCH, "op" => "end").record(ends.len() as f64);
-            match self.repo.end_leases(&ends).await {
-                Ok(ended) => ended,
-                Err(e) => ends.iter().map(|_| Err(e.replicate())).collect(),
-            }
+            let ended = self.repo.end_leases(&ends).await;
+            batch::each_or_all(ends.len(), ended, RepoError::replicate)
         };
         let ending = EndLease {
             lease: lease.clone(),
@@ -553,7 +547,7 @@ where
         self.ends
             .submit(ending, flush)
             .await
-            .unwrap_or_else(|abandoned| Err(RepoError::Unavailable(abandoned.into())))?;
+            .unwrap_or_else(|abandoned| Err(abandoned.into()))?;
         match end {
             LeaseEnd::Settle(_) => self.ack(delivery).await?,
             LeaseEnd::Release { retry_at } => self.queue.defer(delivery, retry_at).await?,

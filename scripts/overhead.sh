@@ -21,14 +21,11 @@ feature="${1:-metrics}"
 seconds="${OVERHEAD_SECONDS:-10}"
 rounds="${OVERHEAD_ROUNDS:-3}"
 db=order_overhead
-admin=postgres://postgres@127.0.0.1:5432/postgres
 url=postgres://postgres@127.0.0.1:5432/$db
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-scripts/ensure-services.sh >/dev/null
-cargo build --release -q -p order-http -p order-cli
-bin="$CARGO_TARGET_DIR/release"
-psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+release_build
+fresh_db
 echo "PostgreSQL: fsync=$(psql -Atq "$admin" -c 'SHOW fsync'); $feature; ${seconds}s per run, $rounds rounds"
 
 case "$feature" in

@@ -20,16 +20,12 @@ backlog="${WEBHOOK_BENCH_BACKLOG_SECONDS:-8}"
 rate="${WEBHOOK_BENCH_RATE:-500}"
 seconds="${WEBHOOK_BENCH_SECONDS:-30}"
 db=order_webhook_bench
-admin=postgres://postgres@127.0.0.1:5432/postgres
 url=postgres://postgres@127.0.0.1:5432/$db
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-scripts/ensure-services.sh >/dev/null
-cargo build --release -q -p order-http -p order-cli
-bin="$CARGO_TARGET_DIR/release"
+release_build
 echo "PostgreSQL: fsync=$(psql -Atq "$admin" -c 'SHOW fsync') synchronous_commit=$(psql -Atq "$admin" -c 'SHOW synchronous_commit')"
 
-fresh_db() { psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"; }
 common=(DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 WEBHOOKS_ALLOW_HTTP=true LOG_LEVEL=warn)
 
 # Starts the receiver on a free port, subscribed through the API at $1 to the types in $2

@@ -52,7 +52,8 @@ receiver "http://127.0.0.1:$port" order.created "$work/throughput.jsonl"
 "$bin/order-cli" --base-url "http://127.0.0.1:$port" load --connections 32 --duration "${backlog}s" \
   --json --quiet --seed 3 >"$work/backlog.json"
 kill "$serve"; wait "$serve" 2>/dev/null || true
-queued=$(psql -Atq "$url" -c "SELECT count(*) FROM order_events WHERE NOT fanned_out")
+queued=$(psql -Atq "$url" -c "SELECT count(*) FROM order_events e, webhook_fan_out f \
+  WHERE (e.xid, e.seq) > (f.xid, f.seq)")
 start=$(date +%s.%N)
 env "${common[@]}" PORT=0 REDIS_QUEUE_NAME="$queue-empty" PAYMENT_RECONCILE_GRACE_SECONDS=86400 \
   "$bin/order-http" worker >"$work/worker.log" 2>&1 &

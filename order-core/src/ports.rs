@@ -748,7 +748,10 @@ pub enum DeliveryNext {
 /// - `fan_out(now, limit)` takes up to `limit` events not yet fanned out, oldest first, and
 ///   in one atomic step creates a delivery, due at `now`, for every enabled endpoint then
 ///   subscribed to the event's type, and marks the events fanned out; it returns how many
-///   events it took. Concurrent calls never take the same event.
+///   events it took. Concurrent calls never take the same event, and every event recorded is
+///   taken by some call. An adapter whose writes commit concurrently may hold an event back
+///   while a write begun before it is still running, and may order the events of concurrent
+///   writes by when those writes began (so a caller polls, as the dispatcher's rounds do).
 /// - `claim_deliveries(now, lease_for, limit)` hands out up to `limit` deliveries that are
 ///   pending, due at or before `now`, not under a lease live at `now`, and whose endpoint is
 ///   enabled, oldest due first, each under a new lease until `now + lease_for`, with its

@@ -27,6 +27,14 @@ impl TestSchema {
     /// Creates and migrates a new schema. Panics, saying how to start PostgreSQL, if the
     /// server does not answer: a test needing it must never pass without it.
     pub async fn create() -> Self {
+        let schema = Self::empty().await;
+        migrate(&schema.pool).await.expect("migrate test schema");
+        schema
+    }
+
+    /// Creates a new schema without migrating it (for tests of the migrations themselves).
+    /// Panics as [`TestSchema::create`] does.
+    pub async fn empty() -> Self {
         let url = database_url();
         let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|e| {
             panic!(
@@ -45,7 +53,6 @@ impl TestSchema {
             .expect("valid TEST_DATABASE_URL")
             .options([("search_path", name.as_str())]);
         let pool = lazy_pool(options.clone(), &PoolConfig::default());
-        migrate(&pool).await.expect("migrate test schema");
         Self {
             name,
             pool,

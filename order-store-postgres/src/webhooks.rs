@@ -23,18 +23,31 @@ const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.description, e.enabled,
 
 const EVENT_COLUMNS: &str = "ev.id AS event_id, ev.order_id, ev.type, ev.occurred_at";
 
-/// Takes up to `$1` events not fanned out yet, oldest first (skipping those another
-/// dispatcher is taking), gives each a delivery due at `$2` for every enabled endpoint
-/// subscribed to its type, and marks them fanned out. Returns how many it took.
-const FAN_OUT: &str = "WITH ev AS ( \
-       SELECT seq, id, type FROM order_events WHERE NOT fanned_out \
-       ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED), \
+/// Takes up to `$1` events past the outbox cursor, in cursor order (transaction, then
+/// `seq`), of transactions older than every one still running, gives each a delivery due at
+/// `$2` for every enabled endpoint subscribed to its type, and moves the cursor to the last
+/// one taken. Returns how many it took. A concurrent call, finding the cursor locked, takes
+/// nothing; one that waited reads the cursor as the other left it.
+///
+/// The horizon (the snapshot's `xmin`) is what makes a cursor safe: every transaction older
+/// than it has ended, so no event can still appear behind the cursor. An event therefore
+/// waits while any transaction that began writing before it runs on. The cursor is read
+/// through scalar subqueries so that the row comparison is a bound of the index scan (joined,
+/// it was a filter over every event from the first).
+const FAN_OUT: &str = "WITH c AS (SELECT xid, seq FROM webhook_fan_out FOR UPDATE SKIP LOCKED), \
+     ev AS ( \
+       SELECT e.xid, e.seq, e.id, e.type FROM order_events e \
+       WHERE (e.xid, e.seq) > ((SELECT xid FROM c), (SELECT seq FROM c)) \
+         AND e.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+       ORDER BY e.xid, e.seq LIMIT $1), \
      d AS ( \
        INSERT INTO webhook_deliveries (event_id, endpoint_id, due_at) \
        SELECT ev.id, e.id, $2 FROM ev JOIN webhook_endpoints e \
          ON e.enabled AND ev.type = ANY(e.events) \
        ON CONFLICT (event_id, endpoint_id) DO NOTHING), \
-     u AS (UPDATE order_events SET fanned_out = true WHERE seq IN (SELECT seq FROM ev)) \
+     u AS ( \
+       UPDATE webhook_fan_out f SET xid = last.xid, seq = last.seq \
+       FROM (SELECT xid, seq FROM ev ORDER BY xid DESC, seq DESC LIMIT 1) AS last) \
      SELECT count(*) FROM ev";
 
 /// Claims up to `$3` pending deliveries due by `$1`, unleased at `$1`, of enabled endpoints,
@@ -115,7 +128,7 @@ const REDELIVER: &str = "WITH ev AS (SELECT id, type FROM order_events WHERE id 
 const PURGE: &str = "WITH oldest AS (SELECT seq FROM order_events ORDER BY seq LIMIT $2), \
      old AS ( \
        SELECT e.id FROM order_events e JOIN oldest USING (seq) \
-       WHERE e.fanned_out AND e.occurred_at < $1 \
+       WHERE (e.xid, e.seq) <= (SELECT xid, seq FROM webhook_fan_out) AND e.occurred_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                          WHERE d.event_id = e.id AND d.state = 'pending')), \
      d AS (DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM old)), \

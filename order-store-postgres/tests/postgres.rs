@@ -186,3 +186,144 @@ async fn the_postgres_repo_honours_the_webhook_store_contract() {
     conformance::webhook_store(|| schemas.make()).await;
     schemas.drop_all().await;
 }
+
+/// Sequence values are taken in one order and committed in another: an event whose
+/// transaction commits after a later event's must still be fanned out, once.
+#[tokio::test]
+async fn an_event_committed_after_a_later_one_is_still_fanned_out() {
+    use order_core::ports::WebhookStore;
+    use order_core::webhook::{Endpoint, EndpointUrl, EventType, NewEndpoint};
+
+    let schema = TestSchema::create().await;
+    let repo = schema.repo();
+    let now = Utc::now();
+    let hook = Endpoint::create(
+        NewEndpoint {
+            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
+            events: EventType::ALL.into_iter().collect(),
+            description: "all".into(),
+        },
+        now,
+    );
+    repo.insert_endpoint(&hook).await.unwrap();
+    let (early, late) = (placed_order("alice", now), placed_order("bob", now));
+    repo.insert(&early).await.unwrap();
+    fan_out_all(&repo, now, 1).await;
+
+    // A status change whose transaction stays open while a later event commits.
+    let mut open = schema.pool.begin().await.unwrap();
+    sqlx::query("UPDATE orders SET status = 'payment_processing' WHERE id = $1")
+        .bind(early.id.as_uuid())
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    repo.insert(&late).await.unwrap();
+    assert_eq!(
+        repo.fan_out(now, 10).await.unwrap(),
+        0,
+        "the later event waits while an earlier writer runs"
+    );
+    open.commit().await.unwrap();
+
+    fan_out_all(&repo, now, 2).await;
+    assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "each event once");
+    let mut delivered: Vec<_> = repo
+        .claim_deliveries(now, Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.event.order_id, c.event.kind))
+        .collect();
+    delivered.sort_by_key(|(order, kind)| (*order == late.id, kind.as_str()));
+    assert_eq!(
+        delivered,
+        [
+            (early.id, EventType::Created),
+            (early.id, EventType::PaymentProcessing),
+            (late.id, EventType::Created)
+        ]
+    );
+    schema.drop().await;
+}
+
+/// Fans out until `want` events are taken (other tests' writers may hold them back a moment).
+async fn fan_out_all(repo: &PgOrderRepo, now: chrono::DateTime<Utc>, want: usize) {
+    use order_core::ports::WebhookStore;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut taken = 0;
+    while taken < want {
+        assert!(
+            Instant::now() < deadline,
+            "{taken} of {want} events fanned out"
+        );
+        taken += repo.fan_out(now, want - taken).await.unwrap();
+    }
+    assert_eq!(taken, want, "no more than asked");
+}
+
+/// The outbox-cursor migration on a store with history: an event already fanned out is
+/// not fanned out again, one still waiting gets its deliveries, and the cursor starts
+/// after both.
+#[tokio::test]
+async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice() {
+    use order_core::ports::WebhookStore;
+    use order_core::webhook::{Endpoint, EndpointUrl, EventType, NewEndpoint};
+    use sqlx::migrate::Migrator;
+
+    let full: Migrator = sqlx::migrate!("./migrations");
+    let cursor_at = full
+        .iter()
+        .position(|m| m.description == "outbox cursor")
+        .expect("the outbox cursor migration");
+    let mut before: Migrator = sqlx::migrate!("./migrations");
+    before.migrations = full.migrations[..cursor_at].to_vec().into();
+
+    let schema = TestSchema::empty().await;
+    before.run(&schema.pool).await.unwrap();
+    let repo = schema.repo();
+    let now = Utc::now();
+    let hook = Endpoint::create(
+        NewEndpoint {
+            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
+            events: [EventType::Created].into_iter().collect(),
+            description: "created".into(),
+        },
+        now,
+    );
+    repo.insert_endpoint(&hook).await.unwrap();
+    let (fanned, waiting) = (placed_order("alice", now), placed_order("bob", now));
+    repo.insert(&fanned).await.unwrap();
+    repo.insert(&waiting).await.unwrap();
+    // As the old fan-out would have left it (its delivery already delivered and purged).
+    sqlx::query(
+        "UPDATE order_events SET fanned_out = true WHERE order_id = $1 AND type = 'order.created'",
+    )
+    .bind(fanned.id.as_uuid())
+    .execute(&schema.pool)
+    .await
+    .unwrap();
+
+    full.run(&schema.pool).await.unwrap();
+    let due: Vec<_> = repo
+        .claim_deliveries(Utc::now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.event.order_id)
+        .collect();
+    assert_eq!(due, [waiting.id], "the waiting event, and only it");
+    assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "nothing twice");
+    let after = placed_order("carol", now);
+    repo.insert(&after).await.unwrap();
+    fan_out_all(&repo, now, 1).await;
+    let due = repo
+        .claim_deliveries(now, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        due[0].event.order_id, after.id,
+        "later events fan out as before"
+    );
+    schema.drop().await;
+}

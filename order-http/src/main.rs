@@ -8,6 +8,12 @@ use order_http::keys_cli::{self, KeysCommand};
 use order_http::startup::shutdown_signal;
 use order_http::{Application, Config, Role};
 
+/// mimalloc rather than the system allocator: under load the worker spent a fifth of its CPU
+/// in glibc's malloc and free (BENCHMARKS.md). Only the binary chooses; the library crates
+/// leave the choice to whoever links them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The order service: HTTP API and payment worker. Configured through the environment (and
 /// a `.env` file); with no DATABASE_URL/REDIS_URL it runs everything in memory.
 #[derive(Parser)]

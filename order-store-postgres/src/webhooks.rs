@@ -120,14 +120,15 @@ const REDELIVER: &str = "WITH ev AS (SELECT id, type FROM order_events WHERE id 
        RETURNING 1) \
      SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM d)";
 
-/// Forgets history before `$1`: every attempt made before it, and, among the `$2` oldest
-/// events (so the statement reads a bounded slice of the table, however large it is), those
+/// Forgets history before `$1`: every attempt made before it, and, among the `$2` first
+/// events in the outbox's order (so the statement reads a bounded slice of the table, however
+/// large it is), those
 /// that happened before it, were fanned out and have no delivery pending, with their
 /// deliveries (the foreign key is checked at the end of the statement, when both are gone).
 /// Returns how many events it deleted.
-const PURGE: &str = "WITH oldest AS (SELECT seq FROM order_events ORDER BY seq LIMIT $2), \
+const PURGE: &str = "WITH oldest AS (SELECT id FROM order_events ORDER BY xid, seq LIMIT $2), \
      old AS ( \
-       SELECT e.id FROM order_events e JOIN oldest USING (seq) \
+       SELECT e.id FROM order_events e JOIN oldest USING (id) \
        WHERE (e.xid, e.seq) <= (SELECT xid, seq FROM webhook_fan_out) AND e.occurred_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                          WHERE d.event_id = e.id AND d.state = 'pending')), \

@@ -8,11 +8,12 @@ use order_http::keys_cli::{self, KeysCommand};
 use order_http::startup::shutdown_signal;
 use order_http::{Application, Config, Role};
 
-/// mimalloc rather than the system allocator: under load the worker spent a fifth of its CPU
-/// in glibc's malloc and free (BENCHMARKS.md). Only the binary chooses; the library crates
-/// leave the choice to whoever links them.
+/// jemalloc rather than the system allocator: under load the worker spent a fifth of its CPU
+/// in glibc's malloc and free (BENCHMARKS.md). mimalloc saved as much CPU but peaked a third
+/// higher in RSS. Only the binary chooses; the library crates leave the choice to whoever
+/// links them.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The order service: HTTP API and payment worker. Configured through the environment (and
 /// a `.env` file); with no DATABASE_URL/REDIS_URL it runs everything in memory.

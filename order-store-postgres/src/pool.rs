@@ -9,7 +9,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::translate;
 
-/// Applies the embedded migrations (idempotent; safe to run from every process at start).
+/// Applies the embedded migrations (idempotent; safe to run from every process at start),
+/// then renumbers the outbox's transaction ids if they came from another cluster (a logical
+/// restore): see `OUTBOX_IDS_OFF`.
 pub async fn migrate(pool: &PgPool) -> Result<(), RepoError> {
     sqlx::migrate!("./migrations")
         .run(pool)
@@ -17,7 +19,66 @@ pub async fn migrate(pool: &PgPool) -> Result<(), RepoError> {
         .map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => translate(e),
             other => RepoError::Other(other.into()),
-        })
+        })?;
+    repair_outbox(pool).await?;
+    Ok(())
+}
+
+/// Whether the outbox holds a transaction id at or past the next one this cluster will
+/// assign: the cursor, or the newest event (one index probe each).
+///
+/// The fan-out orders events by the id of the transaction that wrote them. After a logical
+/// restore (a dump loaded into another cluster, whose counter may be far behind the one that
+/// wrote the events), such ids would hide every new event behind the cursor, or hold the
+/// events that carry them back until the counter caught up.
+const OUTBOX_IDS_OFF: &str = "SELECT (SELECT xid FROM webhook_fan_out) >= n.next \
+       OR COALESCE((SELECT max(xid) FROM order_events) >= n.next, false) \
+     FROM (SELECT pg_snapshot_xmax(pg_current_snapshot()) AS next) AS n";
+
+/// Gives every event already fanned out id 0 and every one still waiting with an id past
+/// the counter id 1 (so they come, in `seq` order, before any event written from now on),
+/// and moves the cursor to the last event fanned out. Nothing is fanned out twice, nothing
+/// is lost.
+const OUTBOX_REPAIR: &str = "WITH h AS (SELECT xid, seq FROM webhook_fan_out), \
+     ev AS ( \
+       UPDATE order_events e SET xid = CASE WHEN (e.xid, e.seq) <= (h.xid, h.seq) \
+                                            THEN '0'::xid8 ELSE '1'::xid8 END \
+       FROM h \
+       WHERE (e.xid, e.seq) <= (h.xid, h.seq) \
+          OR e.xid >= pg_snapshot_xmax(pg_current_snapshot()) \
+       RETURNING e.xid, e.seq) \
+     UPDATE webhook_fan_out SET xid = '0'::xid8, \
+       seq = COALESCE((SELECT max(ev.seq) FROM ev WHERE ev.xid = '0'::xid8), 0)";
+
+/// Repairs the outbox's transaction ids when `OUTBOX_IDS_OFF`; returns whether it did.
+/// The check is made again with the cursor locked, so concurrent starts repair once and a
+/// fan-out waits for the repair.
+async fn repair_outbox(pool: &PgPool) -> Result<bool, RepoError> {
+    let off: bool = sqlx::query_scalar(OUTBOX_IDS_OFF)
+        .fetch_one(pool)
+        .await
+        .map_err(translate)?;
+    if !off {
+        return Ok(false);
+    }
+    let mut tx = pool.begin().await.map_err(translate)?;
+    sqlx::query("SELECT 1 FROM webhook_fan_out FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let off: bool = sqlx::query_scalar(OUTBOX_IDS_OFF)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(translate)?;
+    if off {
+        sqlx::query(OUTBOX_REPAIR)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        tracing::warn!("the outbox held transaction ids of another cluster; renumbered them");
+    }
+    tx.commit().await.map_err(translate)?;
+    Ok(off)
 }
 
 /// Pool settings.

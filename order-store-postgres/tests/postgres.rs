@@ -327,3 +327,73 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
     );
     schema.drop().await;
 }
+
+/// A logical restore into another cluster leaves the outbox with transaction ids ahead of
+/// the new cluster's counter: the next start renumbers them, so what was fanned out is not
+/// fanned out again and what was waiting, and everything written after, is.
+#[tokio::test]
+async fn outbox_ids_from_another_cluster_are_renumbered_at_start() {
+    use order_core::ports::WebhookStore;
+    use order_core::webhook::{Endpoint, EndpointUrl, EventType, NewEndpoint};
+
+    let schema = TestSchema::create().await;
+    let repo = schema.repo();
+    let now = Utc::now();
+    let hook = Endpoint::create(
+        NewEndpoint {
+            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
+            events: [EventType::Created].into_iter().collect(),
+            description: "created".into(),
+        },
+        now,
+    );
+    repo.insert_endpoint(&hook).await.unwrap();
+    let (fanned, waiting, after) = (
+        placed_order("alice", now),
+        placed_order("bob", now),
+        placed_order("carol", now),
+    );
+    repo.insert(&fanned).await.unwrap();
+    fan_out_all(&repo, now, 1).await;
+    // Delivered and purged in the old cluster.
+    sqlx::query("DELETE FROM webhook_deliveries")
+        .execute(&schema.pool)
+        .await
+        .unwrap();
+    repo.insert(&waiting).await.unwrap();
+    // As a restore into a cluster whose counter is a million transactions behind leaves them.
+    for table in ["order_events", "webhook_fan_out"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET xid = (xid::text::bigint + 1000000)::text::xid8"
+        ))
+        .execute(&schema.pool)
+        .await
+        .unwrap();
+    }
+
+    order_store_postgres::migrate(&schema.pool).await.unwrap();
+    repo.insert(&after).await.unwrap();
+    fan_out_all(&repo, now, 2).await;
+    assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "each event once");
+    let mut due: Vec<_> = repo
+        .claim_deliveries(now, Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.event.order_id)
+        .collect();
+    due.sort_unstable();
+    let mut want = vec![waiting.id, after.id];
+    want.sort_unstable();
+    assert_eq!(
+        due, want,
+        "the waiting and the new event, not the fanned-out one"
+    );
+    order_store_postgres::migrate(&schema.pool).await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT xid::text FROM order_events ORDER BY seq")
+        .fetch_all(&schema.pool)
+        .await
+        .unwrap();
+    assert_eq!(&ids[..2], ["0", "1"], "renumbered once: {ids:?}");
+    schema.drop().await;
+}

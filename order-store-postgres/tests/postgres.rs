@@ -192,20 +192,12 @@ async fn the_postgres_repo_honours_the_webhook_store_contract() {
 #[tokio::test]
 async fn an_event_committed_after_a_later_one_is_still_fanned_out() {
     use order_core::ports::WebhookStore;
-    use order_core::webhook::{Endpoint, EndpointUrl, EventType, NewEndpoint};
+    use order_core::webhook::EventType;
 
     let schema = TestSchema::create().await;
     let repo = schema.repo();
     let now = Utc::now();
-    let hook = Endpoint::create(
-        NewEndpoint {
-            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
-            events: EventType::ALL.into_iter().collect(),
-            description: "all".into(),
-        },
-        now,
-    );
-    repo.insert_endpoint(&hook).await.unwrap();
+    subscribe(&repo, &EventType::ALL, now).await;
     let (early, late) = (placed_order("alice", now), placed_order("bob", now));
     repo.insert(&early).await.unwrap();
     fan_out_all(&repo, now, 1).await;
@@ -267,7 +259,7 @@ async fn fan_out_all(repo: &PgOrderRepo, now: chrono::DateTime<Utc>, want: usize
 #[tokio::test]
 async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice() {
     use order_core::ports::WebhookStore;
-    use order_core::webhook::{Endpoint, EndpointUrl, EventType, NewEndpoint};
+    use order_core::webhook::EventType;
     use sqlx::migrate::Migrator;
 
     let full: Migrator = sqlx::migrate!("./migrations");
@@ -282,15 +274,7 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
     before.run(&schema.pool).await.unwrap();
     let repo = schema.repo();
     let now = Utc::now();
-    let hook = Endpoint::create(
-        NewEndpoint {
-            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
-            events: [EventType::Created].into_iter().collect(),
-            description: "created".into(),
-        },
-        now,
-    );
-    repo.insert_endpoint(&hook).await.unwrap();
+    subscribe(&repo, &[EventType::Created], now).await;
     let (fanned, waiting) = (placed_order("alice", now), placed_order("bob", now));
     repo.insert(&fanned).await.unwrap();
     repo.insert(&waiting).await.unwrap();
@@ -334,20 +318,12 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
 #[tokio::test]
 async fn outbox_ids_from_another_cluster_are_renumbered_at_start() {
     use order_core::ports::WebhookStore;
-    use order_core::webhook::{Endpoint, EndpointUrl, EventType, NewEndpoint};
+    use order_core::webhook::EventType;
 
     let schema = TestSchema::create().await;
     let repo = schema.repo();
     let now = Utc::now();
-    let hook = Endpoint::create(
-        NewEndpoint {
-            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
-            events: [EventType::Created].into_iter().collect(),
-            description: "created".into(),
-        },
-        now,
-    );
-    repo.insert_endpoint(&hook).await.unwrap();
+    subscribe(&repo, &[EventType::Created], now).await;
     let (fanned, waiting, after) = (
         placed_order("alice", now),
         placed_order("bob", now),
@@ -396,4 +372,23 @@ async fn outbox_ids_from_another_cluster_are_renumbered_at_start() {
         .unwrap();
     assert_eq!(&ids[..2], ["0", "1"], "renumbered once: {ids:?}");
     schema.drop().await;
+}
+
+/// Subscribes an endpoint to `events`.
+async fn subscribe(
+    repo: &PgOrderRepo,
+    events: &[order_core::webhook::EventType],
+    now: chrono::DateTime<Utc>,
+) {
+    use order_core::ports::WebhookStore;
+    use order_core::webhook::{Endpoint, EndpointUrl, NewEndpoint};
+    let hook = Endpoint::create(
+        NewEndpoint {
+            url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
+            events: events.iter().copied().collect(),
+            description: "test".into(),
+        },
+        now,
+    );
+    repo.insert_endpoint(&hook).await.unwrap();
 }

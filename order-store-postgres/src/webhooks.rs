@@ -27,7 +27,8 @@ const EVENT_COLUMNS: &str = "ev.id AS event_id, ev.order_id, ev.type, ev.occurre
 /// `seq`), of transactions older than every one still running, gives each a delivery due at
 /// `$2` for every enabled endpoint subscribed to its type, and moves the cursor to the last
 /// one taken. Returns how many it took. A concurrent call, finding the cursor locked, takes
-/// nothing; one that waited reads the cursor as the other left it.
+/// nothing; one that locks it after another call moved it reads it where that call left it
+/// (the newest version of a locked row), and its snapshot sees every event below its horizon.
 ///
 /// The horizon (the snapshot's `xmin`) is what makes a cursor safe: every transaction older
 /// than it has ended, so no event can still appear behind the cursor. An event therefore

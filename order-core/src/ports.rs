@@ -752,6 +752,8 @@ pub enum DeliveryNext {
 ///   taken by some call. An adapter whose writes commit concurrently may hold an event back
 ///   while a write begun before it is still running, and may order the events of concurrent
 ///   writes by when those writes began (so a caller polls, as the dispatcher's rounds do).
+/// - `oldest_waiting_event()` is the time of the first event, in the order `fan_out` takes
+///   them, not fanned out yet (held back or not); `None` when every event is fanned out.
 /// - `claim_deliveries(now, lease_for, limit)` hands out up to `limit` deliveries that are
 ///   pending, due at or before `now`, not under a lease live at `now`, and whose endpoint is
 ///   enabled, oldest due first, each under a new lease until `now + lease_for`, with its
@@ -801,6 +803,8 @@ pub trait WebhookStore: Send + Sync {
     async fn events_of(&self, order: OrderId) -> Result<Vec<crate::webhook::Event>, RepoError>;
     /// Fans events out to the endpoints subscribed to them.
     async fn fan_out(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepoError>;
+    /// When the next event to fan out happened, if one is waiting.
+    async fn oldest_waiting_event(&self) -> Result<Option<DateTime<Utc>>, RepoError>;
     /// Takes due deliveries under a lease.
     async fn claim_deliveries(
         &self,

@@ -1,5 +1,6 @@
 //! Prometheus metrics: the process's recorder, the HTTP middleware that counts and times
-//! every request by route template, `/metrics`, and the sampler of the queue's gauges.
+//! every request by route template, `/metrics`, and the sampler of the queue's and the
+//! webhook outbox's gauges.
 //!
 //! `order-core` records its own metrics through the `metrics` facade
 //! ([`order_core::observe`]); this module installs the recorder they go to.
@@ -13,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use order_core::ports::PaymentQueue;
+use order_core::ports::{PaymentQueue, WebhookStore};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -39,6 +40,9 @@ pub const QUEUE_JOBS: &str = "order_queue_jobs";
 /// Age of the oldest job waiting or pending in the queue; 0 when there is none (gauge,
 /// seconds).
 pub const QUEUE_OLDEST_SECONDS: &str = "order_queue_oldest_job_age_seconds";
+/// Age of the oldest webhook event not fanned out yet; 0 when there is none (gauge,
+/// seconds). It grows while a long-running writing transaction holds the outbox back.
+pub const OUTBOX_OLDEST_SECONDS: &str = "order_webhook_outbox_oldest_event_age_seconds";
 /// 1, labelled with the running `version` (gauge).
 pub const BUILD_INFO: &str = "order_build_info";
 
@@ -100,6 +104,11 @@ fn describe() {
         QUEUE_OLDEST_SECONDS,
         Unit::Seconds,
         "Age of the oldest payment job waiting or pending."
+    );
+    describe_gauge!(
+        OUTBOX_OLDEST_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest webhook event not fanned out yet."
     );
     describe_gauge!(BUILD_INFO, "1, labelled with the running version.");
     metrics::gauge!(PAYMENTS_IN_FLIGHT).set(0.0);
@@ -167,10 +176,11 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// Every `every` until `stopped`: samples the queue into its gauges (when the process has
-/// a queue to watch) and keeps the recorder's histograms tidy.
+/// Every `every` until `stopped`: samples the queue and the webhook outbox into their gauges
+/// (when the process has them to watch) and keeps the recorder's histograms tidy.
 pub async fn sample(
     queue: Option<Arc<dyn PaymentQueue>>,
+    outbox: Option<Arc<dyn WebhookStore>>,
     every: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -182,6 +192,21 @@ pub async fn sample(
             _ = tick.tick() => {}
         }
         handle().run_upkeep();
+        if let Some(outbox) = &outbox {
+            match outbox.oldest_waiting_event().await {
+                Ok(oldest) => {
+                    let age = oldest.map_or(0.0, |at| {
+                        (chrono::Utc::now() - at)
+                            .num_microseconds()
+                            .unwrap_or(0)
+                            .max(0) as f64
+                            / 1e6
+                    });
+                    metrics::gauge!(OUTBOX_OLDEST_SECONDS).set(age);
+                }
+                Err(e) => warn!(error = %e, "sampling the webhook outbox for metrics failed"),
+            }
+        }
         let Some(queue) = &queue else { continue };
         match queue.stats().await {
             Ok(stats) => {

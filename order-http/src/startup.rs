@@ -449,6 +449,11 @@ fn spawn_side_tasks(
     stopped: &watch::Receiver<bool>,
 ) -> Vec<(&'static str, tokio::task::JoinHandle<()>)> {
     let mut side = Vec::new();
+    // The outbox the dispatcher fans out from, for the sampler's gauge of its oldest event.
+    let outbox = tasks
+        .dispatcher
+        .as_ref()
+        .map(|(_, purge)| Arc::clone(&purge.store));
     if let Some((dispatcher, purge)) = tasks.dispatcher {
         let (loops, stopped) = (tasks.webhook_loops, stopped.clone());
         side.push((
@@ -482,7 +487,8 @@ fn spawn_side_tasks(
         ));
     }
     if let Some(queue) = tasks.sampled_queue {
-        let sampling = crate::metrics::sample(Some(queue), METRICS_SAMPLE_EVERY, stopped.clone());
+        let sampling =
+            crate::metrics::sample(Some(queue), outbox, METRICS_SAMPLE_EVERY, stopped.clone());
         side.push(("metrics sampler", tokio::spawn(sampling)));
     }
     if let Some(listener) = tasks.metrics_listener {

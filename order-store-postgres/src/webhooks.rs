@@ -51,6 +51,11 @@ const FAN_OUT: &str = "WITH c AS (SELECT xid, seq FROM webhook_fan_out FOR UPDAT
        FROM (SELECT xid, seq FROM ev ORDER BY xid DESC, seq DESC LIMIT 1) AS last) \
      SELECT count(*) FROM ev";
 
+/// When the first event past the cursor happened (one index probe).
+const OLDEST_WAITING: &str = "SELECT e.occurred_at FROM order_events e \
+     WHERE (e.xid, e.seq) > ((SELECT xid FROM webhook_fan_out), (SELECT seq FROM webhook_fan_out)) \
+     ORDER BY e.xid, e.seq LIMIT 1";
+
 /// Claims up to `$3` pending deliveries due by `$1`, unleased at `$1`, of enabled endpoints,
 /// oldest due first, under a new lease until `$2`; returns each with its event and endpoint.
 fn claim_sql() -> String {
@@ -397,6 +402,13 @@ impl WebhookStore for PgOrderRepo {
             .await
             .map_err(translate)?;
         Ok(usize::try_from(taken).unwrap_or(0))
+    }
+
+    async fn oldest_waiting_event(&self) -> Result<Option<DateTime<Utc>>, RepoError> {
+        sqlx::query_scalar(OLDEST_WAITING)
+            .fetch_optional(self.db()?)
+            .await
+            .map_err(translate)
     }
 
     async fn claim_deliveries(

@@ -161,6 +161,11 @@ impl WebhookStore for MemoryOrderRepo {
         Ok(taken.len())
     }
 
+    async fn oldest_waiting_event(&self) -> Result<Option<DateTime<Utc>>, RepoError> {
+        let hooks = lock(&self.hooks);
+        Ok(hooks.events.get(hooks.fanned_out).map(|e| e.occurred_at))
+    }
+
     async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,

@@ -128,6 +128,7 @@ const WORKER_NAMES: &[&str] = &[
     "order_queue_oldest_job_age_seconds",
     "order_webhook_attempts_total",
     "order_webhook_events_fanned_out_total",
+    "order_webhook_outbox_oldest_event_age_seconds",
 ];
 
 struct Process(Child);

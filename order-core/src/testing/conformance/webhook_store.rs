@@ -333,10 +333,31 @@ async fn events_fan_out_to_enabled_subscribers_once<S: WebhookStore + OrderRepo>
     for e in [&all, &confirmed_only, &disabled] {
         store.insert_endpoint(e).await.expect("insert");
     }
-    let orders = [placed_order("alice", t), placed_order("bob", t)];
-    store.insert_many(&orders).await.expect("insert");
+    assert_eq!(
+        store.oldest_waiting_event().await.expect("oldest"),
+        None,
+        "nothing waits"
+    );
+    let orders = [placed_order("alice", t), placed_order("bob", t + secs(1))];
+    store.insert(&orders[0]).await.expect("insert");
+    store.insert(&orders[1]).await.expect("insert");
+    assert_eq!(
+        store.oldest_waiting_event().await.expect("oldest"),
+        Some(t),
+        "the first event waits"
+    );
     fan_out_all(store, t, 1).await;
+    assert_eq!(
+        store.oldest_waiting_event().await.expect("oldest"),
+        Some(t + secs(1)),
+        "then the second"
+    );
     fan_out_all(store, t, 1).await;
+    assert_eq!(
+        store.oldest_waiting_event().await.expect("oldest"),
+        None,
+        "all fanned out"
+    );
     assert_eq!(
         store.fan_out(t, 10).await.expect("fan out"),
         0,

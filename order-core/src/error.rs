@@ -86,6 +86,11 @@ impl ValidationErrors {
         }
     }
 
+    /// One rejected field.
+    pub fn one(field: impl Into<String>, reason: Invalid) -> Self {
+        Self(vec![FieldError::new(field, reason)])
+    }
+
     /// The rejected fields.
     pub fn errors(&self) -> &[FieldError] {
         &self.0

@@ -11,6 +11,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The name under which a [`TraceParent`] travels: the W3C header, and the field of a
+/// payment job that carries it.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// A W3C `traceparent` (version `00`): a trace id, the id of the span that is the parent,
 /// and the trace flags. Parsing accepts only a valid value (neither id all zeros, lowercase
 /// hex, version not `ff`); a later version's value is read by its version-`00` fields, as the

@@ -27,11 +27,8 @@ use order_core::payment::{
     ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
-use order_core::trace::TraceParent;
+use order_core::trace::{TRACEPARENT, TraceParent};
 use tracing::Instrument as _;
-
-/// The header of W3C Trace Context.
-const TRACEPARENT: &str = "traceparent";
 
 /// Where the trace context of the current span comes from: the `traceparent` a call sends
 /// so the gateway's work joins the trace (`None`: send none).

@@ -40,10 +40,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::OrderId;
 use order_core::ports::{BoxError, Delivery, Job, PaymentQueue, QueueError, QueueStats};
-use order_core::trace::TraceParent;
+use order_core::trace::{TRACEPARENT, TraceParent};
 
-/// The field of a job's stream entry holding its W3C `traceparent`, when it has one.
-const TRACEPARENT: &str = "traceparent";
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Value};
 use tokio::sync::OnceCell;

@@ -374,9 +374,9 @@ async fn keys_are_managed_with_the_cli_and_a_key_in_the_environment_is_sent() {
     let path = file.to_string_lossy().into_owned();
     let config =
         order_http::Config::from_lookup(|k| (k == "API_KEYS_FILE").then(|| path.clone())).unwrap();
-    let admin = order_http::keys_cli::run(
+    let admin = order_http::keys::run(
         &config,
-        order_http::keys_cli::KeysCommand::Create {
+        order_http::keys::KeysCommand::Create {
             name: "admin".into(),
             scopes: vec![
                 order_core::access::Scope::KeysManage,

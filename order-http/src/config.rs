@@ -31,6 +31,59 @@ impl ConfigError {
     }
 }
 
+/// Whether requests need a key (`AUTH_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone who reaches the port may call the API: the embedded default.
+    #[default]
+    None,
+    /// Every `/api/v1` request needs an API key with the route's scope.
+    ApiKey,
+}
+
+impl FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "api_key" => Ok(Self::ApiKey),
+            other => Err(format!("expected none or api_key, got {other:?}")),
+        }
+    }
+}
+
+/// Per-client rate limits on `/api` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RateLimitSettings {
+    /// The quota of writes per client (`RATE_LIMIT_WRITES_PER_SECOND`, `..._BURST`).
+    pub writes: Option<Quota>,
+    /// The quota of reads per client (`RATE_LIMIT_READS_PER_SECOND`, `..._BURST`).
+    pub reads: Option<Quota>,
+    /// Refuse requests (503) when the limiter cannot be reached (`RATE_LIMIT_FAIL_CLOSED`).
+    pub fail_closed: bool,
+    /// Take the client's address from `X-Forwarded-For` (`TRUST_FORWARDED_FOR`).
+    pub trust_forwarded_for: bool,
+}
+
+impl RateLimitSettings {
+    /// Whether any limit is set.
+    pub const fn any(&self) -> bool {
+        self.writes.is_some() || self.reads.is_some()
+    }
+}
+
+/// Where a process's metrics are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsPlacement {
+    /// Recorded, and `/metrics` served on the API's port.
+    WithApi,
+    /// Recorded, and served on a port of its own (`METRICS_ADDR`, or a worker's).
+    Elsewhere,
+    /// Not recorded at all (`METRICS_ENABLED=false`).
+    Off,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -97,14 +150,14 @@ pub struct Config {
     /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
     pub shutdown_grace: Duration,
     /// Whether `/api/v1` requests need an API key (`AUTH_MODE`, `none` or `api_key`; `none`).
-    pub auth_mode: crate::auth::AuthMode,
+    pub auth_mode: AuthMode,
     /// Where the embedded default keeps API keys (`API_KEYS_FILE`, JSON lines of hashed
     /// keys); only without `DATABASE_URL`, which keeps them in PostgreSQL.
     pub api_keys_file: Option<std::path::PathBuf>,
     /// Per-client rate limits (`RATE_LIMIT_WRITES_PER_SECOND`, `RATE_LIMIT_WRITES_BURST`,
     /// `RATE_LIMIT_READS_PER_SECOND`, `RATE_LIMIT_READS_BURST`: unset, no limit;
     /// `RATE_LIMIT_FAIL_CLOSED`, `TRUST_FORWARDED_FOR`: false).
-    pub rate_limits: crate::rate_limit::RateLimitSettings,
+    pub rate_limits: RateLimitSettings,
     /// How long an `Idempotency-Key` is remembered (`IDEMPOTENCY_KEY_RETENTION_SECONDS`,
     /// 86400); forgotten keys are purged by the API roles.
     pub idempotency_key_retention: Duration,
@@ -498,11 +551,11 @@ impl Config {
                 .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
             auth_mode: match l("AUTH_MODE").filter(|v| !v.trim().is_empty()) {
-                None => crate::auth::AuthMode::None,
+                None => AuthMode::None,
                 Some(v) => v.parse().map_err(|e| ConfigError::new("AUTH_MODE", e))?,
             },
             api_keys_file: api_keys_file(l)?,
-            rate_limits: crate::rate_limit::RateLimitSettings {
+            rate_limits: RateLimitSettings {
                 writes: quota(l, "RATE_LIMIT_WRITES")?,
                 reads: quota(l, "RATE_LIMIT_READS")?,
                 fail_closed: flag(l, "RATE_LIMIT_FAIL_CLOSED")?,

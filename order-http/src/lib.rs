@@ -1,35 +1,29 @@
 //! # order-http
 //!
-//! The order service's HTTP API (axum) and payment worker, and the wiring that connects
-//! them to PostgreSQL and Redis, or to in-memory adapters when neither is configured.
+//! The order service's HTTP API (axum) and its workers, and the wiring that connects them
+//! to PostgreSQL and Redis, or to in-memory adapters when neither is configured.
 //!
 //! ## Layout
-//! - [`config`]: settings from the environment, checked at start.
-//! - [`api`]: routes, handlers and the OpenAPI document; the JSON shapes are `order-api`'s.
-//! - [`parse`], [`convert`]: from the wire into the domain, and back.
-//! - [`error`]: the one error type, answering with `order-api`'s `ErrorBody`.
-//! - [`worker`]: the payment worker's loop.
-//! - [`startup`]: [`startup::Application`] builds and runs a process of any [`startup::Role`].
-//! - [`telemetry`] sets up logging and tracing; [`traces`]: OpenTelemetry spans and the trace
-//!   an order carries across processes.
+//! - [`config`]: every setting, from the environment; imports nothing of this crate.
+//! - [`startup`]: the composition root. [`startup::Application`] builds the adapters and
+//!   the state once, then runs a process of any [`startup::Role`].
+//! - [`http`]: the HTTP adapter: `http::router(state)`, its layers, and the routes by
+//!   resource with their OpenAPI operations.
+//! - [`worker`]: the loops of the worker roles: payments, and webhook delivery and purge.
+//! - [`telemetry`]: logs, traces and metrics.
+//! - [`keys`]: the `keys` subcommand, managing API keys straight in the store.
 //! - `testing` (feature `testing`): `TestApp`, the service started for a test.
+//!
+//! Imports point down that list: `http` and `worker` use `config` and `telemetry`, and
+//! `startup` uses them all; no middleware sees the handlers' state.
 
-pub mod api;
-pub mod auth;
 pub mod config;
-pub mod convert;
-pub mod error;
-pub mod keys_cli;
-pub mod limit;
-pub mod metrics;
-pub mod parse;
-pub mod rate_limit;
+pub mod http;
+pub mod keys;
 pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod traces;
-pub mod webhooks;
 pub mod worker;
 
 pub use config::Config;

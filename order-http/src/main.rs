@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use order_http::keys_cli::{self, KeysCommand};
+use order_http::keys::{self, KeysCommand};
 use order_http::startup::shutdown_signal;
 use order_http::{Application, Config, Role};
 
@@ -54,7 +54,7 @@ async fn main() -> ExitCode {
         Command::Serve => Role::Serve,
         Command::Worker => Role::Worker,
         Command::Keys(command) => {
-            return match keys_cli::run(&config, command).await {
+            return match keys::run(&config, command).await {
                 Ok(out) => {
                     let _ = std::io::stdout().write_all(out.as_bytes());
                     ExitCode::SUCCESS

@@ -20,9 +20,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{self, AppState};
-use crate::config::Config;
-use crate::rate_limit::RateLimits;
+use crate::config::{Config, MetricsPlacement};
+use crate::http::middleware::concurrency::ConcurrencyConfig;
+use crate::http::middleware::rate_limit::RateLimits;
+use crate::http::state::{AppState, DynOrderService};
 use crate::worker::{self, Processor, WorkerSettings};
 
 /// What this process runs.
@@ -96,7 +97,7 @@ pub struct Application {
     state: Option<AppState>,
     worker: Option<(Arc<Processor>, WorkerSettings)>,
     /// Delivers webhooks, in the worker roles, and forgets their history past its retention.
-    dispatcher: Option<(Arc<crate::webhooks::Dispatcher>, HistoryPurge)>,
+    dispatcher: Option<(Arc<crate::worker::webhooks::Dispatcher>, HistoryPurge)>,
     /// Where `/metrics` is served apart from the API, if anywhere.
     metrics_listener: Option<TcpListener>,
     /// The queue whose gauges the metrics sampler keeps.
@@ -314,7 +315,8 @@ async fn serve(
         return Ok(());
     };
     info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
-    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app =
+        crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -355,17 +357,14 @@ fn api_state(
             Arc::clone(&adapters.queue),
             Arc::clone(clock),
         ),
-        crate::limit::LimitConfig::new(
-            config.max_requests_in_flight,
-            config.request_latency_target,
-        ),
+        ConcurrencyConfig::new(config.max_requests_in_flight, config.request_latency_target),
     )
     .with_keys(Arc::clone(&adapters.keys), config.auth_mode)
     .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks);
     let state = state.with_metrics(match (config.metrics_enabled, config.metrics_addr) {
-        (false, _) => crate::metrics::Placement::Off,
-        (true, Some(_)) => crate::metrics::Placement::Elsewhere,
-        (true, None) => crate::metrics::Placement::WithApi,
+        (false, _) => MetricsPlacement::Off,
+        (true, Some(_)) => MetricsPlacement::Elsewhere,
+        (true, None) => MetricsPlacement::WithApi,
     });
     Ok(if config.rate_limits.any() {
         state.with_rate_limits(RateLimits::new(
@@ -385,16 +384,17 @@ fn dispatcher(
     webhooks: Arc<dyn WebhookStore>,
     repo: Arc<dyn OrderRepo>,
     clock: Arc<dyn Clock>,
-) -> Result<(Arc<crate::webhooks::Dispatcher>, HistoryPurge), StartError> {
+) -> Result<(Arc<crate::worker::webhooks::Dispatcher>, HistoryPurge), StartError> {
     let purge = HistoryPurge {
         store: Arc::clone(&webhooks),
         clock: Arc::clone(&clock),
         retention: config.webhooks.retention,
     };
-    let sender = crate::webhooks::HttpWebhookSender::new(config.webhooks.timeout)
+    let sender = order_webhook_http::HttpWebhookSender::new(config.webhooks.timeout)
         .map_err(|e| StartError::Webhooks(e.to_string()))?;
-    let render: order_core::service::webhooks::Render =
-        Arc::new(|order| serde_json::to_value(crate::convert::order(order)).unwrap_or_default());
+    let render: order_core::service::webhooks::Render = Arc::new(|order| {
+        serde_json::to_value(crate::http::convert::order(order)).unwrap_or_default()
+    });
     let dispatcher = Arc::new(order_core::service::WebhookDispatcher::new(
         webhooks,
         repo,
@@ -418,7 +418,7 @@ async fn metrics_listener(config: &Config, role: Role) -> Result<Option<TcpListe
     if !config.metrics_enabled {
         return Ok(None);
     }
-    crate::metrics::handle();
+    crate::telemetry::metrics::handle();
     let addr = match (config.metrics_addr, role) {
         (Some(addr), _) => addr,
         (None, Role::Worker) => config.listen,
@@ -432,12 +432,12 @@ async fn metrics_listener(config: &Config, role: Role) -> Result<Option<TcpListe
 
 /// The tasks a process runs beside serving and paying, each stopped by the same signal.
 struct SideTasks {
-    dispatcher: Option<(Arc<crate::webhooks::Dispatcher>, HistoryPurge)>,
+    dispatcher: Option<(Arc<crate::worker::webhooks::Dispatcher>, HistoryPurge)>,
     webhook_loops: usize,
     migrator: Option<Migrator>,
     sampled_queue: Option<Arc<dyn PaymentQueue>>,
     metrics_listener: Option<TcpListener>,
-    orders: Option<api::Orders>,
+    orders: Option<DynOrderService>,
     key_retention: Duration,
 }
 
@@ -461,8 +461,13 @@ fn spawn_side_tasks(
             tokio::spawn(async move {
                 let every = (purge.retention / 10).min(Duration::from_secs(3600));
                 tokio::join!(
-                    crate::webhooks::run(dispatcher, loops, WEBHOOK_IDLE_POLL, stopped.clone()),
-                    crate::webhooks::purge_history(
+                    crate::worker::webhooks::run(
+                        dispatcher,
+                        loops,
+                        WEBHOOK_IDLE_POLL,
+                        stopped.clone()
+                    ),
+                    crate::worker::webhooks::purge_history(
                         purge.store,
                         purge.clock,
                         purge.retention,
@@ -487,8 +492,12 @@ fn spawn_side_tasks(
         ));
     }
     if let Some(queue) = tasks.sampled_queue {
-        let sampling =
-            crate::metrics::sample(Some(queue), outbox, METRICS_SAMPLE_EVERY, stopped.clone());
+        let sampling = crate::telemetry::metrics::sample(
+            Some(queue),
+            outbox,
+            METRICS_SAMPLE_EVERY,
+            stopped.clone(),
+        );
         side.push(("metrics sampler", tokio::spawn(sampling)));
     }
     if let Some(listener) = tasks.metrics_listener {
@@ -522,7 +531,7 @@ async fn serve_metrics(listener: TcpListener, mut stopped: watch::Receiver<bool>
     let app = axum::Router::new()
         .route(
             order_api::paths::METRICS,
-            axum::routing::get(crate::metrics::serve_metrics),
+            axum::routing::get(crate::telemetry::metrics::serve_metrics),
         )
         .route(
             order_api::paths::HEALTH,
@@ -637,7 +646,7 @@ fn rate_limiter(
 /// Forgets idempotency keys past `retention`, every tenth of it (at most every ten
 /// minutes) until stopped.
 async fn purge_request_keys(
-    orders: api::Orders,
+    orders: DynOrderService,
     retention: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -687,6 +696,6 @@ fn http_gateway(config: &Config) -> Result<Option<HttpGateway>, StartError> {
     Ok(Some(
         HttpGateway::new(url, config.payment_gateway_timeout)
             .map_err(StartError::Gateway)?
-            .with_trace_context(crate::traces::current),
+            .with_trace_context(crate::telemetry::traces::current),
     ))
 }

@@ -1,6 +1,7 @@
-//! Logging and tracing set-up: `LOG_LEVEL` filters, `LOG_FORMAT=json` gives one JSON object
-//! per line (with `trace_id` and `span_id` while traces are exported), and the
-//! OpenTelemetry layer exports spans when the environment asks for it ([`crate::traces`]).
+//! What the process tells about itself: logs (set up here: `LOG_LEVEL` filters,
+//! `LOG_FORMAT=json` gives one JSON object per line, with `trace_id` and `span_id` while
+//! traces are exported), [`traces`] (OpenTelemetry spans, exported when the environment asks
+//! for them) and [`metrics`] (Prometheus).
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Event, Subscriber};
@@ -12,7 +13,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::{Config, LogFormat};
-use crate::traces;
+
+pub mod metrics;
+pub mod traces;
 
 /// What [`init`] installed; [`shutdown`](Self::shutdown) flushes spans not yet exported.
 #[derive(Debug, Default)]

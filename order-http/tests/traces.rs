@@ -91,7 +91,7 @@ async fn an_orders_trace_runs_from_the_post_through_redis_to_the_worker_and_the_
         &test_config(Vec::new(), &[("LOG_LEVEL", "warn")]),
         Some(provider.clone()),
     );
-    assert!(order_http::traces::enabled());
+    assert!(order_http::telemetry::traces::enabled());
     let (gateway_url, seen) = gateway().await;
     let app = TestApp::spawn(
         Backend::PostgresRedis,

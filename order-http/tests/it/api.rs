@@ -404,7 +404,7 @@ async fn the_openapi_document_states_the_limits_the_domain_enforces() {
     use order_core::request::RequestKey;
     use order_core::{CustomerId, ItemId, ItemName, Price, Quantity};
 
-    let spec = serde_json::to_value(order_http::api::openapi()).unwrap();
+    let spec = serde_json::to_value(order_http::http::openapi()).unwrap();
     let schema = |name: &str, field: &str| {
         spec.pointer(&format!("/components/schemas/{name}/properties/{field}"))
             .unwrap_or_else(|| panic!("{name}.{field} is documented"))

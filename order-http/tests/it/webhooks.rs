@@ -16,7 +16,7 @@ use order_http::testing::{
     Answer, Backend, Received, Receiver, Storage, TestApp, check_sequences, refusal, sample_order,
     sequences,
 };
-use order_http::webhooks::HttpWebhookSender;
+use order_webhook_http::HttpWebhookSender;
 
 /// Checks a delivery's signature with the `standardwebhooks` crate, an implementation of
 /// the specification that is not ours.
@@ -61,7 +61,7 @@ async fn direct(
         store.clone() as Arc<dyn OrderRepo>,
         Arc::new(HttpWebhookSender::new(timeout).unwrap()) as Arc<dyn WebhookSender>,
         Arc::clone(clock),
-        Arc::new(|o| serde_json::to_value(order_http::convert::order(o)).unwrap()),
+        Arc::new(|o| serde_json::to_value(order_http::http::convert::order(o)).unwrap()),
         config,
     );
     (store, endpoint, dispatcher)

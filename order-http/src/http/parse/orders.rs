@@ -1,22 +1,12 @@
-//! From the wire into the domain: one pass over a request's raw JSON that reports every bad
-//! field, whether of the wrong type or of a wrong value, with its path and in input order.
-//!
-//! The values themselves are checked by the domain ([`OrderFields`]); this module only reads
-//! JSON types, so no rule is written twice.
+//! Orders: a new order, a cancellation's reason, and a listing's query.
 
-use order_api::money;
 use order_core::order::{CancelReason, OrderFields};
-use order_core::{CustomerId, FieldError, Invalid, NewOrder, ValidationErrors};
-use rust_decimal::Decimal;
+use order_core::ports::{OrderFilter, PageRequest, PageSize};
+use order_core::{CustomerId, FieldError, Invalid, NewOrder, OrderStatus, ValidationErrors};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-fn required() -> Invalid {
-    Invalid::Malformed("is required".into())
-}
-
-fn must_be(expected: &str) -> Invalid {
-    Invalid::Malformed(format!("must be {expected}"))
-}
+use super::{decimal, must_be, required, text, whole};
 
 /// Reads a field of `object` with `read`, recording a missing field or one of the wrong
 /// type at `path`.
@@ -32,42 +22,6 @@ fn field<'v, T>(
         return None;
     };
     read(value).map_err(|e| fields.reject(path(), e)).ok()
-}
-
-fn text(value: &Value) -> Result<String, Invalid> {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| must_be("a string"))
-}
-
-/// A whole number as JSON Schema reads one: `3`, but also `3.0` or `3e0` (a number whose
-/// fractional part is zero). One too large for `i64` is still whole: it saturates, and the
-/// domain reports it out of range.
-fn whole(value: &Value) -> Result<i64, Invalid> {
-    let Value::Number(n) = value else {
-        return Err(must_be("a whole number"));
-    };
-    if let Some(i) = n.as_i64() {
-        return Ok(i);
-    }
-    let saturate = |negative: bool| if negative { i64::MIN } else { i64::MAX };
-    let text = n.to_string();
-    match money::parse_decimal(&text) {
-        Some(d) if d.fract().is_zero() => {
-            Ok(i64::try_from(d).unwrap_or_else(|_| saturate(d.is_sign_negative())))
-        }
-        Some(_) => Err(must_be("a whole number")),
-        // Beyond a decimal's range (1e300, say): whole if it has no fraction.
-        None => match text.parse::<f64>() {
-            Ok(f) if f.is_finite() && f.fract() == 0.0 => Ok(saturate(f < 0.0)),
-            _ => Err(must_be("a whole number")),
-        },
-    }
-}
-
-fn decimal(value: &Value) -> Result<Decimal, Invalid> {
-    money::from_json(value).ok_or_else(|| must_be("a decimal number"))
 }
 
 /// Parses a create-order body into a [`NewOrder`], or every reason it is not one.
@@ -140,108 +94,61 @@ pub fn cancel_reason(body: Option<&Value>) -> Result<CancelReason, ValidationErr
     }
 }
 
-/// Parses a new API key's body, every bad field named at once: `name` (1 to 100
-/// characters), `scopes` (known names, at least one), `customer_id` (optional),
-/// `expires_in_seconds` (optional, at least 1).
-pub fn new_api_key(
-    body: &Value,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<order_core::access::NewApiKey, ValidationErrors> {
-    use order_core::access::{NewApiKey, Scope};
+/// The listing's query as sent: text, so that every bad parameter can be reported at once.
+/// Its documented shape is `order_api::orders::ListOrdersQuery`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListQuery {
+    customer_id: Option<String>,
+    status: Option<String>,
+    page: Option<String>,
+    page_size: Option<String>,
+}
+
+/// Parses a listing's query into its filter and page, every bad parameter named.
+pub fn list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), ValidationErrors> {
     let mut errors = Vec::new();
-    let Some(object) = body.as_object() else {
-        return ValidationErrors::check(
-            vec![FieldError::new("body", must_be("a JSON object"))],
-            || NewApiKey {
-                name: String::new(),
-                scopes: Vec::new(),
-                customer_id: None,
-                expires_at: None,
+    let mut check = |field: &str, e: Invalid| errors.push(FieldError::new(field, e));
+    let customer_id = query
+        .customer_id
+        .map(CustomerId::parse)
+        .transpose()
+        .map_err(|e| check("customer_id", e))
+        .ok()
+        .flatten();
+    let status = query
+        .status
+        .map(|s| s.parse::<OrderStatus>())
+        .transpose()
+        .map_err(|e| check("status", e))
+        .ok()
+        .flatten();
+    let whole = |s: &str| {
+        s.trim()
+            .parse::<i64>()
+            .map_err(|_| must_be("a whole number"))
+    };
+    let page = query
+        .page
+        .as_deref()
+        .map_or(Ok(PageRequest::FIRST.page), |p| {
+            whole(p).and_then(PageRequest::page_number)
+        })
+        .map_err(|e| check("page", e))
+        .unwrap_or(PageRequest::FIRST.page);
+    let size = query
+        .page_size
+        .as_deref()
+        .map_or(Ok(PageSize::DEFAULT), |p| whole(p).and_then(PageSize::new))
+        .map_err(|e| check("page_size", e))
+        .unwrap_or(PageSize::DEFAULT);
+    ValidationErrors::check(errors, || {
+        (
+            OrderFilter {
+                customer_id,
+                status,
             },
-        );
-    };
-    let name = match object.get("name") {
-        Some(Value::String(name))
-            if !name.trim().is_empty()
-                && name.chars().count() <= 100
-                && !name.chars().any(char::is_control) =>
-        {
-            name.trim().to_owned()
-        }
-        Some(Value::String(_)) => {
-            errors.push(FieldError::new(
-                "name",
-                must_be("1 to 100 printable characters"),
-            ));
-            String::new()
-        }
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new("name", Invalid::Empty));
-            String::new()
-        }
-        Some(_) => {
-            errors.push(FieldError::new("name", must_be("a string")));
-            String::new()
-        }
-    };
-    let mut scopes = Vec::new();
-    match object.get("scopes") {
-        Some(Value::Array(list)) if !list.is_empty() => {
-            for (i, scope) in list.iter().enumerate() {
-                match scope.as_str().map(str::parse::<Scope>) {
-                    Some(Ok(scope)) => scopes.push(scope),
-                    Some(Err(e)) => errors.push(FieldError::new(format!("scopes[{i}]"), e)),
-                    None => {
-                        errors.push(FieldError::new(format!("scopes[{i}]"), must_be("a string")));
-                    }
-                }
-            }
-        }
-        Some(Value::Array(_) | Value::Null) | None => {
-            errors.push(FieldError::new("scopes", Invalid::TooFew { min: 1 }));
-        }
-        Some(_) => errors.push(FieldError::new(
-            "scopes",
-            must_be("an array of scope names"),
-        )),
-    }
-    let customer_id = match object.get("customer_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => match CustomerId::parse(id.clone()) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                errors.push(FieldError::new("customer_id", e));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new("customer_id", must_be("a string")));
-            None
-        }
-    };
-    // A whole number of seconds, written as JSON allows (`110`, `110.0`, `1.1e2`).
-    let expires_at = match object.get("expires_in_seconds") {
-        None | Some(Value::Null) => None,
-        Some(value) => {
-            let seconds = whole(value)
-                .ok()
-                .filter(|s| (1..=100 * 365 * 86_400).contains(s));
-            if let Some(seconds) = seconds {
-                Some(now + chrono::Duration::seconds(seconds))
-            } else {
-                errors.push(FieldError::new(
-                    "expires_in_seconds",
-                    must_be("a whole number of seconds from 1 to 100 years"),
-                ));
-                None
-            }
-        }
-    };
-    ValidationErrors::check(errors, || NewApiKey {
-        name,
-        scopes,
-        customer_id,
-        expires_at,
+            PageRequest { page, size },
+        )
     })
 }
 

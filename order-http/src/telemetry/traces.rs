@@ -23,9 +23,6 @@ use order_core::trace::TraceParent;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// The header of W3C Trace Context.
-pub const TRACEPARENT: &str = "traceparent";
-
 /// Whether spans are exported: set once the subscriber with the OpenTelemetry layer is
 /// installed. While it is false, [`current`] and [`continue_from`] cost nothing.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -229,39 +226,6 @@ pub fn continue_from(span: &Span, parent: &TraceParent) {
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }
 
-/// The span of one HTTP request: named after its route once routing found it, continuing
-/// the caller's trace when the request carries a valid `traceparent`.
-pub fn request_span<B>(req: &axum::http::Request<B>) -> Span {
-    let id = req
-        .headers()
-        .get(&crate::api::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    let parent = incoming(req.headers());
-    macro_rules! span {
-        ($target:expr) => {
-            tracing::info_span!(
-                target: $target,
-                "request",
-                method = %req.method(),
-                uri = %req.uri(),
-                request_id = %id,
-                otel.name = tracing::field::Empty,
-                otel.kind = "server",
-                http.route = tracing::field::Empty,
-            )
-        };
-    }
-    if !sampled(parent.as_ref()) {
-        return span!(UNTRACED);
-    }
-    let span = span!(TRACED);
-    if let Some(parent) = &parent {
-        continue_from(&span, parent);
-    }
-    span
-}
-
 /// The span of one payment job: recorded if the job's trace was (or, for a job in no
 /// trace, as a new trace is), continuing that trace.
 pub fn job_span(job: &order_core::ports::Delivery) -> Span {
@@ -299,7 +263,12 @@ pub fn of_request(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
 /// The `traceparent` a request carries, if it is valid (an invalid one is ignored, as the
 /// recommendation asks: the request starts a trace of its own).
 pub fn incoming(headers: &axum::http::HeaderMap) -> Option<TraceParent> {
-    headers.get(TRACEPARENT)?.to_str().ok()?.parse().ok()
+    headers
+        .get(order_core::trace::TRACEPARENT)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The trace id and span id of the current span, as hex, for log lines.

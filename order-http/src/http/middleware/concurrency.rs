@@ -3,7 +3,7 @@
 //!
 //! A fixed bound on requests in flight keeps memory bounded but not latency: by Little's
 //! law a request waits `in flight / throughput`, so 1,024 requests in flight at 3,000
-//! orders/s wait a third of a second each. [`AdaptiveLimit`] moves the bound instead
+//! orders/s wait a third of a second each. [`AdaptiveConcurrency`] moves the bound instead
 //! (additive increase, multiplicative decrease, as TCP does): every request that completes
 //! within the latency target raises the limit by `1/limit` (one per limit's worth of fast
 //! requests); completions are counted in windows of [`WINDOW`], and a window in which more
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// The adaptive limit. Cheap to share behind an [`Arc`].
 #[derive(Debug)]
-pub struct AdaptiveLimit {
+pub struct AdaptiveConcurrency {
     floor: usize,
     ceiling: usize,
     target: Duration,
@@ -36,9 +36,9 @@ struct State {
 /// How many completions make one window of the slow-request signal.
 pub const WINDOW: u32 = 32;
 
-/// Settings of an [`AdaptiveLimit`].
+/// Settings of an [`AdaptiveConcurrency`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitConfig {
+pub struct ConcurrencyConfig {
     /// The most requests in flight, ever (`MAX_REQUESTS_IN_FLIGHT`).
     pub ceiling: usize,
     /// The fewest the limit goes down to.
@@ -48,7 +48,7 @@ pub struct LimitConfig {
     pub target: Duration,
 }
 
-impl LimitConfig {
+impl ConcurrencyConfig {
     /// `ceiling` and `target`, with a floor of 8 (or the ceiling, if lower).
     pub fn new(ceiling: usize, target: Duration) -> Self {
         Self {
@@ -59,10 +59,10 @@ impl LimitConfig {
     }
 }
 
-impl AdaptiveLimit {
+impl AdaptiveConcurrency {
     /// A limit starting at the ceiling, so a fresh process admits as much as a fixed bound
     /// would; the first slow requests bring it down.
-    pub fn new(config: LimitConfig) -> Self {
+    pub fn new(config: ConcurrencyConfig) -> Self {
         let ceiling = config.ceiling.max(1);
         let floor = config.floor.clamp(1, ceiling);
         Self {
@@ -135,7 +135,7 @@ impl AdaptiveLimit {
 /// One admitted request's place; dropping it gives the place back.
 #[derive(Debug)]
 pub struct Permit {
-    limit: Arc<AdaptiveLimit>,
+    limit: Arc<AdaptiveConcurrency>,
     admitted: Instant,
 }
 
@@ -149,8 +149,8 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
-    fn limit(ceiling: usize, floor: usize) -> Arc<AdaptiveLimit> {
-        Arc::new(AdaptiveLimit::new(LimitConfig {
+    fn limit(ceiling: usize, floor: usize) -> Arc<AdaptiveConcurrency> {
+        Arc::new(AdaptiveConcurrency::new(ConcurrencyConfig {
             ceiling,
             floor,
             target: Duration::from_millis(10),
@@ -169,7 +169,7 @@ mod tests {
     }
 
     /// Completes one request of latency `ms` (admitting it first).
-    fn complete(l: &Arc<AdaptiveLimit>, ms: u64) {
+    fn complete(l: &Arc<AdaptiveConcurrency>, ms: u64) {
         std::mem::forget(l.try_acquire().expect("room"));
         l.release(Duration::from_millis(ms));
     }

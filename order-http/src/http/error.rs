@@ -163,7 +163,7 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let current_status = match &self {
-            Self::NotCancellable { status, .. } => Some(crate::convert::status(*status)),
+            Self::NotCancellable { status, .. } => Some(crate::http::convert::status(*status)),
             _ => None,
         };
         let body = ErrorBody {

@@ -12,38 +12,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, State};
-use axum::http::{HeaderValue, Method, Request, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use order_api::paths;
 use order_core::access::{ApiKey, AuthError, KeyId, PresentedKey, Scope};
 use order_core::ports::{ApiKeyStore, Clock, RepoError};
 
-use crate::api::AppState;
-use crate::error::ApiError;
-use crate::rate_limit::ClientId;
-
-/// Whether requests need a key (`AUTH_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthMode {
-    /// Anyone who reaches the port may call the API: the embedded default.
-    #[default]
-    None,
-    /// Every `/api/v1` request needs an API key with the route's scope.
-    ApiKey,
-}
-
-impl std::str::FromStr for AuthMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "api_key" => Ok(Self::ApiKey),
-            other => Err(format!("expected none or api_key, got {other:?}")),
-        }
-    }
-}
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
 
 /// The scope a request to `route` (the route's template) with `method` needs; `None` for
 /// routes outside `/api/v1`, which stay open.
@@ -62,10 +40,6 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         _ => None,
     }
 }
-
-/// The key a request was made with, for the handlers.
-#[derive(Debug, Clone)]
-pub struct Principal(pub Arc<ApiKey>);
 
 /// How long a looked-up key is trusted before it is read again.
 const CACHE_FOR: Duration = Duration::from_secs(5);
@@ -187,40 +161,57 @@ impl Auth {
     }
 }
 
-/// The middleware: lets a request in only with a good key carrying the route's scope, and
-/// hands the key to the handlers and the rate limiter.
+/// The middleware: with no [`Auth`] (`AUTH_MODE=none`) every request comes from
+/// [`Caller::Anyone`]; else a request gets in only with a good key carrying the route's
+/// scope, and the handlers and the rate limiter see it as [`Caller::Key`].
 pub async fn authenticate(
-    State(state): State<AppState>,
-    request: Request<axum::body::Body>,
-    next: axum::middleware::Next,
+    State(auth): State<Option<Arc<Auth>>>,
+    mut request: Request,
+    next: Next,
 ) -> Response {
-    let Some(auth) = state.auth.clone() else {
-        return next.run(request).await;
+    let caller = match auth {
+        None => Caller::Anyone,
+        Some(auth) => {
+            // What the check needs is taken first: a request's body is not `Sync`, so the
+            // request is not held across the key's look-up.
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or_else(|| request.uri().path(), MatchedPath::as_str);
+            let scope = required_scope(request.method(), route);
+            let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+            match check(&auth, scope, authorization).await {
+                Ok(caller) => caller,
+                Err(refusal) => return refusal.into_response(),
+            }
+        }
     };
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |p| p.as_str().to_owned(),
-    );
-    let Some(scope) = required_scope(request.method(), &route) else {
-        return next.run(request).await;
-    };
-    let key = match auth
-        .check(request.headers().get(header::AUTHORIZATION))
-        .await
-    {
-        Ok(key) => key,
-        Err(Refusal::Key(reason)) => return ApiError::Unauthorized(reason).into_response(),
-        Err(Refusal::Store(e)) => return ApiError::from(e).into_response(),
-    };
-    if !key.allows(scope) {
-        return ApiError::InsufficientScope(scope).into_response();
-    }
-    let mut request = request;
-    request
-        .extensions_mut()
-        .insert(ClientId(key.id.to_string()));
-    request.extensions_mut().insert(Principal(key));
+    request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// The caller presenting `authorization` to a route that needs `scope`, or the API's
+/// refusal.
+async fn check(
+    auth: &Auth,
+    scope: Option<Scope>,
+    authorization: Option<HeaderValue>,
+) -> Result<Caller, ApiError> {
+    let Some(scope) = scope else {
+        return Ok(Caller::Anyone);
+    };
+    let key = auth
+        .check(authorization.as_ref())
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Key(reason) => ApiError::Unauthorized(reason),
+            Refusal::Store(e) => ApiError::from(e),
+        })?;
+    if key.allows(scope) {
+        Ok(Caller::Key(key))
+    } else {
+        Err(ApiError::InsufficientScope(scope))
+    }
 }
 
 #[cfg(test)]

@@ -16,19 +16,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use order_core::policy::rate_limit::{Quota, Verdict};
 use order_core::ports::RateLimiter;
 
-use crate::api::AppState;
-use crate::error::ApiError;
-
-/// The `RateLimit-Policy` header.
-pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// The `RateLimit` header.
-pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+use crate::config::RateLimitSettings;
+use crate::http::error::ApiError;
+use crate::http::extract::Caller;
+use crate::http::headers::{RATE_LIMIT, RATE_LIMIT_POLICY, X_FORWARDED_FOR};
 
 /// The limits of one process and where their counts live.
 pub struct RateLimits {
@@ -48,26 +46,6 @@ impl std::fmt::Debug for RateLimits {
             .field("reads", &self.reads)
             .field("fail_closed", &self.fail_closed)
             .finish_non_exhaustive()
-    }
-}
-
-/// Settings of [`RateLimits`].
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct RateLimitSettings {
-    /// The quota of writes per client (`RATE_LIMIT_WRITES_PER_SECOND`, `..._BURST`).
-    pub writes: Option<Quota>,
-    /// The quota of reads per client (`RATE_LIMIT_READS_PER_SECOND`, `..._BURST`).
-    pub reads: Option<Quota>,
-    /// Refuse requests (503) when the limiter cannot be reached (`RATE_LIMIT_FAIL_CLOSED`).
-    pub fail_closed: bool,
-    /// Take the client's address from `X-Forwarded-For` (`TRUST_FORWARDED_FOR`).
-    pub trust_forwarded_for: bool,
-}
-
-impl RateLimitSettings {
-    /// Whether any limit is set.
-    pub const fn any(&self) -> bool {
-        self.writes.is_some() || self.reads.is_some()
     }
 }
 
@@ -97,19 +75,19 @@ impl RateLimits {
     }
 }
 
-/// Who a request counts against: set by authentication when a key was accepted.
-#[derive(Debug, Clone)]
-pub struct ClientId(pub String);
-
-/// The client's bucket name: its key, or its address.
-fn client(request: &Request<axum::body::Body>, trust_forwarded_for: bool) -> String {
-    if let Some(ClientId(id)) = request.extensions().get::<ClientId>() {
+/// The client's bucket name: its key (when authentication accepted one), or its address.
+fn client(request: &Request, trust_forwarded_for: bool) -> String {
+    if let Some(id) = request
+        .extensions()
+        .get::<Caller>()
+        .and_then(Caller::key_id)
+    {
         return format!("key:{id}");
     }
     if trust_forwarded_for {
         let forwarded = request
             .headers()
-            .get("x-forwarded-for")
+            .get(X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(str::trim)
@@ -147,13 +125,10 @@ fn headers(name: &str, quota: &Quota, verdict: &Verdict) -> [(HeaderName, Header
 /// The middleware: counts the request against its client's quota, refuses it with `429`
 /// past the quota, and tells the client where it stands either way.
 pub async fn rate_limit(
-    State(state): State<AppState>,
-    request: Request<axum::body::Body>,
-    next: axum::middleware::Next,
+    State(limits): State<Arc<RateLimits>>,
+    request: Request,
+    next: Next,
 ) -> Response {
-    let Some(limits) = state.rate_limits.clone() else {
-        return next.run(request).await;
-    };
     let (name, quota) = match *request.method() {
         Method::GET | Method::HEAD | Method::OPTIONS => ("reads", limits.reads),
         _ => ("writes", limits.writes),

@@ -1,33 +1,19 @@
-//! Prometheus metrics: the process's recorder, the HTTP middleware that counts and times
-//! every request by route template, `/metrics`, and the sampler of the queue's and the
-//! webhook outbox's gauges.
+//! Prometheus metrics: the process's recorder and the names of its own series, `/metrics`,
+//! and the sampler of the queue's and the webhook outbox's gauges. Requests are counted by
+//! [`crate::http::middleware::metrics`].
 //!
 //! `order-core` records its own metrics through the `metrics` facade
 //! ([`order_core::observe`]); this module installs the recorder they go to.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use order_core::ports::{PaymentQueue, WebhookStore};
 use tokio::sync::watch;
 use tracing::warn;
-
-/// Where a process's metrics are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// Recorded, and `/metrics` served on the API's port.
-    WithApi,
-    /// Recorded, and served on a port of its own (`METRICS_ADDR`, or a worker's).
-    Elsewhere,
-    /// Not recorded at all (`METRICS_ENABLED=false`).
-    Off,
-}
 
 /// HTTP requests by `method`, `route` (the route's template) and `status` (counter).
 pub const HTTP_REQUESTS: &str = "order_http_requests_total";
@@ -125,55 +111,6 @@ pub async fn serve_metrics() -> Response {
         handle().render(),
     )
         .into_response()
-}
-
-/// The handles of one route's series, by method and status: looked up by the route's
-/// `&str` on every request, so counting allocates only the first time a series is seen.
-type RouteSeries = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
-
-fn series(
-    method: &'static str,
-    route: &str,
-    status: u16,
-) -> (metrics::Counter, metrics::Histogram) {
-    static SERIES: OnceLock<Mutex<HashMap<String, RouteSeries>>> = OnceLock::new();
-    let mut all = SERIES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(found) = all.get(route).and_then(|r| r.get(&(method, status))) {
-        return found.clone();
-    }
-    let made = (
-        metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string()),
-        metrics::histogram!(HTTP_SECONDS, "method" => method, "route" => route.to_owned()),
-    );
-    all.entry(route.to_owned())
-        .or_default()
-        .insert((method, status), made.clone());
-    made
-}
-
-/// Counts and times a request by its method, route template and status.
-pub async fn track(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method: &'static str = match request.method().as_str() {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        _ => "other",
-    };
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, seconds) = series(method, route, response.status().as_u16());
-    seconds.record(started.elapsed().as_secs_f64());
-    requests.increment(1);
-    response
 }
 
 /// Every `every` until `stopped`: samples the queue and the webhook outbox into their gauges

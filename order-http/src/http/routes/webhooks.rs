@@ -4,20 +4,31 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use order_api::ErrorBody;
 use order_api::webhooks::{
     CreatedWebhookEndpoint, DeliveryAttemptList, DeliveryAttemptResponse, RedeliverResponse,
     RotatedSecret, WebhookEndpointList, WebhookEndpointResponse,
 };
-use order_core::webhook::{
-    DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, EventId, EventType, NewEndpoint,
-};
-use order_core::{FieldError, Invalid, ValidationErrors};
+use order_api::{ErrorBody, paths};
+use order_core::webhook::{DeliveryAttempt, Endpoint, EndpointId, EventId, EventType};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{AppState, JsonBody, PathParam, QueryParams};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::parse::webhooks::{deliveries_limit, endpoint_change, new_endpoint};
+use crate::http::state::AppState;
+
+/// The webhook routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_endpoints, create_endpoint))
+        .routes(routes!(get_endpoint, update_endpoint, delete_endpoint))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(deliveries))
+        .routes(routes!(redeliver))
+}
 
 /// `404` for the endpoint `id`.
 fn not_found(id: &str) -> ApiError {
@@ -34,108 +45,6 @@ async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
         .ok_or_else(|| not_found(id))
 }
 
-fn must_be(expected: &str) -> Invalid {
-    Invalid::Malformed(format!("must be {expected}"))
-}
-
-/// Reads the optional fields of an endpoint's body, naming every bad one.
-struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
-}
-
-impl<'a> Fields<'a> {
-    fn of(body: &'a Value) -> Result<Self, ApiError> {
-        body.as_object()
-            .map(|object| Self {
-                object,
-                errors: Vec::new(),
-            })
-            .ok_or_else(|| {
-                ApiError::Validation(vec![FieldError::new("body", must_be("a JSON object"))])
-            })
-    }
-
-    fn url(&mut self, allow_http: bool) -> Option<EndpointUrl> {
-        match self.object.get("url") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(url)) => EndpointUrl::parse(url, allow_http)
-                .map_err(|e| self.errors.push(FieldError::new("url", e)))
-                .ok(),
-            Some(_) => {
-                self.errors
-                    .push(FieldError::new("url", must_be("a string")));
-                None
-            }
-        }
-    }
-
-    fn events(&mut self) -> Option<std::collections::BTreeSet<EventType>> {
-        match self.object.get("events") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(list)) if list.is_empty() => {
-                self.errors
-                    .push(FieldError::new("events", Invalid::TooFew { min: 1 }));
-                None
-            }
-            Some(Value::Array(list)) => {
-                let mut events = std::collections::BTreeSet::new();
-                for (i, name) in list.iter().enumerate() {
-                    match name.as_str().map(str::parse::<EventType>) {
-                        Some(Ok(kind)) => {
-                            events.insert(kind);
-                        }
-                        Some(Err(e)) => {
-                            self.errors.push(FieldError::new(format!("events[{i}]"), e));
-                        }
-                        None => self
-                            .errors
-                            .push(FieldError::new(format!("events[{i}]"), must_be("a string"))),
-                    }
-                }
-                Some(events)
-            }
-            Some(_) => {
-                self.errors.push(FieldError::new(
-                    "events",
-                    must_be("an array of event types"),
-                ));
-                None
-            }
-        }
-    }
-
-    fn description(&mut self) -> Option<String> {
-        match self.object.get("description") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => order_core::webhook::description(text)
-                .map_err(|e| self.errors.push(FieldError::new("description", e)))
-                .ok(),
-            Some(_) => {
-                self.errors
-                    .push(FieldError::new("description", must_be("a string")));
-                None
-            }
-        }
-    }
-
-    fn enabled(&mut self) -> Option<bool> {
-        match self.object.get("enabled") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                self.errors
-                    .push(FieldError::new("enabled", must_be("true or false")));
-                None
-            }
-        }
-    }
-
-    fn finish(self) -> Result<(), ApiError> {
-        ValidationErrors::check(self.errors, || ()).map_err(ApiError::from)
-    }
-}
-
 /// Creates a webhook endpoint.
 ///
 /// Events of the given types (every type if `events` is absent) are posted to `url`, signed
@@ -144,7 +53,7 @@ impl<'a> Fields<'a> {
 /// (the embedded default's default).
 #[utoipa::path(
     post,
-    path = "/api/v1/webhook-endpoints",
+    path = paths::WEBHOOK_ENDPOINTS,
     tag = "webhooks",
     request_body = order_api::webhooks::CreateWebhookEndpointRequest,
     responses(
@@ -152,33 +61,13 @@ impl<'a> Fields<'a> {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, each named (a URL that is not https, an unknown event type)", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn create_endpoint(
+async fn create_endpoint(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::of(&body)?;
-    let url = fields.url(state.webhook_settings.allow_http);
-    if fields.object.get("url").is_none_or(Value::is_null) {
-        fields.errors.push(FieldError::new("url", Invalid::Empty));
-    }
-    let events = fields.events();
-    let description = fields.description();
-    fields.finish()?;
-    let (Some(url), events) = (url, events) else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "url",
-            Invalid::Empty,
-        )]));
-    };
-    let new = NewEndpoint {
-        url,
-        events: events.unwrap_or_else(|| EventType::ALL.into_iter().collect()),
-        description: description.unwrap_or_default(),
-    };
+    let new = new_endpoint(&body, state.webhook_settings.allow_http)?;
     let endpoint = Endpoint::create(new, state.orders.clock().now());
     state.webhooks.insert_endpoint(&endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url, "webhook endpoint created");
@@ -192,15 +81,13 @@ pub(super) async fn create_endpoint(
 /// Every webhook endpoint, oldest first (never their secrets).
 #[utoipa::path(
     get,
-    path = "/api/v1/webhook-endpoints",
+    path = paths::WEBHOOK_ENDPOINTS,
     tag = "webhooks",
     responses(
         (status = 200, body = WebhookEndpointList),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn list_endpoints(
+async fn list_endpoints(
     State(state): State<AppState>,
 ) -> Result<Json<WebhookEndpointList>, ApiError> {
     let endpoints = state.webhooks.endpoints().await?;
@@ -212,17 +99,15 @@ pub(super) async fn list_endpoints(
 /// One webhook endpoint.
 #[utoipa::path(
     get,
-    path = "/api/v1/webhook-endpoints/{endpoint_id}",
+    path = paths::WEBHOOK_ENDPOINT,
     tag = "webhooks",
     params(("endpoint_id" = String, Path, description = "The endpoint's id (`ep_` and 32 hex digits)")),
     responses(
         (status = 200, body = WebhookEndpointResponse),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn get_endpoint(
+async fn get_endpoint(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
@@ -233,7 +118,7 @@ pub(super) async fn get_endpoint(
 /// disabled clears the reason, and the events that waited are delivered.
 #[utoipa::path(
     patch,
-    path = "/api/v1/webhook-endpoints/{endpoint_id}",
+    path = paths::WEBHOOK_ENDPOINT,
     tag = "webhooks",
     params(("endpoint_id" = String, Path, description = "The endpoint's id")),
     request_body = order_api::webhooks::UpdateWebhookEndpointRequest,
@@ -243,33 +128,26 @@ pub(super) async fn get_endpoint(
         (status = 404, description = "No such endpoint", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, each named", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn update_endpoint(
+async fn update_endpoint(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
-    let mut fields = Fields::of(&body)?;
-    let url = fields.url(state.webhook_settings.allow_http);
-    let events = fields.events();
-    let description = fields.description();
-    let enabled = fields.enabled();
-    fields.finish()?;
+    let change = endpoint_change(&body, state.webhook_settings.allow_http)?;
     let mut endpoint = stored(&state, &id).await?;
     let now = state.orders.clock().now();
-    if let Some(url) = url {
+    if let Some(url) = change.url {
         endpoint.url = url;
     }
-    if let Some(events) = events {
+    if let Some(events) = change.events {
         endpoint.events = events;
     }
-    if let Some(description) = description {
+    if let Some(description) = change.description {
         endpoint.description = description;
     }
-    if let Some(enabled) = enabled {
+    if let Some(enabled) = change.enabled {
         endpoint.set_enabled(enabled, now);
     }
     endpoint.touch(now);
@@ -284,17 +162,15 @@ pub(super) async fn update_endpoint(
 /// the endpoint as it was.
 #[utoipa::path(
     delete,
-    path = "/api/v1/webhook-endpoints/{endpoint_id}",
+    path = paths::WEBHOOK_ENDPOINT,
     tag = "webhooks",
     params(("endpoint_id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "Deleted", body = WebhookEndpointResponse),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn delete_endpoint(
+async fn delete_endpoint(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
@@ -312,17 +188,15 @@ pub(super) async fn delete_endpoint(
 /// losing an event.
 #[utoipa::path(
     post,
-    path = "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+    path = paths::WEBHOOK_ENDPOINT_ROTATE,
     tag = "webhooks",
     params(("endpoint_id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The new secret, shown once", body = RotatedSecret),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn rotate_secret(
+async fn rotate_secret(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
@@ -347,7 +221,7 @@ pub(super) async fn rotate_secret(
 /// How many attempts a listing shows.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(super) struct DeliveriesQuery {
+struct DeliveriesQuery {
     /// At most this many, newest first (1 to 100; 50 by default).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -357,7 +231,7 @@ pub(super) struct DeliveriesQuery {
 /// (or what went wrong), how long it took and the start of its answer.
 #[utoipa::path(
     get,
-    path = "/api/v1/webhook-endpoints/{endpoint_id}/deliveries",
+    path = paths::WEBHOOK_ENDPOINT_DELIVERIES,
     tag = "webhooks",
     params(("endpoint_id" = String, Path, description = "The endpoint's id"), DeliveriesQuery),
     responses(
@@ -365,28 +239,14 @@ pub(super) struct DeliveriesQuery {
         (status = 400, description = "An unreadable parameter", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
         (status = 422, description = "`limit` out of range", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn deliveries(
+async fn deliveries(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<DeliveryAttemptList>, ApiError> {
-    let limit = match query.limit {
-        None => 50,
-        Some(n @ 1..=100) => usize::try_from(n).unwrap_or(50),
-        Some(_) => {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "limit",
-                Invalid::OutOfRange {
-                    min: "1".into(),
-                    max: "100".into(),
-                },
-            )]));
-        }
-    };
+    let limit = deliveries_limit(query.limit)?;
     let endpoint = stored(&state, &id).await?;
     let attempts = state.webhooks.attempts(endpoint.id, limit).await?;
     Ok(Json(DeliveryAttemptList {
@@ -398,17 +258,15 @@ pub(super) async fn deliveries(
 /// not it was delivered before). It keeps its id: receivers that deduplicate see it once.
 #[utoipa::path(
     post,
-    path = "/api/v1/events/{event_id}/redeliver",
+    path = paths::EVENT_REDELIVER,
     tag = "webhooks",
     params(("event_id" = String, Path, description = "The event's id (`evt_` and 32 hex digits), as in `webhook-id`")),
     responses(
         (status = 202, description = "Queued for delivery", body = RedeliverResponse),
         (status = 404, description = "No such event", body = ErrorBody),
-        (status = 429, description = "This client's rate limit is used up (`rate_limited`)", body = ErrorBody),
-        (status = 503, description = "Store unavailable, or too many requests in flight (`overloaded`)", body = ErrorBody),
     )
 )]
-pub(super) async fn redeliver(
+async fn redeliver(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {

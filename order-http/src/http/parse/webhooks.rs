@@ -1,0 +1,166 @@
+//! Webhook endpoints: a new endpoint, a change to one, and how many delivery attempts a
+//! listing shows.
+
+use std::collections::BTreeSet;
+
+use order_core::webhook::{EndpointUrl, EventType, NewEndpoint};
+use order_core::{FieldError, Invalid, ValidationErrors};
+use serde_json::{Map, Value};
+
+use super::must_be;
+
+/// What a change to an endpoint sets: only the fields given.
+#[derive(Debug, Default)]
+pub struct EndpointChange {
+    /// A new URL.
+    pub url: Option<EndpointUrl>,
+    /// A new set of event types.
+    pub events: Option<BTreeSet<EventType>>,
+    /// A new description.
+    pub description: Option<String>,
+    /// Enabled, or disabled.
+    pub enabled: Option<bool>,
+}
+
+/// Parses a new endpoint's body: `url` (required; `http` only if `allow_http`), `events`
+/// (every type if absent), `description`.
+pub fn new_endpoint(body: &Value, allow_http: bool) -> Result<NewEndpoint, ValidationErrors> {
+    let mut fields = Fields::of(body)?;
+    let url = fields.url(allow_http);
+    if fields.object.get("url").is_none_or(Value::is_null) {
+        fields.errors.push(FieldError::new("url", Invalid::Empty));
+    }
+    let events = fields.events();
+    let description = fields.description();
+    fields.finish()?;
+    let url = url.ok_or_else(|| ValidationErrors::one("url", Invalid::Empty))?;
+    Ok(NewEndpoint {
+        url,
+        events: events.unwrap_or_else(|| EventType::ALL.into_iter().collect()),
+        description: description.unwrap_or_default(),
+    })
+}
+
+/// Parses a change to an endpoint: any of `url`, `events`, `description`, `enabled`.
+pub fn endpoint_change(body: &Value, allow_http: bool) -> Result<EndpointChange, ValidationErrors> {
+    let mut fields = Fields::of(body)?;
+    let change = EndpointChange {
+        url: fields.url(allow_http),
+        events: fields.events(),
+        description: fields.description(),
+        enabled: fields.enabled(),
+    };
+    fields.finish()?;
+    Ok(change)
+}
+
+/// How many delivery attempts a listing shows: 1 to 100, 50 if not given.
+pub fn deliveries_limit(limit: Option<i64>) -> Result<usize, ValidationErrors> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=100) => Ok(usize::try_from(n).unwrap_or(50)),
+        Some(_) => Err(ValidationErrors::one(
+            "limit",
+            Invalid::OutOfRange {
+                min: "1".into(),
+                max: "100".into(),
+            },
+        )),
+    }
+}
+
+/// Reads the optional fields of an endpoint's body, naming every bad one.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(body: &'a Value) -> Result<Self, ValidationErrors> {
+        body.as_object()
+            .map(|object| Self {
+                object,
+                errors: Vec::new(),
+            })
+            .ok_or_else(|| ValidationErrors::one("body", must_be("a JSON object")))
+    }
+
+    fn url(&mut self, allow_http: bool) -> Option<EndpointUrl> {
+        match self.object.get("url") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url)) => EndpointUrl::parse(url, allow_http)
+                .map_err(|e| self.errors.push(FieldError::new("url", e)))
+                .ok(),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("url", must_be("a string")));
+                None
+            }
+        }
+    }
+
+    fn events(&mut self) -> Option<BTreeSet<EventType>> {
+        match self.object.get("events") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(list)) if list.is_empty() => {
+                self.errors
+                    .push(FieldError::new("events", Invalid::TooFew { min: 1 }));
+                None
+            }
+            Some(Value::Array(list)) => {
+                let mut events = BTreeSet::new();
+                for (i, name) in list.iter().enumerate() {
+                    match name.as_str().map(str::parse::<EventType>) {
+                        Some(Ok(kind)) => {
+                            events.insert(kind);
+                        }
+                        Some(Err(e)) => {
+                            self.errors.push(FieldError::new(format!("events[{i}]"), e));
+                        }
+                        None => self
+                            .errors
+                            .push(FieldError::new(format!("events[{i}]"), must_be("a string"))),
+                    }
+                }
+                Some(events)
+            }
+            Some(_) => {
+                self.errors.push(FieldError::new(
+                    "events",
+                    must_be("an array of event types"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn description(&mut self) -> Option<String> {
+        match self.object.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => order_core::webhook::description(text)
+                .map_err(|e| self.errors.push(FieldError::new("description", e)))
+                .ok(),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("description", must_be("a string")));
+                None
+            }
+        }
+    }
+
+    fn enabled(&mut self) -> Option<bool> {
+        match self.object.get("enabled") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("enabled", must_be("true or false")));
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), ValidationErrors> {
+        ValidationErrors::check(self.errors, || ())
+    }
+}

@@ -69,6 +69,7 @@ pub mod request;
 pub mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod time;
 pub mod trace;
 pub mod webhook;
 

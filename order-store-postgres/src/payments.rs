@@ -118,8 +118,7 @@ impl PgOrderRepo {
         lease_for: Duration,
     ) -> Result<Vec<Result<Claim, RepoError>>, RepoError> {
         let start = transition(OrderStatus::Pending, OrderEvent::PaymentStarted)?;
-        let expires_at =
-            now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::MAX);
+        let expires_at = now + order_core::time::to_chrono(lease_for);
         // Each order once; a repeat is answered below as a claim made just after.
         let mut unique: Vec<Uuid> = Vec::with_capacity(ids.len());
         let mut seen = HashSet::with_capacity(ids.len());

@@ -46,8 +46,7 @@ impl PgOrderRepo {
         now: DateTime<Utc>,
         stale_after: Duration,
     ) -> Result<KeyedRequest, RepoError> {
-        let stale_before =
-            now - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
+        let stale_before = now - order_core::time::to_chrono(stale_after);
         let token = Uuid::now_v7();
         let reserved: Option<Uuid> = sqlx::query_scalar(RESERVE_KEY)
             .bind(key.as_str())

@@ -125,10 +125,6 @@ impl CircuitBreaker {
         self.generation += 1;
     }
 
-    fn chrono(d: Duration) -> chrono::Duration {
-        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-    }
-
     /// Asks to make a call at `now`.
     pub fn try_acquire(&mut self, now: DateTime<Utc>) -> Result<Permit, Rejection> {
         if let BreakerState::Open { until } = self.state {
@@ -151,7 +147,7 @@ impl CircuitBreaker {
                 if *probes_in_flight >= self.config.half_open_probes {
                     return Err(Rejection {
                         reason: RejectReason::ProbesInFlight,
-                        retry_at: now + Self::chrono(self.config.probe_wait),
+                        retry_at: now + crate::time::to_chrono(self.config.probe_wait),
                     });
                 }
                 *probes_in_flight += 1;
@@ -198,7 +194,7 @@ impl CircuitBreaker {
             return;
         }
         let open = BreakerState::Open {
-            until: now + Self::chrono(self.config.recovery_timeout),
+            until: now + crate::time::to_chrono(self.config.recovery_timeout),
         };
         match self.state {
             BreakerState::Closed {

@@ -47,8 +47,7 @@ pub async fn purge_history(
 ) {
     const BATCH: usize = 10_000;
     loop {
-        let before =
-            clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let before = clock.now() - order_core::time::to_chrono(retention);
         let pause = match store.purge(before, BATCH).await {
             Ok(n) if usize::try_from(n).is_ok_and(|n| n >= BATCH) => Duration::ZERO,
             Ok(0) => every,

@@ -1,4 +1,5 @@
-//! The in-memory outbox and webhook store, kept inside [`MemoryOrderRepo`].
+//! [`WebhookStore`] in memory: the outbox, endpoints and deliveries, kept inside
+//! [`MemoryOrderRepo`] so an event and its status change are one step.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{MemoryOrderRepo, chrono, lock};
+use super::{MemoryOrderRepo, lock};
 use crate::ids::OrderId;
 use crate::order::{Order, OrderStatus, RefundStatus};
 use crate::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
@@ -32,7 +33,7 @@ struct DeliveryRow {
 
 /// The outbox, endpoints, deliveries and attempts.
 #[derive(Debug, Default)]
-pub(super) struct Hooks {
+pub(super) struct WebhookTables {
     /// Every event, in the order recorded.
     events: Vec<Event>,
     /// How many of `events` were fanned out.
@@ -44,7 +45,7 @@ pub(super) struct Hooks {
     attempts: Vec<DeliveryAttempt>,
 }
 
-impl Hooks {
+impl WebhookTables {
     /// Records the events of `order` reaching its status from `from` (`None`: it is new).
     pub(super) fn record(&mut self, order: &Order, from: Option<OrderStatus>) {
         if from == Some(order.status) {
@@ -98,22 +99,22 @@ impl Hooks {
 #[async_trait]
 impl WebhookStore for MemoryOrderRepo {
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
-        lock(&self.hooks)
+        lock(&self.webhooks)
             .endpoints
             .insert(endpoint.id, endpoint.clone());
         Ok(())
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, RepoError> {
-        Ok(lock(&self.hooks).endpoints.get(&id).cloned())
+        Ok(lock(&self.webhooks).endpoints.get(&id).cloned())
     }
 
     async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
-        Ok(lock(&self.hooks).endpoints.values().cloned().collect())
+        Ok(lock(&self.webhooks).endpoints.values().cloned().collect())
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
-        let mut hooks = lock(&self.hooks);
+        let mut hooks = lock(&self.webhooks);
         Ok(match hooks.endpoints.get_mut(&endpoint.id) {
             Some(stored) => {
                 *stored = endpoint.clone();
@@ -124,14 +125,14 @@ impl WebhookStore for MemoryOrderRepo {
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, RepoError> {
-        let mut hooks = lock(&self.hooks);
+        let mut hooks = lock(&self.webhooks);
         hooks.deliveries.retain(|(_, ep), _| *ep != id);
         hooks.attempts.retain(|a| a.endpoint_id != id);
         Ok(hooks.endpoints.remove(&id).is_some())
     }
 
     async fn event(&self, id: EventId) -> Result<Option<Event>, RepoError> {
-        Ok(lock(&self.hooks)
+        Ok(lock(&self.webhooks)
             .events
             .iter()
             .find(|e| e.id == id)
@@ -139,7 +140,7 @@ impl WebhookStore for MemoryOrderRepo {
     }
 
     async fn events_of(&self, order: OrderId) -> Result<Vec<Event>, RepoError> {
-        Ok(lock(&self.hooks)
+        Ok(lock(&self.webhooks)
             .events
             .iter()
             .filter(|e| e.order_id == order)
@@ -148,7 +149,7 @@ impl WebhookStore for MemoryOrderRepo {
     }
 
     async fn fan_out(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepoError> {
-        let mut hooks = lock(&self.hooks);
+        let mut hooks = lock(&self.webhooks);
         let start = hooks.fanned_out;
         let end = hooks.events.len().min(start.saturating_add(limit));
         let taken: Vec<Event> = hooks.events[start..end].to_vec();
@@ -162,7 +163,7 @@ impl WebhookStore for MemoryOrderRepo {
     }
 
     async fn oldest_waiting_event(&self) -> Result<Option<DateTime<Utc>>, RepoError> {
-        let hooks = lock(&self.hooks);
+        let hooks = lock(&self.webhooks);
         Ok(hooks.events.get(hooks.fanned_out).map(|e| e.occurred_at))
     }
 
@@ -172,8 +173,8 @@ impl WebhookStore for MemoryOrderRepo {
         lease_for: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>, RepoError> {
-        let mut hooks = lock(&self.hooks);
-        let Hooks {
+        let mut hooks = lock(&self.webhooks);
+        let WebhookTables {
             endpoints,
             deliveries,
             ..
@@ -190,7 +191,7 @@ impl WebhookStore for MemoryOrderRepo {
             .take(limit)
             .map(|((_, ep), row)| {
                 let token = Uuid::now_v7();
-                row.lease = Some((token, now + chrono(lease_for)));
+                row.lease = Some((token, now + crate::time::to_chrono(lease_for)));
                 ClaimedDelivery {
                     event: row.event.clone(),
                     endpoint: endpoints[ep].clone(),
@@ -206,7 +207,7 @@ impl WebhookStore for MemoryOrderRepo {
         &self,
         finished: &[FinishedDelivery],
     ) -> Result<Vec<bool>, RepoError> {
-        let mut hooks = lock(&self.hooks);
+        let mut hooks = lock(&self.webhooks);
         let mut recorded = Vec::with_capacity(finished.len());
         // Per endpoint: whether anything was delivered, the first failure, a reason to disable.
         let mut outcomes: BTreeMap<EndpointId, (bool, Option<DateTime<Utc>>, Option<String>)> =
@@ -264,7 +265,7 @@ impl WebhookStore for MemoryOrderRepo {
         endpoint: EndpointId,
         limit: usize,
     ) -> Result<Vec<DeliveryAttempt>, RepoError> {
-        Ok(lock(&self.hooks)
+        Ok(lock(&self.webhooks)
             .attempts
             .iter()
             .rev()
@@ -275,7 +276,7 @@ impl WebhookStore for MemoryOrderRepo {
     }
 
     async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepoError> {
-        let mut hooks = lock(&self.hooks);
+        let mut hooks = lock(&self.webhooks);
         hooks.attempts.retain(|a| a.attempted_at >= before);
         let fanned: Vec<EventId> = hooks.events[..hooks.fanned_out]
             .iter()
@@ -319,7 +320,7 @@ impl WebhookStore for MemoryOrderRepo {
         event: EventId,
         now: DateTime<Utc>,
     ) -> Result<Option<usize>, RepoError> {
-        let mut hooks = lock(&self.hooks);
+        let mut hooks = lock(&self.webhooks);
         let Some(found) = hooks.events.iter().find(|e| e.id == event).cloned() else {
             return Ok(None);
         };

@@ -1,0 +1,32 @@
+//! [`PaymentGateway`]: where money moves.
+
+use async_trait::async_trait;
+
+use crate::payment::{ChargeReceipt, ChargeRequest, GatewayError, RefundReceipt, RefundRequest};
+
+/// A payment gateway.
+///
+/// # Contract
+/// - At most one payment is captured per idempotency key, however often `charge` is called.
+/// - Once a key has a definitive outcome (captured or declined), every later call with that
+///   key returns the same outcome.
+/// - [`GatewayError::Unavailable`] means nothing was charged; [`GatewayError::Timeout`] means
+///   the outcome is unknown and a call with the same key will tell.
+/// - `refund` gives back at most one capture's amount, at most once per capture, however
+///   often and under however many refund keys it is called; it never gives back more than
+///   was captured. Once a refund key has a definitive outcome, every later call with it
+///   returns the same outcome.
+/// - `refund` of a charge key with nothing captured MUST void the key and return
+///   [`RefundReceipt::NothingCaptured`]: every later `charge` with that key is declined
+///   ([`DeclineReason::Voided`](crate::payment::DeclineReason::Voided)) and captures
+///   nothing. This settles a refund racing a charge that is still on its way.
+/// - Refund failures are classified as charges' are.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Charges the request's amount, deduplicated by its idempotency key.
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError>;
+    /// Gives back what was captured under the request's charge key, deduplicated by the
+    /// request's own idempotency key; voids the charge key if nothing was captured.
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError>;
+}

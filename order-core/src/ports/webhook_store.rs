@@ -1,0 +1,148 @@
+//! [`WebhookStore`]: the outbox of webhook events, their endpoints and deliveries.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::RepoError;
+use crate::ids::OrderId;
+
+/// A delivery of an event to an endpoint, taken by one dispatcher under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    /// The event to deliver.
+    pub event: crate::webhook::Event,
+    /// The endpoint, as it is now.
+    pub endpoint: crate::webhook::Endpoint,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+    /// Fences the result: only the holder of the current lease may record it.
+    pub token: Uuid,
+}
+
+/// An attempt to record with [`WebhookStore::finish_deliveries`]: the delivery it was made
+/// under, what it came to, what comes next, and whether to disable the endpoint (why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedDelivery {
+    /// The delivery, as claimed.
+    pub claimed: ClaimedDelivery,
+    /// The attempt made.
+    pub attempt: crate::webhook::DeliveryAttempt,
+    /// What comes next.
+    pub next: DeliveryNext,
+    /// Disable the endpoint, for this reason.
+    pub disable: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryNext {
+    /// It was delivered: done.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(DateTime<Utc>),
+    /// No attempt is left: it failed for good.
+    GiveUp,
+}
+
+/// Where webhook endpoints, the outbox of events and their deliveries are kept. The outbox
+/// is written by the order store itself ([`OrderRepo`]), so the same adapter implements
+/// both.
+///
+/// # Contract
+/// - Every status change an [`OrderRepo`] makes records one event of
+///   [`EventType::entering`](crate::webhook::EventType::entering) the new status, in the same
+///   atomic step, at the change's time: `insert` and `insert_many` (`order.created`), a claim
+///   that moves a `pending` order on, `settle` and `cancel`. A claim that changes no status
+///   records nothing. A `cancelling` order settled `cancelled` after a refund whose outcome
+///   is `refunded` records `order.refunded` too, after `order.cancelled`.
+/// - `events_of(order)` lists an order's events in the order they were recorded.
+/// - `fan_out(now, limit)` takes up to `limit` events not yet fanned out, oldest first, and
+///   in one atomic step creates a delivery, due at `now`, for every enabled endpoint then
+///   subscribed to the event's type, and marks the events fanned out; it returns how many
+///   events it took. Concurrent calls never take the same event, and every event recorded is
+///   taken by some call. An adapter whose writes commit concurrently may hold an event back
+///   while a write begun before it is still running, and may order the events of concurrent
+///   writes by when those writes began (so a caller polls, as the dispatcher's rounds do).
+/// - `oldest_waiting_event()` is the time of the first event, in the order `fan_out` takes
+///   them, not fanned out yet (held back or not); `None` when every event is fanned out.
+/// - `claim_deliveries(now, lease_for, limit)` hands out up to `limit` deliveries that are
+///   pending, due at or before `now`, not under a lease live at `now`, and whose endpoint is
+///   enabled, oldest due first, each under a new lease until `now + lease_for`, with its
+///   attempt number (previous attempts + 1). Of concurrent claims, at most one gets a
+///   delivery.
+/// - `finish_deliveries(finished)` records each attempt, applies its `next` and ends its
+///   lease, in one atomic step, for every delivery whose lease `claimed.token` still is;
+///   the others record nothing (another dispatcher took them over). It returns, in input
+///   order, whether each was recorded. Per endpoint, if any recorded attempt delivered, its
+///   `failing_since` is cleared; otherwise a failed one sets it, if unset, to the earliest
+///   failed attempt's time. A `disable` reason disables the endpoint with that reason.
+/// - `attempts(endpoint, limit)` lists the endpoint's recorded attempts, newest first.
+/// - `redeliver(event, now)` makes the event due again at `now` for every enabled endpoint
+///   subscribed to its type (whether or not it was delivered before, with its attempt
+///   count kept); `None` for an unknown event, else how many deliveries are due.
+/// - `delete_endpoint` removes the endpoint with its deliveries and attempts.
+/// - `purge(before, limit)` forgets history: every attempt made before `before`, and at most
+///   `limit` events (an adapter may look at only the `limit` oldest) that happened before
+///   `before`, were fanned out and have no delivery left pending, with their deliveries; it
+///   returns how many events it deleted. An event still to
+///   fan out, or with a delivery pending (to a disabled endpoint, say), is kept whatever its
+///   age.
+/// - Endpoint writes keep everything they are given, secrets included; `update_endpoint`
+///   replaces the stored endpoint with the same id and returns whether there was one.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint.
+    async fn insert_endpoint(&self, endpoint: &crate::webhook::Endpoint) -> Result<(), RepoError>;
+    /// The endpoint with this id.
+    async fn endpoint(
+        &self,
+        id: crate::webhook::EndpointId,
+    ) -> Result<Option<crate::webhook::Endpoint>, RepoError>;
+    /// Every endpoint, oldest first.
+    async fn endpoints(&self) -> Result<Vec<crate::webhook::Endpoint>, RepoError>;
+    /// Replaces a stored endpoint.
+    async fn update_endpoint(&self, endpoint: &crate::webhook::Endpoint)
+    -> Result<bool, RepoError>;
+    /// Removes an endpoint and its deliveries.
+    async fn delete_endpoint(&self, id: crate::webhook::EndpointId) -> Result<bool, RepoError>;
+    /// The event with this id.
+    async fn event(
+        &self,
+        id: crate::webhook::EventId,
+    ) -> Result<Option<crate::webhook::Event>, RepoError>;
+    /// An order's events, oldest first.
+    async fn events_of(&self, order: OrderId) -> Result<Vec<crate::webhook::Event>, RepoError>;
+    /// Fans events out to the endpoints subscribed to them.
+    async fn fan_out(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepoError>;
+    /// When the next event to fan out happened, if one is waiting.
+    async fn oldest_waiting_event(&self) -> Result<Option<DateTime<Utc>>, RepoError>;
+    /// Takes due deliveries under a lease.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>, RepoError>;
+    /// Records attempts and what comes after each, for the deliveries still leased.
+    async fn finish_deliveries(
+        &self,
+        finished: &[FinishedDelivery],
+    ) -> Result<Vec<bool>, RepoError>;
+    /// An endpoint's attempts, newest first.
+    async fn attempts(
+        &self,
+        endpoint: crate::webhook::EndpointId,
+        limit: usize,
+    ) -> Result<Vec<crate::webhook::DeliveryAttempt>, RepoError>;
+    /// Makes an event due again for its subscribers.
+    async fn redeliver(
+        &self,
+        event: crate::webhook::EventId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, RepoError>;
+    /// Forgets attempts, and settled events with their deliveries, older than `before`.
+    async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepoError>;
+}

@@ -1,0 +1,123 @@
+//! The [`PaymentGateway`] suite, checked against the gateway's own books.
+
+use super::base_time;
+use crate::payment::{ChargeRequest, GatewayError};
+use crate::ports::PaymentGateway;
+use crate::testing::placed_order;
+
+/// What a gateway's own books say about one charge key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GatewayBooks {
+    /// Payments captured under the key.
+    pub captures: u32,
+    /// Refunds made of that capture.
+    pub refunds: u32,
+}
+
+/// Calls `call` until it gives a definitive answer (at most 50 times).
+async fn until_definitive<T, F, Fut>(mut call: F) -> Result<T, GatewayError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GatewayError>>,
+{
+    for _ in 0..50 {
+        match call().await {
+            Err(GatewayError::Unavailable(_) | GatewayError::Timeout(_)) => {}
+            outcome => return outcome,
+        }
+    }
+    panic!("the gateway gives a definitive outcome within 50 calls");
+}
+
+/// Checks a [`PaymentGateway`] against its contract: whatever happens, at most one capture
+/// per idempotency key and at most one refund per capture, never more than captured; a
+/// definitive outcome is replayed; a refund of a key with nothing captured voids it.
+/// `gateway` must eventually give definitive outcomes (its outage, if any, over).
+///
+/// `books` reads the gateway's own books for a charge key: how many payments were really
+/// captured and refunded under it. Receipts alone cannot show a gateway that charges twice
+/// and answers with the same receipt; its books can.
+pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    books: impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
+) {
+    use crate::payment::{DeclineReason, RefundReceipt, RefundRequest};
+
+    let at_most_once = |key: &crate::payment::IdempotencyKey| {
+        let b = books(key);
+        assert!(b.captures <= 1, "key {key} captured {} times", b.captures);
+        assert!(
+            b.refunds <= b.captures,
+            "key {key}: {b:?}: more refunds than captures"
+        );
+    };
+    for i in 0..20 {
+        let order = placed_order(&format!("c-gw-{i}"), base_time());
+        let request = ChargeRequest::for_order(&order);
+        let key = &request.idempotency_key;
+        let definitive = until_definitive(|| async {
+            let outcome = gateway.charge(&request).await;
+            at_most_once(key);
+            outcome
+        })
+        .await;
+        for _ in 0..3 {
+            assert_eq!(
+                gateway.charge(&request).await,
+                definitive,
+                "the same key replays the first definitive outcome"
+            );
+            at_most_once(key);
+        }
+        let expected = u32::from(definitive.is_ok());
+        assert_eq!(
+            books(key).captures,
+            expected,
+            "key {key}: the books must show exactly {expected} capture(s) after {definitive:?}"
+        );
+
+        // Refund it, twice over under two refund keys: one refund at most, of the capture.
+        let refund = RefundRequest::for_order(&order);
+        let refunded = until_definitive(|| async {
+            let outcome = gateway.refund(&refund).await;
+            at_most_once(key);
+            outcome
+        })
+        .await
+        .expect("a refund is never refused for a valid request");
+        match (&definitive, &refunded) {
+            (Ok(_), RefundReceipt::Refunded { amount, .. }) => {
+                assert!(*amount <= order.total_amount, "never more than captured");
+            }
+            (Err(_), RefundReceipt::NothingCaptured) => {}
+            _ => panic!("charge {definitive:?} was refunded as {refunded:?}"),
+        }
+        assert_eq!(
+            gateway.refund(&refund).await,
+            Ok(refunded.clone()),
+            "the same refund key replays"
+        );
+        let again = RefundRequest {
+            idempotency_key: crate::payment::IdempotencyKey::from_raw(format!("again-{i}")),
+            ..refund.clone()
+        };
+        until_definitive(|| gateway.refund(&again)).await.ok();
+        assert_eq!(
+            books(key).refunds,
+            expected,
+            "one refund per capture, whatever the key"
+        );
+    }
+
+    // A refund that comes first voids the charge key: no later charge with it captures.
+    let order = placed_order("c-gw-void", base_time());
+    let refund = RefundRequest::for_order(&order);
+    let voided = until_definitive(|| gateway.refund(&refund)).await;
+    assert_eq!(voided, Ok(RefundReceipt::NothingCaptured));
+    let charge = ChargeRequest::for_order(&order);
+    assert_eq!(
+        until_definitive(|| gateway.charge(&charge)).await,
+        Err(GatewayError::Declined(DeclineReason::Voided))
+    );
+    assert_eq!(books(&charge.idempotency_key), GatewayBooks::default());
+}

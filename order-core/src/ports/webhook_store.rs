@@ -48,11 +48,11 @@ pub enum DeliveryNext {
 }
 
 /// Where webhook endpoints, the outbox of events and their deliveries are kept. The outbox
-/// is written by the order store itself ([`OrderRepo`]), so the same adapter implements
+/// is written by the order store itself ([`OrderRepo`](crate::ports::OrderRepo)), so the same adapter implements
 /// both.
 ///
 /// # Contract
-/// - Every status change an [`OrderRepo`] makes records one event of
+/// - Every status change an [`OrderRepo`](crate::ports::OrderRepo) makes records one event of
 ///   [`EventType::entering`](crate::webhook::EventType::entering) the new status, in the same
 ///   atomic step, at the change's time: `insert` and `insert_many` (`order.created`), a claim
 ///   that moves a `pending` order on, `settle` and `cancel`. A claim that changes no status

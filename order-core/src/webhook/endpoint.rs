@@ -1,0 +1,213 @@
+//! Endpoints: where events are delivered, what they subscribe to, how they sign.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{EndpointId, EventType, Secret};
+use crate::error::Invalid;
+
+/// An endpoint's URL: absolute `https` (or `http` where allowed), with a host, at most 2,000
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointUrl(String);
+
+impl EndpointUrl {
+    /// Checks `url`; `allow_http` admits plain `http` (for local development).
+    pub fn parse(url: &str, allow_http: bool) -> Result<Self, Invalid> {
+        let url = url.trim();
+        let malformed = |why: &str| Invalid::Malformed(why.to_owned());
+        if url.chars().count() > 2000 {
+            return Err(malformed("a URL is at most 2,000 characters"));
+        }
+        let rest = if let Some(rest) = url.strip_prefix("https://") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            if !allow_http {
+                return Err(malformed(
+                    "must be an https URL (http is allowed with WEBHOOKS_ALLOW_HTTP=true)",
+                ));
+            }
+            rest
+        } else {
+            return Err(malformed("must be an absolute https URL"));
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        let host_only = if host.starts_with('[') {
+            host.split(']').next().map(|h| h.trim_start_matches('['))
+        } else {
+            host.split(':').next()
+        };
+        if host_only.is_none_or(str::is_empty)
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(malformed("must name a host, with no spaces"));
+        }
+        if let Some(port) = host
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .filter(|_| !host.ends_with(']'))
+        {
+            if port.parse::<u16>().is_err() {
+                return Err(malformed("has an invalid port"));
+            }
+        }
+        Ok(Self(url.to_owned()))
+    }
+
+    /// The URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A secret replaced by a rotation, still signing until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiringSecret {
+    /// The old secret.
+    pub secret: Secret,
+    /// When it stops signing.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A receiver of webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: EndpointId,
+    /// Where events are posted.
+    pub url: EndpointUrl,
+    /// The event types it receives (never empty).
+    pub events: BTreeSet<EventType>,
+    /// What it is for (at most 500 characters).
+    pub description: String,
+    /// Whether events are delivered to it. A disabled endpoint keeps its undelivered events
+    /// and receives them once enabled again.
+    pub enabled: bool,
+    /// Why it was disabled by the dispatcher (`410 Gone`, or failing for too long).
+    pub disabled_reason: Option<String>,
+    /// The secret it is signed with.
+    pub secret: Secret,
+    /// The secret a rotation replaced, during its grace period.
+    pub previous_secret: Option<RetiringSecret>,
+    /// Since when every delivery to it has failed (`None` after a success).
+    pub failing_since: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a new endpoint is made of, each part checked ([`EndpointUrl::parse`], [`event_types`],
+/// [`description`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEndpoint {
+    /// Where events are posted.
+    pub url: EndpointUrl,
+    /// The event types it receives.
+    pub events: BTreeSet<EventType>,
+    /// What it is for.
+    pub description: String,
+}
+
+/// Checks an endpoint's description: at most 500 characters, no control characters but
+/// line breaks.
+pub fn description(text: &str) -> Result<String, Invalid> {
+    if text.chars().count() > 500 {
+        return Err(Invalid::TooLong {
+            max: 500,
+            actual: text.chars().count(),
+        });
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Invalid::Malformed("has control characters".into()));
+    }
+    Ok(text.to_owned())
+}
+
+/// Checks a list of event type names: an empty list is refused, a missing one means all.
+pub fn event_types(names: Option<&[String]>) -> Result<BTreeSet<EventType>, Invalid> {
+    match names {
+        None => Ok(EventType::ALL.into_iter().collect()),
+        Some([]) => Err(Invalid::TooFew { min: 1 }),
+        Some(names) => names.iter().map(|n| n.parse()).collect(),
+    }
+}
+
+impl Endpoint {
+    /// A new, enabled endpoint with a fresh secret, created at `now`.
+    pub fn create(new: NewEndpoint, now: DateTime<Utc>) -> Self {
+        let now = micros(now);
+        Self {
+            id: EndpointId::new(),
+            url: new.url,
+            events: new.events,
+            description: new.description,
+            enabled: true,
+            disabled_reason: None,
+            secret: Secret::generate(),
+            previous_secret: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Whether it receives events of `kind` now.
+    pub fn wants(&self, kind: EventType) -> bool {
+        self.enabled && self.events.contains(&kind)
+    }
+
+    /// The secrets deliveries are signed with at `now`: the current one, and the one a
+    /// rotation replaced while its grace period lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
+        let mut secrets = vec![&self.secret];
+        if let Some(old) = self.previous_secret.as_ref().filter(|o| o.expires_at > now) {
+            secrets.push(&old.secret);
+        }
+        secrets
+    }
+
+    /// Replaces the secret with a new one; the old one keeps signing beside it for `grace`.
+    /// Returns the new secret.
+    pub fn rotate_secret(&mut self, now: DateTime<Utc>, grace: Duration) -> Secret {
+        let new = Secret::generate();
+        let old = std::mem::replace(&mut self.secret, new.clone());
+        self.previous_secret = Some(RetiringSecret {
+            secret: old,
+            expires_at: micros(now + chrono::Duration::from_std(grace).unwrap_or_default()),
+        });
+        self.updated_at = micros(now);
+        new
+    }
+
+    /// Records a change made at `now`.
+    pub fn touch(&mut self, now: DateTime<Utc>) {
+        self.updated_at = micros(now);
+    }
+
+    /// Enables or disables it by hand: enabling clears the dispatcher's reason and its
+    /// failure streak.
+    pub fn set_enabled(&mut self, enabled: bool, now: DateTime<Utc>) {
+        self.enabled = enabled;
+        if enabled {
+            self.disabled_reason = None;
+            self.failing_since = None;
+        }
+        self.updated_at = micros(now);
+    }
+}
+
+/// Times are kept to the microsecond, as PostgreSQL keeps them.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}

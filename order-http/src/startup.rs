@@ -5,17 +5,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_core::memory::{MemoryApiKeys, MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::ports::{
-    ApiKeyStore, Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError,
-    RateLimiter, RepoError, SystemClock, WebhookSender, WebhookStore,
+    Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError,
+    SystemClock, WebhookSender, WebhookStore,
 };
 use order_core::service::DispatcherConfig;
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
-use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
-use order_queue_redis::{QueueConfig, RedisQueue, RedisRateLimiter, unique_consumer_name};
-use order_store_postgres::{Migrator, PgOrderRepo, PoolConfig};
+use order_queue_redis::unique_consumer_name;
+use order_store_postgres::Migrator;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -25,6 +23,11 @@ use crate::http::middleware::concurrency::ConcurrencyConfig;
 use crate::http::middleware::rate_limit::RateLimits;
 use crate::http::state::{AppState, DynOrderService};
 use crate::worker::{self, Processor, WorkerSettings};
+
+mod adapters;
+
+pub use adapters::key_store;
+use adapters::{Adapters, Gateway, adapters, http_gateway, rate_limiter};
 
 /// What this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,7 +109,8 @@ pub struct Application {
     metrics_enabled: bool,
     /// Dispatcher loops run side by side.
     webhook_loops: usize,
-    gateway: SimulatedGateway,
+    /// Where money moves: the simulated gateway, or the HTTP one `PAYMENT_GATEWAY_URL` names.
+    gateway: Gateway,
     /// Applies PostgreSQL's migrations once it answers; until then the store is not ready.
     migrator: Option<Migrator>,
     /// How long idempotency keys are kept.
@@ -130,8 +134,13 @@ impl Application {
             return Err(StartError::SeparateRolesNeedSharedStorage);
         }
         let adapters = adapters(config, &name, &clock).await?;
-        let gateway = SimulatedGateway::with_clock(config.gateway.clone(), Arc::clone(&clock));
-        let http_gateway = http_gateway(config)?;
+        let gateway = match http_gateway(config)? {
+            Some(http) => Gateway::Http(http),
+            None => Gateway::Simulated(SimulatedGateway::with_clock(
+                config.gateway.clone(),
+                Arc::clone(&clock),
+            )),
+        };
 
         let metrics_listener = metrics_listener(config, role).await?;
         let (listener, state) = if role == Role::Worker {
@@ -176,9 +185,9 @@ impl Application {
                     WorkerId::parse(name.clone()).expect("generated names are valid"),
                 )
             };
-            let gateway: Arc<dyn PaymentGateway> = match &http_gateway {
-                Some(http) => Arc::new(http.clone()),
-                None => Arc::new(gateway.clone()),
+            let gateway: Arc<dyn PaymentGateway> = match &gateway {
+                Gateway::Http(http) => Arc::new(http.clone()),
+                Gateway::Simulated(simulated) => Arc::new(simulated.clone()),
             };
             let processor: Arc<Processor> = Arc::new(PaymentProcessor::new(
                 repo,
@@ -219,10 +228,13 @@ impl Application {
             .map(|a| a.port())
     }
 
-    /// The in-process simulated gateway (tests switch outages with it); unused when
-    /// `PAYMENT_GATEWAY_URL` names an HTTP gateway.
-    pub fn gateway(&self) -> &SimulatedGateway {
-        &self.gateway
+    /// The in-process simulated gateway the process charges through (tests switch outages
+    /// with it); `None` when `PAYMENT_GATEWAY_URL` names an HTTP gateway.
+    pub fn simulated_gateway(&self) -> Option<&SimulatedGateway> {
+        match &self.gateway {
+            Gateway::Simulated(simulated) => Some(simulated),
+            Gateway::Http(_) => None,
+        }
     }
 
     /// Serves and works until `shutdown` completes; then stops accepting, finishes in-flight
@@ -323,26 +335,6 @@ async fn serve(
         })
         .await
         .map_err(StartError::Serve)
-}
-
-/// Where API keys are kept: PostgreSQL's `api_keys` table with `DATABASE_URL`, else memory,
-/// loaded from `API_KEYS_FILE` if set.
-pub fn key_store(
-    config: &Config,
-    repo: Option<&PgOrderRepo>,
-) -> Result<Arc<dyn ApiKeyStore>, StartError> {
-    Ok(match (repo, &config.api_keys_file) {
-        (Some(repo), _) => Arc::new(repo.clone()),
-        (None, Some(path)) => {
-            Arc::new(
-                MemoryApiKeys::from_file(path).map_err(|source| StartError::KeyFile {
-                    path: path.clone(),
-                    source,
-                })?,
-            )
-        }
-        (None, None) => Arc::new(MemoryApiKeys::new()),
-    })
 }
 
 /// The state of the API roles' handlers.
@@ -552,97 +544,6 @@ async fn serve_metrics(listener: TcpListener, mut stopped: watch::Receiver<bool>
 /// How long the webhook dispatcher waits after a round that found nothing to do.
 const WEBHOOK_IDLE_POLL: Duration = Duration::from_millis(50);
 
-/// The adapters a process runs on.
-struct Adapters {
-    repo: Arc<dyn OrderRepo>,
-    keys: Arc<dyn ApiKeyStore>,
-    /// The same store as `repo`: its outbox is written with the orders.
-    webhooks: Arc<dyn WebhookStore>,
-    queue: Arc<dyn PaymentQueue>,
-    /// Applies PostgreSQL's migrations once it answers.
-    migrator: Option<Migrator>,
-}
-
-/// The store, key store and queue the configuration names, in memory for those it does not.
-async fn adapters(
-    config: &Config,
-    consumer: &str,
-    clock: &Arc<dyn Clock>,
-) -> Result<Adapters, StartError> {
-    // PostgreSQL may be down: the process starts anyway, not ready, and the migrator brings
-    // the store up when it answers.
-    let (repo, webhooks, keys, migrator): (Arc<dyn OrderRepo>, Arc<dyn WebhookStore>, _, _) =
-        if let Some(url) = &config.database_url {
-            let pool = PoolConfig {
-                max_connections: config.database_pool_size,
-                acquire_timeout: config.database_acquire_timeout,
-            };
-            let (repo, migrator) = PgOrderRepo::lazy(url, &pool).map_err(StartError::Store)?;
-            let keys = key_store(config, Some(&repo))?;
-            (Arc::new(repo.clone()), Arc::new(repo), keys, Some(migrator))
-        } else {
-            let repo = Arc::new(MemoryOrderRepo::new());
-            (repo.clone(), repo, key_store(config, None)?, None)
-        };
-    let queue: Arc<dyn PaymentQueue> = match &config.redis_url {
-        Some(url) => {
-            let queue_config = QueueConfig {
-                mode: config.redis_mode,
-                stream: config.redis_queue_name.clone(),
-                shards: config.redis_queue_shards,
-                consumer: consumer.to_owned(),
-                ..QueueConfig::new(url.clone())
-            };
-            let queue = RedisQueue::new(queue_config).map_err(StartError::Queue)?;
-            // Redis may be down: orders are still accepted (they are durable in PostgreSQL)
-            // and the reconciler queues them once it is back.
-            if let Err(e) = queue.ensure_group().await {
-                warn!(error = ?e, "Redis is not answering; accepting orders anyway, they will be queued when it is back");
-            }
-            Arc::new(queue)
-        }
-        None => Arc::new(MemoryQueue::new(Arc::clone(clock))),
-    };
-    match (&config.database_url, &config.redis_url) {
-        (None, None) => warn!(
-            "no DATABASE_URL or REDIS_URL: running the embedded default; orders and payment jobs are kept in memory and nothing is persisted"
-        ),
-        (None, Some(_)) => {
-            warn!("no DATABASE_URL: orders are kept in memory and nothing is persisted");
-        }
-        (Some(_), None) => {
-            warn!(
-                "no REDIS_URL: payment jobs are queued in memory (the reconciler re-queues them after a restart)"
-            );
-        }
-        (Some(_), Some(_)) => info!("using PostgreSQL and Redis"),
-    }
-    Ok(Adapters {
-        repo,
-        keys,
-        webhooks,
-        queue,
-        migrator,
-    })
-}
-
-/// Where rate limits count: Redis when the process has one (every process then enforces
-/// one limit together), else memory.
-fn rate_limiter(
-    config: &Config,
-    clock: &Arc<dyn Clock>,
-) -> Result<Arc<dyn RateLimiter>, LimiterError> {
-    Ok(match &config.redis_url {
-        Some(url) => Arc::new(RedisRateLimiter::new(
-            config.redis_mode,
-            url,
-            format!("{}:ratelimit", config.redis_queue_name),
-            Duration::from_millis(250),
-        )?),
-        None => Arc::new(MemoryRateLimiter::new(Arc::clone(clock))),
-    })
-}
-
 /// Forgets idempotency keys past `retention`, every tenth of it (at most every ten
 /// minutes) until stopped.
 async fn purge_request_keys(
@@ -684,18 +585,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-}
-
-/// The HTTP payment gateway `PAYMENT_GATEWAY_URL` names, sending each call's trace; `None`
-/// when the simulated gateway charges in process.
-fn http_gateway(config: &Config) -> Result<Option<HttpGateway>, StartError> {
-    let Some(url) = &config.payment_gateway_url else {
-        return Ok(None);
-    };
-    info!(%url, "charging through the HTTP payment gateway");
-    Ok(Some(
-        HttpGateway::new(url, config.payment_gateway_timeout)
-            .map_err(StartError::Gateway)?
-            .with_trace_context(crate::telemetry::traces::current),
-    ))
 }

@@ -117,14 +117,24 @@ pub struct TestApp {
     pub client: OrderClient,
     /// A plain HTTP client, for requests the contract does not describe.
     pub http: reqwest::Client,
-    /// The in-process simulated gateway (tests switch outages with it).
-    pub gateway: SimulatedGateway,
+    /// The in-process simulated gateway, when the process charges through it.
+    simulated: Option<SimulatedGateway>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     storage: Option<Storage>,
 }
 
 impl TestApp {
+    /// The in-process simulated gateway (tests switch outages with it).
+    ///
+    /// # Panics
+    /// If the process charges through an HTTP gateway (`PAYMENT_GATEWAY_URL`) instead.
+    pub fn gateway(&self) -> &SimulatedGateway {
+        self.simulated
+            .as_ref()
+            .expect("this process charges through PAYMENT_GATEWAY_URL, not the simulated gateway")
+    }
+
     /// A process of the default role on `backend`, with `extra` settings.
     pub async fn spawn(backend: Backend, extra: &[(&str, &str)]) -> Self {
         let storage = match backend {
@@ -171,7 +181,7 @@ impl TestApp {
             .await
             .expect("the service starts");
         let port = app.port();
-        let gateway = app.gateway().clone();
+        let simulated = app.simulated_gateway().cloned();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -193,7 +203,7 @@ impl TestApp {
             base,
             client,
             http: reqwest::Client::new(),
-            gateway,
+            simulated,
             stop: Some(stop),
             handle: Some(handle),
             storage: None,

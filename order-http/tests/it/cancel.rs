@@ -20,7 +20,7 @@ fn reason(reason: CancelReason) -> CancelOrderRequest {
 
 /// What the app's in-process gateway did for `id`: captures and refunds.
 fn ledger(app: &TestApp, id: Uuid) -> (u32, u32) {
-    app.gateway
+    app.gateway()
         .entry(&IdempotencyKey::for_order(order_core::OrderId::from_uuid(
             id,
         )))
@@ -66,7 +66,7 @@ async fn a_pending_order_is_cancelled_at_once_and_never_charged() {
     let worker = TestApp::spawn_role(Role::Worker, storage.env(), &[]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        worker.gateway.calls(),
+        worker.gateway().calls(),
         0,
         "the worker never called the gateway"
     );
@@ -275,7 +275,7 @@ async fn refunds_wait_out_a_gateway_outage_then_complete_once(backend: Backend) 
         app.wait_terminal(order.id, PATIENCE).await;
         ids.push(order.id);
     }
-    app.gateway.set_outage_until(Some(
+    app.gateway().set_outage_until(Some(
         chrono::Utc::now() + chrono::Duration::milliseconds(1500),
     ));
 

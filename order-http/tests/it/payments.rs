@@ -71,7 +71,7 @@ async fn during_a_gateway_outage_orders_wait_without_hammering_it_and_confirm_af
     )
     .await;
     let outage = Duration::from_secs(3);
-    app.gateway.set_outage_until(Some(
+    app.gateway().set_outage_until(Some(
         chrono::Utc::now() + chrono::Duration::from_std(outage).unwrap(),
     ));
     let start = Instant::now();
@@ -92,7 +92,7 @@ async fn during_a_gateway_outage_orders_wait_without_hammering_it_and_confirm_af
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let calls_during_outage = app.gateway.calls();
+    let calls_during_outage = app.gateway().calls();
 
     for id in &ids {
         let order = app.wait_terminal(*id, Duration::from_secs(20)).await;
@@ -137,7 +137,7 @@ async fn two_worker_processes_share_a_backlog_and_charge_each_order_once() {
     let mut captures: HashMap<IdempotencyKey, u32> = HashMap::new();
     let mut by_worker = Vec::new();
     for worker in &workers {
-        let ledger = worker.gateway.ledger();
+        let ledger = worker.gateway().ledger();
         by_worker.push(ledger.values().map(|e| e.captures).sum::<u32>());
         for (key, entry) in ledger {
             *captures.entry(key).or_default() += entry.captures;

@@ -16,9 +16,21 @@ mod batches;
 mod cancel;
 mod request_keys;
 
-use batches::*;
-use cancel::*;
-use request_keys::*;
+use batches::{
+    a_batch_of_lease_ends_writes_each_end_or_fails_it_alone,
+    a_claim_batch_answers_each_order_as_if_claimed_alone,
+    concurrent_claim_batches_acquire_each_order_once,
+};
+use cancel::{
+    a_cancellation_mid_payment_fences_the_charge_and_ends_with_the_refund,
+    a_claim_racing_a_cancellation_either_acquires_or_finds_it_cancelled,
+    a_confirmed_order_is_cancelled_through_its_refund_and_a_failed_one_not_at_all,
+    a_pending_order_is_cancelled_at_once_and_never_claimed,
+};
+use request_keys::{
+    request_keys_reserve_replay_and_reject,
+    stale_request_keys_are_taken_over_abandoned_ones_freed_old_ones_purged,
+};
 
 /// Checks an [`OrderRepo`] against its contract. `make` returns a fresh, empty store.
 pub async fn order_repo<R, F, Fut>(make: F)

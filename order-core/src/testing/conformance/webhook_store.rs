@@ -19,7 +19,14 @@ use crate::webhook::{DeliveryAttempt, Endpoint, EndpointUrl, EventType, NewEndpo
 
 mod deliveries;
 
-use deliveries::*;
+use deliveries::{
+    a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak,
+    an_orders_events_never_go_back_in_time, attempts_schedule_retries_and_end_the_failure_streak,
+    deliveries_are_claimed_once_under_a_lease, events_can_be_delivered_again,
+    events_fan_out_to_enabled_subscribers_once,
+    giving_up_ends_a_delivery_and_disabling_holds_the_rest_back,
+    purging_forgets_settled_history_and_keeps_what_is_still_owed,
+};
 
 const LEASE: Duration = Duration::from_secs(30);
 

@@ -12,6 +12,8 @@ use order_core::policy::retry::RetryPolicy;
 use order_gateway_mock::SimulationConfig;
 use order_queue_redis::RedisMode;
 
+pub mod variables;
+
 /// A variable that is missing its mark.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}: {message}")]

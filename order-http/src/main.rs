@@ -3,7 +3,8 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
+use order_http::config::variables;
 use order_http::keys::{self, KeysCommand};
 use order_http::startup::shutdown_signal;
 use order_http::{Application, Config, Role};
@@ -17,7 +18,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The order service: HTTP API and payment worker. Configured through the environment (and
 /// a `.env` file); with no DATABASE_URL/REDIS_URL it runs everything in memory.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(version)]
 struct Cli {
     /// What to run; the API and the worker if nothing is named.
@@ -41,8 +42,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
-    let config = match Config::from_env() {
+    let matches = variables::with_settings(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let config = match Config::from_lookup(|name| variables::lookup(&matches, name)) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("order-http: {e}");

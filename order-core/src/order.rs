@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FieldError, Invalid, ValidationErrors};
 use crate::ids::{CustomerId, ItemId, ItemName, OrderId};
 use crate::money::{Money, Price, Quantity};
-use crate::payment::{PaymentAttempt, RefundAttempt, RefundOutcome};
+use crate::payment::{
+    ChargeRequest, IdempotencyKey, PaymentAttempt, RefundAttempt, RefundOutcome, RefundRequest,
+};
 use crate::trace::TraceParent;
 
 /// Fewest items an order may have.
@@ -309,6 +311,27 @@ pub struct Order {
 }
 
 impl Order {
+    /// The request paying for this order in full, under the key every attempt shares.
+    pub fn charge_request(&self) -> ChargeRequest {
+        ChargeRequest {
+            idempotency_key: IdempotencyKey::for_order(self.id),
+            order_id: self.id,
+            customer_id: self.customer_id.clone(),
+            amount: self.total_amount,
+        }
+    }
+
+    /// The request refunding this order's whole payment, charged under
+    /// [`charge_request`](Self::charge_request)'s key.
+    pub fn refund_request(&self) -> RefundRequest {
+        RefundRequest {
+            idempotency_key: IdempotencyKey::for_refund(self.id),
+            charge_key: IdempotencyKey::for_order(self.id),
+            order_id: self.id,
+            amount: self.total_amount,
+        }
+    }
+
     /// The refund of the order's payment as it stands, once a cancellation asked for one:
     /// `None` before (or for an order cancelled before payment started).
     pub fn refund(&self) -> Option<Refund> {

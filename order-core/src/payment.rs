@@ -57,18 +57,6 @@ pub struct ChargeRequest {
     pub amount: Money,
 }
 
-impl ChargeRequest {
-    /// The request paying for `order` in full.
-    pub fn for_order(order: &crate::order::Order) -> Self {
-        Self {
-            idempotency_key: IdempotencyKey::for_order(order.id),
-            order_id: order.id,
-            customer_id: order.customer_id.clone(),
-            amount: order.total_amount,
-        }
-    }
-}
-
 /// A captured payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeReceipt {
@@ -90,18 +78,6 @@ pub struct RefundRequest {
     pub order_id: OrderId,
     /// How much to give back: at most what was captured.
     pub amount: Money,
-}
-
-impl RefundRequest {
-    /// The request refunding `order`'s whole payment.
-    pub fn for_order(order: &crate::order::Order) -> Self {
-        Self {
-            idempotency_key: IdempotencyKey::for_refund(order.id),
-            charge_key: IdempotencyKey::for_order(order.id),
-            order_id: order.id,
-            amount: order.total_amount,
-        }
-    }
 }
 
 /// A definitive answer to a refund.

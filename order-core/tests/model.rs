@@ -491,9 +491,9 @@ impl System {
                 // It dies after calling the gateway as a live worker would have.
                 if let (2, Claim::Acquired { order, .. }) = (stage, claim) {
                     if order.status == OrderStatus::Cancelling {
-                        let _ = self.gateway.refund(&RefundRequest::for_order(&order)).await;
+                        let _ = self.gateway.refund(&order.refund_request()).await;
                     } else {
-                        let _ = self.gateway.charge(&ChargeRequest::for_order(&order)).await;
+                        let _ = self.gateway.charge(&order.charge_request()).await;
                     }
                 }
             }),

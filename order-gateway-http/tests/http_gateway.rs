@@ -31,7 +31,7 @@ fn quick(success_rate: f64, decline_share: f64, timeout_share: f64) -> Behaviour
 }
 
 fn request(customer: &str) -> ChargeRequest {
-    ChargeRequest::for_order(&placed_order(customer, chrono::Utc::now()))
+    placed_order(customer, chrono::Utc::now()).charge_request()
 }
 
 #[tokio::test]

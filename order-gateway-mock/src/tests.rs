@@ -9,7 +9,7 @@ fn instant(success: f64, decline: f64, timeout: f64) -> SimulationConfig {
 }
 
 fn request(customer: &str) -> ChargeRequest {
-    ChargeRequest::for_order(&placed_order(customer, Utc::now()))
+    placed_order(customer, Utc::now()).charge_request()
 }
 
 #[test]

@@ -18,8 +18,7 @@ use crate::ids::{OrderId, WorkerId};
 use crate::observe;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{
-    Attempt, AttemptOutcome, ChargeRequest, GatewayError, PaymentAttempt, RefundAttempt,
-    RefundOutcome, RefundRequest,
+    Attempt, AttemptOutcome, GatewayError, PaymentAttempt, RefundAttempt, RefundOutcome,
 };
 use crate::policy::circuit_breaker::{
     BreakerConfig, BreakerState, CircuitBreaker, Permit, Rejection,
@@ -302,7 +301,7 @@ where
         order: &Order,
         permit: Permit,
     ) -> Result<Outcome, ProcessError> {
-        let request = RefundRequest::for_order(order);
+        let request = order.refund_request();
         let number = next_number(order.refund_attempts.len());
         let started_at = micros_now(&*self.clock);
         let timer = std::time::Instant::now();
@@ -368,7 +367,7 @@ where
         uncertain: bool,
         permit: Permit,
     ) -> Result<Outcome, ProcessError> {
-        let request = ChargeRequest::for_order(order);
+        let request = order.charge_request();
         let number = next_number(order.payment_attempts.len());
         let started_at = micros_now(&*self.clock);
         let timer = std::time::Instant::now();

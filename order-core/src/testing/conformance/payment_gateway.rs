@@ -1,7 +1,7 @@
 //! The [`PaymentGateway`] suite, checked against the gateway's own books.
 
 use super::base_time;
-use crate::payment::{ChargeRequest, GatewayError};
+use crate::payment::GatewayError;
 use crate::ports::PaymentGateway;
 use crate::testing::placed_order;
 
@@ -53,7 +53,7 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
     };
     for i in 0..20 {
         let order = placed_order(&format!("c-gw-{i}"), base_time());
-        let request = ChargeRequest::for_order(&order);
+        let request = order.charge_request();
         let key = &request.idempotency_key;
         let definitive = until_definitive(|| async {
             let outcome = gateway.charge(&request).await;
@@ -77,7 +77,7 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
         );
 
         // Refund it, twice over under two refund keys: one refund at most, of the capture.
-        let refund = RefundRequest::for_order(&order);
+        let refund = order.refund_request();
         let refunded = until_definitive(|| async {
             let outcome = gateway.refund(&refund).await;
             at_most_once(key);
@@ -111,10 +111,10 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
 
     // A refund that comes first voids the charge key: no later charge with it captures.
     let order = placed_order("c-gw-void", base_time());
-    let refund = RefundRequest::for_order(&order);
+    let refund = order.refund_request();
     let voided = until_definitive(|| gateway.refund(&refund)).await;
     assert_eq!(voided, Ok(RefundReceipt::NothingCaptured));
-    let charge = ChargeRequest::for_order(&order);
+    let charge = order.charge_request();
     assert_eq!(
         until_definitive(|| gateway.charge(&charge)).await,
         Err(GatewayError::Declined(DeclineReason::Voided))

@@ -446,11 +446,31 @@ fn spawn_side_tasks(
         .dispatcher
         .as_ref()
         .map(|(_, purge)| Arc::clone(&purge.store));
+    // Tasks that read the order store start once it is ready (PostgreSQL migrated), so a
+    // process started before PostgreSQL does not log their failures meanwhile.
+    let (ready, store_ready) = watch::channel(tasks.migrator.is_none());
+    if let Some(migrator) = tasks.migrator {
+        let mut stopped = stopped.clone();
+        side.push((
+            "migrator",
+            tokio::spawn(async move {
+                let migrated = migrator
+                    .run(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                ready.send_replace(migrated);
+            }),
+        ));
+    }
+    let once_ready = |task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+        once_store_ready(task, store_ready.clone(), stopped.clone())
+    };
     if let Some((dispatcher, purge)) = tasks.dispatcher {
         let (loops, stopped) = (tasks.webhook_loops, stopped.clone());
         side.push((
             "webhook dispatcher",
-            tokio::spawn(async move {
+            tokio::spawn(once_ready(Box::pin(async move {
                 let every = (purge.retention / 10).min(Duration::from_secs(3600));
                 tokio::join!(
                     crate::worker::webhooks::run(
@@ -467,20 +487,7 @@ fn spawn_side_tasks(
                         stopped
                     ),
                 );
-            }),
-        ));
-    }
-    if let Some(migrator) = tasks.migrator {
-        let mut stopped = stopped.clone();
-        side.push((
-            "migrator",
-            tokio::spawn(async move {
-                migrator
-                    .run(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await;
-            }),
+            }))),
         ));
     }
     if let Some(queue) = tasks.sampled_queue {
@@ -490,7 +497,10 @@ fn spawn_side_tasks(
             METRICS_SAMPLE_EVERY,
             stopped.clone(),
         );
-        side.push(("metrics sampler", tokio::spawn(sampling)));
+        side.push((
+            "metrics sampler",
+            tokio::spawn(once_ready(Box::pin(sampling))),
+        ));
     }
     if let Some(listener) = tasks.metrics_listener {
         side.push((
@@ -500,9 +510,29 @@ fn spawn_side_tasks(
     }
     if let Some(orders) = tasks.orders {
         let purging = purge_request_keys(orders, tasks.key_retention, stopped.clone());
-        side.push(("idempotency key purge", tokio::spawn(purging)));
+        side.push((
+            "idempotency key purge",
+            tokio::spawn(once_ready(Box::pin(purging))),
+        ));
     }
     side
+}
+
+/// Runs `task` once the order store is ready; returns without running it if `stopped`
+/// turns true first.
+async fn once_store_ready(
+    task: impl Future<Output = ()> + Send,
+    mut ready: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let is_ready = tokio::select! {
+        biased;
+        _ = stopped.wait_for(|s| *s) => false,
+        r = ready.wait_for(|r| *r) => r.is_ok(),
+    };
+    if is_ready {
+        task.await;
+    }
 }
 
 /// What the worker roles need to forget webhook history past its retention.

@@ -49,3 +49,54 @@ fn a_bad_setting_stops_the_start_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PAYMENT_RETRY_ATTEMPTS"), "{stderr}");
 }
+
+#[tokio::test]
+async fn tasks_that_read_the_store_wait_for_postgres_instead_of_failing_meanwhile() {
+    // Nothing listens on port 1: PostgreSQL is down for the whole run.
+    let process = Process::start(
+        env!("CARGO_BIN_EXE_order-http"),
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/orders")],
+    )
+    .await;
+    // The dispatcher polls every 50 ms, the purges and the sampler start at once.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (exit, lines) = process.stop().await;
+    assert!(exit.success(), "{exit:?}");
+    let log = lines.join("\n");
+    assert!(
+        log.contains("PostgreSQL is not ready"),
+        "the migrator reports the outage: {log}"
+    );
+    for failure in [
+        "webhook dispatch failed",
+        "purging webhook history failed",
+        "sampling the webhook outbox",
+        "purging idempotency keys failed",
+    ] {
+        assert!(
+            !log.contains(failure),
+            "{failure:?} logged before the store was ready: {log}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_setting_with_its_default_for_each_role() {
+    for args in [&["--help"][..], &["serve", "--help"], &["worker", "--help"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_order-http"))
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        for variable in order_http::config::variables::VARIABLES {
+            assert!(
+                help.contains(&format!("[env: {}]", variable.name))
+                    && help.contains(&variable.help_line()),
+                "{args:?} lists {}: {help}",
+                variable.name
+            );
+        }
+    }
+}

@@ -202,6 +202,11 @@ impl WebhookSettings {
     /// The most deliveries one round of one loop posts.
     pub const ROUND: usize = 64;
 
+    /// The settings of the embedded default with no variable set.
+    pub fn embedded() -> Self {
+        webhook_settings(&|_| None, true).expect("the defaults are valid")
+    }
+
     /// How many dispatcher loops run side by side: one per [`Self::ROUND`] deliveries of
     /// the concurrency (at least one), so one loop's posts overlap another's statements.
     pub fn loops(&self) -> usize {

@@ -1,7 +1,6 @@
 //! What the handlers share: the services behind the API, built once at start.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use order_core::OrderService;
 use order_core::memory::{MemoryApiKeys, MemoryOrderRepo};
@@ -61,14 +60,7 @@ impl AppState {
             keys: Arc::new(MemoryApiKeys::new()),
             auth: None,
             webhooks: Arc::new(MemoryOrderRepo::new()),
-            webhook_settings: WebhookSettings {
-                allow_http: true,
-                timeout: Duration::from_secs(10),
-                secret_grace: Duration::from_secs(86_400),
-                disable_after: Duration::from_secs(5 * 86_400),
-                retention: Duration::from_secs(7 * 86_400),
-                concurrency: 128,
-            },
+            webhook_settings: WebhookSettings::embedded(),
             metrics: MetricsPlacement::WithApi,
         }))
     }

@@ -1,5 +1,5 @@
 //! The layers of the router. Each takes only the state it needs (`from_fn_with_state` with
-//! its own `Arc`), never the handlers' [`AppState`](super::state::AppState).
+//! its own `Arc`), never the handlers' state.
 
 pub mod auth;
 pub mod concurrency;

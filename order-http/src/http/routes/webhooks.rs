@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::extract::{Caller, JsonBody, PathParam, QueryParams};
 use crate::http::parse::webhooks::{deliveries_limit, endpoint_change, new_endpoint};
 use crate::http::state::AppState;
 
@@ -65,8 +65,10 @@ async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
 )]
 async fn create_endpoint(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
+    caller.for_every_customer()?;
     let new = new_endpoint(&body, state.webhook_settings.allow_http)?;
     let endpoint = Endpoint::create(new, state.orders.clock().now());
     state.webhooks.insert_endpoint(&endpoint).await?;
@@ -89,7 +91,9 @@ async fn create_endpoint(
 )]
 async fn list_endpoints(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<WebhookEndpointList>, ApiError> {
+    caller.for_every_customer()?;
     let endpoints = state.webhooks.endpoints().await?;
     Ok(Json(WebhookEndpointList {
         endpoints: endpoints.iter().map(response).collect(),
@@ -109,8 +113,10 @@ async fn list_endpoints(
 )]
 async fn get_endpoint(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
+    caller.for_every_customer()?;
     Ok(Json(response(&stored(&state, &id).await?)))
 }
 
@@ -132,9 +138,11 @@ async fn get_endpoint(
 )]
 async fn update_endpoint(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
+    caller.for_every_customer()?;
     let change = endpoint_change(&body, state.webhook_settings.allow_http)?;
     let mut endpoint = stored(&state, &id).await?;
     let now = state.orders.clock().now();
@@ -172,8 +180,10 @@ async fn update_endpoint(
 )]
 async fn delete_endpoint(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
+    caller.for_every_customer()?;
     let endpoint = stored(&state, &id).await?;
     if !state.webhooks.delete_endpoint(endpoint.id).await? {
         return Err(not_found(&id));
@@ -198,8 +208,10 @@ async fn delete_endpoint(
 )]
 async fn rotate_secret(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
+    caller.for_every_customer()?;
     let mut endpoint = stored(&state, &id).await?;
     let secret = endpoint.rotate_secret(
         state.orders.clock().now(),
@@ -243,9 +255,11 @@ struct DeliveriesQuery {
 )]
 async fn deliveries(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<DeliveryAttemptList>, ApiError> {
+    caller.for_every_customer()?;
     let limit = deliveries_limit(query.limit)?;
     let endpoint = stored(&state, &id).await?;
     let attempts = state.webhooks.attempts(endpoint.id, limit).await?;
@@ -268,8 +282,10 @@ async fn deliveries(
 )]
 async fn redeliver(
     State(state): State<AppState>,
+    caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
+    caller.for_every_customer()?;
     let not_found = || ApiError::NotFound(format!("event {id} not found"));
     let event: EventId = id.parse().map_err(|_| not_found())?;
     let deliveries = state

@@ -7,7 +7,7 @@
 //!   [`headers`]: the header names.
 //! - [`middleware`]: load shedding, authentication, rate limits, the request's span and log
 //!   line, request metrics; each takes only its own state.
-//! - [`routes`]: orders, keys, webhooks, health, docs; [`openapi`]: what the document says
+//! - [`routes`]: orders, keys, webhooks, health, docs; [`mod@openapi`]: what the document says
 //!   once for all of them.
 
 use std::sync::Arc;

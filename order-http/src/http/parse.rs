@@ -1,6 +1,6 @@
 //! From the wire into the domain, one module per resource, one convention for all: a
 //! parser takes the request's raw JSON (or query) and returns the domain value, or every bad
-//! field at once ([`ValidationErrors`]), whether of the wrong type or of a wrong value, with
+//! field at once ([`ValidationErrors`](order_core::ValidationErrors)), whether of the wrong type or of a wrong value, with
 //! its path and in input order.
 //!
 //! The values themselves are checked by the domain (`OrderFields`, `CustomerId::parse`, ...);

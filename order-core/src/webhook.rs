@@ -13,7 +13,7 @@
 //!   under each secret the endpoint signs with, space-separated ([`signature_header`]).
 //! - A `2xx` answer is a delivery. Anything else, a time-out or a refused connection is
 //!   retried on the [`RetrySchedule`] (about a day, with jitter, never sooner than a
-//!   `Retry-After` asks); `410 Gone` disables the endpoint, and so does failing everything
+//!   `Retry-After` asks, up to the schedule's longest step); `410 Gone` disables the endpoint, and so does failing everything
 //!   for a set period.
 //! - A rotated secret keeps signing beside the new one for a grace period
 //!   ([`Endpoint::rotate_secret`]), so a receiver can roll its secret without losing events.

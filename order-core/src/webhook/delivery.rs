@@ -40,7 +40,9 @@ impl Default for RetrySchedule {
 impl RetrySchedule {
     /// When to try again after attempt number `attempt` (1-based) failed at `now`, or `None`
     /// when no attempt is left. A `retry_after` the receiver asked for is honoured when it
-    /// is later than the schedule.
+    /// is later than the schedule, up to the schedule's longest delay: a receiver cannot
+    /// put its deliveries off for longer than the schedule would (nor, with an absurd
+    /// `Retry-After`, past the end of time).
     pub fn next_attempt(
         &self,
         attempt: u32,
@@ -56,8 +58,13 @@ impl RetrySchedule {
         } else {
             1.0
         };
-        let delay = base.mul_f64(factor).max(retry_after.unwrap_or_default());
-        Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+        let longest = self.delays.iter().copied().max().unwrap_or(base);
+        let asked = retry_after.unwrap_or_default().min(longest);
+        let delay = base.mul_f64(factor).max(asked);
+        Some(
+            now.checked_add_signed(crate::time::to_chrono(delay))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
     }
 }
 

@@ -140,3 +140,32 @@ fn an_excerpt_is_short_and_valid_text() {
     assert!(cut.len() <= RESPONSE_EXCERPT_BYTES);
     assert!(cut.chars().all(|c| c == 'é'));
 }
+
+#[test]
+fn a_retry_after_is_honoured_up_to_the_schedules_longest_delay() {
+    let schedule = RetrySchedule {
+        jitter: 0.0,
+        ..RetrySchedule::default()
+    };
+    let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let after = |asked: u64, rng: &mut rand::rngs::StdRng| {
+        schedule
+            .next_attempt(1, now, Some(Duration::from_secs(asked)), rng)
+            .unwrap()
+            - now
+    };
+    assert_eq!(
+        after(120, &mut rng).num_seconds(),
+        120,
+        "later than 5 s: honoured"
+    );
+    assert_eq!(
+        after(1, &mut rng).num_seconds(),
+        5,
+        "sooner: the schedule's"
+    );
+    let ten_hours = 10 * 3600;
+    assert_eq!(after(99_999_999_999_999, &mut rng).num_seconds(), ten_hours);
+    assert_eq!(after(u64::MAX, &mut rng).num_seconds(), ten_hours);
+}

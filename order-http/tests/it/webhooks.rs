@@ -195,6 +195,34 @@ async fn a_gone_endpoint_is_disabled_and_retry_after_is_honoured() {
     );
 }
 
+#[tokio::test]
+async fn an_absurd_retry_after_waits_the_schedules_longest_delay_and_stops_nothing() {
+    let receiver = Receiver::start().await;
+    receiver.script(&[
+        Answer::RetryAfter(503, 99_999_999_999_999),
+        Answer::Status(204),
+    ]);
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let (store, _endpoint, dispatcher) = direct(
+        &receiver,
+        &clock,
+        Duration::from_secs(2),
+        DispatcherConfig::default(),
+    )
+    .await;
+    store
+        .insert(&placed_order("bob", clock.now()))
+        .await
+        .unwrap();
+    assert_eq!(dispatcher.run_once().await.unwrap().attempted, 1);
+    // The default schedule's longest step is 10 h.
+    clock.advance(Duration::from_secs(10 * 3600 - 60));
+    assert_eq!(dispatcher.run_once().await.unwrap().attempted, 0);
+    clock.advance(Duration::from_secs(61));
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.attempted, round.delivered), (1, 1));
+}
+
 /// Subscribes the receiver to every event; returns the secret and the endpoint's id.
 async fn subscribe(app: &TestApp, receiver: &Receiver) -> (String, String) {
     let created = app

@@ -53,7 +53,7 @@ fuzz memory
 
 database="order_fuzz_$$"
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database" >/dev/null
-fuzz postgres-redis \
+fuzz postgres-redis AUTH_MODE=none \
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
   REDIS_URL="redis://127.0.0.1:6379" REDIS_QUEUE_NAME="order-fuzz-$$"
 redis-cli -h 127.0.0.1 DEL "{order-fuzz-$$}" "{order-fuzz-$$}:deferred" "{order-fuzz-$$}:dead" >/dev/null || true

@@ -56,7 +56,7 @@ esac
 run() { # run ENV... -> prints "orders/s cpu_us_per_order"
   local port service
   port=$(free_port)
-  env DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="overhead-$$" \
+  env AUTH_MODE=none DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="overhead-$$" \
     PORT="$port" LOG_LEVEL=warn DATABASE_POOL_SIZE=32 "$@" \
     "$bin/order-http" serve >"$work/serve.log" 2>&1 &
   service=$!

@@ -64,7 +64,7 @@ for backend in $backends; do
     GATEWAY_PORT=$gateway_port "$bin/order-gateway-mock" >"$work/gateway.log" 2>&1 &
     pids+=($!)
     wait_for "http://127.0.0.1:$gateway_port/health" || { cat "$work/gateway.log" >&2; exit 1; }
-    env+=(DATABASE_URL="$url" REDIS_URL="redis://127.0.0.1:$redis_port"
+    env+=(AUTH_MODE=none DATABASE_URL="$url" REDIS_URL="redis://127.0.0.1:$redis_port"
       PAYMENT_GATEWAY_URL="http://127.0.0.1:$gateway_port")
   fi
   env "${env[@]}" "$bin/order-http" >"$work/$backend.log" 2>&1 &

@@ -39,7 +39,8 @@ impl ConfigError {
     }
 }
 
-/// Whether requests need a key (`AUTH_MODE`).
+/// Whether requests need a key (`AUTH_MODE`): `api_key` with `DATABASE_URL`, `none` on
+/// the embedded default (which listens on loopback unless `HOST` says otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthMode {
     /// Anyone who reaches the port may call the API: the embedded default.
@@ -104,7 +105,8 @@ pub enum LogFormat {
 /// Everything the binary reads from the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the API listens (`HOST`, `PORT`; 0.0.0.0:8000).
+    /// Where the API listens (`HOST`, `PORT`; 127.0.0.1:8000 on the embedded default,
+    /// 0.0.0.0:8000 with `DATABASE_URL`).
     pub listen: SocketAddr,
     /// PostgreSQL URL (`DATABASE_URL`); `None` keeps orders in memory.
     pub database_url: Option<String>,
@@ -157,7 +159,8 @@ pub struct Config {
     pub reconcile_every: Duration,
     /// How long shutdown waits for in-flight payments (`SHUTDOWN_GRACE_SECONDS`, 30).
     pub shutdown_grace: Duration,
-    /// Whether `/api/v1` requests need an API key (`AUTH_MODE`, `none` or `api_key`; `none`).
+    /// Whether `/api/v1` requests need an API key (`AUTH_MODE`, `none` or `api_key`;
+    /// `api_key` with `DATABASE_URL`, `none` on the embedded default).
     pub auth_mode: AuthMode,
     /// Where the embedded default keeps API keys (`API_KEYS_FILE`, JSON lines of hashed
     /// keys); only without `DATABASE_URL`, which keeps them in PostgreSQL.
@@ -248,7 +251,21 @@ impl Config {
     /// Reads variables through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let l = &lookup;
-        let host: std::net::IpAddr = parse(l, "HOST", [0, 0, 0, 0].into(), "an IP address")?;
+        let database_url = url(l, "DATABASE_URL", &["postgres", "postgresql"])?;
+        // The embedded default is for one machine: it answers on loopback, open; a
+        // deployment on PostgreSQL answers on every interface and asks for keys.
+        let embedded = database_url.is_none();
+        let any_interface = [0, 0, 0, 0].into();
+        let host: std::net::IpAddr = parse(
+            l,
+            "HOST",
+            if embedded {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                any_interface
+            },
+            "an IP address",
+        )?;
         let port: u16 = parse(l, "PORT", 8000, "a port number")?;
 
         let retry = retry_policy(l)?;
@@ -272,7 +289,6 @@ impl Config {
             .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
 
         let (redis_mode, redis_url) = redis(l)?;
-        let database_url = url(l, "DATABASE_URL", &["postgres", "postgresql"])?;
         let queue_name = l("REDIS_QUEUE_NAME")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "payment_queue".into());
@@ -316,7 +332,8 @@ impl Config {
                 .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
             auth_mode: match l("AUTH_MODE").filter(|v| !v.trim().is_empty()) {
-                None => AuthMode::None,
+                None if embedded => AuthMode::None,
+                None => AuthMode::ApiKey,
                 Some(v) => v.parse().map_err(|e| ConfigError::new("AUTH_MODE", e))?,
             },
             api_keys_file: api_keys_file(l)?,
@@ -332,7 +349,7 @@ impl Config {
                 order_core::service::REQUEST_KEY_RETENTION.as_secs_f64(),
             )?
             .max(Duration::from_secs(1)),
-            webhooks: webhook_settings(l, database_url.is_none())?,
+            webhooks: webhook_settings(l, embedded)?,
             database_url,
             metrics_addr: socket_addr(l, "METRICS_ADDR")?,
             metrics_enabled: flag_or(l, "METRICS_ENABLED", true)?,
@@ -356,9 +373,23 @@ mod tests {
     }
 
     #[test]
+    fn postgres_asks_for_keys_and_listens_everywhere_unless_told_otherwise() {
+        let database = ("DATABASE_URL", "postgres://postgres@127.0.0.1/orders");
+        let c = config(&[database]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::ApiKey);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+        let c = config(&[database, ("AUTH_MODE", "none"), ("HOST", "10.0.0.5")]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::None);
+        assert_eq!(c.listen.to_string(), "10.0.0.5:8000");
+        let c = config(&[("AUTH_MODE", "api_key"), ("HOST", "0.0.0.0")]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::ApiKey);
+    }
+
+    #[test]
     fn no_variables_give_the_embedded_defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.auth_mode, AuthMode::None);
         assert!(c.database_url.is_none() && c.redis_url.is_none());
         assert_eq!(c.retry.max_attempts(), 3);
         assert_eq!(c.breaker.failure_threshold, 5);

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{Config, MetricsPlacement};
+use crate::config::{AuthMode, Config, MetricsPlacement};
 use crate::http::middleware::concurrency::ConcurrencyConfig;
 use crate::http::middleware::rate_limit::RateLimits;
 use crate::http::state::{AppState, DynOrderService};
@@ -154,6 +154,7 @@ impl Application {
                         source,
                     })?;
             let state = api_state(config, &adapters, &clock)?;
+            report_access(config);
             (Some(listener), Some(state))
         };
         let Adapters {
@@ -544,6 +545,25 @@ struct HistoryPurge {
 
 /// How often the queue's gauges are sampled.
 const METRICS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Says at start who may call the API when it asks for no key: a warning naming what is
+/// open, unless it is the embedded default on loopback, which only this machine reaches.
+fn report_access(config: &Config) {
+    if config.auth_mode == AuthMode::ApiKey {
+        return;
+    }
+    let addr = config.listen;
+    if config.database_url.is_none() && addr.ip().is_loopback() {
+        info!(%addr, "AUTH_MODE=none on loopback: only this machine can call the API");
+    } else {
+        warn!(
+            %addr,
+            "AUTH_MODE=none: anyone who reaches {addr} can list, place and cancel every \
+             customer's orders (refunds follow) and register webhook endpoints that receive \
+             them; set AUTH_MODE=api_key"
+        );
+    }
+}
 
 /// Serves `/metrics` (and `/health`) on a listener of its own until `stopped` turns true.
 async fn serve_metrics(listener: TcpListener, mut stopped: watch::Receiver<bool>) {

@@ -90,6 +90,8 @@ pub fn test_config(env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Config
     let mut vars: HashMap<String, String> = [
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
+        // Open unless a test asks for keys (PostgreSQL's default is `api_key`).
+        ("AUTH_MODE", "none"),
         ("PAYMENT_MOCK_SUCCESS_RATE", "1"),
         ("PAYMENT_MOCK_LATENCY_MIN", "1"),
         ("PAYMENT_MOCK_LATENCY_MAX", "5"),

@@ -47,8 +47,8 @@ impl Variable {
 pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "AUTH_MODE",
-        default: WhenUnset::Value("none"),
-        help: "`api_key`: every /api/v1 request needs `Authorization: Bearer <key>` with its scope; `none`: anyone who reaches the port may call the API",
+        default: WhenUnset::Depends("api_key with DATABASE_URL, none on the embedded default"),
+        help: "`api_key`: every /api/v1 request needs `Authorization: Bearer <key>` with its scope; `none`: anyone who reaches the port may call the API (logged as a warning unless only loopback can)",
     },
     Variable {
         name: "API_KEYS_FILE",
@@ -132,7 +132,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "HOST",
-        default: WhenUnset::Value("0.0.0.0"),
+        default: WhenUnset::Depends("0.0.0.0 with DATABASE_URL, 127.0.0.1 on the embedded default"),
         help: "the address the API listens on",
     },
     Variable {

@@ -197,10 +197,16 @@ impl Caller {
     }
 
     /// `Ok` if the caller may create `new`: a key creates keys with its own scopes at most
-    /// and, if it is bound to a customer, for that customer only.
+    /// and, if it is bound to a customer, for that customer only. With `AUTH_MODE=none` no
+    /// key is made over the API: anyone could mint one that would still work once keys are
+    /// asked for.
     pub fn may_grant(&self, new: &NewApiKey) -> Result<(), ApiError> {
         let Some(creator) = self.key() else {
-            return Ok(());
+            return Err(ApiError::Forbidden(
+                "with AUTH_MODE=none API keys are not made over the API (anyone could mint \
+                 one); make the first with `order-http keys create`"
+                    .into(),
+            ));
         };
         if let Some(scope) = new.scopes.iter().find(|s| !creator.allows(**s)) {
             return Err(ApiError::Forbidden(format!(
@@ -218,6 +224,21 @@ impl Caller {
     pub fn sees_key(&self, key: &ApiKey) -> bool {
         self.customer()
             .is_none_or(|bound| key.customer_id.as_ref() == Some(bound))
+    }
+
+    /// `Ok` if the caller may revoke `target`, which it [sees](Self::sees_key): a key
+    /// revokes keys with its own scopes at most, never one that may do more than it.
+    pub fn may_revoke(&self, target: &ApiKey) -> Result<(), ApiError> {
+        let Some(revoker) = self.key() else {
+            return Ok(());
+        };
+        match target.scopes.iter().find(|s| !revoker.allows(**s)) {
+            None => Ok(()),
+            Some(scope) => Err(ApiError::Forbidden(format!(
+                "a key can revoke keys with its own scopes at most; API key {} has `{scope}`",
+                target.id
+            ))),
+        }
     }
 
     /// `Ok` unless the caller is bound to one customer: what spans every customer (webhook

@@ -17,7 +17,8 @@ pub struct Process {
 
 impl Process {
     /// Starts the binary at `path` (`env!("CARGO_BIN_EXE_order-http")`) on a free local
-    /// port with only `env` set besides `HOST` and `PORT`, and waits (10 s at most) until it
+    /// port with only `env` set besides `HOST`, `PORT` and `AUTH_MODE=none` (which `env` may
+    /// override; an empty value is the default), and waits (10 s at most) until it
     /// answers `/health`.
     pub async fn start(path: &str, env: &[(&str, &str)]) -> Self {
         let port = super::free_port();
@@ -25,6 +26,7 @@ impl Process {
             .env_clear()
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
+            .env("AUTH_MODE", "none")
             .envs(env.iter().copied())
             .current_dir(std::env::temp_dir())
             .stdout(Stdio::piped())

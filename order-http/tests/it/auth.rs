@@ -353,6 +353,24 @@ async fn a_key_cannot_mint_a_stronger_one_and_a_revoked_key_stops_at_once(backen
     )
     .await;
     assert_eq!((bad.0, bad.1), (422, Some(ErrorCode::ValidationFailed)));
+    // Nor may it revoke a key that may do more than it: the administrator's own.
+    let admins = s.client(&s.admin).list_keys().await.unwrap();
+    let admin_id = admins
+        .keys
+        .iter()
+        .find(|k| k.scopes.contains(&Scope::WebhooksManage))
+        .unwrap()
+        .id
+        .clone();
+    let coup = s.client(&manager).revoke_key(&admin_id).await;
+    assert_eq!(coup.unwrap_err().code(), Some(ErrorCode::Forbidden));
+    assert!(
+        s.client(&s.admin)
+            .list(&ListOrdersQuery::default())
+            .await
+            .is_ok(),
+        "the administrator's key still works"
+    );
 
     let (reader, id) = s.key(&[Scope::OrdersRead], None, None).await;
     assert!(
@@ -389,6 +407,18 @@ async fn without_auth_the_original_api_needs_no_key() {
     let app = TestApp::spawn(Backend::Memory, &[]).await;
     assert!(app.client.create(&sample_order("open"), None).await.is_ok());
     assert!(app.client.list(&ListOrdersQuery::default()).await.is_ok());
+    // No key is minted over an open API: it would still work once keys are asked for.
+    let minted = app
+        .client
+        .create_key(&CreateApiKeyRequest {
+            name: "backdoor".into(),
+            scopes: vec![Scope::KeysManage],
+            customer_id: None,
+            expires_in_seconds: None,
+        })
+        .await;
+    assert_eq!(minted.unwrap_err().code(), Some(ErrorCode::Forbidden));
+    assert!(app.client.list_keys().await.unwrap().keys.is_empty());
     app.stop().await;
 }
 

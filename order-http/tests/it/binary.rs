@@ -80,6 +80,42 @@ async fn tasks_that_read_the_store_wait_for_postgres_instead_of_failing_meanwhil
     }
 }
 
+#[tokio::test]
+async fn on_postgres_every_request_needs_a_key_unless_auth_is_turned_off_which_warns() {
+    // PostgreSQL is down (port 1): a request without a key is refused before any store is
+    // asked.
+    let down = ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/orders");
+    let closed = Process::start(env!("CARGO_BIN_EXE_order-http"), &[down, ("AUTH_MODE", "")]).await;
+    let client = reqwest::Client::new();
+    for path in [
+        order_api::paths::ORDERS,
+        order_api::paths::API_KEYS,
+        order_api::paths::WEBHOOK_ENDPOINTS,
+    ] {
+        let response = client
+            .get(format!("{}{path}", closed.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "GET {path} without a key");
+    }
+    let (_, lines) = closed.stop().await;
+    let log = lines.join("\n");
+    assert!(!log.contains("AUTH_MODE=none"), "{log}");
+
+    let open = Process::start(
+        env!("CARGO_BIN_EXE_order-http"),
+        &[down, ("AUTH_MODE", "none")],
+    )
+    .await;
+    let (_, lines) = open.stop().await;
+    let warning = lines
+        .iter()
+        .find(|line| line.contains("AUTH_MODE=none: anyone who reaches"))
+        .unwrap_or_else(|| panic!("no warning: {lines:?}"));
+    assert!(warning.contains("WARN"), "{warning}");
+}
+
 #[test]
 fn help_lists_every_setting_with_its_default_for_each_role() {
     for args in [&["--help"][..], &["serve", "--help"], &["worker", "--help"]] {

@@ -27,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Creates an API key. The answer holds the key itself, shown this once: only its hash is
 /// kept. A key may create keys with its own scopes at most, and, if it is bound to a
-/// customer, for that customer only.
+/// customer, for that customer only; with `AUTH_MODE=none` none is made over the API.
 #[utoipa::path(
     post,
     path = paths::API_KEYS,
@@ -37,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "Created; `key` is shown only here", body = CreatedApiKey),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
-        (status = 403, description = "The key lacks `keys:manage`, or asks for more than it has (`insufficient_scope`, `forbidden`)", body = ErrorBody),
+        (status = 403, description = "The key lacks `keys:manage`, or asks for more than it has, or AUTH_MODE=none (`insufficient_scope`, `forbidden`)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, each named", body = ErrorBody),
@@ -88,7 +88,8 @@ async fn list_keys(
 }
 
 /// Revokes an API key: it stops working at once in this process and within five seconds
-/// in every other. Revoking it again changes nothing.
+/// in every other. Revoking it again changes nothing. A key revokes keys with its own
+/// scopes at most.
 #[utoipa::path(
     delete,
     path = paths::API_KEY,
@@ -97,7 +98,7 @@ async fn list_keys(
     responses(
         (status = 200, description = "Revoked", body = ApiKeyResponse),
         (status = 401, description = "No valid key (`unauthorized`)", body = ErrorBody),
-        (status = 403, description = "The key lacks `keys:manage` (`insufficient_scope`)", body = ErrorBody),
+        (status = 403, description = "The key lacks `keys:manage` (`insufficient_scope`), or the key to revoke has a scope it lacks (`forbidden`)", body = ErrorBody),
         (status = 404, description = "No such key (an id that is not 16 hex digits is none)", body = ErrorBody),
     )
 )]
@@ -108,11 +109,12 @@ async fn revoke_key(
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
     let not_found = || ApiError::NotFound(format!("API key {id} not found"));
     let id = KeyId::parse(&id).map_err(|_| not_found())?;
-    if caller.customer().is_some() {
+    if caller.key().is_some() {
         let target = state.keys.key(&id).await?.ok_or_else(not_found)?;
         if !caller.sees_key(&target) {
             return Err(not_found());
         }
+        caller.may_revoke(&target)?;
     }
     let key = state
         .keys

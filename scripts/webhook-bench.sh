@@ -26,7 +26,7 @@ source scripts/lib.sh
 release_build
 echo "PostgreSQL: fsync=$(psql -Atq "$admin" -c 'SHOW fsync') synchronous_commit=$(psql -Atq "$admin" -c 'SHOW synchronous_commit')"
 
-common=(AUTH_MODE=none DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 WEBHOOKS_ALLOW_HTTP=true LOG_LEVEL=warn)
+common=(AUTH_MODE=none DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 WEBHOOKS_ALLOW_HTTP=true WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true LOG_LEVEL=warn)
 
 # Starts the receiver on a free port, subscribed through the API at $1 to the types in $2
 # (comma-separated, or empty for all); its JSON lines go to $3.

@@ -21,6 +21,7 @@
 mod delivery;
 mod endpoint;
 mod event;
+mod network;
 mod signing;
 #[cfg(test)]
 mod tests;
@@ -28,4 +29,5 @@ mod tests;
 pub use delivery::*;
 pub use endpoint::*;
 pub use event::*;
+pub use network::is_public;
 pub use signing::*;

@@ -185,12 +185,26 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// What an endpoint's URL may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlRules {
+    /// Plain `http` as well as `https` (`WEBHOOKS_ALLOW_HTTP`).
+    pub allow_http: bool,
+    /// A host that is not a public address (`WEBHOOKS_ALLOW_PRIVATE_NETWORKS`).
+    pub allow_private_networks: bool,
+}
+
 /// How webhooks are delivered.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WebhookSettings {
     /// Whether endpoint URLs may be plain `http` (`WEBHOOKS_ALLOW_HTTP`; true on the embedded
     /// default, false with `DATABASE_URL`).
     pub allow_http: bool,
+    /// Whether endpoints may point into private networks: loopback, RFC 1918, link-local
+    /// and every other address that is not public (`WEBHOOKS_ALLOW_PRIVATE_NETWORKS`; true
+    /// only on the embedded default listening on loopback, whose callers are on the
+    /// machine already). For tests and private deployments.
+    pub allow_private_networks: bool,
     /// How long a receiver has to answer (`WEBHOOK_TIMEOUT_SECONDS`, 10).
     pub timeout: Duration,
     /// How long a rotated secret keeps signing beside the new one
@@ -213,7 +227,15 @@ impl WebhookSettings {
 
     /// The settings of the embedded default with no variable set.
     pub fn embedded() -> Self {
-        webhook_settings(&|_| None, true).expect("the defaults are valid")
+        webhook_settings(&|_| None, true, true).expect("the defaults are valid")
+    }
+
+    /// What an endpoint's URL may be.
+    pub fn url_rules(&self) -> UrlRules {
+        UrlRules {
+            allow_http: self.allow_http,
+            allow_private_networks: self.allow_private_networks,
+        }
     }
 
     /// How many dispatcher loops run side by side: one per [`Self::ROUND`] deliveries of
@@ -223,13 +245,20 @@ impl WebhookSettings {
     }
 }
 
-/// How webhooks are delivered; `embedded` (no `DATABASE_URL`) allows `http` by default.
+/// How webhooks are delivered; `embedded` (no `DATABASE_URL`) allows `http` by default,
+/// and private networks too when it listens on `loopback` only.
 fn webhook_settings(
     l: &impl Fn(&str) -> Option<String>,
     embedded: bool,
+    loopback: bool,
 ) -> Result<WebhookSettings, ConfigError> {
     Ok(WebhookSettings {
         allow_http: flag_or(l, "WEBHOOKS_ALLOW_HTTP", embedded)?,
+        allow_private_networks: flag_or(
+            l,
+            "WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+            embedded && loopback,
+        )?,
         timeout: seconds(l, "WEBHOOK_TIMEOUT_SECONDS", 10.0)?.max(Duration::from_millis(10)),
         secret_grace: seconds(l, "WEBHOOK_SECRET_GRACE_SECONDS", 86_400.0)?,
         disable_after: seconds(l, "WEBHOOK_DISABLE_AFTER_SECONDS", 5.0 * 86_400.0)?,
@@ -242,6 +271,26 @@ fn webhook_settings(
     })
 }
 
+/// Who may call, and on which address (`HOST`, `AUTH_MODE`). The embedded default is for
+/// one machine: it answers on loopback, open; a deployment on PostgreSQL answers on every
+/// interface and asks for keys.
+fn access(
+    l: &impl Fn(&str) -> Option<String>,
+    embedded: bool,
+) -> Result<(std::net::IpAddr, AuthMode), ConfigError> {
+    let (default_host, default_mode) = if embedded {
+        (std::net::Ipv4Addr::LOCALHOST, AuthMode::None)
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, AuthMode::ApiKey)
+    };
+    let host = parse(l, "HOST", default_host.into(), "an IP address")?;
+    let mode = match l("AUTH_MODE").filter(|v| !v.trim().is_empty()) {
+        None => default_mode,
+        Some(v) => v.parse().map_err(|e| ConfigError::new("AUTH_MODE", e))?,
+    };
+    Ok((host, mode))
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -252,20 +301,8 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let l = &lookup;
         let database_url = url(l, "DATABASE_URL", &["postgres", "postgresql"])?;
-        // The embedded default is for one machine: it answers on loopback, open; a
-        // deployment on PostgreSQL answers on every interface and asks for keys.
         let embedded = database_url.is_none();
-        let any_interface = [0, 0, 0, 0].into();
-        let host: std::net::IpAddr = parse(
-            l,
-            "HOST",
-            if embedded {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                any_interface
-            },
-            "an IP address",
-        )?;
+        let (host, auth_mode) = access(l, embedded)?;
         let port: u16 = parse(l, "PORT", 8000, "a port number")?;
 
         let retry = retry_policy(l)?;
@@ -331,11 +368,7 @@ impl Config {
             reconcile_every: seconds(l, "PAYMENT_RECONCILE_INTERVAL_SECONDS", 10.0)?
                 .max(Duration::from_millis(10)),
             shutdown_grace: seconds(l, "SHUTDOWN_GRACE_SECONDS", 30.0)?,
-            auth_mode: match l("AUTH_MODE").filter(|v| !v.trim().is_empty()) {
-                None if embedded => AuthMode::None,
-                None => AuthMode::ApiKey,
-                Some(v) => v.parse().map_err(|e| ConfigError::new("AUTH_MODE", e))?,
-            },
+            auth_mode,
             api_keys_file: api_keys_file(l)?,
             rate_limits: RateLimitSettings {
                 writes: quota(l, "RATE_LIMIT_WRITES")?,
@@ -349,7 +382,7 @@ impl Config {
                 order_core::service::REQUEST_KEY_RETENTION.as_secs_f64(),
             )?
             .max(Duration::from_secs(1)),
-            webhooks: webhook_settings(l, embedded)?,
+            webhooks: webhook_settings(l, embedded, host.is_loopback())?,
             database_url,
             metrics_addr: socket_addr(l, "METRICS_ADDR")?,
             metrics_enabled: flag_or(l, "METRICS_ENABLED", true)?,

@@ -383,7 +383,12 @@ fn dispatcher(
         clock: Arc::clone(&clock),
         retention: config.webhooks.retention,
     };
-    let sender = order_webhook_http::HttpWebhookSender::new(config.webhooks.timeout)
+    let network = if config.webhooks.allow_private_networks {
+        order_webhook_http::Network::Any
+    } else {
+        order_webhook_http::Network::PublicOnly
+    };
+    let sender = order_webhook_http::HttpWebhookSender::new(config.webhooks.timeout, network)
         .map_err(|e| StartError::Webhooks(e.to_string()))?;
     let render: order_core::service::webhooks::Render = Arc::new(|order| {
         serde_json::to_value(crate::http::convert::order(order)).unwrap_or_default()

@@ -92,6 +92,8 @@ pub fn test_config(env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Config
         ("PORT", "0"),
         // Open unless a test asks for keys (PostgreSQL's default is `api_key`).
         ("AUTH_MODE", "none"),
+        // Receivers of tests listen on loopback.
+        ("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true"),
         ("PAYMENT_MOCK_SUCCESS_RATE", "1"),
         ("PAYMENT_MOCK_LATENCY_MIN", "1"),
         ("PAYMENT_MOCK_LATENCY_MAX", "5"),

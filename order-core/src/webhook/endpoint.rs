@@ -2,11 +2,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{EndpointId, EventType, Secret};
+use super::{EndpointId, EventType, Secret, is_public};
 use crate::error::Invalid;
 
 /// An endpoint's URL: absolute `https` (or `http` where allowed), with a host, at most 2,000
@@ -61,6 +62,39 @@ impl EndpointUrl {
     /// The URL.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The host: a name, or an IP address (without the brackets of an IPv6 one).
+    pub fn host(&self) -> &str {
+        let rest = self.0.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        if let Some(bracketed) = host.strip_prefix('[') {
+            bracketed.split(']').next().unwrap_or_default()
+        } else {
+            host.split(':').next().unwrap_or_default()
+        }
+    }
+
+    /// The host, if it is an IP address written out (decimal IPv4 or IPv6; names and
+    /// other spellings are left to the resolver, and checked when a delivery connects).
+    pub fn address(&self) -> Option<IpAddr> {
+        self.host().parse().ok()
+    }
+
+    /// `Ok` if the URL may be delivered to: a host that is a [public](is_public) address
+    /// or a name, unless `allow_private_networks`. A name is checked when a delivery
+    /// connects, against every address it resolves to.
+    pub fn check_network(&self, allow_private_networks: bool) -> Result<(), Invalid> {
+        match self.address() {
+            Some(ip) if !allow_private_networks && !is_public(ip) => {
+                Err(Invalid::Malformed(format!(
+                    "must not point into a private network ({ip} is not a public address; \
+                     WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true allows it)"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

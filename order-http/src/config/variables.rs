@@ -251,6 +251,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "whether webhook endpoint URLs may be plain http",
     },
     Variable {
+        name: "WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+        default: WhenUnset::Depends("true on the embedded default on loopback, else false"),
+        help: "whether webhooks may go to addresses that are not public (loopback, RFC 1918, link-local, ...): for tests and private deployments",
+    },
+    Variable {
         name: "WEBHOOK_TIMEOUT_SECONDS",
         default: WhenUnset::Value("10"),
         help: "how long a receiver has to answer a delivery, seconds",

@@ -133,6 +133,11 @@ impl Receiver {
         Self { inner, port }
     }
 
+    /// The port it listens on, on loopback.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks", self.port)

@@ -158,6 +158,7 @@ fn environment(database_url: &str, redis_port: u16, gateway_url: String) -> Vec<
         ("DATABASE_POOL_SIZE", "8".into()),
         ("LOG_LEVEL", "warn".into()),
         ("WEBHOOKS_ALLOW_HTTP", "true".into()),
+        ("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true".into()),
         ("WEBHOOK_TIMEOUT_SECONDS", "1".into()),
     ]
     .map(|(k, v)| (k.to_owned(), v))

@@ -38,4 +38,5 @@ mod faults;
 mod limits;
 mod metrics;
 mod payments;
+mod ssrf;
 mod webhooks;

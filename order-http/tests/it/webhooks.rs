@@ -16,7 +16,7 @@ use order_http::testing::{
     Answer, Backend, Received, Receiver, Storage, TestApp, check_sequences, refusal, sample_order,
     sequences,
 };
-use order_webhook_http::HttpWebhookSender;
+use order_webhook_http::{HttpWebhookSender, Network};
 
 /// Checks a delivery's signature with the `standardwebhooks` crate, an implementation of
 /// the specification that is not ours.
@@ -59,7 +59,7 @@ async fn direct(
     let dispatcher = WebhookDispatcher::new(
         store.clone() as Arc<dyn WebhookStore>,
         store.clone() as Arc<dyn OrderRepo>,
-        Arc::new(HttpWebhookSender::new(timeout).unwrap()) as Arc<dyn WebhookSender>,
+        Arc::new(HttpWebhookSender::new(timeout, Network::Any).unwrap()) as Arc<dyn WebhookSender>,
         Arc::clone(clock),
         Arc::new(|o| serde_json::to_value(order_http::http::convert::order(o)).unwrap()),
         config,
@@ -603,7 +603,7 @@ async fn https_endpoints_are_reached_over_tls_and_an_untrusted_certificate_is_a_
     use order_core::ports::WebhookRequest;
     use order_core::webhook::AttemptOutcome;
     let server = order_http::testing::TlsServer::start();
-    let sender = HttpWebhookSender::new(Duration::from_secs(5)).unwrap();
+    let sender = HttpWebhookSender::new(Duration::from_secs(5), Network::Any).unwrap();
     let request = WebhookRequest {
         url: format!("{}/hooks", server.url()),
         id: "evt_tls".into(),

@@ -8,6 +8,7 @@ use order_core::{FieldError, Invalid, ValidationErrors};
 use serde_json::{Map, Value};
 
 use super::must_be;
+use crate::config::UrlRules;
 
 /// What a change to an endpoint sets: only the fields given.
 #[derive(Debug, Default)]
@@ -22,11 +23,11 @@ pub struct EndpointChange {
     pub enabled: Option<bool>,
 }
 
-/// Parses a new endpoint's body: `url` (required; `http` only if `allow_http`), `events`
-/// (every type if absent), `description`.
-pub fn new_endpoint(body: &Value, allow_http: bool) -> Result<NewEndpoint, ValidationErrors> {
+/// Parses a new endpoint's body: `url` (required; as `rules` allow), `events` (every type
+/// if absent), `description`.
+pub fn new_endpoint(body: &Value, rules: UrlRules) -> Result<NewEndpoint, ValidationErrors> {
     let mut fields = Fields::of(body)?;
-    let url = fields.url(allow_http);
+    let url = fields.url(rules);
     if fields.object.get("url").is_none_or(Value::is_null) {
         fields.errors.push(FieldError::new("url", Invalid::Empty));
     }
@@ -42,10 +43,10 @@ pub fn new_endpoint(body: &Value, allow_http: bool) -> Result<NewEndpoint, Valid
 }
 
 /// Parses a change to an endpoint: any of `url`, `events`, `description`, `enabled`.
-pub fn endpoint_change(body: &Value, allow_http: bool) -> Result<EndpointChange, ValidationErrors> {
+pub fn endpoint_change(body: &Value, rules: UrlRules) -> Result<EndpointChange, ValidationErrors> {
     let mut fields = Fields::of(body)?;
     let change = EndpointChange {
-        url: fields.url(allow_http),
+        url: fields.url(rules),
         events: fields.events(),
         description: fields.description(),
         enabled: fields.enabled(),
@@ -85,10 +86,14 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| ValidationErrors::one("body", must_be("a JSON object")))
     }
 
-    fn url(&mut self, allow_http: bool) -> Option<EndpointUrl> {
+    fn url(&mut self, rules: UrlRules) -> Option<EndpointUrl> {
         match self.object.get("url") {
             None | Some(Value::Null) => None,
-            Some(Value::String(url)) => EndpointUrl::parse(url, allow_http)
+            Some(Value::String(url)) => EndpointUrl::parse(url, rules.allow_http)
+                .and_then(|url| {
+                    url.check_network(rules.allow_private_networks)
+                        .map(|()| url)
+                })
                 .map_err(|e| self.errors.push(FieldError::new("url", e)))
                 .ok(),
             Some(_) => {

@@ -60,7 +60,7 @@ async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
         (status = 201, description = "Created; the body holds the signing secret", body = CreatedWebhookEndpoint),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid fields, each named (a URL that is not https, an unknown event type)", body = ErrorBody),
+        (status = 422, description = "Invalid fields, each named (a URL that is not https or points into a private network, an unknown event type)", body = ErrorBody),
     )
 )]
 async fn create_endpoint(
@@ -69,7 +69,7 @@ async fn create_endpoint(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     caller.for_every_customer()?;
-    let new = new_endpoint(&body, state.webhook_settings.allow_http)?;
+    let new = new_endpoint(&body, state.webhook_settings.url_rules())?;
     let endpoint = Endpoint::create(new, state.orders.clock().now());
     state.webhooks.insert_endpoint(&endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url, "webhook endpoint created");
@@ -143,7 +143,7 @@ async fn update_endpoint(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
     caller.for_every_customer()?;
-    let change = endpoint_change(&body, state.webhook_settings.allow_http)?;
+    let change = endpoint_change(&body, state.webhook_settings.url_rules())?;
     let mut endpoint = stored(&state, &id).await?;
     let now = state.orders.clock().now();
     if let Some(url) = change.url {

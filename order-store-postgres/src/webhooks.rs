@@ -10,7 +10,7 @@ use order_core::OrderId;
 use order_core::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
 use order_core::webhook::{
     DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, Event, EventId, EventType, RetiringSecret,
-    Secret,
+    Secret, printable,
 };
 use uuid::Uuid;
 
@@ -488,7 +488,7 @@ impl WebhookStore for PgOrderRepo {
             .bind(
                 finished
                     .iter()
-                    .map(|f| f.attempt.error.clone())
+                    .map(|f| f.attempt.error.as_deref().map(printable))
                     .collect::<Vec<_>>(),
             )
             .bind(
@@ -500,7 +500,7 @@ impl WebhookStore for PgOrderRepo {
             .bind(
                 finished
                     .iter()
-                    .map(|f| f.attempt.response_excerpt.as_str())
+                    .map(|f| printable(&f.attempt.response_excerpt))
                     .collect::<Vec<_>>(),
             )
             .bind(

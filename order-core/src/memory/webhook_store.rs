@@ -12,7 +12,7 @@ use super::{MemoryOrderRepo, lock};
 use crate::ids::OrderId;
 use crate::order::{Order, OrderStatus, RefundStatus};
 use crate::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
-use crate::webhook::{DeliveryAttempt, Endpoint, EndpointId, Event, EventId, EventType};
+use crate::webhook::{DeliveryAttempt, Endpoint, EndpointId, Event, EventId, EventType, printable};
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +229,11 @@ impl WebhookStore for MemoryOrderRepo {
                 DeliveryNext::RetryAt(at) => row.due_at = at,
                 DeliveryNext::GiveUp => row.state = State::Failed,
             }
-            hooks.attempts.push(f.attempt.clone());
+            hooks.attempts.push(DeliveryAttempt {
+                error: f.attempt.error.as_deref().map(printable),
+                response_excerpt: printable(&f.attempt.response_excerpt),
+                ..f.attempt.clone()
+            });
             let outcome = outcomes.entry(f.claimed.endpoint.id).or_default();
             outcome.0 |= f.attempt.delivered;
             if !f.attempt.delivered {

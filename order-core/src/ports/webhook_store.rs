@@ -126,7 +126,10 @@ pub trait WebhookStore: Send + Sync {
         lease_for: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>, RepoError>;
-    /// Records attempts and what comes after each, for the deliveries still leased.
+    /// Records attempts and what comes after each, for the deliveries still leased. Each
+    /// row stands alone: whatever a receiver answered, one row never fails the others, and
+    /// an attempt's error and excerpt are kept as [`printable`](crate::webhook::printable)
+    /// text.
     async fn finish_deliveries(
         &self,
         finished: &[FinishedDelivery],

@@ -16,7 +16,9 @@ use crate::ports::{
     ClaimedDelivery, Clock, DeliveryNext, FinishedDelivery, OrderRepo, RepoError, WebhookRequest,
     WebhookSender, WebhookStore,
 };
-use crate::webhook::{AttemptOutcome, DeliveryAttempt, Event, RetrySchedule, signature_header};
+use crate::webhook::{
+    AttemptOutcome, DeliveryAttempt, Event, RetrySchedule, printable, signature_header,
+};
 
 /// Turns an order into the `data` of its events: the binary passes the API's rendering, so
 /// receivers get the order exactly as `GET /api/v1/orders/{id}` returns it.
@@ -240,9 +242,9 @@ where
             attempt: claimed.attempt,
             attempted_at: now,
             status_code: response.outcome.status(),
-            error: response.outcome.error(),
+            error: response.outcome.error().map(|e| printable(&e)),
             latency,
-            response_excerpt: response.excerpt,
+            response_excerpt: printable(&response.excerpt),
             delivered,
         };
         let (next, disable) = self.after(&claimed, &response.outcome);

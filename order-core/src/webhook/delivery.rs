@@ -111,10 +111,26 @@ impl AttemptOutcome {
 /// How much of a receiver's answer is kept.
 pub const RESPONSE_EXCERPT_BYTES: usize = 256;
 
-/// The first [`RESPONSE_EXCERPT_BYTES`] of a receiver's answer, cut at a character boundary.
+/// The first [`RESPONSE_EXCERPT_BYTES`] of a receiver's answer, cut at a character boundary,
+/// as [`printable`] text.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(RESPONSE_EXCERPT_BYTES)]);
-    text.trim_end_matches('\u{fffd}').to_owned()
+    printable(text.trim_end_matches('\u{fffd}'))
+}
+
+/// `text` that every store can keep and every reader can show: each control character
+/// but tab, line feed and carriage return (NUL among them, which PostgreSQL's `text`
+/// refuses) becomes U+FFFD.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// One attempt to deliver an event to an endpoint, as recorded.

@@ -21,6 +21,8 @@ pub enum Answer {
     RetryAfter(u16, u64),
     /// Nothing for this long, then `503` (the sender has given up by then).
     Hang(Duration),
+    /// This status with this body, whatever bytes it holds.
+    Body(u16, &'static [u8]),
 }
 
 /// One request the receiver got.
@@ -85,10 +87,11 @@ async fn receive(
             .unwrap_or_default()
             .to_owned()
     };
-    let (status, retry_after, hang) = match answer {
-        Answer::Status(s) => (s, None, None),
-        Answer::RetryAfter(s, secs) => (s, Some(secs), None),
-        Answer::Hang(d) => (503, None, Some(d)),
+    let (status, retry_after, hang, body_out): (_, _, _, &'static [u8]) = match answer {
+        Answer::Status(s) => (s, None, None, b"ok"),
+        Answer::RetryAfter(s, secs) => (s, Some(secs), None, b"try later"),
+        Answer::Hang(d) => (503, None, Some(d), b"ok"),
+        Answer::Body(s, bytes) => (s, None, None, bytes),
     };
     let received = Received {
         id: header("webhook-id"),
@@ -111,8 +114,8 @@ async fn receive(
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match retry_after {
-        Some(secs) => (status, [("retry-after", secs.to_string())], "try later").into_response(),
-        None => (status, "ok").into_response(),
+        Some(secs) => (status, [("retry-after", secs.to_string())], body_out).into_response(),
+        None => (status, body_out).into_response(),
     }
 }
 

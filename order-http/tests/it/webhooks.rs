@@ -223,6 +223,59 @@ async fn an_absurd_retry_after_waits_the_schedules_longest_delay_and_stops_nothi
     assert_eq!((round.attempted, round.delivered), (1, 1));
 }
 
+/// A receiver whose every answer holds NUL and other control bytes, beside one that answers
+/// plainly: both endpoints' attempts are recorded, and nothing is sent twice.
+async fn a_receiver_answering_nul_bytes_fails_no_one_s_deliveries(backend: Backend) {
+    let (poisoned, plain) = (Receiver::start().await, Receiver::start().await);
+    poisoned.otherwise(Answer::Body(500, b"oops\0\x01\x1b[31m\0"));
+    plain.otherwise(Answer::Status(204));
+    let app = TestApp::spawn(backend, &[("WEBHOOKS_ALLOW_HTTP", "true")]).await;
+    let (_, poisoned_id) = subscribe(&app, &poisoned).await;
+    let (_, plain_id) = subscribe(&app, &plain).await;
+    for i in 0..5 {
+        app.client
+            .create(&sample_order(&format!("nul-{i}")), None)
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let recorded = app
+            .client
+            .webhook_deliveries(&poisoned_id, Some(100))
+            .await
+            .unwrap()
+            .attempts;
+        if recorded.len() >= 5 {
+            assert!(
+                recorded.iter().all(|a| a.status_code == Some(500)
+                    && a.response_excerpt == "oops\u{fffd}\u{fffd}\u{fffd}[31m\u{fffd}"),
+                "{recorded:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poisoned endpoint's attempts were never recorded: {recorded:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let plain_attempts = app
+        .client
+        .webhook_deliveries(&plain_id, Some(100))
+        .await
+        .unwrap()
+        .attempts;
+    let delivered = plain.delivered();
+    assert_eq!(
+        plain.received().len(),
+        delivered.len(),
+        "nothing went twice to the plain receiver"
+    );
+    assert_eq!(plain_attempts.len(), delivered.len(), "each recorded once");
+    app.stop().await;
+}
+
 /// Subscribes the receiver to every event; returns the secret and the endpoint's id.
 async fn subscribe(app: &TestApp, receiver: &Receiver) -> (String, String) {
     let created = app
@@ -374,7 +427,10 @@ async fn events_reach_a_subscriber_signed_and_in_an_order_the_state_machine_allo
     app.stop().await;
 }
 
-on_both_backends!(events_reach_a_subscriber_signed_and_in_an_order_the_state_machine_allows);
+on_both_backends!(
+    events_reach_a_subscriber_signed_and_in_an_order_the_state_machine_allows,
+    a_receiver_answering_nul_bytes_fails_no_one_s_deliveries,
+);
 
 #[tokio::test]
 async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {

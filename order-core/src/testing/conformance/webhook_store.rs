@@ -25,6 +25,7 @@ use deliveries::{
     deliveries_are_claimed_once_under_a_lease, events_can_be_delivered_again,
     events_fan_out_to_enabled_subscribers_once,
     giving_up_ends_a_delivery_and_disabling_holds_the_rest_back,
+    no_bytes_a_receiver_sends_fail_a_batch,
     purging_forgets_settled_history_and_keeps_what_is_still_owed,
 };
 
@@ -140,6 +141,7 @@ where
     giving_up_ends_a_delivery_and_disabling_holds_the_rest_back(&make().await).await;
     events_can_be_delivered_again(&make().await).await;
     a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak(&make().await).await;
+    no_bytes_a_receiver_sends_fail_a_batch(&make().await).await;
     purging_forgets_settled_history_and_keeps_what_is_still_owed(&make().await).await;
     an_orders_events_never_go_back_in_time(&make().await).await;
 }

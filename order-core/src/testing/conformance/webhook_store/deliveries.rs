@@ -415,6 +415,56 @@ pub(super) async fn a_batch_records_what_is_still_leased_and_sums_each_endpoints
     );
 }
 
+pub(super) async fn no_bytes_a_receiver_sends_fail_a_batch<S: WebhookStore + OrderRepo>(store: &S) {
+    let t = base_time();
+    let (poisoned, plain) = (endpoint(&EventType::ALL, t), endpoint(&EventType::ALL, t));
+    store.insert_endpoint(&poisoned).await.expect("insert");
+    store.insert_endpoint(&plain).await.expect("insert");
+    store
+        .insert(&placed_order("alice", t))
+        .await
+        .expect("insert");
+    fan_out_all(store, t, 1).await;
+    let claimed = store.claim_deliveries(t, LEASE, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let nasty = "a\0b\u{1}c\u{7f}d\te\u{9b}";
+    let finished: Vec<FinishedDelivery> = claimed
+        .iter()
+        .map(|c| {
+            let mut attempt = tried(c, t, Some(500));
+            if c.endpoint.id == poisoned.id {
+                nasty.clone_into(&mut attempt.response_excerpt);
+                attempt.error = Some(nasty.to_owned());
+            }
+            FinishedDelivery {
+                claimed: c.clone(),
+                attempt,
+                next: DeliveryNext::RetryAt(t + secs(60)),
+                disable: None,
+            }
+        })
+        .collect();
+    let recorded = store.finish_deliveries(&finished).await.expect("finish");
+    assert_eq!(recorded, [true, true], "every row is recorded");
+    let kept = store.attempts(poisoned.id, 10).await.expect("attempts");
+    assert_eq!(kept.len(), 1);
+    let clean = "a\u{fffd}b\u{fffd}c\u{fffd}d\te\u{fffd}";
+    assert_eq!(kept[0].response_excerpt, clean);
+    assert_eq!(kept[0].error.as_deref(), Some(clean));
+    assert_eq!(
+        store.attempts(plain.id, 10).await.expect("attempts").len(),
+        1
+    );
+    assert!(
+        store
+            .claim_deliveries(t + secs(1), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "both wait for their retry: nothing is resent at once"
+    );
+}
+
 pub(super) async fn purging_forgets_settled_history_and_keeps_what_is_still_owed<
     S: WebhookStore + OrderRepo,
 >(

@@ -117,9 +117,14 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<String, KeysEr
                 .transpose()
                 .map_err(|e| KeysError::Invalid(format!("--customer {e}")))?;
             let expires_at = expires_in
-                .map(|d| chrono::Duration::from_std(d).map(|d| now + d))
+                .map(|d| {
+                    chrono::Duration::from_std(d)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .ok_or(())
+                })
                 .transpose()
-                .map_err(|_| KeysError::Invalid("--expires-in is too long".into()))?;
+                .map_err(|()| KeysError::Invalid("--expires-in is too long".into()))?;
             let new = NewApiKey {
                 name,
                 scopes,

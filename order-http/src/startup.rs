@@ -25,6 +25,7 @@ use crate::http::state::{AppState, DynOrderService};
 use crate::worker::{self, Processor, WorkerSettings};
 
 mod adapters;
+mod supervise;
 
 pub use adapters::key_store;
 use adapters::{Adapters, Gateway, adapters, http_gateway, rate_limiter};
@@ -242,9 +243,9 @@ impl Application {
     /// requests and drains the worker.
     ///
     /// Every task it starts is joined before it returns. If serving fails, the worker is
-    /// still drained before the error is returned; if a task panics, the rest is stopped
-    /// and drained, and the panic is returned as [`StartError::Panicked`] (so the process
-    /// exits non-zero).
+    /// still drained before the error is returned; if any task panics (the worker or a side
+    /// task, at once), the rest is stopped and drained, and the panic is returned as
+    /// [`StartError::Panicked`] (so the process exits non-zero).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -262,17 +263,20 @@ impl Application {
         let worker = self.worker.map(|(processor, settings)| {
             tokio::spawn(worker::run(processor, settings, stopped.clone()))
         });
-        let side = spawn_side_tasks(
-            SideTasks {
-                dispatcher: self.dispatcher,
-                webhook_loops: self.webhook_loops,
-                migrator: self.migrator,
-                sampled_queue: self.metrics_enabled.then_some(self.queue),
-                metrics_listener: self.metrics_listener,
-                orders: self.state.as_ref().map(|state| state.orders.clone()),
-                key_retention: self.key_retention,
-            },
-            &stopped,
+        let side = supervise::supervise(
+            spawn_side_tasks(
+                SideTasks {
+                    dispatcher: self.dispatcher,
+                    webhook_loops: self.webhook_loops,
+                    migrator: self.migrator,
+                    sampled_queue: self.metrics_enabled.then_some(self.queue),
+                    metrics_listener: self.metrics_listener,
+                    orders: self.state.as_ref().map(|state| state.orders.clone()),
+                    key_retention: self.key_retention,
+                },
+                &stopped,
+            ),
+            Arc::clone(&stop),
         );
         let serving = serve(self.listener, self.state, stopped.clone());
         tokio::pin!(serving);
@@ -304,15 +308,11 @@ impl Application {
                 message: worker::panic_message(e),
             }),
         };
-        let mut result = served.and(worker_result);
-        for (task, handle) in side {
-            let joined = handle.await.map_err(|e| StartError::Panicked {
-                task,
-                message: worker::panic_message(e),
-            });
-            result = result.and(joined);
-        }
-        result
+        let side = side.await.map_err(|e| StartError::Panicked {
+            task: "supervisor",
+            message: worker::panic_message(e),
+        });
+        served.and(worker_result).and(side.and_then(|side| side))
     }
 }
 

@@ -118,7 +118,7 @@ impl PgOrderRepo {
         lease_for: Duration,
     ) -> Result<Vec<Result<Claim, RepoError>>, RepoError> {
         let start = transition(OrderStatus::Pending, OrderEvent::PaymentStarted)?;
-        let expires_at = now + order_core::time::to_chrono(lease_for);
+        let expires_at = order_core::time::later(now, lease_for);
         // Each order once; a repeat is answered below as a claim made just after.
         let mut unique: Vec<Uuid> = Vec::with_capacity(ids.len());
         let mut seen = HashSet::with_capacity(ids.len());

@@ -417,7 +417,7 @@ impl WebhookStore for PgOrderRepo {
         lease_for: Duration,
         max: usize,
     ) -> Result<Vec<ClaimedDelivery>, RepoError> {
-        let until = now + order_core::time::to_chrono(lease_for);
+        let until = order_core::time::later(now, lease_for);
         let rows: Vec<ClaimRow> = sqlx::query_as(&claim_sql())
             .bind(now)
             .bind(until)

@@ -179,7 +179,7 @@ impl OrderRepo for MemoryOrderRepo {
             order_id: id,
             owner: worker.clone(),
             token: Uuid::now_v7(),
-            expires_at: now + crate::time::to_chrono(lease_for),
+            expires_at: crate::time::later(now, lease_for),
         };
         // A lease still set here ran out without being settled or released.
         row.uncertain |= row.lease.is_some();

@@ -191,7 +191,7 @@ impl WebhookStore for MemoryOrderRepo {
             .take(limit)
             .map(|((_, ep), row)| {
                 let token = Uuid::now_v7();
-                row.lease = Some((token, now + crate::time::to_chrono(lease_for)));
+                row.lease = Some((token, crate::time::later(now, lease_for)));
                 ClaimedDelivery {
                     event: row.event.clone(),
                     endpoint: endpoints[ep].clone(),

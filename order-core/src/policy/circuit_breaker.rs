@@ -147,7 +147,7 @@ impl CircuitBreaker {
                 if *probes_in_flight >= self.config.half_open_probes {
                     return Err(Rejection {
                         reason: RejectReason::ProbesInFlight,
-                        retry_at: now + crate::time::to_chrono(self.config.probe_wait),
+                        retry_at: crate::time::later(now, self.config.probe_wait),
                     });
                 }
                 *probes_in_flight += 1;
@@ -194,7 +194,7 @@ impl CircuitBreaker {
             return;
         }
         let open = BreakerState::Open {
-            until: now + crate::time::to_chrono(self.config.recovery_timeout),
+            until: crate::time::later(now, self.config.recovery_timeout),
         };
         match self.state {
             BreakerState::Closed {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::chrono;
 use crate::payment::{ChargeReceipt, GatewayError, RefundReceipt};
 use crate::policy::retry::{ChargeHistory, RetryDecision, RetryPolicy};
 
@@ -65,12 +64,15 @@ pub fn decide(
     };
     match attempt.gateway {
         GatewayHealth::Outage { until } if error.is_gateway_fault() => {
-            ChargeDecision::AwaitGateway(until + chrono(probe_wait.mul_f64(draw.clamp(0.0, 1.0))))
+            ChargeDecision::AwaitGateway(crate::time::later(
+                until,
+                probe_wait.mul_f64(draw.clamp(0.0, 1.0)),
+            ))
         }
         _ => match retry.decide(attempt.number, error, attempt.history, draw) {
             RetryDecision::GiveUp => ChargeDecision::Fail,
             RetryDecision::RetryAfter(delay) => {
-                ChargeDecision::RetryAt(attempt.finished_at + chrono(delay))
+                ChargeDecision::RetryAt(crate::time::later(attempt.finished_at, delay))
             }
         },
     }
@@ -104,11 +106,15 @@ pub fn decide_refund(
     };
     match attempt.gateway {
         GatewayHealth::Outage { until } if error.is_gateway_fault() => {
-            RefundDecision::AwaitGateway(until + chrono(probe_wait.mul_f64(draw.clamp(0.0, 1.0))))
+            RefundDecision::AwaitGateway(crate::time::later(
+                until,
+                probe_wait.mul_f64(draw.clamp(0.0, 1.0)),
+            ))
         }
-        _ => RefundDecision::RetryAt(
-            attempt.finished_at + chrono(retry.delay(attempt.number.saturating_sub(1), draw)),
-        ),
+        _ => RefundDecision::RetryAt(crate::time::later(
+            attempt.finished_at,
+            retry.delay(attempt.number.saturating_sub(1), draw),
+        )),
     }
 }
 
@@ -232,7 +238,7 @@ mod tests {
         };
         assert_eq!(
             when,
-            DateTime::UNIX_EPOCH + chrono(RetryPolicy::DEFAULT.ceiling(0))
+            crate::time::later(DateTime::UNIX_EPOCH, RetryPolicy::DEFAULT.ceiling(0))
         );
     }
 }

@@ -218,7 +218,7 @@ impl Endpoint {
         let old = std::mem::replace(&mut self.secret, new.clone());
         self.previous_secret = Some(RetiringSecret {
             secret: old,
-            expires_at: micros(now + chrono::Duration::from_std(grace).unwrap_or_default()),
+            expires_at: micros(crate::time::later(now, grace)),
         });
         self.updated_at = micros(now);
         new

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 413: the body is over the limit.
     PayloadTooLarge,
+    /// 408: the body did not arrive in time (`HTTP_BODY_TIMEOUT_SECONDS`).
+    RequestTimeout,
     /// 422: some fields are invalid; `fields` lists every one.
     ValidationFailed,
     /// 422: the `Idempotency-Key` was used for a different order.
@@ -57,6 +59,7 @@ impl ErrorCode {
             Self::BadRequest => "bad_request",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::ValidationFailed => "validation_failed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::RequestInFlight => "request_in_flight",

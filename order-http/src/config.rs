@@ -93,6 +93,30 @@ pub enum MetricsPlacement {
     Off,
 }
 
+/// What one process lets its clients hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a connection may go without a whole request head: a client's time to send
+    /// its headers, and a kept-alive connection's time idle between requests
+    /// (`HTTP_HEADER_TIMEOUT_SECONDS`, 10).
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's whole body (`HTTP_BODY_TIMEOUT_SECONDS`,
+    /// 10); past it, `408`.
+    pub body_timeout: Duration,
+    /// Connections served at once (`MAX_CONNECTIONS`, 16384).
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -105,6 +129,8 @@ pub enum LogFormat {
 /// Everything the binary reads from the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What a client may hold of the server: header and body deadlines, connections.
+    pub server: ServerLimits,
     /// Where the API listens (`HOST`, `PORT`; 127.0.0.1:8000 on the embedded default,
     /// 0.0.0.0:8000 with `DATABASE_URL`).
     pub listen: SocketAddr,
@@ -271,6 +297,35 @@ fn webhook_settings(
     })
 }
 
+/// `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_BODY_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`.
+fn server_limits(l: &impl Fn(&str) -> Option<String>) -> Result<ServerLimits, ConfigError> {
+    let defaults = ServerLimits::default();
+    let at_least = Duration::from_millis(100);
+    Ok(ServerLimits {
+        header_timeout: seconds(
+            l,
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            defaults.header_timeout.as_secs_f64(),
+        )?
+        .max(at_least),
+        body_timeout: seconds(
+            l,
+            "HTTP_BODY_TIMEOUT_SECONDS",
+            defaults.body_timeout.as_secs_f64(),
+        )?
+        .max(at_least),
+        max_connections: positive(
+            "MAX_CONNECTIONS",
+            parse(
+                l,
+                "MAX_CONNECTIONS",
+                defaults.max_connections,
+                "a whole number",
+            )?,
+        )?,
+    })
+}
+
 /// Who may call, and on which address (`HOST`, `AUTH_MODE`). The embedded default is for
 /// one machine: it answers on loopback, open; a deployment on PostgreSQL answers on every
 /// interface and asks for keys.
@@ -331,6 +386,7 @@ impl Config {
             .unwrap_or_else(|| "payment_queue".into());
         Ok(Self {
             listen: SocketAddr::new(host, port),
+            server: server_limits(l)?,
             database_pool_size: positive(
                 "DATABASE_POOL_SIZE",
                 parse(l, "DATABASE_POOL_SIZE", 20, "a whole number")?,

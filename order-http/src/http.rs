@@ -35,6 +35,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod parse;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 pub use extract::BODY_LIMIT;
@@ -60,8 +61,9 @@ pub fn openapi_for(mode: AuthMode) -> utoipa::openapi::OpenApi {
 /// them: a request id, the request's span, the body limit, then (after routing) its log
 /// line and metrics; the `/api/v1` routes then shed load, authenticate and rate-limit.
 pub fn router(state: AppState) -> Router {
-    // Route layers run in the reverse of the order added: shed first (before any work),
-    // then check the key, then count the request against its client's limit.
+    // Route layers run in the reverse of the order added: read the body first (so a slow
+    // one holds no permit), then shed (before any work), then check the key, then count
+    // the request against its client's limit.
     let api = routes::api();
     let api = match &state.rate_limits {
         Some(limits) => api.route_layer(from_fn_with_state(
@@ -78,6 +80,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(
             Arc::clone(&state.concurrency),
             middleware::load_shed::shed_load,
+        ))
+        .route_layer(from_fn_with_state(
+            state.body_timeout,
+            middleware::body::read_body,
         ));
     let (metrics, mode) = (state.metrics, state.auth_mode());
     let (app, document) = OpenApiRouter::with_openapi(openapi::base())

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{AuthMode, Config, MetricsPlacement};
+use crate::config::{AuthMode, Config, MetricsPlacement, ServerLimits};
 use crate::http::middleware::concurrency::ConcurrencyConfig;
 use crate::http::middleware::rate_limit::RateLimits;
 use crate::http::state::{AppState, DynOrderService};
@@ -116,6 +116,8 @@ pub struct Application {
     migrator: Option<Migrator>,
     /// How long idempotency keys are kept.
     key_retention: Duration,
+    /// What a client may hold of the server.
+    server_limits: ServerLimits,
 }
 
 impl Application {
@@ -219,6 +221,7 @@ impl Application {
             gateway,
             migrator,
             key_retention: config.idempotency_key_retention,
+            server_limits: config.server,
         })
     }
 
@@ -278,7 +281,12 @@ impl Application {
             ),
             Arc::clone(&stop),
         );
-        let serving = serve(self.listener, self.state, stopped.clone());
+        let serving = serve(
+            self.listener,
+            self.state,
+            self.server_limits,
+            stopped.clone(),
+        );
         tokio::pin!(serving);
         let (served, worker_result) = match worker {
             Some(mut worker) => tokio::select! {
@@ -321,6 +329,7 @@ impl Application {
 async fn serve(
     listener: Option<TcpListener>,
     state: Option<AppState>,
+    limits: ServerLimits,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), StartError> {
     let (Some(listener), Some(state)) = (listener, state) else {
@@ -328,14 +337,11 @@ async fn serve(
         return Ok(());
     };
     info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
-    let app =
-        crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(StartError::Serve)
+    crate::http::server::serve(listener, crate::http::router(state), limits, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    })
+    .await;
+    Ok(())
 }
 
 /// The state of the API roles' handlers.
@@ -353,7 +359,8 @@ fn api_state(
         ConcurrencyConfig::new(config.max_requests_in_flight, config.request_latency_target),
     )
     .with_keys(Arc::clone(&adapters.keys), config.auth_mode)
-    .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks);
+    .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks)
+    .with_body_timeout(config.server.body_timeout);
     let state = state.with_metrics(match (config.metrics_enabled, config.metrics_addr) {
         (false, _) => MetricsPlacement::Off,
         (true, Some(_)) => MetricsPlacement::Elsewhere,
@@ -586,14 +593,10 @@ async fn serve_metrics(listener: TcpListener, mut stopped: watch::Receiver<bool>
                 axum::Json(order_api::health::HealthResponse::healthy())
             }),
         );
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-    {
-        warn!(error = %e, "the metrics server failed");
-    }
+    crate::http::server::serve(listener, app, ServerLimits::default(), async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    })
+    .await;
 }
 
 /// How long the webhook dispatcher waits after a round that found nothing to do.

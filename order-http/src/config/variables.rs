@@ -136,6 +136,21 @@ pub const VARIABLES: &[Variable] = &[
         help: "the address the API listens on",
     },
     Variable {
+        name: "HTTP_HEADER_TIMEOUT_SECONDS",
+        default: WhenUnset::Value("10"),
+        help: "how long a connection may go without a whole request head: a client's time to send its headers, and a kept-alive connection's idle time; then it is closed",
+    },
+    Variable {
+        name: "HTTP_BODY_TIMEOUT_SECONDS",
+        default: WhenUnset::Value("10"),
+        help: "how long a client has to send an /api request's whole body; then 408 `request_timeout`",
+    },
+    Variable {
+        name: "MAX_CONNECTIONS",
+        default: WhenUnset::Value("16384"),
+        help: "connections served at once; more wait unaccepted in the listen backlog",
+    },
+    Variable {
         name: "PORT",
         default: WhenUnset::Value("8000"),
         help: "the port the API listens on",

@@ -24,6 +24,12 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body did not arrive within its deadline.
+    #[error("the request's body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The deadline, in seconds.
+        seconds: u64,
+    },
     /// Some fields are invalid; all are listed.
     #[error("invalid input")]
     Validation(Vec<FieldError>),
@@ -124,6 +130,7 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
+            Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, ErrorCode::RequestTimeout),
             Self::Validation(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::ValidationFailed,

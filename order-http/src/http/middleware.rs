@@ -2,6 +2,7 @@
 //! its own `Arc`), never the handlers' state.
 
 pub mod auth;
+pub mod body;
 pub mod concurrency;
 pub mod load_shed;
 pub mod metrics;

@@ -17,6 +17,10 @@ use order_api::health::{HealthResponse, Readiness, ReadyResponse, ServiceInfo};
 /// The refusals any `/api/v1` request may get, whatever its route: declared here once.
 const SHARED_REFUSALS: &[(&str, &str)] = &[
     (
+        "408",
+        "The body did not arrive within `HTTP_BODY_TIMEOUT_SECONDS` (`request_timeout`)",
+    ),
+    (
         "429",
         "This client's rate limit is used up (`rate_limited`); `Retry-After` says when to come back",
     ),
@@ -110,7 +114,7 @@ impl utoipa::Modify for BearerKeys {
 }
 
 /// The OpenAPI document as a process serves it, from the operations the routes declare:
-/// every `/api/v1` operation documents the `429` and `503` every such request may get; with `AUTH_MODE=api_key` every `/api/v1`
+/// every `/api/v1` operation documents the `408`, `429` and `503` every such request may get; with `AUTH_MODE=api_key` every `/api/v1`
 /// operation requires the `api_key` bearer scheme with the scope
 /// [`required_scope`] gives it, and documents the `401` and `403`
 /// answers; without, none does.

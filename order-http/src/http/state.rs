@@ -9,7 +9,7 @@ use order_core::ports::{ApiKeyStore, Clock, OrderRepo, PaymentQueue, WebhookStor
 use super::middleware::auth::Auth;
 use super::middleware::concurrency::{AdaptiveConcurrency, ConcurrencyConfig};
 use super::middleware::rate_limit::RateLimits;
-use crate::config::{AuthMode, MetricsPlacement, WebhookSettings};
+use crate::config::{AuthMode, MetricsPlacement, ServerLimits, WebhookSettings};
 
 /// The order service as the handlers hold it: over the ports, whichever adapters they are.
 pub type DynOrderService = OrderService<dyn OrderRepo, dyn PaymentQueue, dyn Clock>;
@@ -38,6 +38,8 @@ pub struct Services {
     pub webhook_settings: WebhookSettings,
     /// Whether requests are counted, and `/metrics` served with the API.
     pub metrics: MetricsPlacement,
+    /// How long an `/api` request's body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,6 +64,7 @@ impl AppState {
             webhooks: Arc::new(MemoryOrderRepo::new()),
             webhook_settings: WebhookSettings::embedded(),
             metrics: MetricsPlacement::WithApi,
+            body_timeout: ServerLimits::default().body_timeout,
         }))
     }
 
@@ -98,6 +101,12 @@ impl AppState {
             };
             s.keys = store;
         })
+    }
+
+    /// The same state with `/api` bodies given `timeout` to arrive.
+    #[must_use]
+    pub fn with_body_timeout(self, timeout: std::time::Duration) -> Self {
+        self.map(|s| s.body_timeout = timeout)
     }
 
     /// The same state with per-client rate limits.

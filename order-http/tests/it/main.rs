@@ -38,5 +38,6 @@ mod faults;
 mod limits;
 mod metrics;
 mod payments;
+mod slowloris;
 mod ssrf;
 mod webhooks;

@@ -73,7 +73,7 @@ async fn slow_clients_are_cut_off_and_hold_nothing_a_normal_client_needs() {
         })
         .collect();
     // Every slow client is connected and trickling.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let normal = reqwest::Client::new();
     let mut latencies = Vec::new();

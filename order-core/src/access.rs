@@ -154,13 +154,11 @@ impl SecretHash {
             .map_err(|_| Invalid::Malformed("a secret hash is 32 bytes".into()))
     }
 
-    /// Compares with `other` in time independent of where they differ.
+    /// Compares with `other` in time independent of where they differ (`subtle`, which
+    /// keeps the compiler from turning the comparison back into an early exit).
     fn matches(&self, other: &Self) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        use subtle::ConstantTimeEq as _;
+        bool::from(self.0.ct_eq(&other.0))
     }
 }
 

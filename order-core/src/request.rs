@@ -45,6 +45,23 @@ impl RequestKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This key in the namespace of `scope` (say, the caller's API key id): the same key
+    /// sent by two callers is two keys, so one caller can neither replay nor block
+    /// another's requests. Kept as `{scope}:{SHA-256 of the key}`, within the length limit
+    /// whatever the key's length.
+    #[must_use]
+    pub fn scoped_to(&self, scope: &str) -> Self {
+        use std::fmt::Write as _;
+        let digest = Sha256::digest(self.0.as_bytes());
+        let mut scoped = String::with_capacity(scope.len() + 65);
+        scoped.push_str(scope);
+        scoped.push(':');
+        for byte in digest {
+            let _ = write!(scoped, "{byte:02x}");
+        }
+        Self(scoped)
+    }
 }
 
 impl fmt::Display for RequestKey {

@@ -84,6 +84,22 @@ fn failed(status: u16, said: String) -> GatewayError {
     }
 }
 
+/// The most of a gateway's answer that is read: an answer is a small JSON object.
+pub const ANSWER_LIMIT_BYTES: usize = 64 * 1024;
+
+/// The answer's JSON, if it is readable within [`ANSWER_LIMIT_BYTES`] (a longer one is not
+/// read to its end, and counts as unreadable).
+async fn read_answer<T: serde::de::DeserializeOwned>(mut response: reqwest::Response) -> Option<T> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > ANSWER_LIMIT_BYTES {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).ok()
+}
+
 impl HttpGateway {
     /// A gateway at `base_url` (such as `http://127.0.0.1:8100`) whose charges time out after
     /// `timeout` (an ambiguous outcome).
@@ -97,6 +113,8 @@ impl HttpGateway {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .pool_max_idle_per_host(512)
+            // A gateway's answer is its own: never one from wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BuildError(e.to_string()))?;
         Ok(Self {
@@ -140,7 +158,7 @@ impl HttpGateway {
             .await?;
 
         let status = response.status().as_u16();
-        let answer: Option<ChargeAnswer> = response.json().await.ok();
+        let answer: Option<ChargeAnswer> = read_answer(response).await;
         let said = |default: &str| match &answer {
             Some(
                 ChargeAnswer::Unavailable { error }
@@ -174,7 +192,7 @@ impl HttpGateway {
             .post(&self.refunds, request.idempotency_key.as_str(), &body)
             .await?;
         let status = response.status().as_u16();
-        let answer: Option<RefundAnswer> = response.json().await.ok();
+        let answer: Option<RefundAnswer> = read_answer(response).await;
         match answer {
             Some(RefundAnswer::Refunded { refund_id, amount }) if status == 200 => {
                 let amount = Money::new(amount).map_err(|e| {

@@ -117,6 +117,64 @@ impl Default for ServerLimits {
     }
 }
 
+/// A URL that may carry a password (`DATABASE_URL`, `REDIS_URL`): its `Debug` and
+/// `Display` show it with the password replaced by `***`, so a logged configuration leaks
+/// nothing; [`SecretUrl::expose`] gives the URL itself, for connecting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL as given.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with every password (`user:password@`) replaced by `***`; each URL of a
+    /// comma-separated list on its own.
+    pub fn redacted(&self) -> String {
+        self.0
+            .split(',')
+            .map(|url| {
+                let Some((scheme, rest)) = url.split_once("://") else {
+                    return url.to_owned();
+                };
+                let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let (authority, path) = rest.split_at(authority_end);
+                match authority.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split(':').next().unwrap_or_default();
+                        if userinfo.contains(':') {
+                            format!("{scheme}://{user}:***@{host}{path}")
+                        } else {
+                            format!("{scheme}://{userinfo}@{host}{path}")
+                        }
+                    }
+                    None => url.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -135,7 +193,7 @@ pub struct Config {
     /// 0.0.0.0:8000 with `DATABASE_URL`).
     pub listen: SocketAddr,
     /// PostgreSQL URL (`DATABASE_URL`); `None` keeps orders in memory.
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretUrl>,
     /// Connections in the PostgreSQL pool (`DATABASE_POOL_SIZE`, 20).
     pub database_pool_size: u32,
     /// How long a request waits for a PostgreSQL connection before it answers 503
@@ -149,7 +207,7 @@ pub struct Config {
     /// (`REQUEST_LATENCY_TARGET`, seconds, 0.01).
     pub request_latency_target: Duration,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// One Redis server or a Redis Cluster (`REDIS_MODE`, `standalone`|`cluster`).
     pub redis_mode: RedisMode,
     /// Base name of the queue's keys (`REDIS_QUEUE_NAME`, `payment_queue`).
@@ -399,7 +457,7 @@ impl Config {
             )?,
             request_latency_target: seconds(l, "REQUEST_LATENCY_TARGET", 0.01)?
                 .max(Duration::from_millis(1)),
-            redis_url,
+            redis_url: redis_url.map(SecretUrl::from),
             redis_mode,
             redis_queue_name: queue_name,
             redis_queue_shards: positive(
@@ -439,7 +497,7 @@ impl Config {
             )?
             .max(Duration::from_secs(1)),
             webhooks: webhook_settings(l, embedded, host.is_loopback())?,
-            database_url,
+            database_url: database_url.map(SecretUrl::from),
             metrics_addr: socket_addr(l, "METRICS_ADDR")?,
             metrics_enabled: flag_or(l, "METRICS_ENABLED", true)?,
             log_level: log_level.to_lowercase(),
@@ -517,7 +575,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.redis_mode, RedisMode::Cluster);
         assert_eq!(
-            c.redis_url.as_deref(),
+            c.redis_url.as_ref().map(SecretUrl::expose),
             Some("redis://a:7000,redis://b:7001")
         );
         assert_eq!(c.redis_queue_shards, 6);
@@ -530,6 +588,32 @@ mod tests {
         ] {
             assert_eq!(config(vars).unwrap_err().variable, "REDIS_URL", "{vars:?}");
         }
+    }
+
+    #[test]
+    fn a_printed_configuration_shows_no_password() {
+        let c = config(&[
+            (
+                "DATABASE_URL",
+                "postgres://orders:hunter2@db:5432/orders?sslmode=require",
+            ),
+            ("REDIS_URL", "redis://:s3cret@cache:6379/0"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("s3cret"),
+            "{printed}"
+        );
+        assert!(printed.contains("postgres://orders:***@db:5432/orders?sslmode=require"));
+        assert!(printed.contains("redis://:***@cache:6379/0"));
+        assert_eq!(
+            c.database_url.as_ref().map(SecretUrl::expose),
+            Some("postgres://orders:hunter2@db:5432/orders?sslmode=require"),
+            "connecting uses the URL as given"
+        );
+        let list = SecretUrl::from("redis://u:p@a:1,redis://b:2".to_owned());
+        assert_eq!(list.to_string(), "redis://u:***@a:1,redis://b:2");
     }
 
     #[test]

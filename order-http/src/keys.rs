@@ -97,7 +97,10 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<String, KeysEr
                     max_connections: 2,
                     acquire_timeout: Duration::from_secs(10),
                 };
-                (Arc::new(PgOrderRepo::connect(url, &pool).await?), None)
+                (
+                    Arc::new(PgOrderRepo::connect(url.expose(), &pool).await?),
+                    None,
+                )
             }
             (None, Some(path)) => (
                 Arc::new(MemoryApiKeys::from_file(path)?),

@@ -249,7 +249,7 @@ where
         };
         let (next, disable) = self.after(&claimed, &response.outcome);
         if let Some(reason) = &disable {
-            tracing::warn!(endpoint_id = %endpoint.id, url = %endpoint.url, %reason, "webhook endpoint disabled");
+            tracing::warn!(endpoint_id = %endpoint.id, url = %endpoint.url.for_log(), %reason, "webhook endpoint disabled");
         }
         if !delivered {
             tracing::debug!(event_id = %event.id, endpoint_id = %endpoint.id, attempt = claimed.attempt, status = ?attempt.status_code, error = ?attempt.error, ?next, "webhook delivery failed");

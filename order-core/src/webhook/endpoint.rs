@@ -64,6 +64,21 @@ impl EndpointUrl {
         &self.0
     }
 
+    /// The URL as logs show it: scheme, host, port and path, without a user, password,
+    /// query or fragment (where receivers often put their tokens).
+    pub fn for_log(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        let hidden = if self.0.len() > scheme.len() + 3 + host.len() + path.len() {
+            "…"
+        } else {
+            ""
+        };
+        format!("{scheme}://{host}{path}{hidden}")
+    }
+
     /// The host: a name, or an IP address (without the brackets of an IPv6 one).
     pub fn host(&self) -> &str {
         let rest = self.0.split_once("://").map_or("", |(_, rest)| rest);

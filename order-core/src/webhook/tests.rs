@@ -169,3 +169,15 @@ fn a_retry_after_is_honoured_up_to_the_schedules_longest_delay() {
     assert_eq!(after(99_999_999_999_999, &mut rng).num_seconds(), ten_hours);
     assert_eq!(after(u64::MAX, &mut rng).num_seconds(), ten_hours);
 }
+
+#[test]
+fn a_logged_url_shows_no_token() {
+    let url = EndpointUrl::parse(
+        "https://bot:pass@hooks.example.com:8443/T0/B1?token=abc#x",
+        false,
+    )
+    .unwrap();
+    assert_eq!(url.for_log(), "https://hooks.example.com:8443/T0/B1…");
+    let plain = EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap();
+    assert_eq!(plain.for_log(), "https://hooks.example.com/orders");
+}

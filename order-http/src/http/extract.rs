@@ -167,6 +167,15 @@ impl Caller {
         self.key().map(|key| &key.id)
     }
 
+    /// `key` in the caller's own namespace: with an API key, keys of one caller never meet
+    /// another's; with `AUTH_MODE=none` there is one caller, and one namespace.
+    pub fn own(&self, key: RequestKey) -> RequestKey {
+        match self.key_id() {
+            Some(id) => key.scoped_to(&id.to_string()),
+            None => key,
+        }
+    }
+
     /// The one customer the caller may act for, if it is bound to one.
     pub fn customer(&self) -> Option<&CustomerId> {
         self.key().and_then(|key| key.customer_id.as_ref())

@@ -62,7 +62,8 @@ pub(super) async fn adapters(
                 max_connections: config.database_pool_size,
                 acquire_timeout: config.database_acquire_timeout,
             };
-            let (repo, migrator) = PgOrderRepo::lazy(url, &pool).map_err(StartError::Store)?;
+            let (repo, migrator) =
+                PgOrderRepo::lazy(url.expose(), &pool).map_err(StartError::Store)?;
             let keys = key_store(config, Some(&repo))?;
             (Arc::new(repo.clone()), Arc::new(repo), keys, Some(migrator))
         } else {
@@ -76,7 +77,7 @@ pub(super) async fn adapters(
                 stream: config.redis_queue_name.clone(),
                 shards: config.redis_queue_shards,
                 consumer: consumer.to_owned(),
-                ..QueueConfig::new(url.clone())
+                ..QueueConfig::new(url.expose().to_owned())
             };
             let queue = RedisQueue::new(queue_config).map_err(StartError::Queue)?;
             // Redis may be down: orders are still accepted (they are durable in PostgreSQL)
@@ -120,7 +121,7 @@ pub(super) fn rate_limiter(
     Ok(match &config.redis_url {
         Some(url) => Arc::new(RedisRateLimiter::new(
             config.redis_mode,
-            url,
+            url.expose(),
             format!("{}:ratelimit", config.redis_queue_name),
             Duration::from_millis(250),
         )?),
@@ -143,7 +144,7 @@ pub(super) fn http_gateway(config: &Config) -> Result<Option<HttpGateway>, Start
     let Some(url) = &config.payment_gateway_url else {
         return Ok(None);
     };
-    info!(%url, "charging through the HTTP payment gateway");
+    info!(url = %crate::config::SecretUrl::from(url.clone()), "charging through the HTTP payment gateway");
     Ok(Some(
         HttpGateway::new(url, config.payment_gateway_timeout)
             .map_err(StartError::Gateway)?

@@ -397,7 +397,38 @@ async fn a_key_cannot_mint_a_stronger_one_and_a_revoked_key_stops_at_once(backen
     s.stop().await;
 }
 
+/// Two callers that happen to send the same `Idempotency-Key` each get their own order;
+/// each replays only its own.
+async fn each_key_has_its_own_idempotency_keys(backend: Backend) {
+    let s = Secured::start(backend).await;
+    let (alice, _) = s.key(&[Scope::OrdersWrite], None, None).await;
+    let (bob, _) = s.key(&[Scope::OrdersWrite], None, None).await;
+    let key = "checkout-42";
+    let first = s
+        .client(&alice)
+        .create(&sample_order("alice"), Some(key))
+        .await
+        .unwrap();
+    let other = s
+        .client(&bob)
+        .create(&sample_order("bob"), Some(key))
+        .await
+        .expect("another caller's key is no conflict");
+    assert!(!other.replayed);
+    assert_ne!(first.order.id, other.order.id);
+    assert_eq!(other.order.customer_id, "bob");
+    let again = s
+        .client(&alice)
+        .create(&sample_order("alice"), Some(key))
+        .await
+        .unwrap();
+    assert!(again.replayed, "the same caller's retry is a replay");
+    assert_eq!(again.order.id, first.order.id);
+    s.stop().await;
+}
+
 on_both_backends!(
+    each_key_has_its_own_idempotency_keys,
     every_route_gives_the_documented_answer_for_every_kind_of_key,
     a_key_cannot_mint_a_stronger_one_and_a_revoked_key_stops_at_once,
 );

@@ -68,6 +68,7 @@ async fn create_order(
     // The order joins the request's trace: its payment, later and elsewhere, continues it.
     let new = new_order(&body)?.in_trace(traces::of_request(&headers));
     caller.act_for(new.customer_id())?;
+    let key = key.map(|key| caller.own(key));
     // Spawned, not awaited in place: a client that hangs up drops this handler, and the
     // order it may already have committed must still be queued for payment at once, not
     // left to the reconciler.
@@ -176,6 +177,7 @@ async fn cancel_order(
         visible_order(&state, &caller, id).await?;
     }
     let reason = cancel_reason(body.as_ref())?;
+    let key = key.map(|key| caller.own(key));
     // Spawned for the same reason as placing: a recorded cancellation is queued for its
     // refund even if the client hangs up.
     let orders = state.orders.clone();

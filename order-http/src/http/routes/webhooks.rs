@@ -72,7 +72,7 @@ async fn create_endpoint(
     let new = new_endpoint(&body, state.webhook_settings.url_rules())?;
     let endpoint = Endpoint::create(new, state.orders.clock().now());
     state.webhooks.insert_endpoint(&endpoint).await?;
-    tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url, "webhook endpoint created");
+    tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url.for_log(), "webhook endpoint created");
     let created = CreatedWebhookEndpoint {
         secret: endpoint.secret.expose(),
         endpoint: response(&endpoint),

@@ -21,11 +21,62 @@ async fn the_memory_key_store_honours_the_api_key_store_contract() {
     conformance::api_key_store(|| async { MemoryApiKeys::new() }).await;
 }
 
+fn key_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("keys-{}.jsonl", uuid::Uuid::now_v7().simple()))
+}
+
+#[tokio::test]
+async fn the_file_backed_key_store_honours_the_api_key_store_contract() {
+    let files = Mutex::new(Vec::new());
+    conformance::api_key_store(|| {
+        let path = key_file();
+        files.lock().unwrap().push(path.clone());
+        async move { MemoryApiKeys::from_file(&path).unwrap() }
+    })
+    .await;
+    for path in files.into_inner().unwrap() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[tokio::test]
+async fn keys_made_and_revoked_through_a_file_backed_store_survive_a_restart() {
+    use order_core::access::{NewApiKey, Scope, issue};
+    use order_core::ports::ApiKeyStore as _;
+    let path = key_file();
+    let now = chrono::Utc::now();
+    let new = |name: &str| NewApiKey {
+        name: name.into(),
+        scopes: vec![Scope::OrdersRead],
+        customer_id: None,
+        expires_at: None,
+    };
+    let (kept, _) = issue(new("kept"), now).unwrap();
+    let (revoked, _) = issue(new("revoked"), now).unwrap();
+    let store = MemoryApiKeys::from_file(&path).unwrap();
+    store.insert_key(&kept).await.unwrap();
+    store.insert_key(&revoked).await.unwrap();
+    store.revoke_key(&revoked.id, now).await.unwrap();
+    drop(store);
+
+    let restarted = MemoryApiKeys::from_file(&path).unwrap();
+    let read = |id| {
+        let restarted = restarted.clone();
+        async move { restarted.key(id).await.unwrap().unwrap() }
+    };
+    assert_eq!(read(&kept.id).await.revoked_at, None);
+    assert!(
+        read(&revoked.id).await.revoked_at.is_some(),
+        "a revocation outlives the process"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
 #[tokio::test]
 async fn a_key_file_holds_hashes_only_and_reads_back_as_written() {
     use order_core::access::{NewApiKey, Scope, issue};
     use order_core::ports::ApiKeyStore as _;
-    let path = std::env::temp_dir().join(format!("keys-{}.jsonl", uuid::Uuid::now_v7().simple()));
+    let path = key_file();
     let (key, plain) = issue(
         NewApiKey {
             name: "file".into(),

@@ -11,10 +11,13 @@ use crate::ports::{ApiKeyStore, RepoError};
 
 /// [`ApiKeyStore`] in memory, optionally kept in a file of JSON lines (one stored key per
 /// line: hashes, never secrets), so the embedded default can have keys that survive a
-/// restart. Clones share their keys.
+/// restart. A store read [from a file](MemoryApiKeys::from_file) appends every key it is
+/// given and every revocation to it (synced before the call returns), so a key revoked
+/// over the API stays revoked after a restart. Clones share their keys.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryApiKeys {
     keys: Arc<Mutex<Vec<ApiKey>>>,
+    file: Option<Arc<std::path::PathBuf>>,
 }
 
 impl MemoryApiKeys {
@@ -56,7 +59,17 @@ impl MemoryApiKeys {
         keys.reverse();
         Ok(Self {
             keys: Arc::new(Mutex::new(keys)),
+            file: Some(Arc::new(path.to_owned())),
         })
+    }
+
+    /// Appends `key` to this store's file, if it has one.
+    fn persist(&self, key: &ApiKey) -> Result<(), RepoError> {
+        match &self.file {
+            Some(path) => Self::append_to_file(path, key)
+                .map_err(|e| RepoError::Unavailable(format!("{}: {e}", path.display()).into())),
+            None => Ok(()),
+        }
     }
 
     /// Appends `key` to the file at `path` (created if missing).
@@ -76,6 +89,7 @@ impl MemoryApiKeys {
 #[async_trait]
 impl ApiKeyStore for MemoryApiKeys {
     async fn insert_key(&self, key: &ApiKey) -> Result<(), RepoError> {
+        self.persist(key)?;
         lock(&self.keys).insert(0, key.clone());
         Ok(())
     }
@@ -89,11 +103,17 @@ impl ApiKeyStore for MemoryApiKeys {
     }
 
     async fn revoke_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<Option<ApiKey>, RepoError> {
-        let mut keys = lock(&self.keys);
-        Ok(keys.iter_mut().find(|k| &k.id == id).map(|k| {
-            k.revoked_at = k.revoked_at.or(Some(at));
-            k.clone()
-        }))
+        let revoked = {
+            let mut keys = lock(&self.keys);
+            keys.iter_mut().find(|k| &k.id == id).map(|k| {
+                k.revoked_at = k.revoked_at.or(Some(at));
+                k.clone()
+            })
+        };
+        if let Some(key) = &revoked {
+            self.persist(key)?;
+        }
+        Ok(revoked)
     }
 
     async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), RepoError> {

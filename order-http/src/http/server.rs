@@ -1,7 +1,7 @@
 //! The HTTP server: hyper under the router, with the limits a server on the open internet
 //! needs and `axum::serve` does not set. A connection has [`ServerLimits::header_timeout`]
 //! to send each request's head (which also closes a kept-alive connection left idle that
-//! long), at most [`ServerLimits::max_connections`] are served at once (the rest wait in
+//! long, and one that never sends a byte), at most [`ServerLimits::max_connections`] are served at once (the rest wait in
 //! the listen backlog, unaccepted), and shutdown stops accepting, then lets every open
 //! connection finish its requests. The body's own deadline is the `read_body` middleware's
 //! ([`crate::http::middleware::body`]), which reads it before any permit is taken.
@@ -36,7 +36,10 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // A client that shuts its side once it sent a whole request is still answered
+        // (and, above all, its request is carried out, not cancelled).
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -61,17 +64,23 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(client));
-            router.clone().oneshot(request.map(axum::body::Body::new))
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (router, builder, watcher) = (router.clone(), builder.clone(), graceful.watcher());
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // hyper's timers start once it knows the protocol, from the first bytes: a
+            // client that connects and sends nothing is cut off here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(1..)) => {}
+                _ => return drop(slot),
+            }
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(client));
+                    router.clone().oneshot(request.map(axum::body::Body::new))
+                });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 debug!(%client, error = %e, "connection ended with an error");
             }
             drop(slot);

@@ -140,6 +140,7 @@ impl Gateway {
 /// The settings every process shares: quick leases, retries and reconciles.
 fn environment(database_url: &str, redis_port: u16, gateway_url: String) -> Vec<(String, String)> {
     [
+        ("AUTH_MODE", "none".to_owned()),
         ("DATABASE_URL", database_url.to_owned()),
         ("DATABASE_ACQUIRE_TIMEOUT", "0.5".into()),
         ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),

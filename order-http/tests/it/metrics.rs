@@ -147,6 +147,7 @@ fn start(args: &[&str], env: &[(String, String)]) -> Process {
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("HOST", "127.0.0.1")
+            .env("AUTH_MODE", "none")
             .env("LOG_LEVEL", "warn")
             .env("PAYMENT_MOCK_SUCCESS_RATE", "0.7")
             .env("PAYMENT_MOCK_LATENCY_MIN", "5")

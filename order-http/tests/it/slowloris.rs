@@ -1,5 +1,5 @@
-//! Slow clients cannot stop the service for others: 1,200 connections that trickle their
-//! bodies or their headers hold no in-flight permit, are cut off when their time is up
+//! Slow clients cannot stop the service for others: 1,250 connections that trickle their
+//! bodies or their headers, or send nothing, hold no in-flight permit, are cut off when their time is up
 //! (`408` for a body, a closed connection for a head), and meanwhile a normal client is
 //! answered within a second. Attacked as a client would: real sockets, one byte at a time.
 
@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 const SLOW_BODIES: usize = 1_100;
 /// Slow clients that trickle a head.
 const SLOW_HEADS: usize = 100;
+/// Clients that connect and send nothing.
+const SILENT: usize = 50;
 
 /// What a slow client sends: the whole head and then a body a byte at a time, or a head
 /// a byte at a time.
@@ -20,6 +22,7 @@ const SLOW_HEADS: usize = 100;
 enum Slow {
     Body,
     Head,
+    Silent,
 }
 
 /// Opens a connection and trickles one byte every 200 ms until the server hangs up;
@@ -30,6 +33,7 @@ async fn trickle(addr: std::net::SocketAddr, slow: Slow) -> (String, Instant) {
     let (opening, drip): (&[u8], &[u8]) = match slow {
         Slow::Body => (head.as_bytes(), b" "),
         Slow::Head => (b"P", b"X"),
+        Slow::Silent => (b"", b""),
     };
     let _ = stream.write_all(opening).await;
     let mut answer = Vec::new();
@@ -69,12 +73,12 @@ async fn slow_clients_are_cut_off_and_hold_nothing_a_normal_client_needs() {
         .parse()
         .expect("a socket address");
     let started = Instant::now();
-    let attackers: Vec<_> = (0..SLOW_BODIES + SLOW_HEADS)
+    let attackers: Vec<_> = (0..SLOW_BODIES + SLOW_HEADS + SILENT)
         .map(|i| {
-            let slow = if i < SLOW_BODIES {
-                Slow::Body
-            } else {
-                Slow::Head
+            let slow = match i {
+                _ if i < SLOW_BODIES => Slow::Body,
+                _ if i < SLOW_BODIES + SLOW_HEADS => Slow::Head,
+                _ => Slow::Silent,
             };
             tokio::spawn(trickle(addr, slow))
         })
@@ -98,7 +102,7 @@ async fn slow_clients_are_cut_off_and_hold_nothing_a_normal_client_needs() {
     }
     let worst = latencies.iter().max().copied().unwrap_or_default();
     println!(
-        "a normal client's order under {SLOW_BODIES} slow bodies and {SLOW_HEADS} slow heads: worst of 5 {worst:?} ({latencies:?})"
+        "a normal client's order under {SLOW_BODIES} slow bodies, {SLOW_HEADS} slow heads and {SILENT} silent connections: worst of 5 {worst:?} ({latencies:?})"
     );
     assert!(
         worst < Duration::from_secs(1),

@@ -15,7 +15,23 @@ use crate::http::extract::BODY_LIMIT;
 
 /// The middleware: `timeout` for the body, at most [`BODY_LIMIT`] bytes of it (else
 /// `413`), then the request goes on with the body in memory.
+///
+/// All of it runs in a task of its own: a client that hangs up once its request arrived
+/// whole (hyper then drops this future) still has its request carried out, never half of
+/// it. A request whose body did not arrive whole fails reading it, and does nothing.
 pub async fn read_body(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::spawn(read_then_run(timeout, request, next)).await {
+        Ok(response) => response,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => {
+                ApiError::Internal(format!("the request's task ended: {e}").into()).into_response()
+            }
+        },
+    }
+}
+
+async fn read_then_run(timeout: Duration, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(timeout, Limited::new(body, BODY_LIMIT).collect()).await;
     match read {

@@ -105,6 +105,9 @@ impl PgOrderRepo {
     }
 }
 
+/// How long [`OrderRepo::ping`] waits for PostgreSQL.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Applies the migrations of a [`PgOrderRepo::lazy`] repo, retrying until they are.
 #[derive(Debug)]
 pub struct Migrator {
@@ -288,10 +291,20 @@ impl OrderRepo for PgOrderRepo {
     }
 
     async fn ping(&self) -> Result<(), RepoError> {
-        sqlx::query("SELECT 1")
-            .execute(self.db()?)
-            .await
-            .map_err(translate)?;
-        Ok(())
+        // A connection of its own: every one of the pool's may be busy, which is no outage.
+        use sqlx::Connection as _;
+        let options = self.db()?.connect_options();
+        let answered = tokio::time::timeout(PING_TIMEOUT, async {
+            let mut connection = sqlx::PgConnection::connect_with(&options).await?;
+            sqlx::query("SELECT 1").execute(&mut connection).await?;
+            connection.close().await
+        })
+        .await;
+        match answered {
+            Ok(result) => result.map_err(translate),
+            Err(_) => Err(RepoError::Unavailable(
+                format!("PostgreSQL did not answer a ping within {PING_TIMEOUT:?}").into(),
+            )),
+        }
     }
 }

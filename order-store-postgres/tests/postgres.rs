@@ -55,6 +55,43 @@ async fn the_postgres_repo_honours_the_api_key_store_contract() {
 }
 
 #[tokio::test]
+async fn a_pool_with_every_connection_busy_is_no_outage_to_the_store_gate() {
+    use order_core::OrderService;
+    use order_core::memory::MemoryQueue;
+    use order_core::ports::SystemClock;
+    let schema = TestSchema::create().await;
+    let config = PoolConfig {
+        max_connections: 2,
+        acquire_timeout: Duration::from_millis(100),
+    };
+    let repo = Arc::new(PgOrderRepo::new(lazy_pool(schema.options.clone(), &config)));
+    let clock = Arc::new(SystemClock);
+    let orders = OrderService::new(
+        Arc::clone(&repo),
+        Arc::new(MemoryQueue::new(clock.clone())),
+        clock,
+    );
+    // Every connection of the pool is held, for longer than many acquire timeouts.
+    let held = vec![
+        repo.pool().acquire().await.unwrap(),
+        repo.pool().acquire().await.unwrap(),
+    ];
+    assert!(repo.ping().await.is_ok(), "PostgreSQL itself answers");
+    for _ in 0..10 {
+        let busy = orders.place(order_core::testing::new_order("busy")).await;
+        assert!(matches!(busy, Err(RepoError::Unavailable(_))), "{busy:?}");
+    }
+    drop(held);
+    let placed = orders.place(order_core::testing::new_order("busy")).await;
+    assert!(
+        placed.is_ok(),
+        "the gate stayed closed: the first call once a connection is free goes through, \
+         got {placed:?}"
+    );
+    schema.drop().await;
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_reported_unavailable_within_the_acquire_timeout() {
     let options = connect_options("postgres://postgres@127.0.0.1:1/postgres").unwrap();
     let config = PoolConfig {

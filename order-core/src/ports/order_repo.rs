@@ -423,6 +423,8 @@ pub trait OrderRepo: Send + Sync {
     async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError>;
     /// Forgets keys reserved before `before`.
     async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
-    /// Whether the store answers.
+    /// Whether the store answers: asked of the store itself, waiting for none of its busy
+    /// resources (a pool whose every connection is in use is busy, not down), within about
+    /// a second.
     async fn ping(&self) -> Result<(), RepoError>;
 }

@@ -43,7 +43,9 @@ impl GroupCommit {
         order: Order,
     ) -> Result<(), RepoError> {
         let flush = |orders: Vec<Order>| async move {
-            let stored = gate.call(clock, repo.insert_many(&orders)).await;
+            let stored = gate
+                .call(clock, repo.insert_many(&orders), || repo.ping())
+                .await;
             if stored.is_ok() {
                 let n = orders.len();
                 metrics::histogram!(crate::observe::GROUP_COMMIT_BATCH).record(n as f64);

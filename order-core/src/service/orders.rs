@@ -77,7 +77,9 @@ where
         &self,
         call: impl std::future::Future<Output = Result<T, RepoError>>,
     ) -> Result<T, RepoError> {
-        self.gate.call(&*self.clock, call).await
+        self.gate
+            .call(&*self.clock, call, || self.repo.ping())
+            .await
     }
 
     /// Whether the store answers (for readiness checks).

@@ -4,9 +4,13 @@
 //! time out. After a few such failures in a row the gate opens, and calls fail at once with
 //! [`RepoError::Unavailable`] (which the API answers with `503` and `Retry-After`) until a
 //! probe gets through again. Only failures that say the store is unreachable count; a
-//! duplicate or a lost lease is the store working.
+//! duplicate or a lost lease is the store working, and so is a store that is only busy: a
+//! retryable failure counts only if the store's own [`ping`](crate::ports::OrderRepo::ping)
+//! (which waits for none of the store's busy resources) fails too. Its verdict is kept
+//! for [`StoreGate::VERDICT_KEPT`], and failures meanwhile go by it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,6 +23,10 @@ use crate::ports::{Clock, RepoError};
 #[derive(Debug)]
 pub struct StoreGate {
     breaker: Mutex<CircuitBreaker>,
+    /// The last ping's verdict (up or not) and when it was given.
+    verdict: Mutex<Option<(DateTime<Utc>, bool)>>,
+    /// Whether a ping is under way (one at a time).
+    pinging: AtomicBool,
 }
 
 /// What the gate said instead of calling a store it holds for down.
@@ -38,19 +46,27 @@ impl StoreGate {
         probe_wait: Duration::ZERO,
     };
 
+    /// How long a ping's verdict stands for the failures that follow it.
+    pub const VERDICT_KEPT: Duration = Duration::from_secs(1);
+
     /// A gate with these settings.
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             breaker: Mutex::new(CircuitBreaker::new(config)),
+            verdict: Mutex::new(None),
+            pinging: AtomicBool::new(false),
         }
     }
 
-    /// Runs `call` unless the gate is open; records how it went. Time comes from `clock`:
-    /// an outage counts from when a call *failed*, which can be long after it started.
-    pub async fn call<T, C: Clock + ?Sized>(
+    /// Runs `call` unless the gate is open; records how it went, asking `ping` whether the
+    /// store is down when the call failed in a way that could mean it. Time comes from
+    /// `clock`: an outage counts from when a call *failed*, which can be long after it
+    /// started.
+    pub async fn call<T, C: Clock + ?Sized, P: Future<Output = Result<(), RepoError>>>(
         &self,
         clock: &C,
         call: impl Future<Output = Result<T, RepoError>>,
+        ping: impl FnOnce() -> P,
     ) -> Result<T, RepoError> {
         let permit =
             self.lock()
@@ -60,10 +76,41 @@ impl StoreGate {
                 })?;
         let result = call.await;
         match &result {
-            Err(e) if e.is_retryable() => self.lock().on_failure(permit, clock.now()),
+            Err(e) if e.is_retryable() => {
+                if self.store_is_up(clock, ping).await {
+                    // Busy (every connection in use, say), not down: no step towards open.
+                    self.lock().on_abandoned(permit);
+                } else {
+                    self.lock().on_failure(permit, clock.now());
+                }
+            }
             _ => self.lock().on_success(permit),
         }
         result
+    }
+
+    /// Whether the store is up: the last verdict while it stands, else `ping`'s. While
+    /// another caller pings, the store is taken to be up (its failure counts once the
+    /// verdict is in).
+    async fn store_is_up<C: Clock + ?Sized, P: Future<Output = Result<(), RepoError>>>(
+        &self,
+        clock: &C,
+        ping: impl FnOnce() -> P,
+    ) -> bool {
+        let now = clock.now();
+        let standing = *self.verdict.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, up)) = standing {
+            if now.signed_duration_since(at) < crate::time::to_chrono(Self::VERDICT_KEPT) {
+                return up;
+            }
+        }
+        if self.pinging.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let up = ping().await.is_ok();
+        *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) = Some((clock.now(), up));
+        self.pinging.store(false, Ordering::Release);
+        up
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CircuitBreaker> {
@@ -86,20 +133,72 @@ mod tests {
         Err(RepoError::Unavailable("connection refused".into()))
     }
 
+    /// A ping of a store that is down.
+    async fn no_answer() -> Result<(), RepoError> {
+        down()
+    }
+
+    /// A ping of a store that is up.
+    async fn answers() -> Result<(), RepoError> {
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_busy_store_that_still_answers_its_ping_never_opens_the_gate() {
+        let gate = StoreGate::default();
+        let clock = ManualClock::new(DateTime::UNIX_EPOCH);
+        let pings = std::cell::Cell::new(0);
+        let ping = || {
+            pings.set(pings.get() + 1);
+            answers()
+        };
+        // Every call times out waiting for a connection, for minutes.
+        for _ in 0..1000 {
+            let busy = Err::<(), _>(RepoError::Unavailable("pool timed out".into()));
+            assert!(gate.call(&clock, async { busy }, ping).await.is_err());
+            clock.advance(Duration::from_millis(100));
+        }
+        let called = std::cell::Cell::new(false);
+        let next = gate
+            .call(
+                &clock,
+                async {
+                    called.set(true);
+                    Ok(())
+                },
+                answers,
+            )
+            .await;
+        assert!(next.is_ok() && called.get(), "the gate stayed closed");
+        assert!(
+            (100..=101).contains(&pings.get()),
+            "one ping per second of failures, not one per failure: {}",
+            pings.get()
+        );
+    }
+
     #[tokio::test]
     async fn after_three_failures_calls_fail_at_once_until_a_probe_may_pass() {
         let gate = StoreGate::default();
         let clock = ManualClock::new(DateTime::UNIX_EPOCH);
         for _ in 0..3 {
-            assert!(gate.call(&clock, async { down() }).await.is_err());
+            assert!(
+                gate.call(&clock, async { down() }, no_answer)
+                    .await
+                    .is_err()
+            );
         }
 
         let called = std::cell::Cell::new(false);
         let rejected = gate
-            .call(&clock, async {
-                called.set(true);
-                Ok(())
-            })
+            .call(
+                &clock,
+                async {
+                    called.set(true);
+                    Ok(())
+                },
+                no_answer,
+            )
             .await;
 
         assert!(!called.get(), "an open gate does not call the store");
@@ -109,11 +208,11 @@ mod tests {
         assert!(source.downcast_ref::<StoreDown>().is_some());
         clock.advance(Duration::from_secs(1));
         assert!(
-            gate.call(&clock, async { Ok(()) }).await.is_ok(),
+            gate.call(&clock, async { Ok(()) }, no_answer).await.is_ok(),
             "the probe passes"
         );
         assert!(
-            gate.call(&clock, async { Ok(()) }).await.is_ok(),
+            gate.call(&clock, async { Ok(()) }, no_answer).await.is_ok(),
             "and it closes"
         );
     }
@@ -124,18 +223,26 @@ mod tests {
         let clock = ManualClock::new(DateTime::UNIX_EPOCH);
         for _ in 0..3 {
             // Each call waits a whole connection timeout before it fails.
-            let failed = gate.call(&clock, async {
-                clock.advance(Duration::from_secs(1));
-                down()
-            });
+            let failed = gate.call(
+                &clock,
+                async {
+                    clock.advance(Duration::from_secs(1));
+                    down()
+                },
+                no_answer,
+            );
             assert!(failed.await.is_err());
         }
 
         let called = std::cell::Cell::new(false);
-        let next = gate.call(&clock, async {
-            called.set(true);
-            Ok(())
-        });
+        let next = gate.call(
+            &clock,
+            async {
+                called.set(true);
+                Ok(())
+            },
+            no_answer,
+        );
 
         assert!(next.await.is_err());
         assert!(!called.get(), "still open: the last failure was just now");
@@ -147,12 +254,14 @@ mod tests {
         let clock = ManualClock::new(DateTime::UNIX_EPOCH);
         for _ in 0..10 {
             let duplicate = gate
-                .call(&clock, async {
-                    Err::<(), _>(RepoError::Duplicate(crate::OrderId::new()))
-                })
+                .call(
+                    &clock,
+                    async { Err::<(), _>(RepoError::Duplicate(crate::OrderId::new())) },
+                    no_answer,
+                )
                 .await;
             assert!(matches!(duplicate, Err(RepoError::Duplicate(_))));
         }
-        assert!(gate.call(&clock, async { Ok(()) }).await.is_ok());
+        assert!(gate.call(&clock, async { Ok(()) }, no_answer).await.is_ok());
     }
 }

@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument as _;
 
 use crate::http::error::ApiError;
 use crate::http::extract::BODY_LIMIT;
@@ -16,11 +17,12 @@ use crate::http::extract::BODY_LIMIT;
 /// The middleware: `timeout` for the body, at most [`BODY_LIMIT`] bytes of it (else
 /// `413`), then the request goes on with the body in memory.
 ///
-/// All of it runs in a task of its own: a client that hangs up once its request arrived
+/// All of it runs in a task of its own (in the request's span): a client that hangs up once its request arrived
 /// whole (hyper then drops this future) still has its request carried out, never half of
 /// it. A request whose body did not arrive whole fails reading it, and does nothing.
 pub async fn read_body(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::spawn(read_then_run(timeout, request, next)).await {
+    let work = read_then_run(timeout, request, next).instrument(tracing::Span::current());
+    match tokio::spawn(work).await {
         Ok(response) => response,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),

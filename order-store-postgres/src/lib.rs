@@ -106,7 +106,7 @@ impl PgOrderRepo {
 }
 
 /// How long [`OrderRepo::ping`] waits for PostgreSQL.
-const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Applies the migrations of a [`PgOrderRepo::lazy`] repo, retrying until they are.
 #[derive(Debug)]

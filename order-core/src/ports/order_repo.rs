@@ -424,7 +424,7 @@ pub trait OrderRepo: Send + Sync {
     /// Forgets keys reserved before `before`.
     async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
     /// Whether the store answers: asked of the store itself, waiting for none of its busy
-    /// resources (a pool whose every connection is in use is busy, not down), within about
-    /// a second.
+    /// resources (a pool whose every connection is in use is busy, not down), within half a
+    /// second.
     async fn ping(&self) -> Result<(), RepoError>;
 }

@@ -40,7 +40,7 @@ pg_ticks() {
 sql() { psql -Atq "$url" -c "$1"; }
 start() { # ROLE PORT BIN: starts order-http, sets `app`
   env DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="$stream" \
-    LOG_LEVEL=warn AUTH_MODE=none REQUEST_LATENCY_TARGET=3600 DATABASE_POOL_SIZE=32 PORT="$2" "${extra[@]}" \
+    LOG_LEVEL=warn AUTH_MODE=none DATABASE_POOL_SIZE=32 PORT="$2" "${extra[@]}" \
     "$3/order-http" $1 >"$work/app.log" 2>&1 &
   app=$!
   pids+=("$app")

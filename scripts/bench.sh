@@ -40,10 +40,10 @@ cargo build --release -q -p order-http -p order-cli
 bin="$CARGO_TARGET_DIR/release"
 psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 
-# The adaptive limit is out of the way (REQUEST_LATENCY_TARGET far above any latency): this
-# measures what the service can take, not what it chooses to shed (scripts/overload.sh does).
+# Every setting at its default (no key: AUTH_MODE=none, as the access cost is measured by
+# scripts/access-bench.sh), so what is measured is what a user who follows the README gets.
 export DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="$stream" LOG_LEVEL=warn \
-  REQUEST_LATENCY_TARGET=3600 AUTH_MODE=none
+  AUTH_MODE=none
 PORT=$port DATABASE_POOL_SIZE=32 "$bin/order-http" serve >"$work/api.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

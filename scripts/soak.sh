@@ -17,11 +17,10 @@
 #   SOAK_SAMPLE (30)     seconds between samples
 #   SOAK_RETENTION (60)  IDEMPOTENCY_KEY_RETENTION_SECONDS of the service
 #   SOAK_PROFILE         release (default) or debug (the build the tests already made)
-#   SOAK_LATENCY_TARGET  the service's REQUEST_LATENCY_TARGET (its default unless set)
 #
 # CI runs a short form on the debug build, which is several times slower, with the latency
 # target relaxed so that it checks memory and sizes, not speed: SOAK_SECONDS=40
-# SOAK_RATE=150 SOAK_SAMPLE=10 SOAK_RETENTION=10 SOAK_PROFILE=debug SOAK_LATENCY_TARGET=1.
+# SOAK_RATE=150 SOAK_SAMPLE=10 SOAK_RETENTION=10 SOAK_PROFILE=debug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/order-service-target}"
@@ -52,7 +51,6 @@ for backend in $backends; do
   port=$(free_port)
   redis_port=$(free_port)
   env=(PORT="$port" LOG_LEVEL=warn IDEMPOTENCY_KEY_RETENTION_SECONDS="$retention")
-  [ -n "${SOAK_LATENCY_TARGET:-}" ] && env+=(REQUEST_LATENCY_TARGET="$SOAK_LATENCY_TARGET")
   if [ "$backend" = postgres ]; then
     psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     # A Redis of the soak's own, so its memory is the queue's alone.

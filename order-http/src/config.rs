@@ -199,13 +199,13 @@ pub struct Config {
     /// How long a request waits for a PostgreSQL connection before it answers 503
     /// (`DATABASE_ACQUIRE_TIMEOUT`, seconds, 1).
     pub database_acquire_timeout: Duration,
-    /// `/api` requests one process serves at once, at most; more are refused with 503 at
-    /// once (`MAX_REQUESTS_IN_FLIGHT`, 1024).
+    /// `/api` requests one process holds at once, executing and waiting their turn
+    /// together; more are refused with 503 at once (`MAX_REQUESTS_IN_FLIGHT`, 2048).
     pub max_requests_in_flight: usize,
-    /// The latency admitted requests are kept within: when more than a tenth of a window of
-    /// them are slower, the number admitted at once drops, down to 8
-    /// (`REQUEST_LATENCY_TARGET`, seconds, 0.01).
-    pub request_latency_target: Duration,
+    /// The wait in the admission queue beyond which a queue that grows is overload: then
+    /// newcomers that would wait longer are refused (`REQUEST_QUEUE_TARGET`, seconds,
+    /// 0.005).
+    pub request_queue_target: Duration,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<SecretUrl>,
     /// One Redis server or a Redis Cluster (`REDIS_MODE`, `standalone`|`cluster`).
@@ -384,6 +384,20 @@ fn server_limits(l: &impl Fn(&str) -> Option<String>) -> Result<ServerLimits, Co
     })
 }
 
+/// `REQUEST_QUEUE_TARGET`; `REQUEST_LATENCY_TARGET`, which it replaced, is refused by
+/// name rather than ignored.
+fn queue_target(l: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    if l("REQUEST_LATENCY_TARGET").is_some_and(|v| !v.trim().is_empty()) {
+        return Err(ConfigError::new(
+            "REQUEST_LATENCY_TARGET",
+            "is no more: requests beyond the executing limit now wait their turn, and \
+             REQUEST_QUEUE_TARGET (seconds, 0.005) says how long a growing queue may make \
+             them wait",
+        ));
+    }
+    Ok(seconds(l, "REQUEST_QUEUE_TARGET", 0.005)?.max(Duration::from_micros(100)))
+}
+
 /// Who may call, and on which address (`HOST`, `AUTH_MODE`). The embedded default is for
 /// one machine: it answers on loopback, open; a deployment on PostgreSQL answers on every
 /// interface and asks for keys.
@@ -453,10 +467,9 @@ impl Config {
                 .max(Duration::from_millis(10)),
             max_requests_in_flight: positive(
                 "MAX_REQUESTS_IN_FLIGHT",
-                parse(l, "MAX_REQUESTS_IN_FLIGHT", 1024, "a whole number")?,
+                parse(l, "MAX_REQUESTS_IN_FLIGHT", 2048, "a whole number")?,
             )?,
-            request_latency_target: seconds(l, "REQUEST_LATENCY_TARGET", 0.01)?
-                .max(Duration::from_millis(1)),
+            request_queue_target: queue_target(l)?,
             redis_url: redis_url.map(SecretUrl::from),
             redis_mode,
             redis_queue_name: queue_name,

@@ -137,7 +137,7 @@ mod tests {
 
     use super::router;
     use super::state::{AppState, DynOrderService};
-    use crate::http::middleware::concurrency::ConcurrencyConfig;
+    use crate::http::middleware::concurrency::AdmissionConfig;
 
     fn orders() -> DynOrderService {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -154,12 +154,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_every_permit_taken_api_requests_are_shed_at_once_and_health_still_answers() {
+    async fn with_every_place_taken_api_requests_are_shed_at_once_and_health_still_answers() {
         let state = AppState::new(
             orders(),
-            ConcurrencyConfig::new(1, std::time::Duration::from_secs(1)),
+            AdmissionConfig::new(1, std::time::Duration::from_secs(1)),
         );
-        let held = state.concurrency.try_acquire().unwrap();
+        let held = state.concurrency.acquire().await.unwrap();
 
         let shed = get(&state, paths::ORDERS).await;
 

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config, MetricsPlacement, ServerLimits};
-use crate::http::middleware::concurrency::ConcurrencyConfig;
+use crate::http::middleware::concurrency::AdmissionConfig;
 use crate::http::middleware::rate_limit::RateLimits;
 use crate::http::state::{AppState, DynOrderService};
 use crate::worker::{self, Processor, WorkerSettings};
@@ -356,7 +356,7 @@ fn api_state(
             Arc::clone(&adapters.queue),
             Arc::clone(clock),
         ),
-        ConcurrencyConfig::new(config.max_requests_in_flight, config.request_latency_target),
+        AdmissionConfig::new(config.max_requests_in_flight, config.request_queue_target),
     )
     .with_keys(Arc::clone(&adapters.keys), config.auth_mode)
     .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks)

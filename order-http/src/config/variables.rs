@@ -72,13 +72,13 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "MAX_REQUESTS_IN_FLIGHT",
-        default: WhenUnset::Value("1024"),
-        help: "the most /api requests one process serves at once; beyond its current limit: 503 `overloaded`",
+        default: WhenUnset::Value("2048"),
+        help: "the most /api requests one process holds at once, executing and waiting their turn together; beyond it: 503 `overloaded`",
     },
     Variable {
-        name: "REQUEST_LATENCY_TARGET",
-        default: WhenUnset::Value("0.01"),
-        help: "seconds: when more than a tenth of a window of admitted requests took longer, the in-flight limit drops",
+        name: "REQUEST_QUEUE_TARGET",
+        default: WhenUnset::Value("0.005"),
+        help: "seconds: requests beyond the executing limit (which follows the latency gradient to the knee) wait their turn; only a queue that grows while its shortest wait is above this is overload, and then newcomers that would wait longer get 503 with Retry-After",
     },
     Variable {
         name: "RATE_LIMIT_WRITES_PER_SECOND",

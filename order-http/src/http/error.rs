@@ -53,9 +53,13 @@ pub enum ApiError {
     /// A request with the same idempotency key is still in flight.
     #[error("a request with this Idempotency-Key is still in flight; retry shortly")]
     InFlight,
-    /// Too many requests in flight: shed at once, retry shortly.
-    #[error("too many requests in flight; retry shortly")]
-    Overloaded,
+    /// More arrives than the process serves: shed at once, retry after `retry_after`
+    /// seconds (how long the queue in front of it takes to drain).
+    #[error("more requests arrive than this process serves; retry after {retry_after} s")]
+    Overloaded {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// No API key, or one that is no good (which, the caller is not told).
     #[error("a valid API key is required: send Authorization: Bearer <key>")]
     Unauthorized(order_core::access::AuthError),
@@ -148,7 +152,7 @@ impl IntoResponse for ApiError {
                 ErrorCode::ServiceUnavailable,
             ),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
-            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
+            Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, ErrorCode::InsufficientScope),
@@ -181,10 +185,10 @@ impl IntoResponse for ApiError {
         };
         let retry = matches!(
             self,
-            Self::Unavailable(_) | Self::InFlight | Self::Overloaded
+            Self::Unavailable(_) | Self::InFlight | Self::Overloaded { .. }
         );
         let mut response = (status, Json(body)).into_response();
-        if let Self::RateLimited { retry_after, .. } = &self {
+        if let Self::RateLimited { retry_after, .. } | Self::Overloaded { retry_after } = &self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

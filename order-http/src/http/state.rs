@@ -7,7 +7,7 @@ use order_core::memory::{MemoryApiKeys, MemoryOrderRepo};
 use order_core::ports::{ApiKeyStore, Clock, OrderRepo, PaymentQueue, WebhookStore};
 
 use super::middleware::auth::Auth;
-use super::middleware::concurrency::{AdaptiveConcurrency, ConcurrencyConfig};
+use super::middleware::concurrency::{AdmissionConfig, AdmissionQueue};
 use super::middleware::rate_limit::RateLimits;
 use crate::config::{AuthMode, MetricsPlacement, ServerLimits, WebhookSettings};
 
@@ -25,7 +25,7 @@ pub struct Services {
     /// Places and reads orders, and reports on the store and the queue.
     pub orders: DynOrderService,
     /// Places for `/api` requests in flight (see [`super::middleware::concurrency`]).
-    pub concurrency: Arc<AdaptiveConcurrency>,
+    pub concurrency: Arc<AdmissionQueue>,
     /// Per-client rate limits, if any are set.
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Where API keys are kept (managed over the API whatever `AUTH_MODE` is).
@@ -54,10 +54,10 @@ impl AppState {
     /// The state of a process admitting `/api` requests within `concurrency`, with keys,
     /// webhooks and metrics as the builders below set them (until then: keys and webhook
     /// endpoints in memory of their own, no key needed, metrics served with the API).
-    pub fn new(orders: DynOrderService, concurrency: ConcurrencyConfig) -> Self {
+    pub fn new(orders: DynOrderService, concurrency: AdmissionConfig) -> Self {
         Self(Arc::new(Services {
             orders,
-            concurrency: Arc::new(AdaptiveConcurrency::new(concurrency)),
+            concurrency: Arc::new(AdmissionQueue::new(concurrency)),
             rate_limits: None,
             keys: Arc::new(MemoryApiKeys::new()),
             auth: None,

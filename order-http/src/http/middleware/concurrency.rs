@@ -1,79 +1,138 @@
-//! How many `/api` requests one process takes at once: an adaptive limit that keeps the
-//! requests it admits fast, and sheds the rest at once.
+//! How many `/api` requests one process takes at once, and what it does with the rest.
 //!
-//! A fixed bound on requests in flight keeps memory bounded but not latency: by Little's
-//! law a request waits `in flight / throughput`, so 1,024 requests in flight at 3,000
-//! orders/s wait a third of a second each. [`AdaptiveConcurrency`] moves the bound instead
-//! (additive increase, multiplicative decrease, as TCP does): every request that completes
-//! within the latency target raises the limit by `1/limit` (one per limit's worth of fast
-//! requests); completions are counted in windows of [`WINDOW`], and a window in which more
-//! than a tenth were slower than the target cuts the limit by a tenth. A slow request now and
-//! then (a checkpoint, a pause) is not a signal; a tenth of them is the process queueing
-//! more than it serves. The limit stays between a floor (so the service always makes
-//! progress) and `MAX_REQUESTS_IN_FLIGHT`.
+//! Two things, after well-known algorithms rather than an absolute latency target:
+//!
+//! - **How many execute at once**: a [`GradientLimit`] (Netflix's concurrency-limits),
+//!   moved by the gradient of the requests' own latency, settles at the knee: the most
+//!   requests at once before latency rises with concurrency. Past it, more at once only
+//!   queue inside (the pool, PostgreSQL) where nobody can see or shed them.
+//! - **Who waits, and who is refused**: the rest wait their turn, first come first
+//!   served. A queue that stands (a closed loop of 1,024 clients keeps 1,024 requests
+//!   here, served as fast as the process can) is no overload, and nothing is refused. A
+//!   queue that *grows* is: as in CoDel, once the shortest wait of an interval
+//!   ([`INTERVAL`]) is above the target ([`AdmissionConfig::target`]) while more requests
+//!   arrived than started, newcomers are refused with `503` and a `Retry-After` of the
+//!   queue's drain time, unless the queue is short enough to start them within the target;
+//!   the queue drains to the target and stays there, so what is accepted is served fast
+//!   and at full throughput. `MAX_REQUESTS_IN_FLIGHT` bounds executing and waiting
+//!   requests together.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The adaptive limit. Cheap to share behind an [`Arc`].
-#[derive(Debug)]
-pub struct AdaptiveConcurrency {
-    floor: usize,
-    ceiling: usize,
-    target: Duration,
-    state: Mutex<State>,
-}
+use tokio::sync::oneshot;
 
-#[derive(Debug)]
-struct State {
-    limit: f64,
-    in_flight: usize,
-    /// Completions in the current window, and how many of them were slow.
-    completed: u32,
-    slow: u32,
-}
+mod gradient;
 
-/// How many completions make one window of the slow-request signal.
-pub const WINDOW: u32 = 32;
+pub use gradient::GradientLimit;
 
-/// Settings of an [`AdaptiveConcurrency`].
+/// How often the queue is judged, and the limit moved.
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Settings of an [`AdmissionQueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConcurrencyConfig {
-    /// The most requests in flight, ever (`MAX_REQUESTS_IN_FLIGHT`).
+pub struct AdmissionConfig {
+    /// The most requests executing and waiting, together (`MAX_REQUESTS_IN_FLIGHT`).
     pub ceiling: usize,
-    /// The fewest the limit goes down to.
+    /// The fewest the executing limit goes down to.
     pub floor: usize,
-    /// A request slower than this (from admission to the end of the work it started) says
-    /// the process is taking more than it can serve (`REQUEST_LATENCY_TARGET`).
+    /// The wait in the queue beyond which a growing queue is overload
+    /// (`REQUEST_QUEUE_TARGET`).
     pub target: Duration,
 }
 
-impl ConcurrencyConfig {
-    /// `ceiling` and `target`, with a floor of 8 (or the ceiling, if lower).
+impl AdmissionConfig {
+    /// `ceiling` and `target`, with a floor of 4 (or the ceiling, if lower).
     pub fn new(ceiling: usize, target: Duration) -> Self {
         Self {
             ceiling,
-            floor: ceiling.min(8),
+            floor: ceiling.min(4),
             target,
         }
     }
 }
 
-impl AdaptiveConcurrency {
-    /// A limit starting at the ceiling, so a fresh process admits as much as a fixed bound
-    /// would; the first slow requests bring it down.
-    pub fn new(config: ConcurrencyConfig) -> Self {
+/// The admission queue. Cheap to share behind an [`Arc`].
+#[derive(Debug)]
+pub struct AdmissionQueue {
+    config: AdmissionConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    limit: GradientLimit,
+    executing: usize,
+    waiting: VecDeque<Waiter>,
+    /// Whether newcomers are being refused (the queue grows).
+    overloaded: bool,
+    /// Requests started per second in the last interval (at least 1).
+    rate: f64,
+    window: Window,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    since: Instant,
+    /// `true`: its turn; `false`: refused after all (the queue was shed).
+    wake: oneshot::Sender<bool>,
+}
+
+/// What one interval saw.
+#[derive(Debug)]
+struct Window {
+    began: Instant,
+    arrived: u32,
+    started: u32,
+    /// The shortest wait of a request that started in it (`None`: none started).
+    shortest_wait: Option<Duration>,
+    completed: u32,
+    latency_total: Duration,
+    peak_executing: usize,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Self {
+            began: now,
+            arrived: 0,
+            started: 0,
+            shortest_wait: None,
+            completed: 0,
+            latency_total: Duration::ZERO,
+            peak_executing: 0,
+        }
+    }
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// How long the queue in front of it takes to drain, in whole seconds (at least 1).
+    pub retry_after: u64,
+}
+
+impl AdmissionQueue {
+    /// A queue whose executing limit starts at the floor and doubles each interval until
+    /// latency rises: it finds the knee within a second or so.
+    pub fn new(config: AdmissionConfig) -> Self {
         let ceiling = config.ceiling.max(1);
         let floor = config.floor.clamp(1, ceiling);
-        Self {
-            floor,
+        let config = AdmissionConfig {
             ceiling,
-            target: config.target,
+            floor,
+            ..config
+        };
+        Self {
+            config,
             state: Mutex::new(State {
-                limit: ceiling as f64,
-                in_flight: 0,
-                completed: 0,
-                slow: 0,
+                limit: GradientLimit::new(floor, floor, ceiling),
+                executing: 0,
+                waiting: VecDeque::new(),
+                overloaded: false,
+                rate: 1.0,
+                window: Window::new(Instant::now()),
             }),
         }
     }
@@ -82,163 +141,202 @@ impl AdaptiveConcurrency {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A place for one request, or `None` if the limit is reached (shed it). The place is
-    /// given back, and the request's latency recorded, when the permit drops.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let mut state = self.state();
-        if state.in_flight as f64 >= state.limit.floor() {
-            return None;
+    /// A place to execute one request: at once if one is free, else once those ahead of it
+    /// have started; or refused if the queue grows (overload) or is full. Dropping the
+    /// future while it waits gives up its turn.
+    pub async fn acquire(self: &Arc<Self>) -> Result<Permit, Refused> {
+        let now = Instant::now();
+        let woken = {
+            let mut state = self.state();
+            self.roll(&mut state, now);
+            state.window.arrived += 1;
+            if state.waiting.is_empty() && state.executing < state.limit.limit() {
+                Self::start(&mut state, Duration::ZERO);
+                return Ok(self.permit(now));
+            }
+            let queued = state.executing + state.waiting.len();
+            if queued >= self.config.ceiling
+                || (state.overloaded && Self::wait_estimate(&state) > self.config.target)
+            {
+                return Err(Refused {
+                    retry_after: Self::drain_seconds(&state),
+                });
+            }
+            let (wake, woken) = oneshot::channel();
+            state.waiting.push_back(Waiter { since: now, wake });
+            woken
+        };
+        let mut turn = Turn {
+            queue: Arc::clone(self),
+            woken: Some(woken),
+        };
+        let admitted = match turn.woken.as_mut() {
+            Some(woken) => woken.await.unwrap_or(false),
+            None => false,
+        };
+        turn.woken = None;
+        if admitted {
+            Ok(self.permit(Instant::now()))
+        } else {
+            Err(Refused { retry_after: 1 })
         }
-        state.in_flight += 1;
-        Some(Permit {
-            limit: Arc::clone(self),
-            admitted: Instant::now(),
-        })
     }
 
-    /// The current limit.
-    pub fn limit(&self) -> usize {
-        // The limit stays within [floor, ceiling], both `usize`.
+    fn permit(self: &Arc<Self>, started: Instant) -> Permit {
+        Permit {
+            queue: Arc::clone(self),
+            started,
+        }
+    }
+
+    /// Counts a request that starts after waiting `waited`.
+    fn start(state: &mut State, waited: Duration) {
+        state.executing += 1;
+        state.window.started += 1;
+        state.window.shortest_wait = Some(
+            state
+                .window
+                .shortest_wait
+                .map_or(waited, |shortest| shortest.min(waited)),
+        );
+        state.window.peak_executing = state.window.peak_executing.max(state.executing);
+    }
+
+    /// Starts waiting requests while the limit allows; a waiter that gave up is skipped.
+    fn start_waiting(state: &mut State, now: Instant) {
+        while state.executing < state.limit.limit() {
+            let Some(waiter) = state.waiting.pop_front() else {
+                break;
+            };
+            if waiter.wake.send(true).is_ok() {
+                Self::start(state, now.saturating_duration_since(waiter.since));
+            }
+        }
+    }
+
+    /// Closes the interval if it is over: moves the limit, judges the queue.
+    fn roll(&self, state: &mut State, now: Instant) {
+        if now.saturating_duration_since(state.window.began) < INTERVAL {
+            return;
+        }
+        let window = std::mem::replace(&mut state.window, Window::new(now));
+        let elapsed = now.saturating_duration_since(window.began).as_secs_f64();
+        state.rate = (f64::from(window.started) / elapsed).max(1.0);
+        if window.completed > 0 {
+            let average = window.latency_total / window.completed;
+            state.limit.on_window(average, window.peak_executing);
+        }
+        // The oldest waiter's wait counts too: if nothing started, it is the shortest.
+        let oldest = state
+            .waiting
+            .front()
+            .map(|w| now.saturating_duration_since(w.since));
+        let shortest = match (window.shortest_wait, oldest) {
+            (Some(started), Some(oldest)) => started.min(oldest),
+            (Some(started), None) => started,
+            (None, oldest) => oldest.unwrap_or_default(),
+        };
+        // More arrived (refused ones included) than the process started: pressure.
+        let growing = window.arrived > window.started + window.started / 10 + 8;
+        state.overloaded = if state.overloaded {
+            growing || shortest > self.config.target
+        } else {
+            growing && shortest > self.config.target
+        };
+        if state.overloaded {
+            // As CoDel drops from the head: who has waited many times the target would only
+            // be served late; it is refused now, and the queue is back to the target.
+            let late = self.config.target * 4;
+            while state
+                .waiting
+                .front()
+                .is_some_and(|w| now.saturating_duration_since(w.since) > late)
+            {
+                if let Some(waiter) = state.waiting.pop_front() {
+                    let _ = waiter.wake.send(false);
+                }
+            }
+        }
+        Self::start_waiting(state, now);
+    }
+
+    /// How long a newcomer would wait: those ahead of it over the rate requests start.
+    fn wait_estimate(state: &State) -> Duration {
+        Duration::from_secs_f64((state.waiting.len() + 1) as f64 / state.rate)
+    }
+
+    /// How long the queue takes to drain, in whole seconds, at least 1.
+    fn drain_seconds(state: &State) -> u64 {
+        let seconds = Self::wait_estimate(state).as_secs_f64();
         #[allow(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            reason = "within [floor, ceiling]"
+            reason = "a small positive number of seconds, capped"
         )]
-        let limit = self.state().limit.floor() as usize;
-        limit
+        let seconds = seconds.ceil().clamp(1.0, 60.0) as u64;
+        seconds
     }
 
-    /// Requests in flight now.
-    pub fn in_flight(&self) -> usize {
-        self.state().in_flight
-    }
-
-    fn release(&self, latency: Duration) {
+    /// Gives a place back; `latency` is how long its request executed (`None`: it never
+    /// did, its waiter gave up as it was woken).
+    fn release(&self, latency: Option<Duration>) {
+        let now = Instant::now();
         let mut state = self.state();
-        state.in_flight -= 1;
-        state.completed += 1;
-        if latency <= self.target {
-            state.limit = (state.limit + 1.0 / state.limit).min(self.ceiling as f64);
-        } else {
-            state.slow += 1;
+        state.executing -= 1;
+        if let Some(latency) = latency {
+            state.window.completed += 1;
+            state.window.latency_total += latency;
         }
-        if state.completed >= WINDOW {
-            if state.slow * 10 > state.completed {
-                state.limit = (state.limit * 0.9).max(self.floor as f64);
+        self.roll(&mut state, now);
+        Self::start_waiting(&mut state, now);
+    }
+
+    /// The executing limit now.
+    pub fn limit(&self) -> usize {
+        self.state().limit.limit()
+    }
+
+    /// Requests executing now.
+    pub fn in_flight(&self) -> usize {
+        self.state().executing
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.state().waiting.len()
+    }
+}
+
+/// A request's turn while it waits: if it is dropped after being woken but before it
+/// could take its place, the place is given back.
+struct Turn {
+    queue: Arc<AdmissionQueue>,
+    woken: Option<oneshot::Receiver<bool>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(mut woken) = self.woken.take() {
+            if woken.try_recv() == Ok(true) {
+                self.queue.release(None);
             }
-            state.completed = 0;
-            state.slow = 0;
         }
     }
 }
 
-/// One admitted request's place; dropping it gives the place back.
+/// One admitted request's place; dropping it gives the place back and records how long
+/// the request executed.
 #[derive(Debug)]
 pub struct Permit {
-    limit: Arc<AdaptiveConcurrency>,
-    admitted: Instant,
+    queue: Arc<AdmissionQueue>,
+    started: Instant,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.limit.release(self.admitted.elapsed());
+        self.queue.release(Some(self.started.elapsed()));
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limit(ceiling: usize, floor: usize) -> Arc<AdaptiveConcurrency> {
-        Arc::new(AdaptiveConcurrency::new(ConcurrencyConfig {
-            ceiling,
-            floor,
-            target: Duration::from_millis(10),
-        }))
-    }
-
-    #[test]
-    fn admits_up_to_the_limit_and_gives_places_back() {
-        let l = limit(3, 1);
-        let held: Vec<_> = (0..3).map(|_| l.try_acquire().expect("room")).collect();
-        assert!(l.try_acquire().is_none(), "full");
-        assert_eq!(l.in_flight(), 3);
-        drop(held);
-        assert_eq!(l.in_flight(), 0);
-        assert!(l.try_acquire().is_some());
-    }
-
-    /// Completes one request of latency `ms` (admitting it first).
-    fn complete(l: &Arc<AdaptiveConcurrency>, ms: u64) {
-        std::mem::forget(l.try_acquire().expect("room"));
-        l.release(Duration::from_millis(ms));
-    }
-
-    #[test]
-    fn a_window_with_over_a_tenth_slow_shrinks_the_limit_down_to_the_floor() {
-        let l = limit(100, 20);
-        for _ in 0..WINDOW {
-            complete(&l, 50);
-        }
-        assert_eq!(
-            l.limit(),
-            90,
-            "one window of slow requests: one cut by a tenth"
-        );
-        for _ in 0..WINDOW * 100 {
-            complete(&l, 50);
-        }
-        assert_eq!(l.limit(), 20, "never below the floor");
-    }
-
-    #[test]
-    fn a_slow_request_now_and_then_is_not_a_signal() {
-        let l = limit(100, 20);
-        let at_start = l.limit();
-        // Three slow in a window of 32 is under a tenth: no cut, however long it goes on.
-        for _ in 0..100 {
-            for i in 0..WINDOW {
-                complete(&l, if i < 3 { 50 } else { 1 });
-            }
-        }
-        assert_eq!(l.limit(), at_start);
-        // Four in a window is over a tenth.
-        for i in 0..WINDOW {
-            complete(&l, if i < 4 { 50 } else { 1 });
-        }
-        assert_eq!(l.limit(), 90);
-    }
-
-    #[test]
-    fn fast_requests_grow_the_limit_back_up_to_the_ceiling() {
-        let l = limit(64, 32);
-        for _ in 0..WINDOW {
-            complete(&l, 50);
-        }
-        let low = l.limit();
-        assert!(low < 64);
-        // About `limit` fast completions raise it by one.
-        for _ in 0..(low * 3) {
-            complete(&l, 1);
-        }
-        assert!(l.limit() >= low + 2, "{} after {low}", l.limit());
-        for _ in 0..10_000 {
-            complete(&l, 1);
-        }
-        assert_eq!(l.limit(), 64, "never above the ceiling");
-    }
-
-    #[test]
-    fn a_shrunk_limit_sheds_what_it_admitted_before() {
-        let l = limit(50, 10);
-        let held: Vec<_> = (0..40).map(|_| l.try_acquire().unwrap()).collect();
-        for _ in 0..WINDOW {
-            std::mem::forget(l.try_acquire().unwrap());
-            l.release(Duration::from_millis(50));
-        }
-        assert_eq!(l.limit(), 45);
-        let more: Vec<_> = (0..10).filter_map(|_| l.try_acquire()).collect();
-        assert_eq!(more.len(), 5, "room up to the new limit only");
-        drop(held);
-    }
-}
+mod tests;

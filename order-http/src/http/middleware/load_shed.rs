@@ -1,5 +1,6 @@
 //! Load shedding: an `/api` request runs only with a place from the process's
-//! [`AdaptiveConcurrency`], and without one it is answered `503` with `Retry-After` at once.
+//! [`AdmissionQueue`] (waiting its turn if need be); a request it refuses is answered `503`
+//! with `Retry-After` at once.
 //! Health checks and docs are not behind it, so a process under overload still says it is
 //! alive.
 
@@ -9,21 +10,24 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::concurrency::{AdaptiveConcurrency, Permit};
+use super::concurrency::{AdmissionQueue, Permit};
 use crate::http::error::ApiError;
 
-/// The middleware: admits the request with a place, or sheds it.
+/// The middleware: admits the request with a place (once its turn comes), or sheds it.
 pub async fn shed_load(
-    State(concurrency): State<Arc<AdaptiveConcurrency>>,
+    State(concurrency): State<Arc<AdmissionQueue>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match concurrency.try_acquire() {
-        Some(permit) => {
+    match concurrency.acquire().await {
+        Ok(permit) => {
             request.extensions_mut().insert(InFlight(Arc::new(permit)));
             next.run(request).await
         }
-        None => ApiError::Overloaded.into_response(),
+        Err(refused) => ApiError::Overloaded {
+            retry_after: refused.retry_after,
+        }
+        .into_response(),
     }
 }
 

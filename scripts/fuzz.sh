@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the API from its own OpenAPI document with schemathesis (every check, a fixed
-# seed, a time budget), once on the embedded default and once on PostgreSQL + Redis.
-# Any failure of any check fails the run.
+# seed, a time budget): on the embedded default and on PostgreSQL + Redis with
+# AUTH_MODE=none, then on PostgreSQL + Redis at its default AUTH_MODE=api_key, once with an
+# administrator's key and once with none (half the budget each), so the 401 and 403 answers
+# the document declares are exercised too. Any failure of any check fails the run.
 #
 #   CARGO_TARGET_DIR=... bash scripts/fuzz.sh [SECONDS_PER_BACKEND] [SEED]
 #
@@ -40,21 +42,33 @@ fuzz() {
     curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  echo "fuzz: $name backend on port $port, seed $seed, ${budget}s"
+  echo "fuzz: $name on port $port, seed $seed, ${run_budget}s"
   SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=scripts/fuzz \
     schemathesis run "http://127.0.0.1:$port/openapi.json" \
       --checks all --exclude-checks positive_data_acceptance \
-      --seed "$seed" --max-time "$budget" --no-color
+      --seed "$seed" --max-time "$run_budget" --no-color "${schemathesis_args[@]}"
   kill "$server"; wait "$server" 2>/dev/null || true
   server=""
 }
 
+schemathesis_args=()
+run_budget="$budget"
 fuzz memory
 
 database="order_fuzz_$$"
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database" >/dev/null
-fuzz postgres-redis AUTH_MODE=none \
-  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
-  REDIS_URL="redis://127.0.0.1:6379" REDIS_QUEUE_NAME="order-fuzz-$$"
+stores=(DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database"
+  REDIS_URL="redis://127.0.0.1:6379" REDIS_QUEUE_NAME="order-fuzz-$$")
+fuzz postgres-redis AUTH_MODE=none "${stores[@]}"
+
+# AUTH_MODE=api_key, the default with DATABASE_URL: the first key made as an operator makes
+# it, straight in PostgreSQL.
+admin=$(env "${stores[@]}" LOG_LEVEL=warn "$binary" keys create --name fuzz \
+  --scopes orders:read,orders:write,orders:cancel,webhooks:manage,keys:manage)
+run_budget=$(( (budget + 1) / 2 ))
+schemathesis_args=(--header "Authorization: Bearer $admin")
+fuzz postgres-redis-with-a-key "${stores[@]}"
+schemathesis_args=()
+fuzz postgres-redis-without-a-key "${stores[@]}"
 redis-cli -h 127.0.0.1 DEL "{order-fuzz-$$}" "{order-fuzz-$$}:deferred" "{order-fuzz-$$}:dead" >/dev/null || true
-echo "fuzz: both backends passed"
+echo "fuzz: both backends passed, with and without keys"

@@ -71,8 +71,10 @@ pub struct RateLimitSettings {
     pub reads: Option<Quota>,
     /// Refuse requests (503) when the limiter cannot be reached (`RATE_LIMIT_FAIL_CLOSED`).
     pub fail_closed: bool,
-    /// Take the client's address from `X-Forwarded-For` (`TRUST_FORWARDED_FOR`).
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front append to `X-Forwarded-For` (`TRUST_FORWARDED_FOR`:
+    /// `false` or `0`, none, the header is ignored; `true` is `1`): the client is the
+    /// address that many entries from the right, which no client can choose.
+    pub forwarded_hops: usize,
 }
 
 impl RateLimitSettings {
@@ -384,17 +386,25 @@ fn server_limits(l: &impl Fn(&str) -> Option<String>) -> Result<ServerLimits, Co
     })
 }
 
-/// `REQUEST_QUEUE_TARGET`; `REQUEST_LATENCY_TARGET`, which it replaced, is refused by
-/// name rather than ignored.
-fn queue_target(l: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
-    if l("REQUEST_LATENCY_TARGET").is_some_and(|v| !v.trim().is_empty()) {
-        return Err(ConfigError::new(
-            "REQUEST_LATENCY_TARGET",
-            "is no more: requests beyond the executing limit now wait their turn, and \
-             REQUEST_QUEUE_TARGET (seconds, 0.005) says how long a growing queue may make \
-             them wait",
-        ));
+/// `TRUST_FORWARDED_FOR`: `false`/`true` or a number of proxies.
+fn forwarded_hops(l: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    match l("TRUST_FORWARDED_FOR")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "false" | "no") => Ok(0),
+        Some("true" | "yes") => Ok(1),
+        Some(n) => n.parse().map_err(|_| {
+            ConfigError::new(
+                "TRUST_FORWARDED_FOR",
+                format!("expected false, true or the number of proxies in front, got {n:?}"),
+            )
+        }),
     }
+}
+
+/// `REQUEST_QUEUE_TARGET` (it replaced `REQUEST_LATENCY_TARGET`, no longer read).
+fn queue_target(l: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
     Ok(seconds(l, "REQUEST_QUEUE_TARGET", 0.005)?.max(Duration::from_micros(100)))
 }
 
@@ -501,7 +511,7 @@ impl Config {
                 writes: quota(l, "RATE_LIMIT_WRITES")?,
                 reads: quota(l, "RATE_LIMIT_READS")?,
                 fail_closed: flag(l, "RATE_LIMIT_FAIL_CLOSED")?,
-                trust_forwarded_for: flag(l, "TRUST_FORWARDED_FOR")?,
+                forwarded_hops: forwarded_hops(l)?,
             },
             idempotency_key_retention: seconds(
                 l,
@@ -575,7 +585,12 @@ mod tests {
         .rate_limits;
         assert_eq!(c.writes, Some(Quota::new(2.5, 3).unwrap()));
         assert_eq!(c.reads, Some(Quota::new(100.0, 300).unwrap()));
-        assert!(c.trust_forwarded_for && !c.fail_closed);
+        assert!(c.forwarded_hops == 1 && !c.fail_closed);
+        let hops =
+            |v: &str| config(&[("TRUST_FORWARDED_FOR", v)]).map(|c| c.rate_limits.forwarded_hops);
+        assert_eq!(hops("false"), Ok(0));
+        assert_eq!(hops("2"), Ok(2));
+        assert!(hops("many").is_err());
     }
 
     #[test]

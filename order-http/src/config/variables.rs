@@ -108,7 +108,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "TRUST_FORWARDED_FOR",
         default: WhenUnset::Value("false"),
-        help: "take the client's address from the first X-Forwarded-For address (only behind a proxy that sets it)",
+        help: "how many proxies in front append to X-Forwarded-For (true: 1): a client is then the address that many entries from the right; false: its connection's address",
     },
     Variable {
         name: "REDIS_URL",

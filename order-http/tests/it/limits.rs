@@ -146,6 +146,17 @@ async fn clients_behind_a_trusted_proxy_are_told_apart_by_x_forwarded_for_and_no
             "{client}: used up"
         );
     }
+    // A client that writes its own X-Forwarded-For before the proxy's entry does not
+    // choose its bucket: the entry one from the right is the proxy's.
+    for spoofed in ["198.51.100.7", "198.51.100.8"] {
+        let forwarded = [("x-forwarded-for", format!("{spoofed}, 203.0.113.1"))];
+        let forwarded = [("x-forwarded-for", forwarded[0].1.as_str())];
+        assert_eq!(
+            post(&trusting, &forwarded).await.0,
+            429,
+            "{spoofed}: still 203.0.113.1's bucket"
+        );
+    }
     trusting.stop().await;
 
     // Without the setting the header is the client's own word: ignored.

@@ -2,8 +2,9 @@
 //! `PUT`, `DELETE`), one for reads, each optional.
 //!
 //! A client is its API key when the request carries one that was accepted, else its IP
-//! address (the first `X-Forwarded-For` address only when `TRUST_FORWARDED_FOR` says a
-//! proxy in front sets it; otherwise a client could pick its own bucket). The counts live
+//! address: its connection's, or, when `TRUST_FORWARDED_FOR` says `N` proxies in front
+//! append to `X-Forwarded-For`, the entry `N` from the right (entries to its left are the
+//! client's own word, and would let it pick its bucket). The counts live
 //! in a [`RateLimiter`]: Redis when the process has one, so that every process enforces one
 //! limit together, else memory. If the limiter cannot be reached the request goes through
 //! and a warning is logged (orders must still be accepted), unless `RATE_LIMIT_FAIL_CLOSED`.
@@ -34,7 +35,7 @@ pub struct RateLimits {
     writes: Option<Quota>,
     reads: Option<Quota>,
     fail_closed: bool,
-    trust_forwarded_for: bool,
+    forwarded_hops: usize,
     /// When the last "limiter unavailable" warning was logged (one a minute at most).
     last_warning: std::sync::Mutex<Option<Instant>>,
 }
@@ -57,7 +58,7 @@ impl RateLimits {
             writes: settings.writes,
             reads: settings.reads,
             fail_closed: settings.fail_closed,
-            trust_forwarded_for: settings.trust_forwarded_for,
+            forwarded_hops: settings.forwarded_hops,
             last_warning: std::sync::Mutex::new(None),
         }
     }
@@ -76,7 +77,7 @@ impl RateLimits {
 }
 
 /// The client's bucket name: its key (when authentication accepted one), or its address.
-fn client(request: &Request, trust_forwarded_for: bool) -> String {
+fn client(request: &Request, forwarded_hops: usize) -> String {
     if let Some(id) = request
         .extensions()
         .get::<Caller>()
@@ -84,15 +85,23 @@ fn client(request: &Request, trust_forwarded_for: bool) -> String {
     {
         return format!("key:{id}");
     }
-    if trust_forwarded_for {
+    if forwarded_hops > 0 {
+        // Each proxy appends the address it was reached from: the entry `hops` from the
+        // right is what the outermost proxy saw, whatever the client wrote before it.
         let forwarded = request
             .headers()
-            .get(X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| !v.is_empty());
-        if let Some(address) = forwarded {
+            .collect::<Vec<_>>();
+        let address = forwarded
+            .len()
+            .checked_sub(forwarded_hops)
+            .and_then(|i| forwarded.get(i))
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+        if let Some(address) = address {
             return format!("ip:{address}");
         }
     }
@@ -136,7 +145,7 @@ pub async fn rate_limit(
     let Some(quota) = quota else {
         return next.run(request).await;
     };
-    let bucket = format!("{name}:{}", client(&request, limits.trust_forwarded_for));
+    let bucket = format!("{name}:{}", client(&request, limits.forwarded_hops));
     let verdict = match limits.limiter.check(&bucket, &quota).await {
         Ok(verdict) => verdict,
         Err(e) => {

@@ -9,8 +9,8 @@
 //! - **Who waits, and who is refused**: the rest wait their turn, first come first
 //!   served. A queue that stands (a closed loop of 1,024 clients keeps 1,024 requests
 //!   here, served as fast as the process can) is no overload, and nothing is refused. A
-//!   queue that *grows* is: as in CoDel, once the shortest wait of an interval
-//!   ([`INTERVAL`]) is above the target ([`AdmissionConfig::target`]) while more requests
+//!   queue that *grows* is: as in CoDel, once the shortest wait has been above the target
+//!   ([`AdmissionConfig::target`]) for two intervals ([`INTERVAL`]) while more requests
 //!   arrived than started, newcomers are refused with `503` and a `Retry-After` of the
 //!   queue's drain time, unless the queue is short enough to start them within the target;
 //!   the queue drains to the target and stays there, so what is accepted is served fast
@@ -29,6 +29,9 @@ pub use gradient::GradientLimit;
 
 /// How often the queue is judged, and the limit moved.
 pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// The executing limit of a fresh process.
+pub const INITIAL_LIMIT: usize = 32;
 
 /// Settings of an [`AdmissionQueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,8 @@ struct State {
     waiting: VecDeque<Waiter>,
     /// Whether newcomers are being refused (the queue grows).
     overloaded: bool,
+    /// Since when every interval's shortest wait was above the target.
+    above_since: Option<Instant>,
     /// Requests started per second in the last interval (at least 1).
     rate: f64,
     window: Window,
@@ -114,8 +119,9 @@ pub struct Refused {
 }
 
 impl AdmissionQueue {
-    /// A queue whose executing limit starts at the floor and doubles each interval until
-    /// latency rises: it finds the knee within a second or so.
+    /// A queue whose executing limit starts at [`INITIAL_LIMIT`] (or the ceiling, if lower)
+    /// and doubles each interval until latency rises: it finds the knee within a second or
+    /// so, and a fresh process takes a burst without refusing it.
     pub fn new(config: AdmissionConfig) -> Self {
         let ceiling = config.ceiling.max(1);
         let floor = config.floor.clamp(1, ceiling);
@@ -127,10 +133,11 @@ impl AdmissionQueue {
         Self {
             config,
             state: Mutex::new(State {
-                limit: GradientLimit::new(floor, floor, ceiling),
+                limit: GradientLimit::new(INITIAL_LIMIT, floor, ceiling),
                 executing: 0,
                 waiting: VecDeque::new(),
                 overloaded: false,
+                above_since: None,
                 rate: 1.0,
                 window: Window::new(Instant::now()),
             }),
@@ -238,10 +245,21 @@ impl AdmissionQueue {
         };
         // More arrived (refused ones included) than the process started: pressure.
         let growing = window.arrived > window.started + window.started / 10 + 8;
-        state.overloaded = if state.overloaded {
-            growing || shortest > self.config.target
+        let above = shortest > self.config.target;
+        state.above_since = if above {
+            state.above_since.or(Some(window.began))
         } else {
-            growing && shortest > self.config.target
+            None
+        };
+        // As in CoDel, a wait above the target for a whole interval and more is a standing
+        // queue, not a burst; it is overload if it also grows.
+        let standing = state
+            .above_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= INTERVAL * 2);
+        state.overloaded = if state.overloaded {
+            growing || above
+        } else {
+            growing && standing
         };
         if state.overloaded {
             // As CoDel drops from the head: who has waited many times the target would only

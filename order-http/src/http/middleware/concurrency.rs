@@ -7,11 +7,13 @@
 //!   requests at once before latency rises with concurrency. Past it, more at once only
 //!   queue inside (the pool, PostgreSQL) where nobody can see or shed them.
 //! - **Who waits, and who is refused**: the rest wait their turn, first come first
-//!   served. A queue that stands (a closed loop of 1,024 clients keeps 1,024 requests
+//!   served. A queue that stands (a closed loop of 1,024 clients keeps up to 1,024 requests
 //!   here, served as fast as the process can) is no overload, and nothing is refused. A
-//!   queue that *grows* is: as in CoDel, once the shortest wait has been above the target
-//!   ([`AdmissionConfig::target`]) for two intervals ([`INTERVAL`]) while more requests
-//!   arrived than started, newcomers are refused with `503` and a `Retry-After` of the
+//!   queue that *grows* is, and a closed loop cannot grow past its clients: once the
+//!   requests held reach three quarters of the ceiling while the shortest wait of an
+//!   interval ([`INTERVAL`], as in CoDel) is above the target
+//!   ([`AdmissionConfig::target`]), and for as long as more requests arrive than start,
+//!   newcomers are refused with `503` and a `Retry-After` of the
 //!   queue's drain time, unless the queue is short enough to start them within the target;
 //!   the queue drains to the target and stays there, so what is accepted is served fast
 //!   and at full throughput. `MAX_REQUESTS_IN_FLIGHT` bounds executing and waiting
@@ -70,8 +72,6 @@ struct State {
     waiting: VecDeque<Waiter>,
     /// Whether newcomers are being refused (the queue grows).
     overloaded: bool,
-    /// Since when every interval's shortest wait was above the target.
-    above_since: Option<Instant>,
     /// Requests started per second in the last interval (at least 1).
     rate: f64,
     window: Window,
@@ -137,7 +137,6 @@ impl AdmissionQueue {
                 executing: 0,
                 waiting: VecDeque::new(),
                 overloaded: false,
-                above_since: None,
                 rate: 1.0,
                 window: Window::new(Instant::now()),
             }),
@@ -243,23 +242,19 @@ impl AdmissionQueue {
             (Some(started), None) => started,
             (None, oldest) => oldest.unwrap_or_default(),
         };
-        // More arrived (refused ones included) than the process started: pressure.
-        let growing = window.arrived > window.started + window.started / 10 + 8;
-        let above = shortest > self.config.target;
-        state.above_since = if above {
-            state.above_since.or(Some(window.began))
-        } else {
-            None
-        };
-        // As in CoDel, a wait above the target for a whole interval and more is a standing
-        // queue, not a burst; it is overload if it also grows.
-        let standing = state
-            .above_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= INTERVAL * 2);
+        // A closed loop holds at most as many requests as it has clients, however long they
+        // wait; an open load beyond capacity holds more every interval, without bound. So
+        // a queue is overload once it holds three quarters of the ceiling and its
+        // shortest wait (as in CoDel) is above the target.
+        let held = state.executing + state.waiting.len();
+        let crowded = held * 4 >= self.config.ceiling * 3;
+        // Once in overload the queue is kept short, so it cannot grow: what says the
+        // overload goes on is that more still arrive (refused ones included) than start.
+        let pressure = window.arrived > window.started + window.started / 10 + 8;
         state.overloaded = if state.overloaded {
-            growing || above
+            pressure
         } else {
-            growing && standing
+            crowded && shortest > self.config.target
         };
         if state.overloaded {
             // As CoDel drops from the head: who has waited many times the target would only

@@ -81,7 +81,8 @@ async fn serve(inside: &tokio::sync::Semaphore, service: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_loop_far_above_the_limit_is_never_refused() {
-    let q = queue(1024);
+    // 1,000 clients, within three quarters of the default ceiling.
+    let q = queue(2048);
     let inside = Arc::new(tokio::sync::Semaphore::new(16));
     let deadline = Instant::now() + Duration::from_secs(2);
     let clients: Vec<_> = (0..1000)

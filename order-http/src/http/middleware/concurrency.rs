@@ -228,7 +228,10 @@ impl AdmissionQueue {
         let window = std::mem::replace(&mut state.window, Window::new(now));
         let elapsed = now.saturating_duration_since(window.began).as_secs_f64();
         state.rate = (f64::from(window.started) / elapsed).max(1.0);
-        if window.completed > 0 {
+        // In overload the latency says more about the work of refusing the flood (the
+        // machine's cores are busy with it) than about how many execute: the limit keeps
+        // the knee it found before, rather than fall to the floor and starve the service.
+        if window.completed > 0 && !state.overloaded {
             let average = window.latency_total / window.completed;
             state.limit.on_window(average, window.peak_executing);
         }

@@ -56,8 +56,7 @@ impl GradientLimit {
     }
 
     /// One window's average latency, measured while at most `peak` requests executed at
-    /// once. A window in which the limit was not reached says nothing about a higher one:
-    /// the limit then grows no further than twice the peak.
+    /// once. A window in which fewer than half the limit executed changes nothing.
     pub fn on_window(&mut self, average: Duration, peak: usize) {
         let short = average.as_secs_f64().max(1e-6);
         let no_load = self
@@ -65,19 +64,18 @@ impl GradientLimit {
             .map_or(short, |no_load| (no_load * (1.0 + AGING)).min(short));
         self.no_load = Some(no_load);
         let gradient = (TOLERANCE * no_load / short).clamp(0.5, 1.0);
-        let app_limited = (peak as f64) < self.limit / 2.0;
+        // A window that did not use half the limit says nothing about it, either way (as in
+        // Gradient2): at a light load the average is above the fastest request seen, and
+        // would otherwise wear the limit down to the floor before the next burst.
+        if (peak as f64) < self.limit / 2.0 {
+            return;
+        }
         if self.slow_start && gradient >= 1.0 {
-            if !app_limited {
-                self.limit = (self.limit * 2.0).clamp(self.floor, self.ceiling);
-            }
+            self.limit = (self.limit * 2.0).clamp(self.floor, self.ceiling);
             return;
         }
         self.slow_start = false;
-        let queue = self.limit.sqrt();
-        let mut estimate = self.limit * gradient + queue;
-        if app_limited {
-            estimate = estimate.min(self.limit.max(2.0 * peak as f64));
-        }
+        let estimate = self.limit * gradient + self.limit.sqrt();
         let next = self.limit * (1.0 - SMOOTHING) + estimate * SMOOTHING;
         self.limit = next.clamp(self.floor, self.ceiling);
     }

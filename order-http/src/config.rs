@@ -204,9 +204,9 @@ pub struct Config {
     /// `/api` requests one process holds at once, executing and waiting their turn
     /// together; more are refused with 503 at once (`MAX_REQUESTS_IN_FLIGHT`, 2048).
     pub max_requests_in_flight: usize,
-    /// The wait in the admission queue beyond which a queue that grows is overload: then
-    /// newcomers that would wait longer are refused (`REQUEST_QUEUE_TARGET`, seconds,
-    /// 0.005).
+    /// The wait in the admission queue beyond which a queue holding three quarters of
+    /// `MAX_REQUESTS_IN_FLIGHT` is overload: then newcomers that would wait longer are
+    /// refused (`REQUEST_QUEUE_TARGET`, seconds, 0.005).
     pub request_queue_target: Duration,
     /// Redis URL (`REDIS_URL`); `None` queues payments in memory.
     pub redis_url: Option<SecretUrl>,

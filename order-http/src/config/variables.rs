@@ -78,7 +78,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "REQUEST_QUEUE_TARGET",
         default: WhenUnset::Value("0.005"),
-        help: "seconds: requests beyond the executing limit (which follows the latency gradient to the knee) wait their turn; only a queue that grows while its shortest wait is above this is overload, and then newcomers that would wait longer get 503 with Retry-After",
+        help: "seconds: requests beyond the executing limit (which follows the latency gradient to the knee) wait their turn; a queue holding 3/4 of MAX_REQUESTS_IN_FLIGHT with its shortest wait above this is overload, and then newcomers that would wait longer get 503 with Retry-After",
     },
     Variable {
         name: "RATE_LIMIT_WRITES_PER_SECOND",

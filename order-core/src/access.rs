@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Invalid;
+use crate::hex::hex;
 use crate::ids::CustomerId;
 
 /// What a key may do.
@@ -242,17 +243,6 @@ pub enum AuthError {
 }
 
 const PREFIX: &str = "ordk_";
-
-/// Lowercase hex digits of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
 
 /// `at` to the microsecond, the precision every store keeps.
 fn micros(at: DateTime<Utc>) -> DateTime<Utc> {

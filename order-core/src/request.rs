@@ -52,15 +52,8 @@ impl RequestKey {
     /// whatever the key's length.
     #[must_use]
     pub fn scoped_to(&self, scope: &str) -> Self {
-        use std::fmt::Write as _;
         let digest = Sha256::digest(self.0.as_bytes());
-        let mut scoped = String::with_capacity(scope.len() + 65);
-        scoped.push_str(scope);
-        scoped.push(':');
-        for byte in digest {
-            let _ = write!(scoped, "{byte:02x}");
-        }
-        Self(scoped)
+        Self(format!("{scope}:{}", crate::hex::hex(&digest)))
     }
 }
 

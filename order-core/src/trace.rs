@@ -6,6 +6,7 @@
 //! an OpenTelemetry-instrumented request) and what it becomes (the parent of a worker's span,
 //! a header on a call to the gateway). Without tracing set up, orders carry none.
 
+use crate::hex::hex;
 use std::fmt;
 use std::str::FromStr;
 
@@ -73,16 +74,6 @@ impl TraceParent {
     pub fn parent_id_hex(&self) -> String {
         hex(&self.parent_id)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Reads `out.len()` bytes from lowercase hex digits.

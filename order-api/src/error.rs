@@ -42,6 +42,9 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 403: the key is bound to another customer than the one the request is for.
     Forbidden,
+    /// 409: a limit on how many of something one owner has is reached (webhook endpoints
+    /// per customer, `WEBHOOK_MAX_ENDPOINTS`); delete one first.
+    LimitReached,
     /// 429: this client's rate limit is used up; retry after `Retry-After` seconds (the
     /// `RateLimit-Policy` and `RateLimit` headers say which limit and what is left).
     RateLimited,
@@ -68,6 +71,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Overloaded => "overloaded",
+            Self::LimitReached => "limit_reached",
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
             Self::InsufficientScope => "insufficient_scope",

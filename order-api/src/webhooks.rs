@@ -110,6 +110,19 @@ pub struct CreateWebhookEndpointRequest {
         schema(max_length = 500, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")
     )]
     pub description: Option<String>,
+    /// The customer it belongs to: it then receives only that customer's orders' events.
+    /// A key bound to a customer makes endpoints of that customer (absent means its own);
+    /// for other keys absent means every customer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
+    pub customer_id: Option<String>,
 }
 
 /// Changes to an endpoint: only the fields given change.
@@ -156,6 +169,9 @@ pub struct WebhookEndpointResponse {
     pub url: String,
     /// The event types it receives.
     pub events: Vec<EventType>,
+    /// The customer whose orders' events it receives; absent: every customer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     /// What it is for.
     pub description: String,
     /// Whether events are delivered to it.

@@ -199,8 +199,12 @@ pub enum WebhooksCommand {
         /// What it is for.
         #[arg(long)]
         description: Option<String>,
+        /// Deliver only this customer's orders' events to it (a key bound to a customer
+        /// makes endpoints of its own customer only).
+        #[arg(long)]
+        customer: Option<String>,
     },
-    /// List every endpoint.
+    /// List every endpoint (a key bound to a customer sees its own).
     List,
     /// Show one endpoint.
     Get {

@@ -107,6 +107,7 @@ pub async fn run(
             url,
             events,
             description,
+            customer,
         } => {
             let request = CreateWebhookEndpointRequest {
                 url: url.clone(),
@@ -114,6 +115,7 @@ pub async fn run(
                     .then(|| event_types(events))
                     .transpose()?,
                 description: description.clone(),
+                customer_id: customer.clone(),
             };
             let created = client.create_webhook_endpoint(&request).await?;
             eprintln!(

@@ -305,6 +305,9 @@ pub struct WebhookSettings {
     /// Deliveries each process posts at once (`WEBHOOK_CONCURRENCY`, 128), in loops of
     /// rounds of at most [`WebhookSettings::ROUND`] each, run side by side.
     pub concurrency: usize,
+    /// The most endpoints one customer has, and the most that serve every customer
+    /// (`WEBHOOK_MAX_ENDPOINTS`, 20): each one multiplies every event's deliveries.
+    pub max_endpoints: usize,
 }
 
 impl WebhookSettings {
@@ -353,6 +356,10 @@ fn webhook_settings(
         concurrency: positive(
             "WEBHOOK_CONCURRENCY",
             parse(l, "WEBHOOK_CONCURRENCY", 128, "a whole number")?,
+        )?,
+        max_endpoints: positive(
+            "WEBHOOK_MAX_ENDPOINTS",
+            parse(l, "WEBHOOK_MAX_ENDPOINTS", 20, "a whole number")?,
         )?,
     })
 }

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use order_core::OrderId;
 use order_core::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
 use order_core::webhook::{
     DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, Event, EventId, EventType, RetiringSecret,
     Secret, printable,
 };
+use order_core::{CustomerId, OrderId};
 use uuid::Uuid;
 
 use crate::PgOrderRepo;
 use crate::error::{CorruptRow, translate};
 
-const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.description, e.enabled, \
+const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.owner, e.description, e.enabled, \
      e.disabled_reason, e.secret, e.previous_secret, e.previous_secret_expires_at, \
      e.failing_since, e.created_at, e.updated_at";
 
@@ -25,7 +25,8 @@ const EVENT_COLUMNS: &str = "ev.id AS event_id, ev.order_id, ev.type, ev.occurre
 
 /// Takes up to `$1` events past the outbox cursor, in cursor order (transaction, then
 /// `seq`), of transactions older than every one still running, gives each a delivery due at
-/// `$2` for every enabled endpoint subscribed to its type, and moves the cursor to the last
+/// `$2` for every enabled endpoint subscribed to its type and serving its order's customer
+/// (the order is read only for endpoints that belong to a customer), and moves the cursor to the last
 /// one taken. Returns how many it took. A concurrent call, finding the cursor locked, takes
 /// nothing; one that locks it after another call moved it reads it where that call left it
 /// (the newest version of a locked row), and its snapshot sees every event below its horizon.
@@ -37,7 +38,7 @@ const EVENT_COLUMNS: &str = "ev.id AS event_id, ev.order_id, ev.type, ev.occurre
 /// it was a filter over every event from the first).
 const FAN_OUT: &str = "WITH c AS (SELECT xid, seq FROM webhook_fan_out FOR UPDATE SKIP LOCKED), \
      ev AS ( \
-       SELECT e.xid, e.seq, e.id, e.type FROM order_events e \
+       SELECT e.xid, e.seq, e.id, e.type, e.order_id FROM order_events e \
        WHERE (e.xid, e.seq) > ((SELECT xid FROM c), (SELECT seq FROM c)) \
          AND e.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
        ORDER BY e.xid, e.seq LIMIT $1), \
@@ -45,6 +46,8 @@ const FAN_OUT: &str = "WITH c AS (SELECT xid, seq FROM webhook_fan_out FOR UPDAT
        INSERT INTO webhook_deliveries (event_id, endpoint_id, due_at) \
        SELECT ev.id, e.id, $2 FROM ev JOIN webhook_endpoints e \
          ON e.enabled AND ev.type = ANY(e.events) \
+           AND (e.owner IS NULL \
+                OR e.owner = (SELECT o.customer_id FROM orders o WHERE o.id = ev.order_id)) \
        ON CONFLICT (event_id, endpoint_id) DO NOTHING), \
      u AS ( \
        UPDATE webhook_fan_out f SET xid = last.xid, seq = last.seq \
@@ -115,13 +118,18 @@ const FINISH: &str = "WITH f AS ( \
        FROM per WHERE e.id = per.endpoint_id) \
      SELECT event_id, endpoint_id FROM d";
 
-/// Makes event `$1` due at `$2` for every enabled endpoint subscribed to its type. Returns
-/// whether the event exists and how many deliveries are due.
-const REDELIVER: &str = "WITH ev AS (SELECT id, type FROM order_events WHERE id = $1), \
+/// Makes event `$1` due at `$2` for every enabled endpoint subscribed to its type that serves
+/// the customer of the event's order, and, when `$3` names an owner, only for that owner's
+/// endpoints. Returns whether the event exists and how many deliveries are due.
+const REDELIVER: &str = "WITH ev AS ( \
+       SELECT ev.id, ev.type, o.customer_id FROM order_events ev \
+       LEFT JOIN orders o ON o.id = ev.order_id WHERE ev.id = $1), \
      d AS ( \
        INSERT INTO webhook_deliveries (event_id, endpoint_id, due_at) \
        SELECT ev.id, e.id, $2 FROM ev JOIN webhook_endpoints e \
          ON e.enabled AND ev.type = ANY(e.events) \
+           AND (e.owner IS NULL OR e.owner = ev.customer_id) \
+           AND ($3::text IS NULL OR e.owner = $3) \
        ON CONFLICT (event_id, endpoint_id) DO UPDATE SET state = 'pending', due_at = EXCLUDED.due_at \
        RETURNING 1) \
      SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM d)";
@@ -148,6 +156,7 @@ struct EndpointRow {
     id: Uuid,
     url: String,
     events: Vec<String>,
+    owner: Option<String>,
     description: String,
     enabled: bool,
     disabled_reason: Option<String>,
@@ -181,6 +190,11 @@ impl TryFrom<EndpointRow> for Endpoint {
                 .map(|t| t.parse::<EventType>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| corrupt("events", e))?,
+            owner: row
+                .owner
+                .map(CustomerId::parse)
+                .transpose()
+                .map_err(|e| corrupt("owner", e))?,
             description: row.description,
             enabled: row.enabled,
             disabled_reason: row.disabled_reason,
@@ -301,22 +315,38 @@ fn limit(n: usize) -> i64 {
 
 #[async_trait]
 impl WebhookStore for PgOrderRepo {
-    async fn insert_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
-        bind_endpoint(
+    async fn insert_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        at_most: usize,
+    ) -> Result<bool, RepoError> {
+        let owner = endpoint.owner.as_ref().map(CustomerId::as_str);
+        let mut tx = self.db()?.begin().await.map_err(translate)?;
+        // One insert per owner at a time, so the count below cannot be outrun.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('webhook_endpoints:' || coalesce($1, ''), 0))")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        let inserted = bind_endpoint(
             sqlx::query(
                 "INSERT INTO webhook_endpoints (id, url, events, description, enabled, \
                  disabled_reason, secret, previous_secret, previous_secret_expires_at, \
-                 failing_since, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 failing_since, created_at, updated_at, owner) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                 WHERE (SELECT count(*) FROM webhook_endpoints WHERE owner IS NOT DISTINCT FROM $13) < $14",
             ),
             endpoint,
         )
         .bind(endpoint.created_at)
         .bind(endpoint.updated_at)
-        .execute(self.db()?)
+        .bind(owner)
+        .bind(limit(at_most))
+        .execute(&mut *tx)
         .await
         .map_err(translate)?;
-        Ok(())
+        tx.commit().await.map_err(translate)?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, RepoError> {
@@ -330,10 +360,12 @@ impl WebhookStore for PgOrderRepo {
         Ok(row.map(Endpoint::try_from).transpose()?)
     }
 
-    async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
+    async fn endpoints(&self, owner: Option<&CustomerId>) -> Result<Vec<Endpoint>, RepoError> {
         let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e ORDER BY e.id"
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e \
+             WHERE $1::text IS NULL OR e.owner = $1 ORDER BY e.id"
         ))
+        .bind(owner.map(CustomerId::as_str))
         .fetch_all(self.db()?)
         .await
         .map_err(translate)?;
@@ -571,10 +603,12 @@ impl WebhookStore for PgOrderRepo {
         &self,
         event: EventId,
         now: DateTime<Utc>,
+        owner: Option<&CustomerId>,
     ) -> Result<Option<usize>, RepoError> {
         let (found, due): (i64, i64) = sqlx::query_as(REDELIVER)
             .bind(event.as_uuid())
             .bind(now)
+            .bind(owner.map(CustomerId::as_str))
             .fetch_one(self.db()?)
             .await
             .map_err(translate)?;

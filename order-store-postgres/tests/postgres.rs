@@ -311,7 +311,19 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
     before.run(&schema.pool).await.unwrap();
     let repo = schema.repo();
     let now = Utc::now();
-    subscribe(&repo, &[EventType::Created], now).await;
+    // An endpoint as the schema of that time held it (no owner column yet).
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, url, events, description, enabled, secret, \
+         created_at, updated_at) VALUES ($1, 'https://hooks.example.com/orders', $2, 'test', \
+         true, $3, $4, $4)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(vec![EventType::Created.as_str()])
+    .bind(vec![7_u8; 32])
+    .bind(now)
+    .execute(&schema.pool)
+    .await
+    .unwrap();
     let (fanned, waiting) = (placed_order("alice", now), placed_order("bob", now));
     repo.insert(&fanned).await.unwrap();
     repo.insert(&waiting).await.unwrap();
@@ -423,9 +435,10 @@ async fn subscribe(
         NewEndpoint {
             url: EndpointUrl::parse("https://hooks.example.com/orders", false).unwrap(),
             events: events.iter().copied().collect(),
+            owner: None,
             description: "test".into(),
         },
         now,
     );
-    repo.insert_endpoint(&hook).await.unwrap();
+    repo.insert_endpoint(&hook, 100).await.unwrap();
 }

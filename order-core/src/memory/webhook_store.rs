@@ -1,7 +1,7 @@
 //! [`WebhookStore`] in memory: the outbox, endpoints and deliveries, kept inside
 //! [`MemoryOrderRepo`] so an event and its status change are one step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{MemoryOrderRepo, lock};
-use crate::ids::OrderId;
+use crate::ids::{CustomerId, OrderId};
 use crate::order::{Order, OrderStatus, RefundStatus};
 use crate::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
 use crate::webhook::{DeliveryAttempt, Endpoint, EndpointId, Event, EventId, EventType, printable};
@@ -38,6 +38,8 @@ pub(super) struct WebhookTables {
     events: Vec<Event>,
     /// How many of `events` were fanned out.
     fanned_out: usize,
+    /// The customer of every order with events.
+    customers: HashMap<OrderId, CustomerId>,
     /// Endpoints by id (ids sort by creation time).
     endpoints: BTreeMap<EndpointId, Endpoint>,
     deliveries: BTreeMap<(EventId, EndpointId), DeliveryRow>,
@@ -50,6 +52,9 @@ impl WebhookTables {
     pub(super) fn record(&mut self, order: &Order, from: Option<OrderStatus>) {
         if from == Some(order.status) {
             return;
+        }
+        if from.is_none() {
+            self.customers.insert(order.id, order.customer_id.clone());
         }
         let mut push = |kind| {
             self.events.push(Event {
@@ -87,10 +92,15 @@ impl WebhookTables {
         row.due_at = now;
     }
 
-    fn subscribers(&self, kind: EventType) -> Vec<EndpointId> {
+    /// The endpoints that receive `event` (with `owner`, only that customer's).
+    fn subscribers(&self, event: &Event, owner: Option<&CustomerId>) -> Vec<EndpointId> {
+        let Some(customer) = self.customers.get(&event.order_id) else {
+            return Vec::new();
+        };
         self.endpoints
             .values()
-            .filter(|e| e.wants(kind))
+            .filter(|e| e.receives(event.kind, customer))
+            .filter(|e| owner.is_none_or(|owner| e.owner.as_ref() == Some(owner)))
             .map(|e| e.id)
             .collect()
     }
@@ -98,19 +108,35 @@ impl WebhookTables {
 
 #[async_trait]
 impl WebhookStore for MemoryOrderRepo {
-    async fn insert_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
-        lock(&self.webhooks)
+    async fn insert_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        at_most: usize,
+    ) -> Result<bool, RepoError> {
+        let mut hooks = lock(&self.webhooks);
+        let owned = hooks
             .endpoints
-            .insert(endpoint.id, endpoint.clone());
-        Ok(())
+            .values()
+            .filter(|e| e.owner == endpoint.owner)
+            .count();
+        if owned >= at_most {
+            return Ok(false);
+        }
+        hooks.endpoints.insert(endpoint.id, endpoint.clone());
+        Ok(true)
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, RepoError> {
         Ok(lock(&self.webhooks).endpoints.get(&id).cloned())
     }
 
-    async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
-        Ok(lock(&self.webhooks).endpoints.values().cloned().collect())
+    async fn endpoints(&self, owner: Option<&CustomerId>) -> Result<Vec<Endpoint>, RepoError> {
+        Ok(lock(&self.webhooks)
+            .endpoints
+            .values()
+            .filter(|e| owner.is_none_or(|owner| e.owner.as_ref() == Some(owner)))
+            .cloned()
+            .collect())
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
@@ -154,7 +180,7 @@ impl WebhookStore for MemoryOrderRepo {
         let end = hooks.events.len().min(start.saturating_add(limit));
         let taken: Vec<Event> = hooks.events[start..end].to_vec();
         for event in &taken {
-            for endpoint in hooks.subscribers(event.kind) {
+            for endpoint in hooks.subscribers(event, None) {
                 hooks.make_due(event, endpoint, now);
             }
         }
@@ -323,12 +349,13 @@ impl WebhookStore for MemoryOrderRepo {
         &self,
         event: EventId,
         now: DateTime<Utc>,
+        owner: Option<&CustomerId>,
     ) -> Result<Option<usize>, RepoError> {
         let mut hooks = lock(&self.webhooks);
         let Some(found) = hooks.events.iter().find(|e| e.id == event).cloned() else {
             return Ok(None);
         };
-        let subscribers = hooks.subscribers(found.kind);
+        let subscribers = hooks.subscribers(&found, owner);
         for endpoint in &subscribers {
             hooks.make_due(&found, *endpoint, now);
         }

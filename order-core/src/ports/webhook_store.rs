@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::RepoError;
-use crate::ids::OrderId;
+use crate::ids::{CustomerId, OrderId};
 
 /// A delivery of an event to an endpoint, taken by one dispatcher under a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,8 @@ pub enum DeliveryNext {
 /// - `events_of(order)` lists an order's events in the order they were recorded.
 /// - `fan_out(now, limit)` takes up to `limit` events not yet fanned out, oldest first, and
 ///   in one atomic step creates a delivery, due at `now`, for every enabled endpoint then
-///   subscribed to the event's type, and marks the events fanned out; it returns how many
+///   subscribed to the event's type and [serving](crate::webhook::Endpoint::serves) the
+///   customer of the event's order, and marks the events fanned out; it returns how many
 ///   events it took. Concurrent calls never take the same event, and every event recorded is
 ///   taken by some call. An adapter whose writes commit concurrently may hold an event back
 ///   while a write begun before it is still running, and may order the events of concurrent
@@ -80,9 +81,10 @@ pub enum DeliveryNext {
 ///   `failing_since` is cleared; otherwise a failed one sets it, if unset, to the earliest
 ///   failed attempt's time. A `disable` reason disables the endpoint with that reason.
 /// - `attempts(endpoint, limit)` lists the endpoint's recorded attempts, newest first.
-/// - `redeliver(event, now)` makes the event due again at `now` for every enabled endpoint
-///   subscribed to its type (whether or not it was delivered before, with its attempt
-///   count kept); `None` for an unknown event, else how many deliveries are due.
+/// - `redeliver(event, now, owner)` makes the event due again at `now` for every enabled
+///   endpoint subscribed to its type and serving its order's customer (whether or not it
+///   was delivered before, with its attempt count kept), and with `owner` only for those
+///   that customer owns; `None` for an unknown event, else how many deliveries are due.
 /// - `delete_endpoint` removes the endpoint with its deliveries and attempts.
 /// - `purge(before, limit)` forgets history: every attempt made before `before`, and at most
 ///   `limit` events (an adapter may look at only the `limit` oldest) that happened before
@@ -92,17 +94,29 @@ pub enum DeliveryNext {
 ///   age.
 /// - Endpoint writes keep everything they are given, secrets included; `update_endpoint`
 ///   replaces the stored endpoint with the same id and returns whether there was one.
+/// - `insert_endpoint(endpoint, at_most)` stores it unless its owner (or, for an endpoint
+///   without one, the endpoints without one) already has `at_most` endpoints, and returns
+///   whether it did; concurrent inserts never take an owner past `at_most`.
+/// - `endpoints(owner)` lists every endpoint, or with `owner` only that customer's, oldest
+///   first.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    /// Stores a new endpoint.
-    async fn insert_endpoint(&self, endpoint: &crate::webhook::Endpoint) -> Result<(), RepoError>;
+    /// Stores a new endpoint, unless its owner has `at_most` already.
+    async fn insert_endpoint(
+        &self,
+        endpoint: &crate::webhook::Endpoint,
+        at_most: usize,
+    ) -> Result<bool, RepoError>;
     /// The endpoint with this id.
     async fn endpoint(
         &self,
         id: crate::webhook::EndpointId,
     ) -> Result<Option<crate::webhook::Endpoint>, RepoError>;
-    /// Every endpoint, oldest first.
-    async fn endpoints(&self) -> Result<Vec<crate::webhook::Endpoint>, RepoError>;
+    /// Every endpoint, or one customer's, oldest first.
+    async fn endpoints(
+        &self,
+        owner: Option<&CustomerId>,
+    ) -> Result<Vec<crate::webhook::Endpoint>, RepoError>;
     /// Replaces a stored endpoint.
     async fn update_endpoint(&self, endpoint: &crate::webhook::Endpoint)
     -> Result<bool, RepoError>;
@@ -140,11 +154,12 @@ pub trait WebhookStore: Send + Sync {
         endpoint: crate::webhook::EndpointId,
         limit: usize,
     ) -> Result<Vec<crate::webhook::DeliveryAttempt>, RepoError>;
-    /// Makes an event due again for its subscribers.
+    /// Makes an event due again for its subscribers (or one owner's).
     async fn redeliver(
         &self,
         event: crate::webhook::EventId,
         now: DateTime<Utc>,
+        owner: Option<&CustomerId>,
     ) -> Result<Option<usize>, RepoError>;
     /// Forgets attempts, and settled events with their deliveries, older than `before`.
     async fn purge(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepoError>;

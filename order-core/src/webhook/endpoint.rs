@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{EndpointId, EventType, Secret, is_public};
 use crate::error::Invalid;
+use crate::ids::CustomerId;
 
 /// An endpoint's URL: absolute `https` (or `http` where allowed), with a host, at most 2,000
 /// characters.
@@ -137,6 +138,9 @@ pub struct Endpoint {
     pub url: EndpointUrl,
     /// The event types it receives (never empty).
     pub events: BTreeSet<EventType>,
+    /// The one customer whose orders' events it receives, if it belongs to one (made with a
+    /// key bound to that customer, say); `None`: every customer's.
+    pub owner: Option<CustomerId>,
     /// What it is for (at most 500 characters).
     pub description: String,
     /// Whether events are delivered to it. A disabled endpoint keeps its undelivered events
@@ -164,6 +168,8 @@ pub struct NewEndpoint {
     pub url: EndpointUrl,
     /// The event types it receives.
     pub events: BTreeSet<EventType>,
+    /// The customer it belongs to, if any.
+    pub owner: Option<CustomerId>,
     /// What it is for.
     pub description: String,
 }
@@ -200,6 +206,7 @@ impl Endpoint {
             id: EndpointId::new(),
             url: new.url,
             events: new.events,
+            owner: new.owner,
             description: new.description,
             enabled: true,
             disabled_reason: None,
@@ -211,9 +218,20 @@ impl Endpoint {
         }
     }
 
-    /// Whether it receives events of `kind` now.
+    /// Whether it receives events of `kind` now (of some customer's orders).
     pub fn wants(&self, kind: EventType) -> bool {
         self.enabled && self.events.contains(&kind)
+    }
+
+    /// Whether it receives an event of `kind` about an order of `customer` now: it
+    /// [wants](Self::wants) the type and belongs to no customer or to that one.
+    pub fn receives(&self, kind: EventType, customer: &CustomerId) -> bool {
+        self.wants(kind) && self.serves(customer)
+    }
+
+    /// Whether what concerns `customer` may reach it: it belongs to no one or to `customer`.
+    pub fn serves(&self, customer: &CustomerId) -> bool {
+        self.owner.as_ref().is_none_or(|owner| owner == customer)
     }
 
     /// The secrets deliveries are signed with at `now`: the current one, and the one a

@@ -54,6 +54,7 @@ fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
         NewEndpoint {
             url,
             events: event_types(None).unwrap(),
+            owner: None,
             description: String::new(),
         },
         now,

@@ -296,6 +296,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "webhook deliveries one worker process posts at once",
     },
     Variable {
+        name: "WEBHOOK_MAX_ENDPOINTS",
+        default: WhenUnset::Value("20"),
+        help: "the most webhook endpoints one customer has, and the most serving every customer",
+    },
+    Variable {
         name: "METRICS_ENABLED",
         default: WhenUnset::Value("true"),
         help: "record metrics and serve /metrics",

@@ -69,6 +69,9 @@ pub enum ApiError {
     /// The key may not act for the customer the request is for.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller has as many of something as it may have.
+    #[error("{0}")]
+    LimitReached(String),
     /// The client's rate limit is used up.
     #[error(
         "rate limit `{policy}` exceeded ({per_second} requests per second, {burst} at once); retry after {retry_after} s"
@@ -153,6 +156,7 @@ impl IntoResponse for ApiError {
             ),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
             Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Overloaded),
+            Self::LimitReached(_) => (StatusCode::CONFLICT, ErrorCode::LimitReached),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, ErrorCode::InsufficientScope),

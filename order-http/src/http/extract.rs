@@ -250,24 +250,8 @@ impl Caller {
         }
     }
 
-    /// `Ok` unless the caller is bound to one customer: what spans every customer (webhook
-    /// endpoints receive every order's events) is not for a key that acts for one.
-    pub fn for_every_customer(&self) -> Result<(), ApiError> {
-        match self.customer() {
-            None => Ok(()),
-            Some(_) => Err(ApiError::Forbidden(format!(
-                "{}; webhook endpoints receive every customer's events",
-                self.bound_elsewhere_message()
-            ))),
-        }
-    }
-
     /// The refusal for a key bound to another customer.
     fn bound_elsewhere(&self) -> ApiError {
-        ApiError::Forbidden(self.bound_elsewhere_message())
-    }
-
-    fn bound_elsewhere_message(&self) -> String {
         let (id, customer) = self.key().map_or(("-".to_owned(), "(none)"), |key| {
             (
                 key.id.to_string(),
@@ -276,6 +260,6 @@ impl Caller {
                     .map_or("(none)", CustomerId::as_str),
             )
         });
-        format!("API key {id} acts only for customer {customer}")
+        ApiError::Forbidden(format!("API key {id} acts only for customer {customer}"))
     }
 }

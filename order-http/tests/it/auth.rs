@@ -15,6 +15,8 @@ use order_http::Role;
 use order_http::testing::{Backend, Storage, TestApp, free_port, sample_json, sample_order};
 use serde_json::json;
 
+mod owners;
+
 /// A service with `AUTH_MODE=api_key` and an administrator's key (all scopes), made the way
 /// an operator makes the first one: straight in the store.
 struct Secured {
@@ -39,7 +41,15 @@ fn admin_key() -> (order_core::access::ApiKey, String) {
 
 impl Secured {
     async fn start(backend: Backend) -> Self {
-        let auth = [("AUTH_MODE", "api_key")];
+        Self::start_with(backend, &[]).await
+    }
+
+    /// [`start`](Self::start), with more variables.
+    async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let auth: Vec<(&str, &str)> = [("AUTH_MODE", "api_key")]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
         let (key, admin) = admin_key();
         match backend {
             Backend::Memory => {
@@ -50,7 +60,7 @@ impl Secured {
                 let app = TestApp::spawn_role(
                     Role::All,
                     Vec::new(),
-                    &[auth[0], ("API_KEYS_FILE", &path)],
+                    &[auth.as_slice(), &[("API_KEYS_FILE", &path)]].concat(),
                 )
                 .await;
                 Self {
@@ -595,65 +605,4 @@ fn with_last_char_changed(key: &str) -> String {
     let (head, last) = key.split_at(key.len() - 1);
     let other = if last == "0" { '1' } else { '0' };
     format!("{head}{other}")
-}
-
-#[tokio::test]
-async fn a_key_bound_to_one_customer_cannot_manage_webhooks_which_see_every_customers_events() {
-    let s = Secured::start(Backend::Memory).await;
-    let (bound, _) = s.key(&[Scope::WebhooksManage], Some("alice"), None).await;
-    let (unbound, _) = s.key(&[Scope::WebhooksManage], None, None).await;
-    let endpoint = json!({"url": "https://receiver.example/hooks"});
-    let (status, _, _) = call(
-        &s.app,
-        "POST",
-        paths::WEBHOOK_ENDPOINTS,
-        Some(&unbound),
-        Some(endpoint.clone()),
-    )
-    .await;
-    assert_eq!(status, 201, "a key for every customer manages webhooks");
-    let listed: serde_json::Value = s
-        .app
-        .http
-        .get(s.app.url(paths::WEBHOOK_ENDPOINTS))
-        .bearer_auth(&unbound)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = listed["endpoints"][0]["id"].as_str().unwrap().to_owned();
-    let event = "evt_00000000000000000000000000000000";
-    for (method, path, body) in [
-        ("POST", paths::WEBHOOK_ENDPOINTS.to_owned(), Some(endpoint)),
-        ("GET", paths::WEBHOOK_ENDPOINTS.to_owned(), None),
-        ("GET", paths::webhook_endpoint(&id), None),
-        (
-            "PATCH",
-            paths::webhook_endpoint(&id),
-            Some(json!({"enabled": false})),
-        ),
-        ("POST", paths::webhook_endpoint_rotate(&id), None),
-        ("GET", paths::webhook_endpoint_deliveries(&id), None),
-        ("POST", paths::event_redeliver(event), None),
-        ("DELETE", paths::webhook_endpoint(&id), None),
-    ] {
-        let (status, code, _) = call(&s.app, method, &path, Some(&bound), body).await;
-        assert_eq!(
-            (status, code),
-            (403, Some(ErrorCode::Forbidden)),
-            "{method} {path} with a key bound to alice"
-        );
-    }
-    let (status, _, _) = call(
-        &s.app,
-        "GET",
-        &paths::webhook_endpoint(&id),
-        Some(&unbound),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "the refusals changed nothing");
-    s.stop().await;
 }

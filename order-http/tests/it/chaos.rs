@@ -398,6 +398,7 @@ async fn subscribe(port: u16, receiver: &Receiver) {
         url: receiver.url(),
         events: None,
         description: Some("chaos".into()),
+        customer_id: None,
     };
     let start = Instant::now();
     while client.create_webhook_endpoint(&request).await.is_err() {

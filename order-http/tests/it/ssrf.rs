@@ -146,6 +146,7 @@ async fn an_endpoint_named_by_a_name_that_resolves_to_loopback_gets_a_blocked_de
             url: format!("http://localhost:{port}/hooks"),
             events: None,
             description: None,
+            customer_id: None,
         })
         .await
         .expect("a name is checked when a delivery connects, not at creation");

@@ -51,11 +51,12 @@ async fn direct(
         NewEndpoint {
             url: EndpointUrl::parse(&receiver.url(), true).unwrap(),
             events: [CoreEventType::Created].into_iter().collect(),
+            owner: None,
             description: String::new(),
         },
         clock.now(),
     );
-    store.insert_endpoint(&endpoint).await.unwrap();
+    store.insert_endpoint(&endpoint, 100).await.unwrap();
     let dispatcher = WebhookDispatcher::new(
         store.clone() as Arc<dyn WebhookStore>,
         store.clone() as Arc<dyn OrderRepo>,
@@ -284,6 +285,7 @@ async fn subscribe(app: &TestApp, receiver: &Receiver) -> (String, String) {
             url: receiver.url(),
             events: None,
             description: Some("kitchen".into()),
+            customer_id: None,
         })
         .await
         .expect("endpoint created");

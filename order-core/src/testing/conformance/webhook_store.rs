@@ -18,6 +18,7 @@ use crate::testing::placed_order;
 use crate::webhook::{DeliveryAttempt, Endpoint, EndpointUrl, EventType, NewEndpoint, event_types};
 
 mod deliveries;
+mod owners;
 
 use deliveries::{
     a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak,
@@ -28,6 +29,10 @@ use deliveries::{
     no_bytes_a_receiver_sends_fail_a_batch,
     purging_forgets_settled_history_and_keeps_what_is_still_owed,
 };
+use owners::{
+    a_customers_endpoint_receives_only_that_customers_events,
+    an_owner_has_at_most_its_quota_of_endpoints,
+};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -36,6 +41,7 @@ fn endpoint(events: &[EventType], at: DateTime<Utc>) -> Endpoint {
         NewEndpoint {
             url: EndpointUrl::parse("https://hooks.example.com/orders", false).expect("a URL"),
             events: events.iter().copied().collect(),
+            owner: None,
             description: "kitchen".into(),
         },
         at,
@@ -144,6 +150,8 @@ where
     no_bytes_a_receiver_sends_fail_a_batch(&make().await).await;
     purging_forgets_settled_history_and_keeps_what_is_still_owed(&make().await).await;
     an_orders_events_never_go_back_in_time(&make().await).await;
+    a_customers_endpoint_receives_only_that_customers_events(&make().await).await;
+    an_owner_has_at_most_its_quota_of_endpoints(&make().await).await;
 }
 
 async fn every_status_change_records_one_event<S: WebhookStore + OrderRepo>(store: &S) {
@@ -309,14 +317,14 @@ async fn endpoints_are_stored_as_given<S: WebhookStore>(store: &S) {
     let t = base_time();
     let mut first = endpoint(&EventType::ALL, t);
     let second = endpoint(&[EventType::Confirmed], t + secs(1));
-    store.insert_endpoint(&first).await.expect("insert");
-    store.insert_endpoint(&second).await.expect("insert");
+    store.insert_endpoint(&first, 100).await.expect("insert");
+    store.insert_endpoint(&second, 100).await.expect("insert");
     assert_eq!(
         store.endpoint(first.id).await.expect("get").as_ref(),
         Some(&first)
     );
     assert_eq!(
-        store.endpoints().await.expect("list"),
+        store.endpoints(None).await.expect("list"),
         [first.clone(), second.clone()],
         "oldest first"
     );
@@ -334,5 +342,5 @@ async fn endpoints_are_stored_as_given<S: WebhookStore>(store: &S) {
     assert!(!store.update_endpoint(&unknown).await.expect("update"));
     assert!(store.delete_endpoint(first.id).await.expect("delete"));
     assert!(!store.delete_endpoint(first.id).await.expect("delete"));
-    assert_eq!(store.endpoints().await.expect("list"), [second]);
+    assert_eq!(store.endpoints(None).await.expect("list"), [second]);
 }

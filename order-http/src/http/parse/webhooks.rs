@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use order_core::webhook::{EndpointUrl, EventType, NewEndpoint};
-use order_core::{FieldError, Invalid, ValidationErrors};
+use order_core::{CustomerId, FieldError, Invalid, ValidationErrors};
 use serde_json::{Map, Value};
 
 use super::must_be;
@@ -24,7 +24,7 @@ pub struct EndpointChange {
 }
 
 /// Parses a new endpoint's body: `url` (required; as `rules` allow), `events` (every type
-/// if absent), `description`.
+/// if absent), `description`, `customer_id` (its owner, if any).
 pub fn new_endpoint(body: &Value, rules: UrlRules) -> Result<NewEndpoint, ValidationErrors> {
     let mut fields = Fields::of(body)?;
     let url = fields.url(rules);
@@ -33,11 +33,13 @@ pub fn new_endpoint(body: &Value, rules: UrlRules) -> Result<NewEndpoint, Valida
     }
     let events = fields.events();
     let description = fields.description();
+    let owner = fields.owner();
     fields.finish()?;
     let url = url.ok_or_else(|| ValidationErrors::one("url", Invalid::Empty))?;
     Ok(NewEndpoint {
         url,
         events: events.unwrap_or_else(|| EventType::ALL.into_iter().collect()),
+        owner,
         description: description.unwrap_or_default(),
     })
 }
@@ -148,6 +150,20 @@ impl<'a> Fields<'a> {
             Some(_) => {
                 self.errors
                     .push(FieldError::new("description", must_be("a string")));
+                None
+            }
+        }
+    }
+
+    fn owner(&mut self) -> Option<CustomerId> {
+        match self.object.get("customer_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => CustomerId::parse(id.as_str())
+                .map_err(|e| self.errors.push(FieldError::new("customer_id", e)))
+                .ok(),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new("customer_id", must_be("a string")));
                 None
             }
         }

@@ -10,6 +10,7 @@ use order_api::webhooks::{
 };
 use order_api::{ErrorBody, paths};
 use order_core::webhook::{DeliveryAttempt, Endpoint, EndpointId, EventId, EventType};
+use order_core::{CustomerId, ValidationErrors};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -35,13 +36,20 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("webhook endpoint {id} not found"))
 }
 
-/// The endpoint `id`, or `404` (an id of the wrong shape names no endpoint).
-async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
+/// The endpoint `id`, if the caller may see it, or `404` (an id of the wrong shape names
+/// no endpoint; a key bound to a customer sees that customer's endpoints only, and another
+/// one's existence is not given away).
+async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<Endpoint, ApiError> {
     let parsed: EndpointId = id.parse().map_err(|_| not_found(id))?;
     state
         .webhooks
         .endpoint(parsed)
         .await?
+        .filter(|endpoint| {
+            caller
+                .customer()
+                .is_none_or(|c| endpoint.owner.as_ref() == Some(c))
+        })
         .ok_or_else(|| not_found(id))
 }
 
@@ -51,6 +59,11 @@ async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
 /// to the Standard Webhooks specification with the secret this answer holds: keep it, it is
 /// shown here and on rotation only. A URL must be `https` unless `WEBHOOKS_ALLOW_HTTP` is on
 /// (the embedded default's default).
+///
+/// An endpoint with a `customer_id` receives that customer's orders' events only; a key
+/// bound to a customer makes endpoints of its own customer only. A customer has at most
+/// `WEBHOOK_MAX_ENDPOINTS` endpoints (20 by default), and so do the endpoints of every
+/// customer.
 #[utoipa::path(
     post,
     path = paths::WEBHOOK_ENDPOINTS,
@@ -59,6 +72,8 @@ async fn stored(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
     responses(
         (status = 201, description = "Created; the body holds the signing secret", body = CreatedWebhookEndpoint),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 403, description = "`customer_id` names another customer than the key's", body = ErrorBody),
+        (status = 409, description = "The customer has `WEBHOOK_MAX_ENDPOINTS` endpoints already", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields, each named (a URL that is not https or points into a private network, an unknown event type)", body = ErrorBody),
     )
@@ -68,10 +83,20 @@ async fn create_endpoint(
     caller: Caller,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    caller.for_every_customer()?;
-    let new = new_endpoint(&body, state.webhook_settings.url_rules())?;
+    let mut new = new_endpoint(&body, state.webhook_settings.url_rules())?;
+    new.owner = caller.narrow(new.owner)?;
     let endpoint = Endpoint::create(new, state.orders.clock().now());
-    state.webhooks.insert_endpoint(&endpoint).await?;
+    let at_most = state.webhook_settings.max_endpoints;
+    if !state.webhooks.insert_endpoint(&endpoint, at_most).await? {
+        let whose = endpoint
+            .owner
+            .as_ref()
+            .map_or_else(|| "every customer".to_owned(), |c| format!("customer {c}"));
+        return Err(ApiError::LimitReached(format!(
+            "{whose} has {at_most} webhook endpoints already, the most WEBHOOK_MAX_ENDPOINTS \
+             allows; delete one first"
+        )));
+    }
     tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url.for_log(), "webhook endpoint created");
     let created = CreatedWebhookEndpoint {
         secret: endpoint.secret.expose(),
@@ -80,21 +105,44 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-/// Every webhook endpoint, oldest first (never their secrets).
+/// Whose endpoints a listing shows.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EndpointsQuery {
+    /// Only this customer's (a key bound to a customer sees its own only).
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    customer_id: Option<String>,
+}
+
+/// Every webhook endpoint, or one customer's, oldest first (never their secrets).
 #[utoipa::path(
     get,
     path = paths::WEBHOOK_ENDPOINTS,
     tag = "webhooks",
+    params(EndpointsQuery),
     responses(
         (status = 200, body = WebhookEndpointList),
+        (status = 400, description = "An unreadable parameter", body = ErrorBody),
+        (status = 403, description = "`customer_id` names another customer than the key's", body = ErrorBody),
+        (status = 422, description = "An invalid `customer_id`", body = ErrorBody),
     )
 )]
 async fn list_endpoints(
     State(state): State<AppState>,
     caller: Caller,
+    QueryParams(query): QueryParams<EndpointsQuery>,
 ) -> Result<Json<WebhookEndpointList>, ApiError> {
-    caller.for_every_customer()?;
-    let endpoints = state.webhooks.endpoints().await?;
+    let asked = query
+        .customer_id
+        .map(CustomerId::parse)
+        .transpose()
+        .map_err(|e| ValidationErrors::one("customer_id", e))?;
+    let owner = caller.narrow(asked)?;
+    let endpoints = state.webhooks.endpoints(owner.as_ref()).await?;
     Ok(Json(WebhookEndpointList {
         endpoints: endpoints.iter().map(response).collect(),
     }))
@@ -116,8 +164,7 @@ async fn get_endpoint(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
-    caller.for_every_customer()?;
-    Ok(Json(response(&stored(&state, &id).await?)))
+    Ok(Json(response(&stored(&state, &caller, &id).await?)))
 }
 
 /// Changes a webhook endpoint: only the fields given. Enabling an endpoint the service
@@ -142,9 +189,8 @@ async fn update_endpoint(
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
-    caller.for_every_customer()?;
     let change = endpoint_change(&body, state.webhook_settings.url_rules())?;
-    let mut endpoint = stored(&state, &id).await?;
+    let mut endpoint = stored(&state, &caller, &id).await?;
     let now = state.orders.clock().now();
     if let Some(url) = change.url {
         endpoint.url = url;
@@ -183,8 +229,7 @@ async fn delete_endpoint(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
-    caller.for_every_customer()?;
-    let endpoint = stored(&state, &id).await?;
+    let endpoint = stored(&state, &caller, &id).await?;
     if !state.webhooks.delete_endpoint(endpoint.id).await? {
         return Err(not_found(&id));
     }
@@ -211,8 +256,7 @@ async fn rotate_secret(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    caller.for_every_customer()?;
-    let mut endpoint = stored(&state, &id).await?;
+    let mut endpoint = stored(&state, &caller, &id).await?;
     let secret = endpoint.rotate_secret(
         state.orders.clock().now(),
         state.webhook_settings.secret_grace,
@@ -259,17 +303,18 @@ async fn deliveries(
     PathParam(id): PathParam<String>,
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<DeliveryAttemptList>, ApiError> {
-    caller.for_every_customer()?;
     let limit = deliveries_limit(query.limit)?;
-    let endpoint = stored(&state, &id).await?;
+    let endpoint = stored(&state, &caller, &id).await?;
     let attempts = state.webhooks.attempts(endpoint.id, limit).await?;
     Ok(Json(DeliveryAttemptList {
         attempts: attempts.iter().map(attempt).collect(),
     }))
 }
 
-/// Sends an event again, now, to every enabled endpoint subscribed to its type (whether or
-/// not it was delivered before). It keeps its id: receivers that deduplicate see it once.
+/// Sends an event again, now, to every enabled endpoint subscribed to its type that serves
+/// its order's customer (whether or not it was delivered before). It keeps its id:
+/// receivers that deduplicate see it once. A key bound to a customer redelivers that
+/// customer's events only, to that customer's endpoints only.
 #[utoipa::path(
     post,
     path = paths::EVENT_REDELIVER,
@@ -285,12 +330,18 @@ async fn redeliver(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    caller.for_every_customer()?;
     let not_found = || ApiError::NotFound(format!("event {id} not found"));
     let event: EventId = id.parse().map_err(|_| not_found())?;
+    if let Some(bound) = caller.customer() {
+        let found = state.webhooks.event(event).await?.ok_or_else(not_found)?;
+        let order = state.orders.get(found.order_id).await?;
+        if order.is_none_or(|o| &o.customer_id != bound) {
+            return Err(not_found());
+        }
+    }
     let deliveries = state
         .webhooks
-        .redeliver(event, state.orders.clock().now())
+        .redeliver(event, state.orders.clock().now(), caller.customer())
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(event_id = %event, deliveries, "event queued for redelivery");
@@ -321,6 +372,7 @@ pub fn response(endpoint: &Endpoint) -> WebhookEndpointResponse {
         id: endpoint.id.to_string(),
         url: endpoint.url.to_string(),
         events: endpoint.events.iter().map(|e| event_type(*e)).collect(),
+        customer_id: endpoint.owner.as_ref().map(ToString::to_string),
         description: endpoint.description.clone(),
         enabled: endpoint.enabled,
         disabled_reason: endpoint.disabled_reason.clone(),

@@ -17,7 +17,7 @@ pub(super) async fn events_fan_out_to_enabled_subscribers_once<S: WebhookStore +
     let mut disabled = endpoint(&EventType::ALL, t);
     disabled.set_enabled(false, t);
     for e in [&all, &confirmed_only, &disabled] {
-        store.insert_endpoint(e).await.expect("insert");
+        store.insert_endpoint(e, 100).await.expect("insert");
     }
     assert_eq!(
         store.oldest_waiting_event().await.expect("oldest"),
@@ -73,7 +73,7 @@ pub(super) async fn deliveries_are_claimed_once_under_a_lease<S: WebhookStore + 
 ) {
     let t = base_time();
     let hook = endpoint(&EventType::ALL, t);
-    store.insert_endpoint(&hook).await.expect("insert");
+    store.insert_endpoint(&hook, 100).await.expect("insert");
     let orders: Vec<_> = (0..6).map(|_| placed_order("alice", t)).collect();
     store.insert_many(&orders).await.expect("insert");
     fan_out_all(store, t, orders.len()).await;
@@ -136,7 +136,7 @@ pub(super) async fn attempts_schedule_retries_and_end_the_failure_streak<
 ) {
     let t = base_time();
     let hook = endpoint(&EventType::ALL, t);
-    store.insert_endpoint(&hook).await.expect("insert");
+    store.insert_endpoint(&hook, 100).await.expect("insert");
     let order = placed_order("alice", t);
     store.insert(&order).await.expect("insert");
     fan_out_all(store, t, 1).await;
@@ -234,7 +234,7 @@ pub(super) async fn giving_up_ends_a_delivery_and_disabling_holds_the_rest_back<
 ) {
     let t = base_time();
     let hook = endpoint(&EventType::ALL, t);
-    store.insert_endpoint(&hook).await.expect("insert");
+    store.insert_endpoint(&hook, 100).await.expect("insert");
     let more = [placed_order("bob", t), placed_order("carol", t)];
     store.insert_many(&more).await.expect("insert");
     fan_out_all(store, t + secs(20), more.len()).await;
@@ -289,17 +289,17 @@ pub(super) async fn events_can_be_delivered_again<S: WebhookStore + OrderRepo>(s
     fan_out_all(store, t, 1).await;
     let event = store.events_of(order.id).await.expect("events")[0].clone();
     assert_eq!(
-        store.redeliver(event.id, t).await.expect("redeliver"),
+        store.redeliver(event.id, t, None).await.expect("redeliver"),
         Some(0),
         "no subscriber"
     );
     let hook = endpoint(&[EventType::Created], t);
-    store.insert_endpoint(&hook).await.expect("insert");
+    store.insert_endpoint(&hook, 100).await.expect("insert");
     let other = endpoint(&[EventType::Confirmed], t);
-    store.insert_endpoint(&other).await.expect("insert");
+    store.insert_endpoint(&other, 100).await.expect("insert");
     assert_eq!(
         store
-            .redeliver(event.id, t + secs(1))
+            .redeliver(event.id, t + secs(1), None)
             .await
             .expect("redeliver"),
         Some(1)
@@ -320,7 +320,7 @@ pub(super) async fn events_can_be_delivered_again<S: WebhookStore + OrderRepo>(s
     .expect("finish");
     assert_eq!(
         store
-            .redeliver(event.id, t + secs(2))
+            .redeliver(event.id, t + secs(2), None)
             .await
             .expect("redeliver"),
         Some(1)
@@ -333,7 +333,10 @@ pub(super) async fn events_can_be_delivered_again<S: WebhookStore + OrderRepo>(s
     assert_eq!(again[0].attempt, 2, "counting on from its attempts");
     assert_eq!(again[0].event, event);
     let unknown = crate::webhook::EventId::new();
-    assert_eq!(store.redeliver(unknown, t).await.expect("redeliver"), None);
+    assert_eq!(
+        store.redeliver(unknown, t, None).await.expect("redeliver"),
+        None
+    );
     assert_eq!(store.event(unknown).await.expect("event"), None);
 }
 
@@ -344,8 +347,8 @@ pub(super) async fn a_batch_records_what_is_still_leased_and_sums_each_endpoints
 ) {
     let t = base_time();
     let (works, fails) = (endpoint(&EventType::ALL, t), endpoint(&EventType::ALL, t));
-    store.insert_endpoint(&works).await.expect("insert");
-    store.insert_endpoint(&fails).await.expect("insert");
+    store.insert_endpoint(&works, 100).await.expect("insert");
+    store.insert_endpoint(&fails, 100).await.expect("insert");
     let orders: Vec<_> = (0..2).map(|_| placed_order("alice", t)).collect();
     store.insert_many(&orders).await.expect("insert");
     fan_out_all(store, t, orders.len()).await;
@@ -418,8 +421,8 @@ pub(super) async fn a_batch_records_what_is_still_leased_and_sums_each_endpoints
 pub(super) async fn no_bytes_a_receiver_sends_fail_a_batch<S: WebhookStore + OrderRepo>(store: &S) {
     let t = base_time();
     let (poisoned, plain) = (endpoint(&EventType::ALL, t), endpoint(&EventType::ALL, t));
-    store.insert_endpoint(&poisoned).await.expect("insert");
-    store.insert_endpoint(&plain).await.expect("insert");
+    store.insert_endpoint(&poisoned, 100).await.expect("insert");
+    store.insert_endpoint(&plain, 100).await.expect("insert");
     store
         .insert(&placed_order("alice", t))
         .await
@@ -472,7 +475,7 @@ pub(super) async fn purging_forgets_settled_history_and_keeps_what_is_still_owed
 ) {
     let t = base_time();
     let hook = endpoint(&[EventType::Created], t);
-    store.insert_endpoint(&hook).await.expect("insert");
+    store.insert_endpoint(&hook, 100).await.expect("insert");
     let (delivered, owed, recent) = (
         placed_order("alice", t),
         placed_order("bob", t),

@@ -201,6 +201,9 @@ pub struct Config {
     /// How long a request waits for a PostgreSQL connection before it answers 503
     /// (`DATABASE_ACQUIRE_TIMEOUT`, seconds, 1).
     pub database_acquire_timeout: Duration,
+    /// How long one PostgreSQL statement may run before the server cancels it; zero: no
+    /// limit (`DATABASE_STATEMENT_TIMEOUT_SECONDS`, 10).
+    pub database_statement_timeout: Duration,
     /// `/api` requests one process holds at once, executing and waiting their turn
     /// together; more are refused with 503 at once (`MAX_REQUESTS_IN_FLIGHT`, 2048).
     pub max_requests_in_flight: usize,
@@ -482,6 +485,7 @@ impl Config {
             )?,
             database_acquire_timeout: seconds(l, "DATABASE_ACQUIRE_TIMEOUT", 1.0)?
                 .max(Duration::from_millis(10)),
+            database_statement_timeout: seconds(l, "DATABASE_STATEMENT_TIMEOUT_SECONDS", 10.0)?,
             max_requests_in_flight: positive(
                 "MAX_REQUESTS_IN_FLIGHT",
                 parse(l, "MAX_REQUESTS_IN_FLIGHT", 2048, "a whole number")?,

@@ -96,6 +96,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<String, KeysEr
                 let pool = PoolConfig {
                     max_connections: 2,
                     acquire_timeout: Duration::from_secs(10),
+                    statement_timeout: config.database_statement_timeout,
                 };
                 (
                     Arc::new(PgOrderRepo::connect(url.expose(), &pool).await?),

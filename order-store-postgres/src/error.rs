@@ -52,10 +52,12 @@ pub fn translate(e: sqlx::Error) -> RepoError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 53: insufficient resources; 57P0x: server shutting
-            // down; 40001/40P01: serialization failure, deadlock.
+            // 08: connection exception; 53: insufficient resources; 57014: cancelled (the
+            // statement timeout); 57P0x: server shutting down; 40001/40P01: serialization
+            // failure, deadlock.
             code.starts_with("08")
                 || code.starts_with("53")
+                || code == "57014"
                 || code.starts_with("57P0")
                 || code == "40001"
                 || code == "40P01"

@@ -12,7 +12,25 @@ use crate::error::translate;
 /// Applies the embedded migrations (idempotent; safe to run from every process at start),
 /// then renumbers the outbox's transaction ids if they came from another cluster (a logical
 /// restore): see `OUTBOX_IDS_OFF`.
+///
+/// Runs on a connection of its own, opened with `pool`'s options and no statement timeout:
+/// an index built on a large table may take longer than any request should.
 pub async fn migrate(pool: &PgPool) -> Result<(), RepoError> {
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("statement_timeout", "0")]);
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_with(options)
+        .await
+        .map_err(translate)?;
+    let migrated = migrate_on(&own).await;
+    own.close().await;
+    migrated
+}
+
+async fn migrate_on(pool: &PgPool) -> Result<(), RepoError> {
     sqlx::migrate!("./migrations")
         .run(pool)
         .await
@@ -88,6 +106,10 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// How long a caller waits for a connection before the store counts as unavailable.
     pub acquire_timeout: Duration,
+    /// How long one statement may run before the server cancels it (PostgreSQL's
+    /// `statement_timeout`, set on every connection); zero: no limit. A cancelled statement
+    /// is [`RepoError::Unavailable`] and changed nothing.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -95,6 +117,7 @@ impl Default for PoolConfig {
         Self {
             max_connections: 20,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -102,10 +125,11 @@ impl Default for PoolConfig {
 /// Opens a pool without connecting yet: the first query connects, and fails with
 /// [`RepoError::Unavailable`] within `acquire_timeout` if the server cannot be reached.
 pub fn lazy_pool(options: PgConnectOptions, config: &PoolConfig) -> PgPool {
+    let timeout_ms = config.statement_timeout.as_millis().to_string();
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
-        .connect_lazy_with(options)
+        .connect_lazy_with(options.options([("statement_timeout", timeout_ms)]))
 }
 
 /// Parses a `postgres://` URL.

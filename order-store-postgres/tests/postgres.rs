@@ -63,6 +63,7 @@ async fn a_pool_with_every_connection_busy_is_no_outage_to_the_store_gate() {
     let config = PoolConfig {
         max_connections: 2,
         acquire_timeout: Duration::from_millis(100),
+        ..PoolConfig::default()
     };
     let repo = Arc::new(PgOrderRepo::new(lazy_pool(schema.options.clone(), &config)));
     let clock = Arc::new(SystemClock);
@@ -97,6 +98,7 @@ async fn an_unreachable_server_is_reported_unavailable_within_the_acquire_timeou
     let config = PoolConfig {
         max_connections: 2,
         acquire_timeout: Duration::from_secs(1),
+        ..PoolConfig::default()
     };
     let repo = PgOrderRepo::new(lazy_pool(options, &config));
     let start = Instant::now();
@@ -441,4 +443,47 @@ async fn subscribe(
         now,
     );
     repo.insert_endpoint(&hook, 100).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_statement_past_the_timeout_is_cancelled_and_reported_unavailable() {
+    use order_core::ports::{OrderFilter, PageRequest};
+    let schema = TestSchema::create().await;
+    let config = PoolConfig {
+        statement_timeout: Duration::from_millis(200),
+        ..PoolConfig::default()
+    };
+    let pool = lazy_pool(schema.options.clone(), &config);
+    // Migrations run without the timeout, and leave it in place for what follows.
+    order_store_postgres::migrate(&pool).await.unwrap();
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(shown, "200ms");
+    let repo = PgOrderRepo::new(pool);
+    // Another session holds the table: the listing waits on it until it is cancelled.
+    let mut blocker = schema.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let listed = repo.list(&OrderFilter::default(), PageRequest::FIRST).await;
+    assert!(
+        matches!(listed, Err(RepoError::Unavailable(_))),
+        "{listed:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    blocker.rollback().await.unwrap();
+    assert!(
+        repo.list(&OrderFilter::default(), PageRequest::FIRST)
+            .await
+            .is_ok()
+    );
+    schema.drop().await;
 }

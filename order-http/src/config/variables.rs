@@ -71,6 +71,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "seconds a request waits for a PostgreSQL connection before it answers 503",
     },
     Variable {
+        name: "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+        default: WhenUnset::Value("10"),
+        help: "seconds one PostgreSQL statement may run before the server cancels it (503; nothing changed); 0: no limit",
+    },
+    Variable {
         name: "MAX_REQUESTS_IN_FLIGHT",
         default: WhenUnset::Value("2048"),
         help: "the most /api requests one process holds at once, executing and waiting their turn together; beyond it: 503 `overloaded`",

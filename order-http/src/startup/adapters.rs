@@ -61,6 +61,7 @@ pub(super) async fn adapters(
             let pool = PoolConfig {
                 max_connections: config.database_pool_size,
                 acquire_timeout: config.database_acquire_timeout,
+                statement_timeout: config.database_statement_timeout,
             };
             let (repo, migrator) =
                 PgOrderRepo::lazy(url.expose(), &pool).map_err(StartError::Store)?;

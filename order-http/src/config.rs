@@ -16,8 +16,8 @@ mod read;
 pub mod variables;
 
 use read::{
-    api_keys_file, breaker, flag, flag_or, gateway, parse, positive, quota, redis, retry_policy,
-    seconds, socket_addr, url,
+    api_keys_file, auth_failures, breaker, flag, flag_or, gateway, parse, positive, quota, redis,
+    retry_policy, seconds, socket_addr, url,
 };
 
 /// A variable that is missing its mark.
@@ -75,6 +75,10 @@ pub struct RateLimitSettings {
     /// `false` or `0`, none, the header is ignored; `true` is `1`): the client is the
     /// address that many entries from the right, which no client can choose.
     pub forwarded_hops: usize,
+    /// The quota of refused API keys per client address (`RATE_LIMIT_AUTH_FAILURES_PER_SECOND`,
+    /// 1, `RATE_LIMIT_AUTH_FAILURES_BURST`, 100; `PER_SECOND=0` turns it off): past it, the
+    /// address gets `429` before its keys are looked up.
+    pub auth_failures: Option<Quota>,
 }
 
 impl RateLimitSettings {
@@ -522,6 +526,7 @@ impl Config {
                 writes: quota(l, "RATE_LIMIT_WRITES")?,
                 reads: quota(l, "RATE_LIMIT_READS")?,
                 fail_closed: flag(l, "RATE_LIMIT_FAIL_CLOSED")?,
+                auth_failures: auth_failures(l)?,
                 forwarded_hops: forwarded_hops(l)?,
             },
             idempotency_key_retention: seconds(

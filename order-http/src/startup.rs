@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config, MetricsPlacement, ServerLimits};
+use crate::http::middleware::auth::FailureLimit;
 use crate::http::middleware::concurrency::AdmissionConfig;
 use crate::http::middleware::rate_limit::RateLimits;
 use crate::http::state::{AppState, DynOrderService};
@@ -350,6 +351,21 @@ fn api_state(
     adapters: &Adapters,
     clock: &Arc<dyn Clock>,
 ) -> Result<AppState, StartError> {
+    let limits = &config.rate_limits;
+    let counted = config.auth_mode == AuthMode::ApiKey && limits.auth_failures.is_some();
+    let limiter = if limits.any() || counted {
+        Some(rate_limiter(config, clock).map_err(StartError::Limiter)?)
+    } else {
+        None
+    };
+    let failures = match (&limiter, limits.auth_failures) {
+        (Some(limiter), Some(quota)) if counted => Some(FailureLimit::new(
+            Arc::clone(limiter),
+            quota,
+            limits.forwarded_hops,
+        )),
+        _ => None,
+    };
     let state = AppState::new(
         OrderService::new(
             Arc::clone(&adapters.repo),
@@ -358,7 +374,7 @@ fn api_state(
         ),
         AdmissionConfig::new(config.max_requests_in_flight, config.request_queue_target),
     )
-    .with_keys(Arc::clone(&adapters.keys), config.auth_mode)
+    .with_keys(Arc::clone(&adapters.keys), config.auth_mode, failures)
     .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks)
     .with_body_timeout(config.server.body_timeout);
     let state = state.with_metrics(match (config.metrics_enabled, config.metrics_addr) {
@@ -366,13 +382,11 @@ fn api_state(
         (true, Some(_)) => MetricsPlacement::Elsewhere,
         (true, None) => MetricsPlacement::WithApi,
     });
-    Ok(if config.rate_limits.any() {
-        state.with_rate_limits(RateLimits::new(
-            rate_limiter(config, clock).map_err(StartError::Limiter)?,
-            config.rate_limits,
-        ))
-    } else {
-        state
+    Ok(match limiter {
+        Some(limiter) if config.rate_limits.any() => {
+            state.with_rate_limits(RateLimits::new(limiter, config.rate_limits))
+        }
+        _ => state,
     })
 }
 

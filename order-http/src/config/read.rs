@@ -146,6 +146,27 @@ pub(super) fn quota(
     })
 }
 
+/// The quota of refused API keys per address: `RATE_LIMIT_AUTH_FAILURES_PER_SECOND` (1;
+/// `0`: no limit) and `RATE_LIMIT_AUTH_FAILURES_BURST` (100).
+pub(super) fn auth_failures(
+    l: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Quota>, ConfigError> {
+    const RATE: &str = "RATE_LIMIT_AUTH_FAILURES_PER_SECOND";
+    const BURST: &str = "RATE_LIMIT_AUTH_FAILURES_BURST";
+    let rate = l(RATE).filter(|v| !v.trim().is_empty());
+    if rate.as_deref().map(str::trim) == Some("0") {
+        return Ok(None);
+    }
+    let with_defaults = |name: &str| match name {
+        RATE => rate.clone().or_else(|| Some("1".to_owned())),
+        BURST => l(BURST)
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| Some("100".to_owned())),
+        other => l(other),
+    };
+    quota(&with_defaults, "RATE_LIMIT_AUTH_FAILURES")
+}
+
 pub(super) fn api_keys_file(
     l: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<std::path::PathBuf>, ConfigError> {

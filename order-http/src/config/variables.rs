@@ -106,6 +106,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "per client: reads allowed at once",
     },
     Variable {
+        name: "RATE_LIMIT_AUTH_FAILURES_PER_SECOND",
+        default: WhenUnset::Value("1"),
+        help: "per client address: refused API keys a second; past the burst, 429 before any key is looked up; 0: no limit",
+    },
+    Variable {
+        name: "RATE_LIMIT_AUTH_FAILURES_BURST",
+        default: WhenUnset::Value("100"),
+        help: "per client address: refused API keys allowed at once",
+    },
+    Variable {
         name: "RATE_LIMIT_FAIL_CLOSED",
         default: WhenUnset::Value("false"),
         help: "when the limiter's Redis cannot be reached: false lets requests through, true answers 503",

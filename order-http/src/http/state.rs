@@ -6,7 +6,7 @@ use order_core::OrderService;
 use order_core::memory::{MemoryApiKeys, MemoryOrderRepo};
 use order_core::ports::{ApiKeyStore, Clock, OrderRepo, PaymentQueue, WebhookStore};
 
-use super::middleware::auth::Auth;
+use super::middleware::auth::{Auth, FailureLimit};
 use super::middleware::concurrency::{AdmissionConfig, AdmissionQueue};
 use super::middleware::rate_limit::RateLimits;
 use crate::config::{AuthMode, MetricsPlacement, ServerLimits, WebhookSettings};
@@ -91,13 +91,23 @@ impl AppState {
     }
 
     /// The same state with its keys in `store`, and, with [`AuthMode::ApiKey`], every
-    /// `/api/v1` request checked against them.
+    /// `/api/v1` request checked against them; refused keys count against their address's
+    /// `failures`, if given.
     #[must_use]
-    pub fn with_keys(self, store: Arc<dyn ApiKeyStore>, mode: AuthMode) -> Self {
+    pub fn with_keys(
+        self,
+        store: Arc<dyn ApiKeyStore>,
+        mode: AuthMode,
+        failures: Option<FailureLimit>,
+    ) -> Self {
         self.map(|s| {
             s.auth = match mode {
                 AuthMode::None => None,
-                AuthMode::ApiKey => Some(Arc::new(Auth::new(Arc::clone(&store), s.orders.clock()))),
+                AuthMode::ApiKey => Some(Arc::new(Auth::new(
+                    Arc::clone(&store),
+                    s.orders.clock(),
+                    failures,
+                ))),
             };
             s.keys = store;
         })

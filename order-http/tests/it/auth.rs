@@ -15,6 +15,7 @@ use order_http::Role;
 use order_http::testing::{Backend, Storage, TestApp, free_port, sample_json, sample_order};
 use serde_json::json;
 
+mod failures;
 mod owners;
 
 /// A service with `AUTH_MODE=api_key` and an administrator's key (all scopes), made the way

@@ -7,6 +7,11 @@
 //! seconds to reach every process; the process that revokes forgets the key at once).
 //! `last_used_at` is written at most once a minute per key, in the background. Keys are
 //! never logged: only their ids.
+//!
+//! A well-formed key that is refused (unknown, wrong secret, revoked, expired) counts
+//! against its client address's [`FailureLimit`]; an address past it gets `429` for every
+//! request until its time is up, before any key it sends is looked up, so guessing keys
+//! from one address is slow and costs the store nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,10 +23,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use order_api::paths;
 use order_core::access::{ApiKey, AuthError, KeyId, PresentedKey, Scope};
-use order_core::ports::{ApiKeyStore, Clock, RepoError};
+use order_core::policy::rate_limit::Quota;
+use order_core::ports::{ApiKeyStore, Clock, RateLimiter, RepoError};
 
 use crate::http::error::ApiError;
 use crate::http::extract::Caller;
+use crate::http::middleware::rate_limit;
 
 /// The scope a request to `route` (the route's template) with `method` needs; `None` for
 /// routes outside `/api/v1`, which stay open.
@@ -57,6 +64,66 @@ pub struct Auth {
     store: Arc<dyn ApiKeyStore>,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<KeyId, Cached>>,
+    failures: Option<FailureLimit>,
+}
+
+/// How many refused keys one client address may present: each refusal is counted in the
+/// [`RateLimiter`] (so every process shares the count), and an address the count runs out
+/// for is remembered here, refused before its keys are looked up, until its time is up.
+pub struct FailureLimit {
+    limiter: Arc<dyn RateLimiter>,
+    quota: Quota,
+    forwarded_hops: usize,
+    blocked: Mutex<HashMap<String, Instant>>,
+}
+
+impl FailureLimit {
+    /// Refusals counted in `limiter` under `quota`, per address as the rate limits see it.
+    pub fn new(limiter: Arc<dyn RateLimiter>, quota: Quota, forwarded_hops: usize) -> Self {
+        Self {
+            limiter,
+            quota,
+            forwarded_hops,
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whole seconds (at least 1) until `address` may present keys again, if it is blocked.
+    fn blocked_for(&self, address: &str) -> Option<u64> {
+        let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = blocked
+            .get(address)?
+            .checked_duration_since(Instant::now())?;
+        Some((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))
+    }
+
+    /// Counts a refused key of `address`; once its quota is spent, blocks it.
+    async fn refused(&self, address: &str) {
+        let bucket = format!("auth_failures:{address}");
+        match self.limiter.check(&bucket, &self.quota).await {
+            Ok(verdict) if !verdict.allowed => {
+                let until = Instant::now() + Duration::from_secs(verdict.retry_after_seconds());
+                let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+                if blocked.len() >= 10_000 {
+                    let now = Instant::now();
+                    blocked.retain(|_, at| *at > now);
+                }
+                blocked.insert(address.to_owned(), until);
+                tracing::warn!(client = %address, "too many refused API keys; refusing this client for a while");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "counting a refused key failed"),
+        }
+    }
+
+    fn refusal(&self, retry_after: u64) -> ApiError {
+        ApiError::RateLimited {
+            policy: "auth_failures",
+            per_second: self.quota.per_second(),
+            burst: self.quota.burst(),
+            retry_after,
+        }
+    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -75,12 +142,18 @@ pub enum Refusal {
 }
 
 impl Auth {
-    /// Keys from `store`, times from `clock`.
-    pub fn new(store: Arc<dyn ApiKeyStore>, clock: Arc<dyn Clock>) -> Self {
+    /// Keys from `store`, times from `clock`; refused keys limited per address by
+    /// `failures`, if given.
+    pub fn new(
+        store: Arc<dyn ApiKeyStore>,
+        clock: Arc<dyn Clock>,
+        failures: Option<FailureLimit>,
+    ) -> Self {
         Self {
             store,
             clock,
             cache: Mutex::new(HashMap::new()),
+            failures,
         }
     }
 
@@ -180,9 +253,27 @@ pub async fn authenticate(
                 .map_or_else(|| request.uri().path(), MatchedPath::as_str);
             let scope = required_scope(request.method(), route);
             let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+            let address = auth.failures.as_ref().map(|limit| {
+                let address = rate_limit::address(&request, limit.forwarded_hops);
+                (limit, address)
+            });
+            if let Some((limit, address)) = &address {
+                if let Some(retry_after) = limit.blocked_for(address) {
+                    return limit.refusal(retry_after).into_response();
+                }
+            }
             match check(&auth, scope, authorization).await {
                 Ok(caller) => caller,
-                Err(refusal) => return refusal.into_response(),
+                Err(refusal) => {
+                    if let (Some((limit, address)), ApiError::Unauthorized(reason)) =
+                        (&address, &refusal)
+                    {
+                        if !matches!(reason, AuthError::Missing | AuthError::Malformed) {
+                            limit.refused(address).await;
+                        }
+                    }
+                    return refusal.into_response();
+                }
             }
         }
     };

@@ -85,6 +85,12 @@ fn client(request: &Request, forwarded_hops: usize) -> String {
     {
         return format!("key:{id}");
     }
+    address(request, forwarded_hops)
+}
+
+/// The client's address as a bucket name (`ip:...`): its connection's, or the
+/// `X-Forwarded-For` entry `forwarded_hops` from the right.
+pub(crate) fn address(request: &Request, forwarded_hops: usize) -> String {
     if forwarded_hops > 0 {
         // Each proxy appends the address it was reached from: the entry `hops` from the
         // right is what the outermost proxy saw, whatever the client wrote before it.

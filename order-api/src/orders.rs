@@ -418,6 +418,10 @@ pub struct OrderListResponse {
     pub page: u32,
     /// Orders per page.
     pub page_size: u32,
+    /// Pass as `cursor` (with the same filters) for the next page; absent on the last.
+    /// Also in the answer's `Link: <...>; rel="next"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// The filters and page of `GET /api/v1/orders`.
@@ -439,10 +443,19 @@ pub struct ListOrdersQuery {
     /// Only orders in this status (the service reads any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<OrderStatus>,
-    /// Page number, 1 to 2,147,483,647 (default 1).
+    /// Page number, 1 to 1,000 (default 1); deeper pages are reached with `cursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 2_147_483_647))]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1_000))]
     pub page: Option<u32>,
+    /// The page after the one whose `next_cursor` this is: a seek, as fast at any depth,
+    /// that neither skips nor repeats orders placed meanwhile. It decides over `page`: the
+    /// answer's `page` is the cursor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        param(min_length = 56, max_length = 56, pattern = r"^[0-9a-f]{56}$")
+    )]
+    pub cursor: Option<String>,
     /// Orders per page, 1 to 100 (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]

@@ -102,13 +102,16 @@ pub enum Command {
         /// Only orders in this status.
         #[arg(long)]
         status: Option<String>,
-        /// Page number, from 1.
-        #[arg(long, default_value_t = 1)]
-        page: u32,
+        /// Page number, 1 to 1000 (default 1).
+        #[arg(long, conflicts_with = "cursor")]
+        page: Option<u32>,
+        /// The page after the one that printed this cursor (`next_cursor`).
+        #[arg(long)]
+        cursor: Option<String>,
         /// Orders per page, 1 to 100.
         #[arg(long, default_value_t = 20)]
         page_size: u32,
-        /// Walk every page from --page on.
+        /// Walk every page from --page (or --cursor) on.
         #[arg(long)]
         all: bool,
     },

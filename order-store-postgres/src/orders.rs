@@ -170,21 +170,29 @@ impl PgOrderRepo {
         .fetch_one(self.db()?)
         .await
         .map_err(translate)?;
-        // Binds: the condition's, then `$3` page size, `$4` offset.
+        // Binds: the condition's, then `$3` rows to read, `$4` offset, `$5` and `$6` the
+        // cursor's creation time and id (or null: from the start). The row comparison is a
+        // seek on the listing indexes, at any depth.
         let sql = order_tree(&format!(
             "SELECT {ORDER_COLUMNS}, row_number() OVER (ORDER BY created_at DESC, id DESC) AS rank \
-             FROM orders WHERE {LIST_CONDITION} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+             FROM orders WHERE {LIST_CONDITION} \
+               AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid)) \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
         ));
+        let cursor = page.cursor();
         let query = sqlx::query_as(&sql)
             .bind(customer)
             .bind(status)
-            .bind(i64::from(page.size.get()))
-            .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
+            .bind(i64::from(page.fetch()))
+            .bind(i64::try_from(page.offset()).unwrap_or(i64::MAX))
+            .bind(cursor.map(|c| c.created_at))
+            .bind(cursor.map(|c| c.id.as_uuid()));
         let orders = self.fetch_tree(query).await?;
-        Ok(OrderPage {
-            orders: orders.into_iter().map(|(order, _)| order).collect(),
-            total: u64::try_from(total).unwrap_or(0),
-        })
+        Ok(OrderPage::new(
+            orders.into_iter().map(|(order, _)| order).collect(),
+            u64::try_from(total).unwrap_or(0),
+            &page,
+        ))
     }
 
     /// Stores `orders` in one statement ([`INSERT_ORDERS`]). With `key`, stores them only

@@ -139,13 +139,14 @@ impl OrderRepo for MemoryOrderRepo {
             .collect();
         matching.sort_by_key(|o| std::cmp::Reverse((o.created_at, o.id)));
         let total = matching.len() as u64;
-        let orders = matching
+        let fetched = matching
             .into_iter()
+            .filter(|o| page.cursor().is_none_or(|c| c.precedes(o)))
             .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
-            .take(page.size.get() as usize)
+            .take(page.fetch() as usize)
             .cloned()
             .collect();
-        Ok(OrderPage { orders, total })
+        Ok(OrderPage::new(fetched, total, &page))
     }
 
     async fn claim(

@@ -1,6 +1,5 @@
 //! [`OrderRepo`]: where orders, their leases and the keys of placed requests are kept.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,11 +8,13 @@ use uuid::Uuid;
 
 use super::BoxError;
 use super::Job;
-use crate::error::Invalid;
 use crate::ids::{CustomerId, OrderId, WorkerId};
 use crate::order::{CancelReason, Order, OrderStatus, Transition};
 use crate::payment::Attempt;
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
+
+mod page;
+pub use page::{OrderPage, PageCursor, PageRequest, PageSize, PageStart};
 
 /// Which orders a listing includes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,79 +23,6 @@ pub struct OrderFilter {
     pub customer_id: Option<CustomerId>,
     /// Only orders in this status.
     pub status: Option<OrderStatus>,
-}
-
-/// How many orders a page of a listing holds: 1 to 100.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSize(u32);
-
-impl PageSize {
-    /// Largest page size.
-    pub const MAX: u32 = 100;
-    /// The original service's default, 20.
-    pub const DEFAULT: Self = Self(20);
-
-    /// Parses a page size.
-    pub fn new(size: i64) -> Result<Self, Invalid> {
-        match u32::try_from(size) {
-            Ok(v) if (1..=Self::MAX).contains(&v) => Ok(Self(v)),
-            _ => Err(Invalid::OutOfRange {
-                min: "1".into(),
-                max: Self::MAX.to_string(),
-            }),
-        }
-    }
-
-    /// The number inside.
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-}
-
-/// One page of a listing: page numbers start at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    /// 1-based page number.
-    pub page: NonZeroU32,
-    /// Orders per page.
-    pub size: PageSize,
-}
-
-impl PageRequest {
-    /// The first page of the default size.
-    pub const FIRST: Self = Self {
-        page: NonZeroU32::MIN,
-        size: PageSize::DEFAULT,
-    };
-
-    /// Largest page number: 2^31 - 1, so the number fits every client's 32-bit integer.
-    pub const MAX_PAGE: u32 = i32::MAX.unsigned_abs();
-
-    /// Parses a 1-based page number, 1 to [`MAX_PAGE`](Self::MAX_PAGE).
-    pub fn page_number(page: i64) -> Result<NonZeroU32, Invalid> {
-        u32::try_from(page)
-            .ok()
-            .filter(|p| *p <= Self::MAX_PAGE)
-            .and_then(NonZeroU32::new)
-            .ok_or_else(|| Invalid::OutOfRange {
-                min: "1".into(),
-                max: Self::MAX_PAGE.to_string(),
-            })
-    }
-
-    /// Orders skipped before this page.
-    pub fn offset(&self) -> u64 {
-        u64::from(self.page.get() - 1) * u64::from(self.size.get())
-    }
-}
-
-/// A page of orders and how many match the filter in all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderPage {
-    /// The page's orders, newest first.
-    pub orders: Vec<Order>,
-    /// How many orders match the filter, on all pages.
-    pub total: u64,
 }
 
 /// A worker's exclusive, time-limited right to pay an order. The token fences writes: once

@@ -10,7 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::ids::WorkerId;
 use crate::payment::{AttemptOutcome, PaymentAttempt};
-use crate::ports::{Claim, OrderRepo, PageRequest, PageSize};
+use crate::ports::{Claim, OrderRepo, PageRequest, PageSize, PageStart};
 
 mod api_key_store;
 mod order_repo;
@@ -49,7 +49,7 @@ fn attempt(number: u32, outcome: AttemptOutcome, at: DateTime<Utc>) -> PaymentAt
 
 fn page(n: u32, size: i64) -> PageRequest {
     PageRequest {
-        page: NonZeroU32::new(n).expect("pages start at 1"),
+        start: PageStart::Number(NonZeroU32::new(n).expect("pages start at 1")),
         size: PageSize::new(size).expect("valid page size"),
     }
 }

@@ -60,6 +60,7 @@ async fn listing_filters_by_customer_and_status_and_pages_newest_first(backend: 
         status: None,
         page: Some(page),
         page_size: Some(2),
+        cursor: None,
     };
 
     let page = app.client.list(&query(1)).await.unwrap();
@@ -92,6 +93,75 @@ async fn listing_filters_by_customer_and_status_and_pages_newest_first(backend: 
             .all(|o| o.status == OrderStatus::Confirmed)
     );
     assert!(confirmed.total >= 1, "the status filter reads any case");
+
+    // Page after page by the `Link` header, then by `next_cursor`: the numbered pages'
+    // orders, and the last page says it is the last.
+    let response = app
+        .http
+        .get(app.url(&format!(
+            "{}?customer_id={customer}&page_size=2",
+            paths::ORDERS
+        )))
+        .send()
+        .await
+        .unwrap();
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    let first: order_api::OrderListResponse = response.json().await.unwrap();
+    // Statuses move on meanwhile: pages are compared by their orders' ids.
+    let ids = |orders: &[order_api::OrderResponse]| orders.iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(ids(&first.orders), ids(&page.orders));
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("Link: {link}"));
+    let second: order_api::OrderListResponse = app
+        .http
+        .get(app.url(next))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((second.page, second.total), (2, 5));
+    assert_eq!(
+        ids(&second.orders),
+        ids(&app.client.list(&query(2)).await.unwrap().orders)
+    );
+    let third = app
+        .client
+        .list(&ListOrdersQuery {
+            page: None,
+            cursor: second.next_cursor.clone(),
+            ..query(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!((third.page, ids(&third.orders)), (3, ids(&last.orders)));
+    assert_eq!(third.next_cursor, None, "the last page");
+    // Any 56 hex digits are a place in the listing, the farthest ones too.
+    for far in ["ffffffff8000000000000000", "000000007fffffffffffffff"] {
+        let url = format!("{}?cursor={far}{}", paths::ORDERS, "0".repeat(32));
+        let response = app.http.get(app.url(&url)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+    }
+    let cursor = second.next_cursor.unwrap();
+    for (query, field) in [
+        (format!("page=0&cursor={cursor}"), "page"),
+        ("cursor=00ff".to_owned(), "cursor"),
+        (format!("cursor={}", cursor.to_uppercase()), "cursor"),
+        ("page=1001".to_owned(), "page"),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&format!("{}?{query}", paths::ORDERS)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{query}");
+        let body: order_api::ErrorBody = response.json().await.unwrap();
+        assert_eq!(body.fields[0].field, field, "{query}");
+    }
     app.stop().await;
 }
 

@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 
 use super::{acquire, attempt, base_time, page, sample_trace, secs, worker};
 use crate::ids::CustomerId;
-use crate::order::{OrderEvent, OrderStatus, Transition};
+use crate::order::{Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{Attempt, AttemptOutcome};
-use crate::ports::{Claim, Job, OrderFilter, OrderRepo, PageRequest, RepoError};
+use crate::ports::{
+    Claim, Job, OrderFilter, OrderRepo, PageRequest, PageSize, PageStart, RepoError,
+};
 use crate::testing::placed_order;
 
 mod batches;
@@ -153,9 +155,10 @@ async fn listing_filters_pages_and_sorts_newest_first<R: OrderRepo>(repo: &R) {
         last.orders.iter().map(|o| o.id).collect::<Vec<_>>(),
         [mine[0].id]
     );
+    assert_eq!(last.next, None, "the last page has no next");
     let beyond = repo.list(&by_customer, page(9, 2)).await.expect("list");
     assert!(
-        beyond.orders.is_empty() && beyond.total == 5,
+        beyond.orders.is_empty() && beyond.total == 5 && beyond.next.is_none(),
         "a page past the end is empty"
     );
 
@@ -180,6 +183,67 @@ async fn listing_filters_pages_and_sorts_newest_first<R: OrderRepo>(repo: &R) {
         .await
         .expect("list");
     assert_eq!(everything.total, 6);
+    pages_follow_their_cursors(repo, &by_customer, &first, &mine).await;
+}
+
+/// From `first` (page 1 of 2 orders of `mine`'s customer), each page's `next` leads to the
+/// following one with its number, the same orders as the numbered pages, to the last;
+/// orders created at the same instant are neither skipped nor repeated.
+async fn pages_follow_their_cursors<R: OrderRepo>(
+    repo: &R,
+    filter: &OrderFilter,
+    first: &crate::ports::OrderPage,
+    mine: &[Order],
+) {
+    let mut seen: Vec<_> = first.orders.iter().map(|o| o.id).collect();
+    let mut next = first.next;
+    let mut number = 1;
+    while let Some(cursor) = next {
+        number += 1;
+        assert_eq!(cursor.page.get(), number, "a cursor names its page");
+        let request = PageRequest {
+            start: PageStart::After(cursor),
+            size: PageSize::new(2).expect("valid"),
+        };
+        let after = repo.list(filter, request).await.expect("list");
+        let numbered = repo.list(filter, page(number, 2)).await.expect("list");
+        assert_eq!(after.orders, numbered.orders, "page {number} either way");
+        assert_eq!(after.total, 5);
+        seen.extend(after.orders.iter().map(|o| o.id));
+        next = after.next;
+    }
+    let newest_first: Vec<_> = mine.iter().rev().map(|o| o.id).collect();
+    assert_eq!(seen, newest_first, "every order once, newest first");
+
+    // Three orders of one instant: the id breaks the tie, the cursor keeps to it.
+    let t = base_time() + secs(100);
+    let mut tied: Vec<_> = (0..3).map(|_| placed_order("c-tied", t)).collect();
+    for order in &tied {
+        repo.insert(order).await.expect("insert");
+    }
+    tied.sort_by_key(|o| std::cmp::Reverse(o.id));
+    let tie = OrderFilter {
+        customer_id: Some(CustomerId::parse("c-tied").expect("valid")),
+        status: None,
+    };
+    let one = |start| PageRequest {
+        start,
+        size: PageSize::new(1).expect("valid"),
+    };
+    let mut start = PageStart::Number(std::num::NonZeroU32::MIN);
+    for expected in &tied {
+        let listed = repo.list(&tie, one(start)).await.expect("list");
+        assert_eq!(
+            listed.orders.iter().map(|o| o.id).collect::<Vec<_>>(),
+            [expected.id]
+        );
+        let Some(cursor) = listed.next else {
+            assert_eq!(expected.id, tied[2].id, "only the last page ends");
+            return;
+        };
+        start = PageStart::After(cursor);
+    }
+    panic!("the last of the tied orders still had a next page");
 }
 
 /// Claims an order whose lease ran out unended; the claim must say the order is uncertain.

@@ -1,7 +1,9 @@
 //! Orders: a new order, a cancellation's reason, and a listing's query.
 
+use std::num::NonZeroU32;
+
 use order_core::order::{CancelReason, OrderFields};
-use order_core::ports::{OrderFilter, PageRequest, PageSize};
+use order_core::ports::{OrderFilter, PageRequest, PageSize, PageStart};
 use order_core::{CustomerId, FieldError, Invalid, NewOrder, OrderStatus, ValidationErrors};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -102,6 +104,7 @@ pub struct RawListQuery {
     status: Option<String>,
     page: Option<String>,
     page_size: Option<String>,
+    cursor: Option<String>,
 }
 
 /// Parses a listing's query into its filter and page, every bad parameter named.
@@ -127,14 +130,24 @@ pub fn list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), Val
             .parse::<i64>()
             .map_err(|_| must_be("a whole number"))
     };
-    let page = query
-        .page
-        .as_deref()
-        .map_or(Ok(PageRequest::FIRST.page), |p| {
-            whole(p).and_then(PageRequest::page_number)
-        })
-        .map_err(|e| check("page", e))
-        .unwrap_or(PageRequest::FIRST.page);
+    let first = PageStart::Number(NonZeroU32::MIN);
+    // A cursor says where the page starts, and so its number: it decides over `page`
+    // (still checked), and the answer's `page` is the cursor's.
+    let page = query.page.as_deref().map(|p| {
+        whole(p)
+            .and_then(PageRequest::page_number)
+            .map_err(|e| check("page", e))
+    });
+    let start = match (page, query.cursor.as_deref()) {
+        (_, Some(cursor)) => cursor
+            .parse()
+            .map(PageStart::After)
+            .map_err(|e| ("cursor", e)),
+        (Some(Ok(n)), None) => Ok(PageStart::Number(n)),
+        (Some(Err(())) | None, None) => Ok(first),
+    }
+    .map_err(|(field, e)| check(field, e))
+    .unwrap_or(first);
     let size = query
         .page_size
         .as_deref()
@@ -147,7 +160,7 @@ pub fn list_query(query: RawListQuery) -> Result<(OrderFilter, PageRequest), Val
                 customer_id,
                 status,
             },
-            PageRequest { page, size },
+            PageRequest { start, size },
         )
     })
 }

@@ -112,10 +112,16 @@ async fn get_order(
 }
 
 /// Orders, newest first, filtered by customer and status, a page at a time.
+///
+/// A page is asked for by number (`page`, up to 1,000) or after the page before it
+/// (`cursor`: that page's `next_cursor`, also sent as `Link: <...>; rel="next"`), which
+/// reaches any depth at the cost of the first page.
 #[utoipa::path(
     get, path = paths::ORDERS, params(ListOrdersQuery),
     responses(
-        (status = 200, body = OrderListResponse),
+        (status = 200, body = OrderListResponse, headers(
+            ("Link" = String, description = "`<the next page>; rel=\"next\"`, unless this is the last page"),
+        )),
         (status = 400, description = "Unreadable query string", body = ErrorBody),
         (status = 422, description = "Bad parameters, all listed", body = ErrorBody),
     )
@@ -124,17 +130,34 @@ async fn list_orders(
     State(state): State<AppState>,
     caller: Caller,
     QueryParams(query): QueryParams<RawListQuery>,
-) -> Result<Json<OrderListResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (mut filter, page) = list_query(query)?;
     // A key bound to a customer lists that customer's orders only.
     filter.customer_id = caller.narrow(filter.customer_id)?;
     let found = state.orders.list(&filter, page).await?;
-    Ok(Json(OrderListResponse {
+    let next_cursor = found.next.map(|c| c.to_string());
+    let link = next_cursor.as_ref().and_then(|cursor| {
+        let next = ListOrdersQuery {
+            customer_id: filter.customer_id.as_ref().map(ToString::to_string),
+            status: filter.status.map(convert::status),
+            page: None,
+            page_size: Some(page.size.get()),
+            cursor: Some(cursor.clone()),
+        };
+        let query = serde_urlencoded::to_string(&next).ok()?;
+        HeaderValue::from_str(&format!("<{}?{query}>; rel=\"next\"", paths::ORDERS)).ok()
+    });
+    let body = Json(OrderListResponse {
         orders: found.orders.iter().map(convert::order).collect(),
         total: found.total,
-        page: page.page.get(),
+        page: page.number().get(),
         page_size: page.size.get(),
-    }))
+        next_cursor,
+    });
+    Ok(match link {
+        Some(link) => ([(header::LINK, link)], body).into_response(),
+        None => body.into_response(),
+    })
 }
 
 /// Cancels an order.

@@ -24,16 +24,20 @@ pub enum Scope {
     /// Create, list and revoke API keys.
     #[serde(rename = "keys:manage")]
     KeysManage,
+    /// Read `/metrics` on the API's port.
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::OrdersRead,
         Self::OrdersWrite,
         Self::OrdersCancel,
         Self::WebhooksManage,
         Self::KeysManage,
+        Self::MetricsRead,
     ];
 
     /// Its name, as in `orders:read`.
@@ -44,6 +48,7 @@ impl Scope {
             Self::OrdersCancel => "orders:cancel",
             Self::WebhooksManage => "webhooks:manage",
             Self::KeysManage => "keys:manage",
+            Self::MetricsRead => "metrics:read",
         }
     }
 }

@@ -167,7 +167,7 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Its scopes, separated by commas: orders:read, orders:write, orders:cancel,
-        /// webhooks:manage, keys:manage.
+        /// webhooks:manage, keys:manage, metrics:read.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Bind the key to this customer.

@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
             state.body_timeout,
             middleware::body::read_body,
         ));
-    let (metrics, mode) = (state.metrics, state.auth_mode());
+    let (metrics, mode, auth) = (state.metrics, state.auth_mode(), state.auth.clone());
     let (app, document) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::health::router())
         .merge(api)
@@ -93,9 +93,11 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let app = app.merge(routes::docs::router(openapi::finish(document, mode)));
     let app = match metrics {
+        // With keys asked for, `/metrics` on the API's port needs `metrics:read`.
         MetricsPlacement::WithApi => app.route(
             paths::METRICS,
-            get(crate::telemetry::metrics::serve_metrics),
+            get(crate::telemetry::metrics::serve_metrics)
+                .route_layer(from_fn_with_state(auth, middleware::auth::authenticate)),
         ),
         MetricsPlacement::Elsewhere | MetricsPlacement::Off => app,
     };

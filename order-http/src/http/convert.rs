@@ -170,6 +170,7 @@ pub const fn scope(scope: order_core::access::Scope) -> order_api::keys::Scope {
         Scope::OrdersCancel => Wire::OrdersCancel,
         Scope::WebhooksManage => Wire::WebhooksManage,
         Scope::KeysManage => Wire::KeysManage,
+        Scope::MetricsRead => Wire::MetricsRead,
     }
 }
 

@@ -9,6 +9,7 @@ use order_core::ports::{ApiKeyStore, Clock, OrderRepo, PaymentQueue, WebhookStor
 use super::middleware::auth::{Auth, FailureLimit};
 use super::middleware::concurrency::{AdmissionConfig, AdmissionQueue};
 use super::middleware::rate_limit::RateLimits;
+use super::routes::health::ReadinessCache;
 use crate::config::{AuthMode, MetricsPlacement, ServerLimits, WebhookSettings};
 
 /// The order service as the handlers hold it: over the ports, whichever adapters they are.
@@ -40,6 +41,8 @@ pub struct Services {
     pub metrics: MetricsPlacement,
     /// How long an `/api` request's body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// The last readiness answer, shared for a second.
+    pub readiness: Arc<ReadinessCache>,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,6 +68,7 @@ impl AppState {
             webhook_settings: WebhookSettings::embedded(),
             metrics: MetricsPlacement::WithApi,
             body_timeout: ServerLimits::default().body_timeout,
+            readiness: Arc::new(ReadinessCache::default()),
         }))
     }
 

@@ -38,6 +38,7 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         ("POST", r) if r == paths::ORDERS => Some(Scope::OrdersWrite),
         ("POST", r) if r == paths::ORDER_CANCEL => Some(Scope::OrdersCancel),
         (_, r) if r == paths::API_KEYS || r == paths::API_KEY => Some(Scope::KeysManage),
+        (_, r) if r == paths::METRICS => Some(Scope::MetricsRead),
         (_, r) if r.starts_with(paths::WEBHOOK_ENDPOINTS) || r == paths::EVENT_REDELIVER => {
             Some(Scope::WebhooksManage)
         }
@@ -340,6 +341,7 @@ mod tests {
                 Some(Scope::WebhooksManage),
             ),
             (Method::DELETE, paths::ORDERS, Some(Scope::OrdersRead)),
+            (Method::GET, paths::METRICS, Some(Scope::MetricsRead)),
             (Method::GET, paths::HEALTH, None),
             (Method::GET, paths::READY, None),
             (Method::GET, paths::OPENAPI, None),

@@ -1,6 +1,9 @@
 //! Liveness, readiness and what the service is: open to every caller, and never shed.
 
+use std::future::Future;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -15,6 +18,32 @@ use crate::http::state::AppState;
 
 /// How long readiness waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a readiness answer is shared.
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// The last readiness answer and when it was made: however often `/health/ready` is asked
+/// (it needs no key), a process probes its dependencies at most once a [`READY_FOR`], and
+/// one probe at a time; callers meanwhile share the answer.
+#[derive(Debug, Default)]
+pub struct ReadinessCache(tokio::sync::Mutex<Option<(Instant, ReadyResponse)>>);
+
+impl ReadinessCache {
+    /// The answer of the last `probe` if it is fresh, else of a new one.
+    async fn answer<F: Future<Output = ReadyResponse>>(
+        &self,
+        probe: impl FnOnce() -> F,
+    ) -> ReadyResponse {
+        // Held across the probe: concurrent callers wait for it, then share its answer.
+        let mut last = self.0.lock().await;
+        if let Some((_, answer)) = last.as_ref().filter(|(at, _)| at.elapsed() < READY_FOR) {
+            return answer.clone();
+        }
+        let answer = probe().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
 
 /// The health routes and the service's root.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -47,22 +76,27 @@ fn describe<E: std::fmt::Display>(
     responses((status = 200, body = ReadyResponse), (status = 503, body = ReadyResponse))
 )]
 async fn ready(State(state): State<AppState>) -> Response {
-    let (store, queue) = tokio::join!(
-        tokio::time::timeout(READY_TIMEOUT, state.orders.check_store()),
-        tokio::time::timeout(READY_TIMEOUT, state.orders.check_queue()),
-    );
-    let (database, queue) = (describe(store), describe(queue));
-    let is_ready = database == "ok" && queue == "ok";
-    let body = ReadyResponse {
-        status: if is_ready {
-            Readiness::Ready
-        } else {
-            Readiness::NotReady
-        },
-        database,
-        queue,
-    };
-    let status = if is_ready {
+    let body = state
+        .readiness
+        .answer(|| async {
+            let (store, queue) = tokio::join!(
+                tokio::time::timeout(READY_TIMEOUT, state.orders.check_store()),
+                tokio::time::timeout(READY_TIMEOUT, state.orders.check_queue()),
+            );
+            let (database, queue) = (describe(store), describe(queue));
+            let is_ready = database == "ok" && queue == "ok";
+            ReadyResponse {
+                status: if is_ready {
+                    Readiness::Ready
+                } else {
+                    Readiness::NotReady
+                },
+                database,
+                queue,
+            }
+        })
+        .await;
+    let status = if body.status == Readiness::Ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -82,4 +116,45 @@ async fn root() -> Json<ServiceInfo> {
         health: paths::HEALTH.into(),
         ready: paths::READY.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_is_probed_at_most_once_a_second_however_often_it_is_asked() {
+        let cache = ReadinessCache::default();
+        let probes = AtomicUsize::new(0);
+        let probe = || async {
+            probes.fetch_add(1, Ordering::SeqCst);
+            // A slow dependency: every caller meanwhile waits for this one probe.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ReadyResponse {
+                status: Readiness::Ready,
+                database: "ok".into(),
+                queue: "ok".into(),
+            }
+        };
+        let asked: Vec<_> = (0..50).map(|_| cache.answer(probe)).collect();
+        let answers = futures::future::join_all(asked).await;
+        assert!(answers.iter().all(|a| a.status == Readiness::Ready));
+        assert_eq!(
+            probes.load(Ordering::SeqCst),
+            1,
+            "one probe for fifty callers"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        cache.answer(probe).await;
+        assert_eq!(probes.load(Ordering::SeqCst), 1, "still fresh");
+        tokio::time::advance(READY_FOR).await;
+        cache.answer(probe).await;
+        assert_eq!(
+            probes.load(Ordering::SeqCst),
+            2,
+            "a second later, probed again"
+        );
+    }
 }

@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 use crate::ids::OrderId;
 use crate::order::{NewOrder, Order, UncheckedItem, UncheckedOrder};
 
+mod certificates;
+pub use certificates::TestCertificates;
 pub mod conformance;
 
 /// A valid order for `customer`: 2 x 12.99 and 1 x 4.99 (total 30.97).

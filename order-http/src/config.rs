@@ -15,9 +15,10 @@ use order_queue_redis::RedisMode;
 mod read;
 pub mod variables;
 
+pub use read::RootCa;
 use read::{
     api_keys_file, auth_failures, breaker, flag, flag_or, gateway, parse, positive, quota, redis,
-    retry_policy, seconds, socket_addr, url,
+    redis_ca, retry_policy, seconds, socket_addr, url,
 };
 
 /// A variable that is missing its mark.
@@ -219,6 +220,9 @@ pub struct Config {
     pub redis_url: Option<SecretUrl>,
     /// One Redis server or a Redis Cluster (`REDIS_MODE`, `standalone`|`cluster`).
     pub redis_mode: RedisMode,
+    /// The certificate (PEM) of the authority that signs the Redis servers' certificates,
+    /// for `rediss://` with a private CA (`REDIS_CA_FILE`); `None`: the public roots.
+    pub redis_root_ca: Option<RootCa>,
     /// Base name of the queue's keys (`REDIS_QUEUE_NAME`, `payment_queue`).
     pub redis_queue_name: String,
     /// Streams the payment jobs are spread over (`REDIS_QUEUE_SHARDS`, 1).
@@ -477,6 +481,7 @@ impl Config {
             .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
 
         let (redis_mode, redis_url) = redis(l)?;
+        let redis_root_ca = redis_ca(l, redis_url.as_deref())?;
         let queue_name = l("REDIS_QUEUE_NAME")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "payment_queue".into());
@@ -497,6 +502,7 @@ impl Config {
             request_queue_target: queue_target(l)?,
             redis_url: redis_url.map(SecretUrl::from),
             redis_mode,
+            redis_root_ca,
             redis_queue_name: queue_name,
             redis_queue_shards: positive(
                 "REDIS_QUEUE_SHARDS",

@@ -28,6 +28,10 @@ pub struct QueueConfig {
     pub max_block: Duration,
     /// Response timeout of non-blocking commands.
     pub command_timeout: Duration,
+    /// The certificate (PEM) of the authority that signs the servers' certificates, for
+    /// `rediss://` URLs of servers with a private CA (`REDIS_CA_FILE`); `None`: the public
+    /// roots.
+    pub root_ca: Option<Vec<u8>>,
 }
 
 impl QueueConfig {
@@ -45,6 +49,7 @@ impl QueueConfig {
             max_len: 1_000_000,
             max_block: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
+            root_ca: None,
         }
     }
 }

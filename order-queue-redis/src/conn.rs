@@ -37,13 +37,22 @@ impl std::str::FromStr for RedisMode {
 #[derive(Clone)]
 pub(crate) enum Connector {
     Standalone(Client),
-    Cluster(Vec<redis::ConnectionInfo>),
+    Cluster(Vec<redis::ConnectionInfo>, Option<Vec<u8>>),
 }
 
 impl Connector {
     /// Parses `url` for `mode`: one URL, or comma-separated seed URLs for a cluster.
-    pub(crate) fn new(mode: RedisMode, url: &str) -> RedisResult<Self> {
+    /// `rediss://` URLs are reached over TLS, the server's certificate checked against the
+    /// public roots, or against `root_ca` (PEM) when given.
+    pub(crate) fn new(mode: RedisMode, url: &str, root_ca: Option<&[u8]>) -> RedisResult<Self> {
+        let certificates = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: root_ca.map(<[u8]>::to_vec),
+        };
         match mode {
+            RedisMode::Standalone if root_ca.is_some() => {
+                Client::build_with_tls(url, certificates()).map(Self::Standalone)
+            }
             RedisMode::Standalone => Client::open(url).map(Self::Standalone),
             RedisMode::Cluster => url
                 .split(',')
@@ -59,7 +68,7 @@ impl Connector {
                         )
                             .into())
                     } else {
-                        Ok(Self::Cluster(nodes))
+                        Ok(Self::Cluster(nodes, root_ca.map(<[u8]>::to_vec)))
                     }
                 }),
         }
@@ -81,15 +90,25 @@ impl Connector {
                     .await
                     .map(Conn::Standalone)
             }
-            Self::Cluster(nodes) => ClusterClient::builder(nodes.clone())
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(response_timeout)
-                .retries(2)
-                .max_retry_wait(500)
-                .build()?
-                .get_async_connection()
-                .await
-                .map(|c| Conn::Cluster(Box::new(c))),
+            Self::Cluster(nodes, root_ca) => {
+                let builder = ClusterClient::builder(nodes.clone())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(response_timeout)
+                    .retries(2)
+                    .max_retry_wait(500);
+                let builder = match root_ca {
+                    Some(pem) => builder.certs(redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    }),
+                    None => builder,
+                };
+                builder
+                    .build()?
+                    .get_async_connection()
+                    .await
+                    .map(|c| Conn::Cluster(Box::new(c)))
+            }
         }
     }
 }

@@ -102,8 +102,20 @@ impl RedisRateLimiter {
         prefix: impl Into<String>,
         timeout: Duration,
     ) -> Result<Self, LimiterError> {
+        Self::with_root_ca(mode, url, None, prefix, timeout)
+    }
+
+    /// [`new`](Self::new), with `rediss://` servers' certificates checked against
+    /// `root_ca` (PEM) rather than the public roots.
+    pub fn with_root_ca(
+        mode: RedisMode,
+        url: &str,
+        root_ca: Option<&[u8]>,
+        prefix: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, LimiterError> {
         Ok(Self {
-            connector: Connector::new(mode, url).map_err(unavailable)?,
+            connector: Connector::new(mode, url, root_ca).map_err(unavailable)?,
             conn: Arc::new(OnceCell::new()),
             leases: Arc::new(Mutex::new(HashMap::new())),
             prefix: prefix.into(),

@@ -59,8 +59,8 @@ impl RedisQueue {
     /// while Redis is down; every call until Redis answers fails with
     /// [`QueueError::Unavailable`]. Only a malformed URL is an error here.
     pub fn new(config: QueueConfig) -> Result<Self, QueueError> {
-        let connector =
-            Connector::new(config.mode, &config.url).map_err(|e| QueueError::Other(e.into()))?;
+        let connector = Connector::new(config.mode, &config.url, config.root_ca.as_deref())
+            .map_err(|e| QueueError::Other(e.into()))?;
         Ok(Self {
             last_sweep: Arc::new(std::sync::Mutex::new(None)),
             shared: Arc::new(OnceCell::new()),

@@ -38,6 +38,32 @@ impl PrivateRedis {
         Self::start_with(port, &[], None)
     }
 
+    /// Starts a server that speaks only TLS, with `cert` and `key` (PEM files), on a free
+    /// port: reach it at [`tls_url`](Self::tls_url).
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        let port = free_port();
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        Self::start_with(
+            0,
+            &[
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-auth-clients",
+                "no",
+            ],
+            None,
+        )
+    }
+
+    /// Its URL over TLS, for a server made with [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://localhost:{}", self.port)
+    }
+
     /// Starts a server on `port` with extra arguments, in `dir` if given.
     fn start_with(port: u16, extra: &[&str], dir: Option<&Path>) -> Self {
         let mut command = Command::new("redis-server");
@@ -61,6 +87,17 @@ impl PrivateRedis {
         let child = command.spawn().unwrap_or_else(|e| {
             panic!("cannot run redis-server ({e}); install Redis to run this test")
         });
+        // With the plain port off (0), the server listens on its TLS port only.
+        let port = if port == 0 {
+            extra
+                .iter()
+                .position(|a| *a == "--tls-port")
+                .and_then(|i| extra.get(i + 1))
+                .and_then(|p| p.parse().ok())
+                .expect("a server without a plain port has a TLS port")
+        } else {
+            port
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

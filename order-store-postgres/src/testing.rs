@@ -144,6 +144,31 @@ impl PrivatePostgres {
         }
     }
 
+    /// Makes the server offer TLS with `cert` and `key` (PEM files) from its next start;
+    /// clients may still connect without it (`sslmode` decides).
+    pub fn enable_tls(&self, cert: &std::path::Path, key: &std::path::Path) {
+        let data = self.dir.join("data");
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            std::fs::copy(from, data.join(to)).expect("copy the certificate into the cluster");
+        }
+        let status = std::process::Command::new("chown")
+            .args(["postgres:postgres", "server.crt", "server.key"])
+            .current_dir(&data)
+            .status()
+            .expect("run chown");
+        assert!(status.success(), "chown the certificate to postgres");
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("the key readable by its owner only");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(&mut conf, b"ssl = on\n").expect("turn TLS on");
+    }
+
     /// Starts the server and waits until it accepts connections.
     pub fn start(&mut self) {
         let data = self.dir.join("data");

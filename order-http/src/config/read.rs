@@ -167,6 +167,43 @@ pub(super) fn auth_failures(
     quota(&with_defaults, "RATE_LIMIT_AUTH_FAILURES")
 }
 
+/// `REDIS_CA_FILE`: a readable PEM certificate, for `rediss://` URLs only.
+pub(super) fn redis_ca(
+    l: &impl Fn(&str) -> Option<String>,
+    redis_url: Option<&str>,
+) -> Result<Option<RootCa>, ConfigError> {
+    const NAME: &str = "REDIS_CA_FILE";
+    let Some(path) = l(NAME).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let path = path.trim();
+    if !redis_url.is_some_and(|u| u.split(',').all(|u| has_scheme(u, &["rediss"]))) {
+        return Err(ConfigError::new(
+            NAME,
+            "is for servers reached over TLS: REDIS_URL must use rediss://".to_owned(),
+        ));
+    }
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new(NAME, format!("cannot read {path}: {e}")))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(
+            NAME,
+            format!("{path} holds no PEM certificate"),
+        ));
+    }
+    Ok(Some(RootCa(pem)))
+}
+
+/// A certificate authority's certificate, PEM (shown by its size only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootCa(pub Vec<u8>);
+
+impl std::fmt::Debug for RootCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RootCa({} bytes of PEM)", self.0.len())
+    }
+}
+
 pub(super) fn api_keys_file(
     l: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<std::path::PathBuf>, ConfigError> {

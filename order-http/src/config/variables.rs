@@ -131,6 +131,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "Redis, e.g. redis://127.0.0.1:6379; with REDIS_MODE=cluster, seed nodes separated by commas",
     },
     Variable {
+        name: "REDIS_CA_FILE",
+        default: WhenUnset::Unset("unset: the public roots"),
+        help: "PEM certificate of the authority that signs the Redis servers' certificates, for rediss:// URLs with a private CA",
+    },
+    Variable {
         name: "REDIS_MODE",
         default: WhenUnset::Value("standalone"),
         help: "`standalone` (one server) or `cluster` (a Redis Cluster)",

@@ -78,6 +78,7 @@ pub(super) async fn adapters(
                 stream: config.redis_queue_name.clone(),
                 shards: config.redis_queue_shards,
                 consumer: consumer.to_owned(),
+                root_ca: config.redis_root_ca.as_ref().map(|ca| ca.0.clone()),
                 ..QueueConfig::new(url.expose().to_owned())
             };
             let queue = RedisQueue::new(queue_config).map_err(StartError::Queue)?;
@@ -120,9 +121,10 @@ pub(super) fn rate_limiter(
     clock: &Arc<dyn Clock>,
 ) -> Result<Arc<dyn RateLimiter>, LimiterError> {
     Ok(match &config.redis_url {
-        Some(url) => Arc::new(RedisRateLimiter::new(
+        Some(url) => Arc::new(RedisRateLimiter::with_root_ca(
             config.redis_mode,
             url.expose(),
+            config.redis_root_ca.as_ref().map(|ca| ca.0.as_slice()),
             format!("{}:ratelimit", config.redis_queue_name),
             Duration::from_millis(250),
         )?),

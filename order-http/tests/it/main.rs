@@ -40,4 +40,5 @@ mod metrics;
 mod payments;
 mod slowloris;
 mod ssrf;
+mod tls;
 mod webhooks;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
 use order_core::webhook::{
-    DeliveryAttempt, Endpoint, EndpointId, EndpointUrl, Event, EventId, EventType, RetiringSecret,
-    Secret, printable,
+    DeliveryAttempt, Endpoint, EndpointChange, EndpointId, EndpointUrl, Event, EventId, EventType,
+    RetiringSecret, Secret, printable,
 };
 use order_core::{CustomerId, OrderId};
 use uuid::Uuid;
@@ -375,21 +375,61 @@ impl WebhookStore for PgOrderRepo {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
-        let updated = bind_endpoint(
-            sqlx::query(
-                "UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, \
-                 enabled = $5, disabled_reason = $6, secret = $7, previous_secret = $8, \
-                 previous_secret_expires_at = $9, failing_since = $10, updated_at = $11 \
-                 WHERE id = $1",
-            ),
-            endpoint,
+    async fn change_endpoint(
+        &self,
+        id: EndpointId,
+        change: &EndpointChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Endpoint>, RepoError> {
+        // Only the settings given; enabling also clears the reason and the failure streak
+        // (`Endpoint::set_enabled`), which the dispatcher may have written meanwhile.
+        let row: Option<EndpointRow> = sqlx::query_as(&format!(
+            "UPDATE webhook_endpoints e SET url = COALESCE($2, e.url), \
+               events = COALESCE($3, e.events), description = COALESCE($4, e.description), \
+               enabled = COALESCE($5, e.enabled), \
+               disabled_reason = CASE WHEN $5 THEN NULL ELSE e.disabled_reason END, \
+               failing_since = CASE WHEN $5 THEN NULL ELSE e.failing_since END, \
+               updated_at = $6 \
+             WHERE e.id = $1 RETURNING {ENDPOINT_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(change.url.as_ref().map(EndpointUrl::as_str))
+        .bind(
+            change
+                .events
+                .as_ref()
+                .map(|events| events.iter().map(|e| e.as_str()).collect::<Vec<_>>()),
         )
-        .bind(endpoint.updated_at)
-        .execute(self.db()?)
+        .bind(change.description.as_deref())
+        .bind(change.enabled)
+        .bind(now)
+        .fetch_optional(self.db()?)
         .await
         .map_err(translate)?;
-        Ok(updated.rows_affected() == 1)
+        Ok(row.map(Endpoint::try_from).transpose()?)
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: EndpointId,
+        secret: &Secret,
+        retiring_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Endpoint>, RepoError> {
+        // The secret it replaces is the stored one, whatever the caller read before.
+        let row: Option<EndpointRow> = sqlx::query_as(&format!(
+            "UPDATE webhook_endpoints e SET previous_secret = e.secret, \
+               previous_secret_expires_at = $3, secret = $2, updated_at = $4 \
+             WHERE e.id = $1 RETURNING {ENDPOINT_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(secret.as_bytes())
+        .bind(retiring_until)
+        .bind(now)
+        .fetch_optional(self.db()?)
+        .await
+        .map_err(translate)?;
+        Ok(row.map(Endpoint::try_from).transpose()?)
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, RepoError> {

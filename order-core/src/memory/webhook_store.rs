@@ -12,7 +12,10 @@ use super::{MemoryOrderRepo, lock};
 use crate::ids::{CustomerId, OrderId};
 use crate::order::{Order, OrderStatus, RefundStatus};
 use crate::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
-use crate::webhook::{DeliveryAttempt, Endpoint, EndpointId, Event, EventId, EventType, printable};
+use crate::webhook::{
+    DeliveryAttempt, Endpoint, EndpointChange, EndpointId, Event, EventId, EventType, Secret,
+    printable,
+};
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,15 +142,31 @@ impl WebhookStore for MemoryOrderRepo {
             .collect())
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, RepoError> {
+    async fn change_endpoint(
+        &self,
+        id: EndpointId,
+        change: &EndpointChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Endpoint>, RepoError> {
         let mut hooks = lock(&self.webhooks);
-        Ok(match hooks.endpoints.get_mut(&endpoint.id) {
-            Some(stored) => {
-                *stored = endpoint.clone();
-                true
-            }
-            None => false,
-        })
+        Ok(hooks.endpoints.get_mut(&id).map(|stored| {
+            stored.apply(change, now);
+            stored.clone()
+        }))
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: EndpointId,
+        secret: &Secret,
+        retiring_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Endpoint>, RepoError> {
+        let mut hooks = lock(&self.webhooks);
+        Ok(hooks.endpoints.get_mut(&id).map(|stored| {
+            stored.rotate_to(secret.clone(), retiring_until, now);
+            stored.clone()
+        }))
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, RepoError> {

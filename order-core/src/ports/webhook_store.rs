@@ -92,8 +92,12 @@ pub enum DeliveryNext {
 ///   returns how many events it deleted. An event still to
 ///   fan out, or with a delivery pending (to a disabled endpoint, say), is kept whatever its
 ///   age.
-/// - Endpoint writes keep everything they are given, secrets included; `update_endpoint`
-///   replaces the stored endpoint with the same id and returns whether there was one.
+/// - `insert_endpoint` keeps everything it is given, secrets included.
+/// - An endpoint's columns are written apart, each write only its own, so concurrent ones
+///   lose nothing of each other: `change_endpoint` the settings (as
+///   [`Endpoint::apply`](crate::webhook::Endpoint::apply) does), `rotate_secret` the
+///   secrets, the dispatcher (`finish_deliveries`) the failure streak and the reason to
+///   disable. Both return the endpoint as the write left it, `None` if there is none.
 /// - `insert_endpoint(endpoint, at_most)` stores it unless its owner (or, for an endpoint
 ///   without one, the endpoints without one) already has `at_most` endpoints, and returns
 ///   whether it did; concurrent inserts never take an owner past `at_most`.
@@ -117,9 +121,22 @@ pub trait WebhookStore: Send + Sync {
         &self,
         owner: Option<&CustomerId>,
     ) -> Result<Vec<crate::webhook::Endpoint>, RepoError>;
-    /// Replaces a stored endpoint.
-    async fn update_endpoint(&self, endpoint: &crate::webhook::Endpoint)
-    -> Result<bool, RepoError>;
+    /// Changes an endpoint's settings, and only those, at `now`.
+    async fn change_endpoint(
+        &self,
+        id: crate::webhook::EndpointId,
+        change: &crate::webhook::EndpointChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::webhook::Endpoint>, RepoError>;
+    /// Makes `secret` the endpoint's, and the one it replaces the retiring one until
+    /// `retiring_until`, at `now`; nothing else changes.
+    async fn rotate_secret(
+        &self,
+        id: crate::webhook::EndpointId,
+        secret: &crate::webhook::Secret,
+        retiring_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::webhook::Endpoint>, RepoError>;
     /// Removes an endpoint and its deliveries.
     async fn delete_endpoint(&self, id: crate::webhook::EndpointId) -> Result<bool, RepoError>;
     /// The event with this id.

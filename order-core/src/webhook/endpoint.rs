@@ -248,13 +248,19 @@ impl Endpoint {
     /// Returns the new secret.
     pub fn rotate_secret(&mut self, now: DateTime<Utc>, grace: Duration) -> Secret {
         let new = Secret::generate();
-        let old = std::mem::replace(&mut self.secret, new.clone());
+        self.rotate_to(new.clone(), crate::time::later(now, grace), now);
+        new
+    }
+
+    /// Makes `secret` its secret, at `now`, and the one it replaces the retiring one until
+    /// `until`.
+    pub fn rotate_to(&mut self, secret: Secret, until: DateTime<Utc>, now: DateTime<Utc>) {
+        let old = std::mem::replace(&mut self.secret, secret);
         self.previous_secret = Some(RetiringSecret {
             secret: old,
-            expires_at: micros(crate::time::later(now, grace)),
+            expires_at: micros(until),
         });
         self.updated_at = micros(now);
-        new
     }
 
     /// Records a change made at `now`.
@@ -272,6 +278,39 @@ impl Endpoint {
         }
         self.updated_at = micros(now);
     }
+
+    /// Applies `change`, made at `now`: what it gives changes, nothing else does.
+    pub fn apply(&mut self, change: &EndpointChange, now: DateTime<Utc>) {
+        if let Some(url) = &change.url {
+            self.url.clone_from(url);
+        }
+        if let Some(events) = &change.events {
+            self.events.clone_from(events);
+        }
+        if let Some(description) = &change.description {
+            self.description.clone_from(description);
+        }
+        if let Some(enabled) = change.enabled {
+            self.set_enabled(enabled, now);
+        }
+        self.touch(now);
+    }
+}
+
+/// A change to an endpoint's settings, as `PATCH` asks for it: only the fields given
+/// change. Its secrets and what the dispatcher records (the failure streak, a reason to
+/// disable) are not settings, and a change leaves them as they are, except that enabling
+/// clears the reason and the streak ([`Endpoint::set_enabled`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointChange {
+    /// A new URL.
+    pub url: Option<EndpointUrl>,
+    /// A new set of event types (never empty).
+    pub events: Option<BTreeSet<EventType>>,
+    /// A new description.
+    pub description: Option<String>,
+    /// Enabled, or disabled.
+    pub enabled: Option<bool>,
 }
 
 /// Times are kept to the microsecond, as PostgreSQL keeps them.

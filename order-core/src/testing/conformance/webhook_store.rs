@@ -15,7 +15,10 @@ use crate::ports::{
     ClaimedDelivery, DeliveryNext, FinishedDelivery, OrderRepo, RepoError, WebhookStore,
 };
 use crate::testing::placed_order;
-use crate::webhook::{DeliveryAttempt, Endpoint, EndpointUrl, EventType, NewEndpoint, event_types};
+use crate::webhook::{
+    DeliveryAttempt, Endpoint, EndpointChange, EndpointUrl, EventType, NewEndpoint, Secret,
+    event_types,
+};
 
 mod deliveries;
 mod owners;
@@ -328,18 +331,54 @@ async fn endpoints_are_stored_as_given<S: WebhookStore>(store: &S) {
         [first.clone(), second.clone()],
         "oldest first"
     );
-    first.rotate_secret(t + secs(2), Duration::from_secs(3600));
-    first.url = EndpointUrl::parse("https://other.example.com/", false).expect("a URL");
-    first.events = event_types(Some(&["order.cancelled".into()])).expect("types");
-    first.set_enabled(false, t + secs(2));
-    assert!(store.update_endpoint(&first).await.expect("update"));
+    // A rotation and a change, each from the same stale read: neither loses the other.
+    let stale = first.clone();
+    let secret = Secret::generate();
+    let until = t + secs(3600);
+    let rotated = store
+        .rotate_secret(first.id, &secret, until, t + secs(2))
+        .await
+        .expect("rotate")
+        .expect("stored");
+    first.rotate_to(secret.clone(), until, t + secs(2));
+    assert_eq!(
+        rotated, first,
+        "the stored secret retires, the new one signs"
+    );
+    let change = EndpointChange {
+        url: Some(EndpointUrl::parse("https://other.example.com/", false).expect("a URL")),
+        events: Some(event_types(Some(&["order.cancelled".into()])).expect("types")),
+        description: None,
+        enabled: Some(false),
+    };
+    let changed = store
+        .change_endpoint(stale.id, &change, t + secs(3))
+        .await
+        .expect("change")
+        .expect("stored");
+    first.apply(&change, t + secs(3));
+    assert_eq!(changed, first, "the change keeps the rotated secrets");
+    assert_eq!(changed.secret, secret);
     assert_eq!(
         store.endpoint(first.id).await.expect("get").as_ref(),
         Some(&first),
-        "an update keeps everything, the retiring secret included"
+        "as the writes left it, the retiring secret included"
     );
     let unknown = endpoint(&EventType::ALL, t);
-    assert!(!store.update_endpoint(&unknown).await.expect("update"));
+    assert!(
+        store
+            .change_endpoint(unknown.id, &change, t)
+            .await
+            .expect("change")
+            .is_none()
+    );
+    assert!(
+        store
+            .rotate_secret(unknown.id, &secret, until, t)
+            .await
+            .expect("rotate")
+            .is_none()
+    );
     assert!(store.delete_endpoint(first.id).await.expect("delete"));
     assert!(!store.delete_endpoint(first.id).await.expect("delete"));
     assert_eq!(store.endpoints(None).await.expect("list"), [second]);

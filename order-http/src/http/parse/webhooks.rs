@@ -3,25 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use order_core::webhook::{EndpointUrl, EventType, NewEndpoint};
+use order_core::webhook::{EndpointChange, EndpointUrl, EventType, NewEndpoint};
 use order_core::{CustomerId, FieldError, Invalid, ValidationErrors};
 use serde_json::{Map, Value};
 
 use super::must_be;
 use crate::config::UrlRules;
-
-/// What a change to an endpoint sets: only the fields given.
-#[derive(Debug, Default)]
-pub struct EndpointChange {
-    /// A new URL.
-    pub url: Option<EndpointUrl>,
-    /// A new set of event types.
-    pub events: Option<BTreeSet<EventType>>,
-    /// A new description.
-    pub description: Option<String>,
-    /// Enabled, or disabled.
-    pub enabled: Option<bool>,
-}
 
 /// Parses a new endpoint's body: `url` (required; as `rules` allow), `events` (every type
 /// if absent), `description`, `customer_id` (its owner, if any).

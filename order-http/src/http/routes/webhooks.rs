@@ -9,7 +9,7 @@ use order_api::webhooks::{
     RotatedSecret, WebhookEndpointList, WebhookEndpointResponse,
 };
 use order_api::{ErrorBody, paths};
-use order_core::webhook::{DeliveryAttempt, Endpoint, EndpointId, EventId, EventType};
+use order_core::webhook::{DeliveryAttempt, Endpoint, EndpointId, EventId, EventType, Secret};
 use order_core::{CustomerId, ValidationErrors};
 use serde::Deserialize;
 use serde_json::Value;
@@ -190,24 +190,15 @@ async fn update_endpoint(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
     let change = endpoint_change(&body, state.webhook_settings.url_rules())?;
-    let mut endpoint = stored(&state, &caller, &id).await?;
+    let endpoint = stored(&state, &caller, &id).await?;
     let now = state.orders.clock().now();
-    if let Some(url) = change.url {
-        endpoint.url = url;
-    }
-    if let Some(events) = change.events {
-        endpoint.events = events;
-    }
-    if let Some(description) = change.description {
-        endpoint.description = description;
-    }
-    if let Some(enabled) = change.enabled {
-        endpoint.set_enabled(enabled, now);
-    }
-    endpoint.touch(now);
-    if !state.webhooks.update_endpoint(&endpoint).await? {
+    let Some(endpoint) = state
+        .webhooks
+        .change_endpoint(endpoint.id, &change, now)
+        .await?
+    else {
         return Err(not_found(&id));
-    }
+    };
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint updated");
     Ok(Json(response(&endpoint)))
 }
@@ -256,14 +247,17 @@ async fn rotate_secret(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let mut endpoint = stored(&state, &caller, &id).await?;
-    let secret = endpoint.rotate_secret(
-        state.orders.clock().now(),
-        state.webhook_settings.secret_grace,
-    );
-    if !state.webhooks.update_endpoint(&endpoint).await? {
+    let endpoint = stored(&state, &caller, &id).await?;
+    let now = state.orders.clock().now();
+    let secret = Secret::generate();
+    let until = order_core::time::later(now, state.webhook_settings.secret_grace);
+    let Some(endpoint) = state
+        .webhooks
+        .rotate_secret(endpoint.id, &secret, until, now)
+        .await?
+    else {
         return Err(not_found(&id));
-    }
+    };
     tracing::info!(endpoint_id = %endpoint.id, "webhook secret rotated");
     Ok(Json(RotatedSecret {
         secret: secret.expose(),

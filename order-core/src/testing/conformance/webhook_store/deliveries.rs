@@ -266,9 +266,19 @@ pub(super) async fn giving_up_ends_a_delivery_and_disabling_holds_the_rest_back<
             .is_empty(),
         "a disabled endpoint gets nothing"
     );
-    let mut enabled = disabled.clone();
-    enabled.set_enabled(true, t + secs(30));
-    store.update_endpoint(&enabled).await.expect("update");
+    let enable = crate::webhook::EndpointChange {
+        enabled: Some(true),
+        ..Default::default()
+    };
+    let enabled = store
+        .change_endpoint(disabled.id, &enable, t + secs(30))
+        .await
+        .expect("change")
+        .expect("stored");
+    assert!(
+        enabled.enabled && enabled.disabled_reason.is_none() && enabled.failing_since.is_none(),
+        "enabling clears the reason and the streak: {enabled:?}"
+    );
     let resumed = store
         .claim_deliveries(t + secs(99), LEASE, 10)
         .await

@@ -42,12 +42,14 @@ pub mod payments;
 pub mod pool;
 pub mod requests;
 pub mod rows;
+pub mod sealing;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;
 
 pub use error::{CorruptRow, translate};
 pub use pool::{PoolConfig, connect_options, lazy_pool, migrate};
+pub use sealing::SecretKey;
 
 /// [`OrderRepo`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct PgOrderRepo {
     /// Whether the migrations are known to be applied; until then every call is
     /// [`RepoError::Unavailable`], never a query against a schema that may not exist.
     schema: Arc<AtomicBool>,
+    /// What webhook signing secrets are sealed with at rest, if anything.
+    secret_key: Option<SecretKey>,
 }
 
 impl PgOrderRepo {
@@ -64,7 +68,21 @@ impl PgOrderRepo {
         Self {
             pool,
             schema: Arc::new(AtomicBool::new(true)),
+            secret_key: None,
         }
+    }
+
+    /// The same repo, writing webhook signing secrets sealed with `key` and reading sealed
+    /// ones with it (see [`sealing`]).
+    #[must_use]
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
+        self.secret_key = key;
+        self
+    }
+
+    /// The key secrets are sealed with, if any.
+    pub(crate) fn secret_key(&self) -> Option<&SecretKey> {
+        self.secret_key.as_ref()
     }
 
     /// Connects to `url`, applies the migrations and returns the repo.
@@ -84,8 +102,16 @@ impl PgOrderRepo {
         let migrator = Migrator {
             pool: pool.clone(),
             schema: Arc::clone(&schema),
+            secret_key: None,
         };
-        Ok((Self { pool, schema }, migrator))
+        Ok((
+            Self {
+                pool,
+                schema,
+                secret_key: None,
+            },
+            migrator,
+        ))
     }
 
     /// The pool.
@@ -113,16 +139,40 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 pub struct Migrator {
     pool: PgPool,
     schema: Arc<AtomicBool>,
+    secret_key: Option<SecretKey>,
 }
 
 impl Migrator {
+    /// The same migrator, sealing with `key` every webhook secret still stored unsealed
+    /// once the migrations are applied.
+    #[must_use]
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
+        self.secret_key = key;
+        self
+    }
+
     /// Tries to migrate, again and again with backoff (0.25 s doubling to 5 s), until it
     /// succeeds or `stop` completes; then the repo serves. Returns whether it migrated.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> bool {
         let mut stop = std::pin::pin!(stop);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
-            match migrate(&self.pool).await {
+            let migrated = match (migrate(&self.pool).await, &self.secret_key) {
+                (Ok(()), Some(key)) => {
+                    sealing::seal_stored_secrets(&self.pool, key)
+                        .await
+                        .map(|sealed| {
+                            if sealed > 0 {
+                                tracing::info!(
+                                    sealed,
+                                    "sealed the webhook secrets stored unsealed"
+                                );
+                            }
+                        })
+                }
+                (done, _) => done,
+            };
+            match migrated {
                 Ok(()) => {
                     self.schema.store(true, Ordering::Release);
                     tracing::info!("PostgreSQL is ready: migrations applied");

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::PgOrderRepo;
 use crate::error::{CorruptRow, translate};
+use crate::sealing::{self, SecretKey};
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.owner, e.description, e.enabled, \
      e.disabled_reason, e.secret, e.previous_secret, e.previous_secret_expires_at, \
@@ -168,19 +169,25 @@ struct EndpointRow {
     updated_at: DateTime<Utc>,
 }
 
-impl TryFrom<EndpointRow> for Endpoint {
-    type Error = CorruptRow;
-
-    fn try_from(row: EndpointRow) -> Result<Self, Self::Error> {
+impl EndpointRow {
+    /// The endpoint, its secrets opened with `key` where they are sealed.
+    fn into_endpoint(self, key: Option<&SecretKey>) -> Result<Endpoint, CorruptRow> {
+        let row = self;
         let corrupt = |column, e| CorruptRow::new("webhook_endpoints", column, e);
+        let id = EndpointId::from_uuid(row.id);
+        let secret = |column, stored| {
+            let bytes = sealing::open(key, id, stored)
+                .map_err(|e| CorruptRow::new("webhook_endpoints", column, e))?;
+            Secret::from_bytes(bytes).map_err(|e| CorruptRow::new("webhook_endpoints", column, e))
+        };
         let previous_secret = match (row.previous_secret, row.previous_secret_expires_at) {
-            (Some(secret), Some(expires_at)) => Some(RetiringSecret {
-                secret: Secret::from_bytes(secret).map_err(|e| corrupt("previous_secret", e))?,
+            (Some(stored), Some(expires_at)) => Some(RetiringSecret {
+                secret: secret("previous_secret", stored)?,
                 expires_at,
             }),
             _ => None,
         };
-        Ok(Self {
+        Ok(Endpoint {
             id: EndpointId::from_uuid(row.id),
             // Stored URLs were checked when written; `http` ones only where allowed then.
             url: EndpointUrl::parse(&row.url, true).map_err(|e| corrupt("url", e))?,
@@ -198,7 +205,7 @@ impl TryFrom<EndpointRow> for Endpoint {
             description: row.description,
             enabled: row.enabled,
             disabled_reason: row.disabled_reason,
-            secret: Secret::from_bytes(row.secret).map_err(|e| corrupt("secret", e))?,
+            secret: secret("secret", row.secret)?,
             previous_secret,
             failing_since: row.failing_since,
             created_at: row.created_at,
@@ -288,6 +295,7 @@ impl TryFrom<AttemptRow> for DeliveryAttempt {
 fn bind_endpoint<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     endpoint: &'q Endpoint,
+    key: Option<&SecretKey>,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let retiring = endpoint.previous_secret.as_ref();
     query
@@ -303,8 +311,12 @@ fn bind_endpoint<'q>(
         .bind(&endpoint.description)
         .bind(endpoint.enabled)
         .bind(&endpoint.disabled_reason)
-        .bind(endpoint.secret.as_bytes())
-        .bind(retiring.map(|p| p.secret.as_bytes()))
+        .bind(sealing::stored(
+            key,
+            endpoint.id,
+            endpoint.secret.as_bytes(),
+        ))
+        .bind(retiring.map(|p| sealing::stored(key, endpoint.id, p.secret.as_bytes())))
         .bind(retiring.map(|p| p.expires_at))
         .bind(endpoint.failing_since)
 }
@@ -337,6 +349,7 @@ impl WebhookStore for PgOrderRepo {
                  WHERE (SELECT count(*) FROM webhook_endpoints WHERE owner IS NOT DISTINCT FROM $13) < $14",
             ),
             endpoint,
+            self.secret_key(),
         )
         .bind(endpoint.created_at)
         .bind(endpoint.updated_at)
@@ -357,7 +370,9 @@ impl WebhookStore for PgOrderRepo {
         .fetch_optional(self.db()?)
         .await
         .map_err(translate)?;
-        Ok(row.map(Endpoint::try_from).transpose()?)
+        Ok(row
+            .map(|r| r.into_endpoint(self.secret_key()))
+            .transpose()?)
     }
 
     async fn endpoints(&self, owner: Option<&CustomerId>) -> Result<Vec<Endpoint>, RepoError> {
@@ -371,7 +386,7 @@ impl WebhookStore for PgOrderRepo {
         .map_err(translate)?;
         Ok(rows
             .into_iter()
-            .map(Endpoint::try_from)
+            .map(|r| r.into_endpoint(self.secret_key()))
             .collect::<Result<_, _>>()?)
     }
 
@@ -406,7 +421,9 @@ impl WebhookStore for PgOrderRepo {
         .fetch_optional(self.db()?)
         .await
         .map_err(translate)?;
-        Ok(row.map(Endpoint::try_from).transpose()?)
+        Ok(row
+            .map(|r| r.into_endpoint(self.secret_key()))
+            .transpose()?)
     }
 
     async fn rotate_secret(
@@ -423,13 +440,15 @@ impl WebhookStore for PgOrderRepo {
              WHERE e.id = $1 RETURNING {ENDPOINT_COLUMNS}"
         ))
         .bind(id.as_uuid())
-        .bind(secret.as_bytes())
+        .bind(sealing::stored(self.secret_key(), id, secret.as_bytes()))
         .bind(retiring_until)
         .bind(now)
         .fetch_optional(self.db()?)
         .await
         .map_err(translate)?;
-        Ok(row.map(Endpoint::try_from).transpose()?)
+        Ok(row
+            .map(|r| r.into_endpoint(self.secret_key()))
+            .transpose()?)
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, RepoError> {
@@ -501,7 +520,7 @@ impl WebhookStore for PgOrderRepo {
             .map(|row| {
                 Ok(ClaimedDelivery {
                     event: row.event.try_into()?,
-                    endpoint: row.endpoint.try_into()?,
+                    endpoint: row.endpoint.into_endpoint(self.secret_key())?,
                     attempt: u32::try_from(row.attempts).unwrap_or(0) + 1,
                     token: row.lease_token,
                 })

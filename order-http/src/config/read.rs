@@ -204,6 +204,24 @@ impl std::fmt::Debug for RootCa {
     }
 }
 
+/// `WEBHOOK_SECRET_KEY`: 64 hex digits, for a PostgreSQL store only.
+pub(super) fn secret_key(
+    l: &impl Fn(&str) -> Option<String>,
+    embedded: bool,
+) -> Result<Option<order_store_postgres::SecretKey>, ConfigError> {
+    const NAME: &str = "WEBHOOK_SECRET_KEY";
+    match l(NAME).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(_) if embedded => Err(ConfigError::new(
+            NAME,
+            "seals secrets stored in PostgreSQL: set DATABASE_URL too".to_owned(),
+        )),
+        Some(hex) => order_store_postgres::SecretKey::from_hex(&hex)
+            .map(Some)
+            .map_err(|e| ConfigError::new(NAME, e)),
+    }
+}
+
 pub(super) fn api_keys_file(
     l: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<std::path::PathBuf>, ConfigError> {

@@ -316,6 +316,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "webhook deliveries one worker process posts at once",
     },
     Variable {
+        name: "WEBHOOK_SECRET_KEY",
+        default: WhenUnset::Unset("unset: secrets stored as they are"),
+        help: "64 hex digits (openssl rand -hex 32): webhook signing secrets are sealed with it in PostgreSQL, and those stored before are sealed at start",
+    },
+    Variable {
         name: "WEBHOOK_MAX_ENDPOINTS",
         default: WhenUnset::Value("20"),
         help: "the most webhook endpoints one customer has, and the most serving every customer",

@@ -23,7 +23,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const READY_FOR: Duration = Duration::from_secs(1);
 
 /// The last readiness answer and when it was made: however often `/health/ready` is asked
-/// (it needs no key), a process probes its dependencies at most once a [`READY_FOR`], and
+/// (it needs no key), a process probes its dependencies at most once a second, and
 /// one probe at a time; callers meanwhile share the answer.
 #[derive(Debug, Default)]
 pub struct ReadinessCache(tokio::sync::Mutex<Option<(Instant, ReadyResponse)>>);

@@ -245,6 +245,17 @@ impl OrderClient {
         decode(self.send(self.http.post(url)).await?).await
     }
 
+    /// Replaces a webhook endpoint's secret, the old one signing beside it as `request`
+    /// says (`previous_secret_grace_seconds: Some(0)` stops it at once).
+    pub async fn rotate_webhook_secret_with(
+        &self,
+        id: &str,
+        request: &crate::webhooks::RotateSecretRequest,
+    ) -> Result<crate::webhooks::RotatedSecret, ClientError> {
+        let url = self.url(&paths::webhook_endpoint_rotate(id));
+        decode(self.send(self.http.post(url).json(request)).await?).await
+    }
+
     /// An endpoint's delivery attempts, newest first (at most `limit`, 1 to 100).
     pub async fn webhook_deliveries(
         &self,

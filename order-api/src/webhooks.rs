@@ -203,6 +203,18 @@ pub struct CreatedWebhookEndpoint {
     pub endpoint: WebhookEndpointResponse,
 }
 
+/// How a rotation treats the secret it replaces (the body is optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RotateSecretRequest {
+    /// Seconds the old secret keeps signing beside the new one, 0 to 2,147,483,647: `0`
+    /// stops it at once (a leaked secret); absent, or more than the service's
+    /// `WEBHOOK_SECRET_GRACE_SECONDS`, that many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 2_147_483_647))]
+    pub previous_secret_grace_seconds: Option<u32>,
+}
+
 /// A new signing secret, and until when the old one still signs beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -85,6 +85,7 @@ pub fn base() -> OpenApi {
         order_api::webhooks::WebhookEndpointResponse,
         order_api::webhooks::CreatedWebhookEndpoint,
         order_api::webhooks::RotatedSecret,
+        order_api::webhooks::RotateSecretRequest,
         order_api::webhooks::WebhookEndpointList,
         order_api::webhooks::DeliveryAttemptResponse,
         order_api::webhooks::DeliveryAttemptList,

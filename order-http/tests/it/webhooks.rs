@@ -488,6 +488,41 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
         .unwrap();
     assert!(verifies(new, &got), "the new secret verifies");
     assert!(!verifies(old, &got), "the old one no longer does");
+
+    // A leaked secret is stopped at once: no grace.
+    let leaked = new.to_owned();
+    let at_once = app
+        .client
+        .rotate_webhook_secret_with(
+            endpoint_id,
+            &order_api::webhooks::RotateSecretRequest {
+                previous_secret_grace_seconds: Some(0),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(at_once.previous_secret_expires_at <= chrono::Utc::now());
+    let next = app.place(&sample_order("at-once")).await.id;
+    receiver
+        .wait_for(Duration::from_secs(10), "the event after the leak", |r| {
+            r.iter().any(|x| x.event().data.id == next)
+        })
+        .await;
+    let got = receiver
+        .received()
+        .into_iter()
+        .find(|x| x.event().data.id == next)
+        .unwrap();
+    assert_eq!(got.signature.split(' ').count(), 1, "{}", got.signature);
+    assert!(verifies(&at_once.secret, &got) && !verifies(&leaked, &got));
+    let response = app
+        .http
+        .post(app.url(&order_api::paths::webhook_endpoint_rotate(endpoint_id)))
+        .json(&serde_json::json!({"previous_secret_grace_seconds": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
     app.stop().await;
 }
 

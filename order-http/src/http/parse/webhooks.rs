@@ -44,6 +44,37 @@ pub fn endpoint_change(body: &Value, rules: UrlRules) -> Result<EndpointChange, 
     Ok(change)
 }
 
+/// How long a rotation's replaced secret keeps signing: `previous_secret_grace_seconds`
+/// from the optional body, held to `longest` (also what an absent one means).
+pub fn rotation_grace(
+    body: Option<&Value>,
+    longest: std::time::Duration,
+) -> Result<std::time::Duration, ValidationErrors> {
+    const FIELD: &str = "previous_secret_grace_seconds";
+    let reject =
+        |reason: Invalid| ValidationErrors::check(vec![FieldError::new(FIELD, reason)], || longest);
+    let Some(body) = body.filter(|b| !b.is_null()) else {
+        return Ok(longest);
+    };
+    let Some(object) = body.as_object() else {
+        return ValidationErrors::check(
+            vec![FieldError::new("body", must_be("a JSON object"))],
+            || longest,
+        );
+    };
+    match object.get(FIELD) {
+        None | Some(Value::Null) => Ok(longest),
+        // A whole number however it is written (`60`, `6e1`, `60.0`), up to 2^31 - 1.
+        Some(Value::Number(n)) => match n.as_u64().map(|s| s as f64).or_else(|| n.as_f64()) {
+            Some(s) if s.fract() == 0.0 && (0.0..=f64::from(i32::MAX)).contains(&s) => {
+                Ok(std::time::Duration::from_secs_f64(s).min(longest))
+            }
+            _ => reject(must_be("a whole number of seconds, 0 to 2,147,483,647")),
+        },
+        Some(_) => reject(must_be("a whole number of seconds, 0 to 2,147,483,647")),
+    }
+}
+
 /// How many delivery attempts a listing shows: 1 to 100, 50 if not given.
 pub fn deliveries_limit(limit: Option<i64>) -> Result<usize, ValidationErrors> {
     match limit {

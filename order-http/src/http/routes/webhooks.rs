@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use order_api::webhooks::{
     CreatedWebhookEndpoint, DeliveryAttemptList, DeliveryAttemptResponse, RedeliverResponse,
-    RotatedSecret, WebhookEndpointList, WebhookEndpointResponse,
+    RotateSecretRequest, RotatedSecret, WebhookEndpointList, WebhookEndpointResponse,
 };
 use order_api::{ErrorBody, paths};
 use order_core::webhook::{DeliveryAttempt, Endpoint, EndpointId, EventId, EventType, Secret};
@@ -17,8 +17,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
-use crate::http::extract::{Caller, JsonBody, PathParam, QueryParams};
-use crate::http::parse::webhooks::{deliveries_limit, endpoint_change, new_endpoint};
+use crate::http::extract::{Caller, JsonBody, OptionalJson, PathParam, QueryParams};
+use crate::http::parse::webhooks::{
+    deliveries_limit, endpoint_change, new_endpoint, rotation_grace,
+};
 use crate::http::state::AppState;
 
 /// The webhook routes.
@@ -231,26 +233,34 @@ async fn delete_endpoint(
 /// Replaces an endpoint's signing secret. The old secret keeps signing beside the new one
 /// (two signatures in `webhook-signature`) until `previous_secret_expires_at`
 /// (`WEBHOOK_SECRET_GRACE_SECONDS`, a day by default), so a receiver can switch without
-/// losing an event.
+/// losing an event; the optional body shortens that (`previous_secret_grace_seconds: 0`
+/// stops the old secret at once, as after a leak).
 #[utoipa::path(
     post,
     path = paths::WEBHOOK_ENDPOINT_ROTATE,
     tag = "webhooks",
+    request_body(content = Option<RotateSecretRequest>),
     params(("endpoint_id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The new secret, shown once", body = RotatedSecret),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
+        (status = 422, description = "`previous_secret_grace_seconds` is not a whole number of seconds", body = ErrorBody),
     )
 )]
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(id): PathParam<String>,
+    OptionalJson(body): OptionalJson,
 ) -> Result<Json<RotatedSecret>, ApiError> {
+    let grace = rotation_grace(body.as_ref(), state.webhook_settings.secret_grace)?;
     let endpoint = stored(&state, &caller, &id).await?;
     let now = state.orders.clock().now();
     let secret = Secret::generate();
-    let until = order_core::time::later(now, state.webhook_settings.secret_grace);
+    let until = order_core::time::later(now, grace);
     let Some(endpoint) = state
         .webhooks
         .rotate_secret(endpoint.id, &secret, until, now)

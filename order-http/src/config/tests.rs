@@ -1,0 +1,146 @@
+//! Reading the configuration: defaults, each variable, and the errors that name it.
+
+use super::*;
+use std::collections::HashMap;
+
+fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn postgres_asks_for_keys_and_listens_everywhere_unless_told_otherwise() {
+    let database = ("DATABASE_URL", "postgres://postgres@127.0.0.1/orders");
+    let c = config(&[database]).unwrap();
+    assert_eq!(c.auth_mode, AuthMode::ApiKey);
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+    let c = config(&[database, ("AUTH_MODE", "none"), ("HOST", "10.0.0.5")]).unwrap();
+    assert_eq!(c.auth_mode, AuthMode::None);
+    assert_eq!(c.listen.to_string(), "10.0.0.5:8000");
+    let c = config(&[("AUTH_MODE", "api_key"), ("HOST", "0.0.0.0")]).unwrap();
+    assert_eq!(c.auth_mode, AuthMode::ApiKey);
+}
+
+#[test]
+fn no_variables_give_the_embedded_defaults() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+    assert_eq!(c.auth_mode, AuthMode::None);
+    assert!(c.database_url.is_none() && c.redis_url.is_none());
+    assert_eq!(c.retry.max_attempts(), 3);
+    assert_eq!(c.breaker.failure_threshold, 5);
+    assert_eq!(c.breaker.recovery_timeout, Duration::from_secs(60));
+    assert!((c.gateway.success_rate() - 0.95).abs() < f64::EPSILON);
+    assert_eq!(c.redis_queue_name, "payment_queue");
+    assert_eq!(
+        (c.redis_mode, c.redis_queue_shards),
+        (RedisMode::Standalone, 1)
+    );
+}
+
+#[test]
+fn rate_limits_are_off_unless_set_and_the_burst_defaults_to_a_second() {
+    assert!(!config(&[]).unwrap().rate_limits.any());
+    let c = config(&[
+        ("RATE_LIMIT_WRITES_PER_SECOND", "2.5"),
+        ("RATE_LIMIT_READS_PER_SECOND", "100"),
+        ("RATE_LIMIT_READS_BURST", "300"),
+        ("TRUST_FORWARDED_FOR", "true"),
+    ])
+    .unwrap()
+    .rate_limits;
+    assert_eq!(c.writes, Some(Quota::new(2.5, 3).unwrap()));
+    assert_eq!(c.reads, Some(Quota::new(100.0, 300).unwrap()));
+    assert!(c.forwarded_hops == 1 && !c.fail_closed);
+    let hops =
+        |v: &str| config(&[("TRUST_FORWARDED_FOR", v)]).map(|c| c.rate_limits.forwarded_hops);
+    assert_eq!(hops("false"), Ok(0));
+    assert_eq!(hops("2"), Ok(2));
+    assert!(hops("many").is_err());
+}
+
+#[test]
+fn a_cluster_takes_several_seed_urls_and_a_server_one() {
+    let c = config(&[
+        ("REDIS_MODE", "cluster"),
+        ("REDIS_URL", "redis://a:7000,redis://b:7001"),
+        ("REDIS_QUEUE_SHARDS", "6"),
+    ])
+    .unwrap();
+    assert_eq!(c.redis_mode, RedisMode::Cluster);
+    assert_eq!(
+        c.redis_url.as_ref().map(SecretUrl::expose),
+        Some("redis://a:7000,redis://b:7001")
+    );
+    assert_eq!(c.redis_queue_shards, 6);
+    for vars in [
+        &[("REDIS_URL", "redis://a:7000,redis://b:7001")][..],
+        &[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", "redis://a:7000,b:7001"),
+        ][..],
+    ] {
+        assert_eq!(config(vars).unwrap_err().variable, "REDIS_URL", "{vars:?}");
+    }
+}
+
+#[test]
+fn a_printed_configuration_shows_no_password() {
+    let c = config(&[
+        (
+            "DATABASE_URL",
+            "postgres://orders:hunter2@db:5432/orders?sslmode=require",
+        ),
+        ("REDIS_URL", "redis://:s3cret@cache:6379/0"),
+    ])
+    .unwrap();
+    let printed = format!("{c:?}");
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+    assert!(printed.contains("postgres://orders:***@db:5432/orders?sslmode=require"));
+    assert!(printed.contains("redis://:***@cache:6379/0"));
+    assert_eq!(
+        c.database_url.as_ref().map(SecretUrl::expose),
+        Some("postgres://orders:hunter2@db:5432/orders?sslmode=require"),
+        "connecting uses the URL as given"
+    );
+    let list = SecretUrl::from("redis://u:p@a:1,redis://b:2".to_owned());
+    assert_eq!(list.to_string(), "redis://u:***@a:1,redis://b:2");
+}
+
+#[test]
+fn each_bad_value_is_named() {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("PAYMENT_RETRY_ATTEMPTS", "0"),
+        ("PAYMENT_RETRY_DELAY", "-1"),
+        ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "x"),
+        ("PAYMENT_MOCK_SUCCESS_RATE", "1.5"),
+        ("DATABASE_URL", "mysql://x"),
+        ("REDIS_URL", "localhost:6379"),
+        ("LOG_FORMAT", "xml"),
+        ("WORKER_CONCURRENCY", "0"),
+        ("REDIS_MODE", "sentinel"),
+        ("REDIS_QUEUE_SHARDS", "0"),
+        ("REDIS_QUEUE_SHARDS", "70000"),
+        ("RATE_LIMIT_WRITES_PER_SECOND", "0"),
+        ("RATE_LIMIT_READS_PER_SECOND", "many"),
+        ("RATE_LIMIT_READS_BURST", "5"),
+        ("RATE_LIMIT_FAIL_CLOSED", "maybe"),
+        ("AUTH_MODE", "basic"),
+    ] {
+        let err = config(&[(var, value)]).unwrap_err();
+        assert_eq!(err.variable, var, "{value} for {var} gave {err}");
+    }
+    let err = config(&[
+        ("PAYMENT_MOCK_LATENCY_MIN", "300"),
+        ("PAYMENT_MOCK_LATENCY_MAX", "200"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.variable, "PAYMENT_MOCK_LATENCY_MIN");
+}

@@ -171,14 +171,7 @@ impl SecretHash {
 impl TryFrom<String> for SecretHash {
     type Error = Invalid;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let bytes = (0..value.len())
-            .step_by(2)
-            .map(|i| {
-                value
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
+        let bytes = crate::hex::decode::<32>(&value)
             .ok_or_else(|| Invalid::Malformed("a secret hash is 64 hex digits".into()))?;
         Self::from_bytes(&bytes)
     }

@@ -57,7 +57,7 @@
 
 pub mod access;
 pub mod error;
-mod hex;
+pub mod hex;
 pub mod ids;
 pub mod memory;
 pub mod money;

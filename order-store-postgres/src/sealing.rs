@@ -34,16 +34,9 @@ impl std::fmt::Debug for SecretKey {
 impl SecretKey {
     /// Reads 64 hex digits.
     pub fn from_hex(hex: &str) -> Result<Self, String> {
-        let hex = hex.trim();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(
-                "must be 64 hex digits (32 bytes), as `openssl rand -hex 32` prints".into(),
-            );
-        }
-        let mut key = [0_u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
+        let key = order_core::hex::decode::<32>(hex.trim()).ok_or_else(|| {
+            "must be 64 hex digits (32 bytes), as `openssl rand -hex 32` prints".to_owned()
+        })?;
         Ok(Self(key.into()))
     }
 

@@ -102,10 +102,7 @@ impl FromStr for PageCursor {
         {
             return Err(malformed());
         }
-        let mut bytes = [0_u8; 28];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| malformed())?;
-        }
+        let bytes = crate::hex::decode::<28>(s).ok_or_else(malformed)?;
         let page = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
         let micros = i64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
         let id = uuid::Uuid::from_bytes(bytes[12..].try_into().expect("16 bytes"));

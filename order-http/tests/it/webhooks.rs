@@ -263,13 +263,21 @@ async fn a_receiver_answering_nul_bytes_fails_no_one_s_deliveries(backend: Backe
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let plain_attempts = app
-        .client
-        .webhook_deliveries(&plain_id, Some(100))
-        .await
-        .unwrap()
-        .attempts;
-    let delivered = plain.delivered();
+    // Posts may still be in flight, or posted and not yet recorded: read both sides once
+    // the receiver and the record agree, or at the deadline.
+    let (plain_attempts, delivered) = loop {
+        let delivered = plain.delivered();
+        let attempts = app
+            .client
+            .webhook_deliveries(&plain_id, Some(100))
+            .await
+            .unwrap()
+            .attempts;
+        if attempts.len() == delivered.len() || std::time::Instant::now() >= deadline {
+            break (attempts, delivered);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         plain.received().len(),
         delivered.len(),

@@ -25,7 +25,7 @@ pub use orders::{
     Cancelled, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION, REQUEST_STALE_AFTER,
 };
 pub use payments::{Outcome, PaymentProcessor, ProcessError, ProcessorConfig};
-pub use webhooks::{DispatcherConfig, Round, WebhookDispatcher};
+pub use webhooks::{DispatcherConfig, InFlight, Round, WebhookDispatcher};
 
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)

@@ -317,15 +317,19 @@ pub struct WebhookSettings {
     /// (`WEBHOOK_RETENTION_SECONDS`, 604800: a week); purged by the worker roles.
     pub retention: Duration,
     /// Deliveries each process posts at once (`WEBHOOK_CONCURRENCY`, 128), in loops of
-    /// rounds of at most [`WebhookSettings::ROUND`] each, run side by side.
+    /// at most [`WebhookSettings::ROUND`] posts each, run side by side.
     pub concurrency: usize,
+    /// Deliveries of one endpoint posted at once by every process together
+    /// (`WEBHOOK_ENDPOINT_CONCURRENCY`, 16); one while the endpoint is failing. A receiver
+    /// that hangs holds that many posts, never a loop.
+    pub endpoint_concurrency: usize,
     /// The most endpoints one customer has, and the most that serve every customer
     /// (`WEBHOOK_MAX_ENDPOINTS`, 20): each one multiplies every event's deliveries.
     pub max_endpoints: usize,
 }
 
 impl WebhookSettings {
-    /// The most deliveries one round of one loop posts.
+    /// The most deliveries one loop has under way.
     pub const ROUND: usize = 64;
 
     /// The settings of the embedded default with no variable set.
@@ -370,6 +374,10 @@ fn webhook_settings(
         concurrency: positive(
             "WEBHOOK_CONCURRENCY",
             parse(l, "WEBHOOK_CONCURRENCY", 128, "a whole number")?,
+        )?,
+        endpoint_concurrency: positive(
+            "WEBHOOK_ENDPOINT_CONCURRENCY",
+            parse(l, "WEBHOOK_ENDPOINT_CONCURRENCY", 16, "a whole number")?,
         )?,
         max_endpoints: positive(
             "WEBHOOK_MAX_ENDPOINTS",

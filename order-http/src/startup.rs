@@ -391,8 +391,8 @@ fn api_state(
 }
 
 /// The webhook dispatcher of a worker role: posts with reqwest, renders orders as the API
-/// does, holds a delivery for twice the time-out and five seconds more, and posts a loop's
-/// share of `WEBHOOK_CONCURRENCY` per round.
+/// does, holds a delivery for twice the time-out and five seconds more, keeps a loop's share
+/// of `WEBHOOK_CONCURRENCY` under way, and of one endpoint `WEBHOOK_ENDPOINT_CONCURRENCY`.
 fn dispatcher(
     config: &Config,
     webhooks: Arc<dyn WebhookStore>,
@@ -423,6 +423,7 @@ fn dispatcher(
         DispatcherConfig {
             lease: config.webhooks.timeout * 2 + Duration::from_secs(5),
             batch: config.webhooks.concurrency / config.webhooks.loops(),
+            per_endpoint: config.webhooks.endpoint_concurrency,
             disable_after: config.webhooks.disable_after,
             ..DispatcherConfig::default()
         },

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use order_core::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
+use order_core::ports::{
+    ClaimLimits, ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore,
+};
 use order_core::webhook::{
     DeliveryAttempt, Endpoint, EndpointChange, EndpointId, EndpointUrl, Event, EventId, EventType,
     RetiringSecret, Secret, printable,
@@ -60,19 +62,40 @@ const OLDEST_WAITING: &str = "SELECT e.occurred_at FROM order_events e \
      WHERE (e.xid, e.seq) > ((SELECT xid FROM webhook_fan_out), (SELECT seq FROM webhook_fan_out)) \
      ORDER BY e.xid, e.seq LIMIT 1";
 
-/// Claims up to `$3` pending deliveries due by `$1`, unleased at `$1`, of enabled endpoints,
-/// oldest due first, under a new lease until `$2`; returns each with its event and endpoint.
+/// The first statement of a claim: locks the enabled endpoints with deliveries due by `$1`
+/// (`NO KEY UPDATE`, which inserting deliveries does not wait for), skipping those another
+/// claim holds, and returns their ids with how many of their deliveries may be leased at
+/// once: `$2`, or 1 while failing.
+const LOCK_ENDPOINTS: &str = "SELECT e.id, CASE WHEN e.failing_since IS NULL THEN $2 ELSE 1 END \
+     FROM webhook_endpoints e \
+     WHERE e.enabled AND EXISTS (SELECT 1 FROM webhook_deliveries d \
+       WHERE d.endpoint_id = e.id AND d.state = 'pending' AND d.due_at <= $1) \
+     ORDER BY e.id FOR NO KEY UPDATE OF e SKIP LOCKED";
+
+/// The second statement of a claim, whose snapshot is taken once the endpoints `$4` (with
+/// their shares `$5`) are locked, so it sees every lease any claim gave them: leases up to
+/// `$3` pending deliveries of them due by `$1`, unleased at `$1`, oldest due first, under a
+/// new lease until `$2`, and of each endpoint only as many as leave it at most its share
+/// leased. One probe per endpoint: a backlog of one endpoint never hides another's
+/// deliveries. Returns each with its event and endpoint.
 fn claim_sql() -> String {
     format!(
-        "WITH c AS ( \
-           SELECT d.event_id, d.endpoint_id FROM webhook_deliveries d \
-           JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-           WHERE d.state = 'pending' AND d.due_at <= $1 AND e.enabled \
-             AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1) \
-           ORDER BY d.due_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
+        "WITH ep AS (SELECT * FROM unnest($4::uuid[], $5::bigint[]) AS t(id, cap)), \
+         c AS ( \
+           SELECT x.event_id, x.endpoint_id, x.due_at FROM ep \
+           CROSS JOIN LATERAL (SELECT count(*) AS n FROM webhook_deliveries b \
+             WHERE b.endpoint_id = ep.id AND b.state = 'pending' \
+               AND b.lease_expires_at IS NOT NULL AND b.lease_expires_at > $1) AS busy \
+           CROSS JOIN LATERAL (SELECT d.event_id, d.endpoint_id, d.due_at \
+             FROM webhook_deliveries d \
+             WHERE d.endpoint_id = ep.id AND d.state = 'pending' AND d.due_at <= $1 \
+               AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1) \
+             ORDER BY d.due_at LIMIT greatest(ep.cap - busy.n, 0)) AS x \
+           ORDER BY x.due_at LIMIT $3), \
          u AS ( \
            UPDATE webhook_deliveries d SET lease_token = gen_random_uuid(), lease_expires_at = $2 \
            FROM c WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id \
+             AND d.state = 'pending' AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1) \
            RETURNING d.event_id, d.endpoint_id, d.attempts, d.lease_token, d.due_at) \
          SELECT u.attempts, u.lease_token, {EVENT_COLUMNS}, {ENDPOINT_COLUMNS} \
          FROM u JOIN order_events ev ON ev.id = u.event_id \
@@ -506,16 +529,33 @@ impl WebhookStore for PgOrderRepo {
         &self,
         now: DateTime<Utc>,
         lease_for: Duration,
-        max: usize,
+        limits: ClaimLimits,
     ) -> Result<Vec<ClaimedDelivery>, RepoError> {
         let until = order_core::time::later(now, lease_for);
+        // Two statements in one transaction: the second's snapshot is taken after the first
+        // has locked the endpoints, so no lease given to them is missed.
+        let mut tx = self.db()?.begin().await.map_err(translate)?;
+        let shares: Vec<(Uuid, i64)> = sqlx::query_as(LOCK_ENDPOINTS)
+            .bind(now)
+            .bind(limit(limits.per_endpoint.max(1)))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if shares.is_empty() {
+            tx.commit().await.map_err(translate)?;
+            return Ok(Vec::new());
+        }
+        let (ids, caps): (Vec<Uuid>, Vec<i64>) = shares.into_iter().unzip();
         let rows: Vec<ClaimRow> = sqlx::query_as(&claim_sql())
             .bind(now)
             .bind(until)
-            .bind(limit(max))
-            .fetch_all(self.db()?)
+            .bind(limit(limits.total))
+            .bind(ids)
+            .bind(caps)
+            .fetch_all(&mut *tx)
             .await
             .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
         rows.into_iter()
             .map(|row| {
                 Ok(ClaimedDelivery {

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use order_core::ports::{Claim, OrderRepo, RepoError};
+use order_core::ports::{Claim, ClaimLimits, OrderRepo, RepoError};
 use order_core::testing::{conformance, placed_order};
 use order_core::{OrderId, WorkerId};
 use order_store_postgres::testing::TestSchema;
@@ -16,8 +16,19 @@ use order_store_postgres::{CorruptRow, PgOrderRepo, PoolConfig, connect_options,
 struct FreshSchemas(Arc<Mutex<Vec<TestSchema>>>);
 
 impl FreshSchemas {
-    /// A store in a new, empty schema.
+    /// A store in a new, empty schema. The stores made before are done with (a suite runs
+    /// one check at a time): their connections are closed, so a long suite holds a few.
     async fn make(&self) -> PgOrderRepo {
+        let earlier: Vec<_> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.pool.clone())
+            .collect();
+        for pool in earlier {
+            pool.close().await;
+        }
         let schema = TestSchema::create().await;
         let repo = schema.repo();
         self.0.lock().unwrap().push(schema);
@@ -259,7 +270,14 @@ async fn an_event_committed_after_a_later_one_is_still_fanned_out() {
     fan_out_all(&repo, now, 2).await;
     assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "each event once");
     let mut delivered: Vec<_> = repo
-        .claim_deliveries(now, Duration::from_secs(30), 10)
+        .claim_deliveries(
+            now,
+            Duration::from_secs(30),
+            ClaimLimits {
+                total: 10,
+                per_endpoint: 100,
+            },
+        )
         .await
         .unwrap()
         .into_iter()
@@ -340,7 +358,14 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
 
     full.run(&schema.pool).await.unwrap();
     let due: Vec<_> = repo
-        .claim_deliveries(Utc::now(), Duration::from_secs(30), 10)
+        .claim_deliveries(
+            Utc::now(),
+            Duration::from_secs(30),
+            ClaimLimits {
+                total: 10,
+                per_endpoint: 100,
+            },
+        )
         .await
         .unwrap()
         .into_iter()
@@ -352,7 +377,14 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
     repo.insert(&after).await.unwrap();
     fan_out_all(&repo, now, 1).await;
     let due = repo
-        .claim_deliveries(now, Duration::from_secs(30), 10)
+        .claim_deliveries(
+            now,
+            Duration::from_secs(30),
+            ClaimLimits {
+                total: 10,
+                per_endpoint: 100,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
@@ -403,7 +435,14 @@ async fn outbox_ids_from_another_cluster_are_renumbered_at_start() {
     fan_out_all(&repo, now, 2).await;
     assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "each event once");
     let mut due: Vec<_> = repo
-        .claim_deliveries(now, Duration::from_secs(30), 10)
+        .claim_deliveries(
+            now,
+            Duration::from_secs(30),
+            ClaimLimits {
+                total: 10,
+                per_endpoint: 100,
+            },
+        )
         .await
         .unwrap()
         .into_iter()

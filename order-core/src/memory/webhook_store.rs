@@ -11,7 +11,9 @@ use uuid::Uuid;
 use super::{MemoryOrderRepo, lock};
 use crate::ids::{CustomerId, OrderId};
 use crate::order::{Order, OrderStatus, RefundStatus};
-use crate::ports::{ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore};
+use crate::ports::{
+    ClaimLimits, ClaimedDelivery, DeliveryNext, FinishedDelivery, RepoError, WebhookStore,
+};
 use crate::webhook::{
     DeliveryAttempt, Endpoint, EndpointChange, EndpointId, Event, EventId, EventType, Secret,
     printable,
@@ -216,7 +218,7 @@ impl WebhookStore for MemoryOrderRepo {
         &self,
         now: DateTime<Utc>,
         lease_for: Duration,
-        limit: usize,
+        limits: ClaimLimits,
     ) -> Result<Vec<ClaimedDelivery>, RepoError> {
         let mut hooks = lock(&self.webhooks);
         let WebhookTables {
@@ -224,16 +226,35 @@ impl WebhookStore for MemoryOrderRepo {
             deliveries,
             ..
         } = &mut *hooks;
+        let live = |d: &DeliveryRow| d.lease.is_some_and(|(_, until)| until > now);
+        // Per endpoint, how many more of its deliveries may be leased now.
+        let mut room: HashMap<EndpointId, usize> = endpoints
+            .values()
+            .map(|e| (e.id, limits.for_endpoint(e)))
+            .collect();
+        for ((_, ep), d) in deliveries.iter() {
+            if d.state == State::Pending && live(d) {
+                if let Some(r) = room.get_mut(ep) {
+                    *r = r.saturating_sub(1);
+                }
+            }
+        }
         let mut due: Vec<(&(EventId, EndpointId), &mut DeliveryRow)> = deliveries
             .iter_mut()
-            .filter(|(_, d)| d.state == State::Pending && d.due_at <= now)
-            .filter(|(_, d)| d.lease.is_none_or(|(_, until)| until <= now))
+            .filter(|(_, d)| d.state == State::Pending && d.due_at <= now && !live(d))
             .filter(|((_, ep), _)| endpoints.get(ep).is_some_and(|e| e.enabled))
             .collect();
         due.sort_by_key(|(_, d)| d.due_at);
         let claimed = due
             .into_iter()
-            .take(limit)
+            .filter(|((_, ep), _)| {
+                room.get_mut(ep).is_some_and(|r| {
+                    let free = *r > 0;
+                    *r = r.saturating_sub(1);
+                    free
+                })
+            })
+            .take(limits.total)
             .map(|((_, ep), row)| {
                 let token = Uuid::now_v7();
                 row.lease = Some((token, crate::time::later(now, lease_for)));

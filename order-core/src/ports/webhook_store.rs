@@ -36,6 +36,29 @@ pub struct FinishedDelivery {
     pub disable: Option<String>,
 }
 
+/// How many deliveries one [`WebhookStore::claim_deliveries`] may hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// At most this many in all.
+    pub total: usize,
+    /// At most this many of one healthy endpoint's deliveries under a live lease at once,
+    /// counting those leased before (by any dispatcher); an endpoint that is failing (its
+    /// `failing_since` is set) gets one. A receiver that hangs holds no more than that of
+    /// every dispatcher's posts.
+    pub per_endpoint: usize,
+}
+
+impl ClaimLimits {
+    /// How many of `endpoint`'s deliveries may be under a live lease at once.
+    pub fn for_endpoint(&self, endpoint: &crate::webhook::Endpoint) -> usize {
+        if endpoint.failing_since.is_some() {
+            1
+        } else {
+            self.per_endpoint.max(1)
+        }
+    }
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryNext {
@@ -69,11 +92,14 @@ pub enum DeliveryNext {
 ///   writes by when those writes began (so a caller polls, as the dispatcher's rounds do).
 /// - `oldest_waiting_event()` is the time of the first event, in the order `fan_out` takes
 ///   them, not fanned out yet (held back or not); `None` when every event is fanned out.
-/// - `claim_deliveries(now, lease_for, limit)` hands out up to `limit` deliveries that are
-///   pending, due at or before `now`, not under a lease live at `now`, and whose endpoint is
-///   enabled, oldest due first, each under a new lease until `now + lease_for`, with its
-///   attempt number (previous attempts + 1). Of concurrent claims, at most one gets a
-///   delivery.
+/// - `claim_deliveries(now, lease_for, limits)` hands out up to `limits.total` deliveries
+///   that are pending, due at or before `now`, not under a lease live at `now`, and whose
+///   endpoint is enabled, oldest due first among those it may hand out, each under a new
+///   lease until `now + lease_for`, with its attempt number (previous attempts + 1). It
+///   leaves an endpoint's deliveries for later once that endpoint has
+///   [`limits.for_endpoint`](ClaimLimits::for_endpoint) deliveries under a lease live at
+///   `now`, counting those it hands out, and that bound holds across concurrent claims. Of
+///   concurrent claims, at most one gets a delivery.
 /// - `finish_deliveries(finished)` records each attempt, applies its `next` and ends its
 ///   lease, in one atomic step, for every delivery whose lease `claimed.token` still is;
 ///   the others record nothing (another dispatcher took them over). It returns, in input
@@ -155,7 +181,7 @@ pub trait WebhookStore: Send + Sync {
         &self,
         now: DateTime<Utc>,
         lease_for: Duration,
-        limit: usize,
+        limits: ClaimLimits,
     ) -> Result<Vec<ClaimedDelivery>, RepoError>;
     /// Records attempts and what comes after each, for the deliveries still leased. Each
     /// row stands alone: whatever a receiver answered, one row never fails the others, and

@@ -1,20 +1,29 @@
 //! The webhook dispatcher: fans events out of the outbox, posts them signed, and decides
 //! what comes after each attempt. Any number of dispatchers may run at once, in any number
 //! of processes: the store hands each delivery to one of them at a time, under a lease.
+//!
+//! A loop of the dispatcher keeps its posts in an [`InFlight`] set and never waits for its
+//! slowest one: each [`step`](WebhookDispatcher::step) claims only as many deliveries as the
+//! set has room for, waits a little for posts to finish, records those that did and leaves
+//! the rest posting into the next step. The store gives each endpoint a bounded share of
+//! the leases ([`ClaimLimits`]), so a receiver that hangs holds a few posts, not the loop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use super::micros_now;
 use crate::ids::OrderId;
 use crate::order::Order;
 use crate::ports::{
-    ClaimedDelivery, Clock, DeliveryNext, FinishedDelivery, OrderRepo, RepoError, WebhookRequest,
-    WebhookSender, WebhookStore,
+    ClaimLimits, ClaimedDelivery, Clock, DeliveryNext, FinishedDelivery, OrderRepo, RepoError,
+    WebhookRequest, WebhookResponse, WebhookSender, WebhookStore,
 };
 use crate::webhook::{
     AttemptOutcome, DeliveryAttempt, Event, RetrySchedule, printable, signature_header,
@@ -30,8 +39,14 @@ pub struct DispatcherConfig {
     /// How long a claimed delivery is held before another dispatcher may take it over: longer
     /// than a request's time-out.
     pub lease: Duration,
-    /// Deliveries posted at once, per round.
+    /// Deliveries one loop posts at once (its [`InFlight`] set's room).
     pub batch: usize,
+    /// Deliveries of one endpoint under a lease at once, across every dispatcher (one while
+    /// the endpoint is failing): see [`ClaimLimits`].
+    pub per_endpoint: usize,
+    /// How long a [`step`](WebhookDispatcher::step) waits for its posts before it records
+    /// those that finished and moves on.
+    pub patience: Duration,
     /// Events fanned out per round.
     pub fan_out_batch: usize,
     /// When failed deliveries are tried again.
@@ -45,6 +60,8 @@ impl Default for DispatcherConfig {
         Self {
             lease: Duration::from_secs(60),
             batch: 64,
+            per_endpoint: 16,
+            patience: Duration::from_millis(250),
             fan_out_batch: 500,
             schedule: RetrySchedule::default(),
             disable_after: Duration::from_secs(5 * 24 * 3600),
@@ -61,12 +78,61 @@ pub struct Round {
     pub attempted: usize,
     /// Of those, delivered.
     pub delivered: usize,
+    /// Posts still under way when the round ended, to be recorded by a later one.
+    pub in_flight: usize,
 }
 
 impl Round {
-    /// Whether the round found anything to do (if not, the caller waits before the next).
+    /// Whether the round found anything to do, or left posts to finish (if not, the caller
+    /// waits before the next).
     pub const fn was_busy(&self) -> bool {
-        self.fanned_out > 0 || self.attempted > 0
+        self.fanned_out > 0 || self.attempted > 0 || self.in_flight > 0
+    }
+}
+
+/// A post that finished: what was sent, when, and what came back.
+struct Posted {
+    /// The step that started it.
+    step: u64,
+    claimed: ClaimedDelivery,
+    attempted_at: DateTime<Utc>,
+    response: WebhookResponse,
+    latency: Duration,
+}
+
+/// The posts one loop of a dispatcher has under way. They make progress while the loop's
+/// [`step`](WebhookDispatcher::step)s wait on them; one left behind when the loop stops is
+/// dropped, and its delivery is claimed again once its lease runs out.
+#[derive(Default)]
+pub struct InFlight {
+    posts: FuturesUnordered<BoxFuture<'static, Posted>>,
+    /// The steps started so far.
+    steps: u64,
+}
+
+impl InFlight {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many posts are under way.
+    pub fn len(&self) -> usize {
+        self.posts.len()
+    }
+
+    /// Whether no post is under way.
+    pub fn is_empty(&self) -> bool {
+        self.posts.is_empty()
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("posts", &self.posts.len())
+            .field("steps", &self.steps)
+            .finish()
     }
 }
 
@@ -108,7 +174,7 @@ impl<S, R, H, C> WebhookDispatcher<S, R, H, C>
 where
     S: WebhookStore + ?Sized,
     R: OrderRepo + ?Sized,
-    H: WebhookSender + ?Sized,
+    H: WebhookSender + ?Sized + 'static,
     C: Clock + ?Sized,
 {
     /// A dispatcher reading events and deliveries from `store`, orders from `orders`.
@@ -130,9 +196,29 @@ where
         }
     }
 
-    /// One round: fans new events out, then attempts every due delivery it can claim (up to
-    /// the batch), all at once, and records their results together.
+    /// How it works.
+    pub const fn config(&self) -> &DispatcherConfig {
+        &self.config
+    }
+
+    /// One whole round: fans new events out, then attempts every due delivery it can claim
+    /// (up to the batch), all at once, waits for all of them and records their results
+    /// together. A loop that runs for long uses [`step`](Self::step), which never waits for
+    /// its slowest post.
     pub async fn run_once(&self) -> Result<Round, RepoError> {
+        self.step(&mut InFlight::new(), Duration::MAX).await
+    }
+
+    /// One step of a loop: fans new events out, claims as many due deliveries as `in_flight`
+    /// has room for and starts posting them, then waits until those have finished or
+    /// `patience` has passed, and records every attempt that finished (earlier steps' too).
+    /// Posts still under way stay in `in_flight` for the next step: one that hangs holds
+    /// up one step by `patience` at most, and no step after it.
+    pub async fn step(
+        &self,
+        in_flight: &mut InFlight,
+        patience: Duration,
+    ) -> Result<Round, RepoError> {
         let now = micros_now(&*self.clock);
         let ms = |since: Instant| since.elapsed().as_secs_f64() * 1e3;
         let mark = Instant::now();
@@ -140,32 +226,44 @@ where
         metrics::counter!(crate::observe::WEBHOOK_EVENTS_FANNED_OUT).increment(fanned_out as u64);
         let fan_out_ms = ms(mark);
         let mark = Instant::now();
-        let claimed = self
-            .store
-            .claim_deliveries(now, self.config.lease, self.config.batch)
-            .await?;
+        let room = self.config.batch.saturating_sub(in_flight.len());
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            self.store
+                .claim_deliveries(
+                    now,
+                    self.config.lease,
+                    ClaimLimits {
+                        total: room,
+                        per_endpoint: self.config.per_endpoint,
+                    },
+                )
+                .await?
+        };
         let claim_ms = ms(mark);
         let mark = Instant::now();
         let orders = self.orders_of(&claimed).await?;
         let read_ms = ms(mark);
+        in_flight.steps += 1;
+        let step = in_flight.steps;
+        let mut started = 0_usize;
+        for c in claimed {
+            let order = orders.get(&c.event.order_id);
+            if let Some(post) = self.post(step, c, order)? {
+                in_flight.posts.push(post);
+                started += 1;
+            }
+        }
         let mark = Instant::now();
-        let finished: Vec<FinishedDelivery> =
-            futures::future::join_all(claimed.into_iter().map(|c| {
-                let order = orders.get(&c.event.order_id);
-                self.deliver(c, order)
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let finished = self.collect(in_flight, step, started, patience).await;
         let post_ms = ms(mark);
         let mark = Instant::now();
         let recorded = self.store.finish_deliveries(&finished).await?;
         tracing::debug!(
             fanned_out,
             attempted = finished.len(),
+            in_flight = in_flight.len(),
             fan_out_ms,
             claim_ms,
             read_ms,
@@ -175,6 +273,7 @@ where
         );
         let mut round = Round {
             fanned_out,
+            in_flight: in_flight.len(),
             ..Round::default()
         };
         // A result not recorded belongs to a delivery another dispatcher took over.
@@ -185,6 +284,20 @@ where
             }
         }
         Ok(round)
+    }
+
+    /// Waits up to `within` for the posts still in `in_flight` and records those that
+    /// finish (a loop that stops calls it, so what was posted is not posted again); the rest
+    /// are left to their leases. Returns how many attempts it recorded.
+    pub async fn drain(
+        &self,
+        in_flight: &mut InFlight,
+        within: Duration,
+    ) -> Result<usize, RepoError> {
+        let everything = in_flight.len();
+        let finished = self.collect(in_flight, 0, everything, within).await;
+        let recorded = self.store.finish_deliveries(&finished).await?;
+        Ok(recorded.into_iter().filter(|r| *r).count())
     }
 
     /// The orders the deliveries are about, read together.
@@ -199,12 +312,47 @@ where
         Ok(orders.into_iter().map(|o| (o.id, o)).collect())
     }
 
-    /// Attempts one delivery; returns what to record (nothing if its order is missing).
-    async fn deliver(
+    /// Waits until the `started` posts of step `step` (0: any posts) have finished, and at
+    /// least one post if any is under way, or until `patience` has passed; then takes
+    /// whatever else has finished meanwhile: what to record. Posts of earlier steps that
+    /// still hang hold it up no longer than `patience`, and a loop with nothing new to post
+    /// waits on them instead of asking the store again at once.
+    async fn collect(
         &self,
+        in_flight: &mut InFlight,
+        step: u64,
+        mut started: usize,
+        patience: Duration,
+    ) -> Vec<FinishedDelivery> {
+        let deadline = tokio::time::Instant::now()
+            .checked_add(patience)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        let mut finished = Vec::new();
+        while started > 0 || (finished.is_empty() && !in_flight.is_empty()) {
+            match tokio::time::timeout_at(deadline, in_flight.posts.next()).await {
+                Ok(Some(posted)) => {
+                    if step == 0 || posted.step == step {
+                        started -= 1;
+                    }
+                    finished.push(self.finish(posted));
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        while let Some(Some(posted)) = in_flight.posts.next().now_or_never() {
+            finished.push(self.finish(posted));
+        }
+        finished
+    }
+
+    /// Starts posting one delivery (nothing if its order is missing): a future that owns
+    /// all it needs, so it can outlive the step that started it.
+    fn post(
+        &self,
+        step: u64,
         claimed: ClaimedDelivery,
         order: Option<&Order>,
-    ) -> Result<Option<FinishedDelivery>, RepoError> {
+    ) -> Result<Option<BoxFuture<'static, Posted>>, RepoError> {
         let event = &claimed.event;
         let Some(order) = order else {
             // Orders are never deleted: a missing one is a store fault. Leave the delivery to
@@ -225,9 +373,31 @@ where
             timestamp,
             body,
         };
-        let started = Instant::now();
-        let response = self.sender.send(&request).await;
-        let latency = started.elapsed();
+        let sender = Arc::clone(&self.sender);
+        Ok(Some(Box::pin(async move {
+            let started = Instant::now();
+            let response = sender.send(&request).await;
+            Posted {
+                step,
+                claimed,
+                attempted_at: now,
+                response,
+                latency: started.elapsed(),
+            }
+        })))
+    }
+
+    /// What to record of a finished post.
+    fn finish(&self, posted: Posted) -> FinishedDelivery {
+        let Posted {
+            step: _,
+            claimed,
+            attempted_at,
+            response,
+            latency,
+        } = posted;
+        let event = &claimed.event;
+        let endpoint = &claimed.endpoint;
         let delivered = response.outcome.delivered();
         metrics::histogram!(crate::observe::WEBHOOK_SECONDS).record(latency.as_secs_f64());
         metrics::counter!(
@@ -240,7 +410,7 @@ where
             event_type: event.kind,
             endpoint_id: endpoint.id,
             attempt: claimed.attempt,
-            attempted_at: now,
+            attempted_at,
             status_code: response.outcome.status(),
             error: response.outcome.error().map(|e| printable(&e)),
             latency,
@@ -254,12 +424,12 @@ where
         if !delivered {
             tracing::debug!(event_id = %event.id, endpoint_id = %endpoint.id, attempt = claimed.attempt, status = ?attempt.status_code, error = ?attempt.error, ?next, "webhook delivery failed");
         }
-        Ok(Some(FinishedDelivery {
+        FinishedDelivery {
             claimed,
             attempt,
             next,
             disable,
-        }))
+        }
     }
 
     /// What comes after an attempt with `outcome`, and whether to disable the endpoint.

@@ -316,6 +316,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "webhook deliveries one worker process posts at once",
     },
     Variable {
+        name: "WEBHOOK_ENDPOINT_CONCURRENCY",
+        default: WhenUnset::Value("16"),
+        help: "webhook deliveries of one endpoint posted at once, by every process together; one while it is failing",
+    },
+    Variable {
         name: "WEBHOOK_SECRET_KEY",
         default: WhenUnset::Unset("unset: secrets stored as they are"),
         help: "64 hex digits (openssl rand -hex 32): webhook signing secrets are sealed with it in PostgreSQL, and those stored before are sealed at start",

@@ -58,6 +58,29 @@ struct Inner {
     script: VecDeque<Answer>,
     otherwise: Option<Answer>,
     received: Vec<Received>,
+    /// Requests being answered now, and the most there ever were at once.
+    open: usize,
+    most_open: usize,
+}
+
+/// Counts a request as open from its arrival until its handler ends or is dropped (a sender
+/// that gives up closes the connection, which drops the handler).
+struct Open(Arc<Mutex<Inner>>);
+
+impl Open {
+    fn new(inner: &Arc<Mutex<Inner>>) -> Self {
+        let mut i = inner.lock().unwrap_or_else(PoisonError::into_inner);
+        i.open += 1;
+        i.most_open = i.most_open.max(i.open);
+        drop(i);
+        Self(Arc::clone(inner))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).open -= 1;
+    }
 }
 
 /// A loopback webhook receiver. By default it answers `200` to everything.
@@ -72,6 +95,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _open = Open::new(&inner);
     let answer = {
         let mut inner = inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner
@@ -163,6 +187,11 @@ impl Receiver {
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
+    }
+
+    /// The most requests it was answering at once, so far.
+    pub fn most_at_once(&self) -> usize {
+        self.lock().most_open
     }
 
     /// The events delivered (answered `2xx`), one per `webhook-id`.

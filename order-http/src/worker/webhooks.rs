@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::ports::{Clock, OrderRepo, WebhookSender, WebhookStore};
-use order_core::service::WebhookDispatcher;
+use order_core::service::{InFlight, WebhookDispatcher};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -14,18 +14,24 @@ use tracing::{debug, warn};
 pub type Dispatcher =
     WebhookDispatcher<dyn WebhookStore, dyn OrderRepo, dyn WebhookSender, dyn Clock>;
 
-/// Runs `loops` loops of dispatcher rounds side by side (one round's posts overlap the
-/// next one's statements; the store hands each delivery to one of them) until `stopped`
-/// turns true.
+/// Runs `loops` loops of dispatcher steps side by side (the store hands each delivery to
+/// one of them) until `stopped` turns true. Each loop keeps up to the dispatcher's batch of
+/// posts under way and never waits for its slowest one.
 pub async fn run(
     dispatcher: Arc<Dispatcher>,
     loops: usize,
     idle: Duration,
     stopped: watch::Receiver<bool>,
 ) {
+    let patience = dispatcher.config().patience;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..loops.max(1) {
-        tasks.spawn(rounds(Arc::clone(&dispatcher), idle, stopped.clone()));
+        tasks.spawn(rounds(
+            Arc::clone(&dispatcher),
+            idle,
+            patience,
+            stopped.clone(),
+        ));
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
@@ -67,14 +73,23 @@ pub async fn purge_history(
     }
 }
 
-/// Runs rounds of the dispatcher until `stopped` turns true: at once again after a busy
-/// round, after `idle` when there was nothing to do, after a second when the store failed.
-async fn rounds(dispatcher: Arc<Dispatcher>, idle: Duration, mut stopped: watch::Receiver<bool>) {
+/// Runs steps of the dispatcher until `stopped` turns true: at once again after a busy
+/// step (one that posted, recorded, or still has posts under way), after `idle` when there
+/// was nothing to do, after a second when the store failed. Its posts are its own
+/// [`InFlight`] set; when it stops it records those that finish within
+/// a couple of seconds and leaves the rest to their leases.
+async fn rounds(
+    dispatcher: Arc<Dispatcher>,
+    idle: Duration,
+    patience: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut in_flight = InFlight::new();
     loop {
         if *stopped.borrow() {
-            return;
+            break;
         }
-        let pause = match dispatcher.run_once().await {
+        let pause = match dispatcher.step(&mut in_flight, patience).await {
             Ok(round) if round.was_busy() => {
                 debug!(?round, "webhook round");
                 Duration::ZERO
@@ -92,4 +107,13 @@ async fn rounds(dispatcher: Arc<Dispatcher>, idle: Duration, mut stopped: watch:
             }
         }
     }
+    if !in_flight.is_empty() {
+        match dispatcher.drain(&mut in_flight, DRAIN).await {
+            Ok(recorded) => debug!(recorded, left = in_flight.len(), "webhook posts drained"),
+            Err(e) => warn!(error = %e, "recording the last webhook posts failed"),
+        }
+    }
 }
+
+/// How long a stopping loop waits for its posts under way.
+const DRAIN: Duration = Duration::from_secs(2);

@@ -12,7 +12,8 @@ use crate::money::Money;
 use crate::order::{CancelReason, OrderEvent, OrderStatus, Transition};
 use crate::payment::{Attempt, AttemptOutcome, RefundAttempt, RefundOutcome};
 use crate::ports::{
-    ClaimedDelivery, DeliveryNext, FinishedDelivery, OrderRepo, RepoError, WebhookStore,
+    ClaimLimits, ClaimedDelivery, DeliveryNext, FinishedDelivery, OrderRepo, RepoError,
+    WebhookStore,
 };
 use crate::testing::placed_order;
 use crate::webhook::{
@@ -22,6 +23,7 @@ use crate::webhook::{
 
 mod deliveries;
 mod owners;
+mod shares;
 
 use deliveries::{
     a_batch_records_what_is_still_leased_and_sums_each_endpoints_streak,
@@ -36,8 +38,21 @@ use owners::{
     a_customers_endpoint_receives_only_that_customers_events,
     an_owner_has_at_most_its_quota_of_endpoints,
 };
+use shares::{
+    a_failing_endpoint_has_one_delivery_leased_at_a_time,
+    an_endpoint_has_at_most_its_share_of_deliveries_leased,
+    concurrent_claims_keep_every_endpoint_within_its_share,
+};
 
 const LEASE: Duration = Duration::from_secs(30);
+
+/// Limits of a claim that are only about the total: no endpoint here has that many.
+const fn up_to(total: usize) -> ClaimLimits {
+    ClaimLimits {
+        total,
+        per_endpoint: 1_000,
+    }
+}
 
 fn endpoint(events: &[EventType], at: DateTime<Utc>) -> Endpoint {
     Endpoint::create(
@@ -155,6 +170,9 @@ where
     an_orders_events_never_go_back_in_time(&make().await).await;
     a_customers_endpoint_receives_only_that_customers_events(&make().await).await;
     an_owner_has_at_most_its_quota_of_endpoints(&make().await).await;
+    an_endpoint_has_at_most_its_share_of_deliveries_leased(&make().await).await;
+    a_failing_endpoint_has_one_delivery_leased_at_a_time(&make().await).await;
+    concurrent_claims_keep_every_endpoint_within_its_share(&make().await).await;
 }
 
 async fn every_status_change_records_one_event<S: WebhookStore + OrderRepo>(store: &S) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::super::{base_time, secs};
-use super::{LEASE, endpoint, fan_out_all};
+use super::{LEASE, endpoint, fan_out_all, up_to};
 use crate::ids::CustomerId;
 use crate::ports::{OrderRepo, WebhookStore};
 use crate::testing::placed_order;
@@ -37,7 +37,10 @@ pub(super) async fn a_customers_endpoint_receives_only_that_customers_events<
     store.insert(&alice).await.expect("insert");
     store.insert(&carol).await.expect("insert");
     fan_out_all(store, t, 2).await;
-    let claimed = store.claim_deliveries(t, LEASE, 10).await.expect("claim");
+    let claimed = store
+        .claim_deliveries(t, LEASE, up_to(10))
+        .await
+        .expect("claim");
     let mut got: BTreeMap<_, Vec<_>> = BTreeMap::new();
     for c in &claimed {
         got.entry(c.endpoint.id).or_default().push(c.event.order_id);

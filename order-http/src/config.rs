@@ -17,8 +17,8 @@ pub mod variables;
 
 pub use read::RootCa;
 use read::{
-    api_keys_file, auth_failures, breaker, flag, flag_or, gateway, parse, positive, quota, redis,
-    redis_ca, retry_policy, seconds, secret_key, socket_addr, url,
+    api_keys_file, auth_failures, breaker, flag, flag_or, gateway, parse, positive, quota,
+    redeliveries, redis, redis_ca, retry_policy, seconds, secret_key, socket_addr, url,
 };
 
 /// A variable that is missing its mark.
@@ -80,6 +80,11 @@ pub struct RateLimitSettings {
     /// 1, `RATE_LIMIT_AUTH_FAILURES_BURST`, 100; `PER_SECOND=0` turns it off): past it, the
     /// address gets `429` before its keys are looked up.
     pub auth_failures: Option<Quota>,
+    /// The quota of event redeliveries per client (`RATE_LIMIT_REDELIVERIES_PER_SECOND`, 1,
+    /// `RATE_LIMIT_REDELIVERIES_BURST`, 60; `PER_SECOND=0` turns it off): each one posts
+    /// an event again to every endpoint subscribed to it, so it is counted whatever the
+    /// other limits are.
+    pub redeliveries: Option<Quota>,
 }
 
 impl RateLimitSettings {
@@ -545,6 +550,7 @@ impl Config {
                 reads: quota(l, "RATE_LIMIT_READS")?,
                 fail_closed: flag(l, "RATE_LIMIT_FAIL_CLOSED")?,
                 auth_failures: auth_failures(l)?,
+                redeliveries: redeliveries(l)?,
                 forwarded_hops: forwarded_hops(l)?,
             },
             idempotency_key_retention: seconds(

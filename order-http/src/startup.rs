@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use crate::config::{AuthMode, Config, MetricsPlacement, ServerLimits};
 use crate::http::middleware::auth::FailureLimit;
 use crate::http::middleware::concurrency::AdmissionConfig;
-use crate::http::middleware::rate_limit::RateLimits;
+use crate::http::middleware::rate_limit::{Budget, RateLimits};
 use crate::http::state::{AppState, DynOrderService};
 use crate::worker::{self, Processor, WorkerSettings};
 
@@ -353,7 +353,7 @@ fn api_state(
 ) -> Result<AppState, StartError> {
     let limits = &config.rate_limits;
     let counted = config.auth_mode == AuthMode::ApiKey && limits.auth_failures.is_some();
-    let limiter = if limits.any() || counted {
+    let limiter = if limits.any() || counted || limits.redeliveries.is_some() {
         Some(rate_limiter(config, clock).map_err(StartError::Limiter)?)
     } else {
         None
@@ -382,6 +382,15 @@ fn api_state(
         (true, Some(_)) => MetricsPlacement::Elsewhere,
         (true, None) => MetricsPlacement::WithApi,
     });
+    let state = match (&limiter, limits.redeliveries) {
+        (Some(limiter), Some(quota)) => state.with_redeliveries(Budget::new(
+            Arc::clone(limiter),
+            "redeliveries",
+            quota,
+            limits,
+        )),
+        _ => state,
+    };
     Ok(match limiter {
         Some(limiter) if config.rate_limits.any() => {
             state.with_rate_limits(RateLimits::new(limiter, config.rate_limits))

@@ -151,20 +151,43 @@ pub(super) fn quota(
 pub(super) fn auth_failures(
     l: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Quota>, ConfigError> {
-    const RATE: &str = "RATE_LIMIT_AUTH_FAILURES_PER_SECOND";
-    const BURST: &str = "RATE_LIMIT_AUTH_FAILURES_BURST";
-    let rate = l(RATE).filter(|v| !v.trim().is_empty());
-    if rate.as_deref().map(str::trim) == Some("0") {
+    defaulted_quota(l, "RATE_LIMIT_AUTH_FAILURES", "1", "100")
+}
+
+/// `RATE_LIMIT_REDELIVERIES_PER_SECOND` (1) and `_BURST` (60): event redeliveries per
+/// caller; `PER_SECOND=0` turns it off.
+pub(super) fn redeliveries(
+    l: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Quota>, ConfigError> {
+    defaulted_quota(l, "RATE_LIMIT_REDELIVERIES", "1", "60")
+}
+
+/// The quota `{prefix}_PER_SECOND` and `{prefix}_BURST`, each `rate` and `burst` when
+/// unset; a rate of `0` is no quota.
+fn defaulted_quota(
+    l: &impl Fn(&str) -> Option<String>,
+    prefix: &str,
+    rate: &str,
+    burst: &str,
+) -> Result<Option<Quota>, ConfigError> {
+    let rate_name = format!("{prefix}_PER_SECOND");
+    let burst_name = format!("{prefix}_BURST");
+    let given_rate = l(&rate_name).filter(|v| !v.trim().is_empty());
+    if given_rate.as_deref().map(str::trim) == Some("0") {
         return Ok(None);
     }
-    let with_defaults = |name: &str| match name {
-        RATE => rate.clone().or_else(|| Some("1".to_owned())),
-        BURST => l(BURST)
-            .filter(|v| !v.trim().is_empty())
-            .or_else(|| Some("100".to_owned())),
-        other => l(other),
+    let with_defaults = |name: &str| {
+        if name == rate_name {
+            given_rate.clone().or_else(|| Some(rate.to_owned()))
+        } else if name == burst_name {
+            l(name)
+                .filter(|v| !v.trim().is_empty())
+                .or_else(|| Some(burst.to_owned()))
+        } else {
+            l(name)
+        }
     };
-    quota(&with_defaults, "RATE_LIMIT_AUTH_FAILURES")
+    quota(&with_defaults, prefix)
 }
 
 /// `REDIS_CA_FILE`: a readable PEM certificate, for `rediss://` URLs only.

@@ -116,6 +116,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "per client address: refused API keys allowed at once",
     },
     Variable {
+        name: "RATE_LIMIT_REDELIVERIES_PER_SECOND",
+        default: WhenUnset::Value("1"),
+        help: "per client: webhook event redeliveries a second (each posts the event to every subscribed endpoint); past the burst, 429; 0: no limit",
+    },
+    Variable {
+        name: "RATE_LIMIT_REDELIVERIES_BURST",
+        default: WhenUnset::Value("60"),
+        help: "per client: webhook event redeliveries allowed at once",
+    },
+    Variable {
         name: "RATE_LIMIT_FAIL_CLOSED",
         default: WhenUnset::Value("false"),
         help: "when the limiter's Redis cannot be reached: false lets requests through, true answers 503",

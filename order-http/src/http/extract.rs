@@ -125,6 +125,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// One of the caller's event redeliveries (`RATE_LIMIT_REDELIVERIES_*`), spent before the
+/// handler runs: a handler taking it answers `429` with `Retry-After` once its caller has
+/// redelivered its burst and more than the rate since. Each redelivery posts an event to
+/// every endpoint subscribed to it, so it is counted whatever the other limits are.
+#[derive(Debug, Clone, Copy)]
+pub struct Redelivery;
+
+impl FromRequestParts<super::AppState> for Redelivery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &super::AppState,
+    ) -> Result<Self, ApiError> {
+        if let Some(budget) = &state.redeliveries {
+            budget.spend(&parts.headers, &parts.extensions).await?;
+        }
+        Ok(Self)
+    }
+}
+
 /// Who is calling, as the authentication layer found out: the handler's signature says it
 /// needs to know, and every check of whom the caller may act for is one of its methods.
 ///

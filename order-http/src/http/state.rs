@@ -8,7 +8,7 @@ use order_core::ports::{ApiKeyStore, Clock, OrderRepo, PaymentQueue, WebhookStor
 
 use super::middleware::auth::{Auth, FailureLimit};
 use super::middleware::concurrency::{AdmissionConfig, AdmissionQueue};
-use super::middleware::rate_limit::RateLimits;
+use super::middleware::rate_limit::{Budget, RateLimits};
 use super::routes::health::ReadinessCache;
 use crate::config::{AuthMode, MetricsPlacement, ServerLimits, WebhookSettings};
 
@@ -29,6 +29,8 @@ pub struct Services {
     pub concurrency: Arc<AdmissionQueue>,
     /// Per-client rate limits, if any are set.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// Event redeliveries per client, unless turned off.
+    pub redeliveries: Option<Arc<Budget>>,
     /// Where API keys are kept (managed over the API whatever `AUTH_MODE` is).
     pub keys: Arc<dyn ApiKeyStore>,
     /// Key checks, with `AUTH_MODE=api_key`; `None` lets every request in.
@@ -62,6 +64,7 @@ impl AppState {
             orders,
             concurrency: Arc::new(AdmissionQueue::new(concurrency)),
             rate_limits: None,
+            redeliveries: None,
             keys: Arc::new(MemoryApiKeys::new()),
             auth: None,
             webhooks: Arc::new(MemoryOrderRepo::new()),
@@ -127,6 +130,12 @@ impl AppState {
     #[must_use]
     pub fn with_rate_limits(self, limits: RateLimits) -> Self {
         self.map(|s| s.rate_limits = Some(Arc::new(limits)))
+    }
+
+    /// The same state with event redeliveries counted against `budget`.
+    #[must_use]
+    pub fn with_redeliveries(self, budget: Budget) -> Self {
+        self.map(|s| s.redeliveries = Some(Arc::new(budget)))
     }
 
     /// Whether requests need a key.

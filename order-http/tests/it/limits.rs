@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+mod redeliveries;
+
 use order_api::{ErrorBody, ErrorCode, paths};
 use order_http::Role;
 use order_http::testing::{

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use order_core::policy::rate_limit::{Quota, Verdict};
@@ -77,25 +77,24 @@ impl RateLimits {
 }
 
 /// The client's bucket name: its key (when authentication accepted one), or its address.
-fn client(request: &Request, forwarded_hops: usize) -> String {
-    if let Some(id) = request
-        .extensions()
-        .get::<Caller>()
-        .and_then(Caller::key_id)
-    {
+fn client(headers: &HeaderMap, extensions: &Extensions, forwarded_hops: usize) -> String {
+    if let Some(id) = extensions.get::<Caller>().and_then(Caller::key_id) {
         return format!("key:{id}");
     }
-    address(request, forwarded_hops)
+    address_of(headers, extensions, forwarded_hops)
 }
 
 /// The client's address as a bucket name (`ip:...`): its connection's, or the
 /// `X-Forwarded-For` entry `forwarded_hops` from the right.
 pub(crate) fn address(request: &Request, forwarded_hops: usize) -> String {
+    address_of(request.headers(), request.extensions(), forwarded_hops)
+}
+
+fn address_of(headers: &HeaderMap, extensions: &Extensions, forwarded_hops: usize) -> String {
     if forwarded_hops > 0 {
         // Each proxy appends the address it was reached from: the entry `hops` from the
         // right is what the outermost proxy saw, whatever the client wrote before it.
-        let forwarded = request
-            .headers()
+        let forwarded = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -111,8 +110,7 @@ pub(crate) fn address(request: &Request, forwarded_hops: usize) -> String {
             return format!("ip:{address}");
         }
     }
-    request
-        .extensions()
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "ip:unknown".to_owned(), |c| format!("ip:{}", c.0.ip()))
 }
@@ -151,7 +149,14 @@ pub async fn rate_limit(
     let Some(quota) = quota else {
         return next.run(request).await;
     };
-    let bucket = format!("{name}:{}", client(&request, limits.forwarded_hops));
+    let bucket = format!(
+        "{name}:{}",
+        client(
+            request.headers(),
+            request.extensions(),
+            limits.forwarded_hops
+        )
+    );
     let verdict = match limits.limiter.check(&bucket, &quota).await {
         Ok(verdict) => verdict,
         Err(e) => {
@@ -176,4 +181,72 @@ pub async fn rate_limit(
     };
     response.headers_mut().extend(headers);
     response
+}
+
+/// A quota on one kind of request per client, which its handler spends through an
+/// extractor (such as [`Redelivery`](crate::http::extract::Redelivery)): counted whatever
+/// the general limits are, because each such request costs far more than one.
+pub struct Budget {
+    limiter: Arc<dyn RateLimiter>,
+    name: &'static str,
+    quota: Quota,
+    fail_closed: bool,
+    forwarded_hops: usize,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("name", &self.name)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Budget {
+    /// The quota `name`, counted per client in `limiter`; `settings` say how clients are
+    /// told apart and what to do when the limiter cannot be reached.
+    pub fn new(
+        limiter: Arc<dyn RateLimiter>,
+        name: &'static str,
+        quota: Quota,
+        settings: &RateLimitSettings,
+    ) -> Self {
+        Self {
+            limiter,
+            name,
+            quota,
+            fail_closed: settings.fail_closed,
+            forwarded_hops: settings.forwarded_hops,
+        }
+    }
+
+    /// Spends one request of the client the request's `headers` and `extensions` name:
+    /// `429` past the quota (with `Retry-After`), `503` when the limiter cannot be reached
+    /// and the limits fail closed; through when they fail open.
+    pub async fn spend(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<(), ApiError> {
+        let bucket = format!(
+            "{}:{}",
+            self.name,
+            client(headers, extensions, self.forwarded_hops)
+        );
+        match self.limiter.check(&bucket, &self.quota).await {
+            Ok(verdict) if verdict.allowed => Ok(()),
+            Ok(verdict) => Err(ApiError::RateLimited {
+                policy: self.name,
+                per_second: self.quota.per_second(),
+                burst: self.quota.burst(),
+                retry_after: verdict.retry_after_seconds(),
+            }),
+            Err(e) if self.fail_closed => Err(ApiError::Unavailable(Box::new(e))),
+            Err(e) => {
+                tracing::warn!(error = ?e, budget = self.name, "rate limiter unavailable; failing open");
+                Ok(())
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
-use crate::http::extract::{Caller, JsonBody, OptionalJson, PathParam, QueryParams};
+use crate::http::extract::{Caller, JsonBody, OptionalJson, PathParam, QueryParams, Redelivery};
 use crate::http::parse::webhooks::{
     deliveries_limit, endpoint_change, new_endpoint, rotation_grace,
 };
@@ -318,7 +318,10 @@ async fn deliveries(
 /// Sends an event again, now, to every enabled endpoint subscribed to its type that serves
 /// its order's customer (whether or not it was delivered before). It keeps its id:
 /// receivers that deduplicate see it once. A key bound to a customer redelivers that
-/// customer's events only, to that customer's endpoints only.
+/// customer's events only, to that customer's endpoints only. Each caller may redeliver
+/// `RATE_LIMIT_REDELIVERIES_BURST` events at once (60) and
+/// `RATE_LIMIT_REDELIVERIES_PER_SECOND` (1) a second after that; past it, `429` with
+/// `Retry-After`.
 #[utoipa::path(
     post,
     path = paths::EVENT_REDELIVER,
@@ -332,6 +335,7 @@ async fn deliveries(
 async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
+    _: Redelivery,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("event {id} not found"));

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Invalid;
-use crate::hex::hex;
+use crate::hex::encode as hex;
 use crate::ids::CustomerId;
 
 /// What a key may do.

@@ -2,7 +2,7 @@
 //! lowercase, read in either case.
 
 /// Lowercase hex digits of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn encode(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()
@@ -38,7 +38,7 @@ mod tests {
     #[test]
     fn digits_read_back_as_written_and_nothing_else_reads() {
         let bytes = [0x00, 0x7f, 0xa5, 0xff];
-        assert_eq!(decode::<4>(&hex(&bytes)), Some(bytes));
+        assert_eq!(decode::<4>(&encode(&bytes)), Some(bytes));
         assert_eq!(decode::<4>("007FA5FF"), Some(bytes), "either case");
         for bad in [
             "",

@@ -53,7 +53,7 @@ impl RequestKey {
     #[must_use]
     pub fn scoped_to(&self, scope: &str) -> Self {
         let digest = Sha256::digest(self.0.as_bytes());
-        Self(format!("{scope}:{}", crate::hex::hex(&digest)))
+        Self(format!("{scope}:{}", crate::hex::encode(&digest)))
     }
 }
 

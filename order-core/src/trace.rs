@@ -6,7 +6,7 @@
 //! an OpenTelemetry-instrumented request) and what it becomes (the parent of a worker's span,
 //! a header on a call to the gateway). Without tracing set up, orders carry none.
 
-use crate::hex::hex;
+use crate::hex::encode as hex;
 use std::fmt;
 use std::str::FromStr;
 

@@ -18,7 +18,7 @@ pub mod variables;
 pub use read::RootCa;
 use read::{
     api_keys_file, auth_failures, breaker, flag, flag_or, gateway, parse, positive, quota,
-    redeliveries, redis, redis_ca, retry_policy, seconds, secret_key, socket_addr, url,
+    redeliveries, redis, redis_ca, retry_policy, seconds, secret_keys, socket_addr, url,
 };
 
 /// A variable that is missing its mark.
@@ -206,9 +206,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// PostgreSQL URL (`DATABASE_URL`); `None` keeps orders in memory.
     pub database_url: Option<SecretUrl>,
-    /// The key webhook signing secrets are sealed with in PostgreSQL (`WEBHOOK_SECRET_KEY`,
-    /// 64 hex digits); `None`: stored as they are.
-    pub webhook_secret_key: Option<order_store_postgres::SecretKey>,
+    /// The keys webhook signing secrets are sealed with in PostgreSQL: the current one
+    /// (`WEBHOOK_SECRET_KEY`, 64 hex digits) and those it replaced, which still open what
+    /// they sealed until it is sealed again at start (`WEBHOOK_SECRET_KEY_PREVIOUS`,
+    /// comma-separated); `None`: stored as they are.
+    pub webhook_secret_keys: Option<order_store_postgres::SecretKeys>,
     /// Connections in the PostgreSQL pool (`DATABASE_POOL_SIZE`, 20).
     pub database_pool_size: u32,
     /// How long a request waits for a PostgreSQL connection before it answers 503
@@ -473,7 +475,7 @@ impl Config {
         let l = &lookup;
         let database_url = url(l, "DATABASE_URL", &["postgres", "postgresql"])?;
         let embedded = database_url.is_none();
-        let webhook_secret_key = secret_key(l, embedded)?;
+        let webhook_secret_keys = secret_keys(l, embedded)?;
         let (host, auth_mode) = access(l, embedded)?;
         let port: u16 = parse(l, "PORT", 8000, "a port number")?;
 
@@ -561,7 +563,7 @@ impl Config {
             .max(Duration::from_secs(1)),
             webhooks: webhook_settings(l, embedded, host.is_loopback())?,
             database_url: database_url.map(SecretUrl::from),
-            webhook_secret_key,
+            webhook_secret_keys,
             metrics_addr: socket_addr(l, "METRICS_ADDR")?,
             metrics_enabled: flag_or(l, "METRICS_ENABLED", true)?,
             log_level: log_level.to_lowercase(),

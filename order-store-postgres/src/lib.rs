@@ -49,7 +49,7 @@ pub mod webhooks;
 
 pub use error::{CorruptRow, translate};
 pub use pool::{PoolConfig, connect_options, lazy_pool, migrate};
-pub use sealing::SecretKey;
+pub use sealing::{Resealed, SecretKey, SecretKeys};
 
 /// [`OrderRepo`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ pub struct PgOrderRepo {
     /// [`RepoError::Unavailable`], never a query against a schema that may not exist.
     schema: Arc<AtomicBool>,
     /// What webhook signing secrets are sealed with at rest, if anything.
-    secret_key: Option<SecretKey>,
+    secret_keys: Option<SecretKeys>,
 }
 
 impl PgOrderRepo {
@@ -68,21 +68,21 @@ impl PgOrderRepo {
         Self {
             pool,
             schema: Arc::new(AtomicBool::new(true)),
-            secret_key: None,
+            secret_keys: None,
         }
     }
 
-    /// The same repo, writing webhook signing secrets sealed with `key` and reading sealed
-    /// ones with it (see [`sealing`]).
+    /// The same repo, writing webhook signing secrets sealed with the current one of `keys`
+    /// and reading sealed ones with whichever of them sealed them (see [`sealing`]).
     #[must_use]
-    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
-        self.secret_key = key;
+    pub fn with_secret_keys(mut self, keys: Option<SecretKeys>) -> Self {
+        self.secret_keys = keys;
         self
     }
 
-    /// The key secrets are sealed with, if any.
-    pub(crate) fn secret_key(&self) -> Option<&SecretKey> {
-        self.secret_key.as_ref()
+    /// The keys secrets are sealed with, if any.
+    pub(crate) fn secret_keys(&self) -> Option<&SecretKeys> {
+        self.secret_keys.as_ref()
     }
 
     /// Connects to `url`, applies the migrations and returns the repo.
@@ -102,13 +102,13 @@ impl PgOrderRepo {
         let migrator = Migrator {
             pool: pool.clone(),
             schema: Arc::clone(&schema),
-            secret_key: None,
+            secret_keys: None,
         };
         Ok((
             Self {
                 pool,
                 schema,
-                secret_key: None,
+                secret_keys: None,
             },
             migrator,
         ))
@@ -139,15 +139,15 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 pub struct Migrator {
     pool: PgPool,
     schema: Arc<AtomicBool>,
-    secret_key: Option<SecretKey>,
+    secret_keys: Option<SecretKeys>,
 }
 
 impl Migrator {
-    /// The same migrator, sealing with `key` every webhook secret still stored unsealed
-    /// once the migrations are applied.
+    /// The same migrator, sealing with the current one of `keys`, once the migrations are
+    /// applied, every webhook secret stored unsealed or sealed with another key.
     #[must_use]
-    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
-        self.secret_key = key;
+    pub fn with_secret_keys(mut self, keys: Option<SecretKeys>) -> Self {
+        self.secret_keys = keys;
         self
     }
 
@@ -157,21 +157,27 @@ impl Migrator {
         let mut stop = std::pin::pin!(stop);
         let mut wait = std::time::Duration::from_millis(250);
         loop {
-            let migrated = match (migrate(&self.pool).await, &self.secret_key) {
-                (Ok(()), Some(key)) => {
-                    sealing::seal_stored_secrets(&self.pool, key)
+            let migrated =
+                match (migrate(&self.pool).await, &self.secret_keys) {
+                    (Ok(()), Some(keys)) => sealing::seal_stored_secrets(&self.pool, keys)
                         .await
-                        .map(|sealed| {
-                            if sealed > 0 {
+                        .map(|done| {
+                            if done.sealed > 0 {
                                 tracing::info!(
-                                    sealed,
-                                    "sealed the webhook secrets stored unsealed"
+                                    endpoints = done.sealed,
+                                    "sealed webhook secrets with the current WEBHOOK_SECRET_KEY"
                                 );
                             }
-                        })
-                }
-                (done, _) => done,
-            };
+                            if done.unreadable > 0 {
+                                tracing::warn!(
+                                    endpoints = done.unreadable,
+                                    "webhook secrets no key opens: give the key that sealed them \
+                                 in WEBHOOK_SECRET_KEY_PREVIOUS"
+                                );
+                            }
+                        }),
+                    (done, _) => done,
+                };
             match migrated {
                 Ok(()) => {
                     self.schema.store(true, Ordering::Release);

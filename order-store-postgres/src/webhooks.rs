@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::PgOrderRepo;
 use crate::error::{CorruptRow, translate};
-use crate::sealing::{self, SecretKey};
+use crate::sealing::{self, SecretKeys};
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.owner, e.description, e.enabled, \
      e.disabled_reason, e.secret, e.previous_secret, e.previous_secret_expires_at, \
@@ -193,13 +193,13 @@ struct EndpointRow {
 }
 
 impl EndpointRow {
-    /// The endpoint, its secrets opened with `key` where they are sealed.
-    fn into_endpoint(self, key: Option<&SecretKey>) -> Result<Endpoint, CorruptRow> {
+    /// The endpoint, its secrets opened with `keys` where they are sealed.
+    fn into_endpoint(self, keys: Option<&SecretKeys>) -> Result<Endpoint, CorruptRow> {
         let row = self;
         let corrupt = |column, e| CorruptRow::new("webhook_endpoints", column, e);
         let id = EndpointId::from_uuid(row.id);
         let secret = |column, stored| {
-            let bytes = sealing::open(key, id, stored)
+            let bytes = sealing::open(keys, id, stored)
                 .map_err(|e| CorruptRow::new("webhook_endpoints", column, e))?;
             Secret::from_bytes(bytes).map_err(|e| CorruptRow::new("webhook_endpoints", column, e))
         };
@@ -318,7 +318,7 @@ impl TryFrom<AttemptRow> for DeliveryAttempt {
 fn bind_endpoint<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     endpoint: &'q Endpoint,
-    key: Option<&SecretKey>,
+    keys: Option<&SecretKeys>,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let retiring = endpoint.previous_secret.as_ref();
     query
@@ -335,11 +335,11 @@ fn bind_endpoint<'q>(
         .bind(endpoint.enabled)
         .bind(&endpoint.disabled_reason)
         .bind(sealing::stored(
-            key,
+            keys,
             endpoint.id,
             endpoint.secret.as_bytes(),
         ))
-        .bind(retiring.map(|p| sealing::stored(key, endpoint.id, p.secret.as_bytes())))
+        .bind(retiring.map(|p| sealing::stored(keys, endpoint.id, p.secret.as_bytes())))
         .bind(retiring.map(|p| p.expires_at))
         .bind(endpoint.failing_since)
 }
@@ -372,7 +372,7 @@ impl WebhookStore for PgOrderRepo {
                  WHERE (SELECT count(*) FROM webhook_endpoints WHERE owner IS NOT DISTINCT FROM $13) < $14",
             ),
             endpoint,
-            self.secret_key(),
+            self.secret_keys(),
         )
         .bind(endpoint.created_at)
         .bind(endpoint.updated_at)
@@ -394,7 +394,7 @@ impl WebhookStore for PgOrderRepo {
         .await
         .map_err(translate)?;
         Ok(row
-            .map(|r| r.into_endpoint(self.secret_key()))
+            .map(|r| r.into_endpoint(self.secret_keys()))
             .transpose()?)
     }
 
@@ -409,7 +409,7 @@ impl WebhookStore for PgOrderRepo {
         .map_err(translate)?;
         Ok(rows
             .into_iter()
-            .map(|r| r.into_endpoint(self.secret_key()))
+            .map(|r| r.into_endpoint(self.secret_keys()))
             .collect::<Result<_, _>>()?)
     }
 
@@ -445,7 +445,7 @@ impl WebhookStore for PgOrderRepo {
         .await
         .map_err(translate)?;
         Ok(row
-            .map(|r| r.into_endpoint(self.secret_key()))
+            .map(|r| r.into_endpoint(self.secret_keys()))
             .transpose()?)
     }
 
@@ -463,14 +463,14 @@ impl WebhookStore for PgOrderRepo {
              WHERE e.id = $1 RETURNING {ENDPOINT_COLUMNS}"
         ))
         .bind(id.as_uuid())
-        .bind(sealing::stored(self.secret_key(), id, secret.as_bytes()))
+        .bind(sealing::stored(self.secret_keys(), id, secret.as_bytes()))
         .bind(retiring_until)
         .bind(now)
         .fetch_optional(self.db()?)
         .await
         .map_err(translate)?;
         Ok(row
-            .map(|r| r.into_endpoint(self.secret_key()))
+            .map(|r| r.into_endpoint(self.secret_keys()))
             .transpose()?)
     }
 
@@ -560,7 +560,7 @@ impl WebhookStore for PgOrderRepo {
             .map(|row| {
                 Ok(ClaimedDelivery {
                     event: row.event.try_into()?,
-                    endpoint: row.endpoint.into_endpoint(self.secret_key())?,
+                    endpoint: row.endpoint.into_endpoint(self.secret_keys())?,
                     attempt: u32::try_from(row.attempts).unwrap_or(0) + 1,
                     token: row.lease_token,
                 })

@@ -227,22 +227,46 @@ impl std::fmt::Debug for RootCa {
     }
 }
 
-/// `WEBHOOK_SECRET_KEY`: 64 hex digits, for a PostgreSQL store only.
-pub(super) fn secret_key(
+/// `WEBHOOK_SECRET_KEY`: 64 hex digits, for a PostgreSQL store only; with it,
+/// `WEBHOOK_SECRET_KEY_PREVIOUS`: the keys it replaced, comma-separated.
+pub(super) fn secret_keys(
     l: &impl Fn(&str) -> Option<String>,
     embedded: bool,
-) -> Result<Option<order_store_postgres::SecretKey>, ConfigError> {
+) -> Result<Option<order_store_postgres::SecretKeys>, ConfigError> {
     const NAME: &str = "WEBHOOK_SECRET_KEY";
-    match l(NAME).filter(|v| !v.trim().is_empty()) {
-        None => Ok(None),
-        Some(_) if embedded => Err(ConfigError::new(
-            NAME,
-            "seals secrets stored in PostgreSQL: set DATABASE_URL too".to_owned(),
-        )),
+    const PREVIOUS: &str = "WEBHOOK_SECRET_KEY_PREVIOUS";
+    let previous = l(PREVIOUS).filter(|v| !v.trim().is_empty());
+    let current = match l(NAME).filter(|v| !v.trim().is_empty()) {
+        None if previous.is_some() => {
+            return Err(ConfigError::new(
+                PREVIOUS,
+                format!("opens secrets sealed before a rotation: set {NAME} to the new key"),
+            ));
+        }
+        None => return Ok(None),
+        Some(_) if embedded => {
+            return Err(ConfigError::new(
+                NAME,
+                "seals secrets stored in PostgreSQL: set DATABASE_URL too".to_owned(),
+            ));
+        }
         Some(hex) => order_store_postgres::SecretKey::from_hex(&hex)
-            .map(Some)
-            .map_err(|e| ConfigError::new(NAME, e)),
-    }
+            .map_err(|e| ConfigError::new(NAME, e))?,
+    };
+    let previous = previous
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .enumerate()
+        .map(|(i, hex)| {
+            order_store_postgres::SecretKey::from_hex(hex)
+                .map_err(|e| ConfigError::new(PREVIOUS, format!("key {}: {e}", i + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(
+        order_store_postgres::SecretKeys::from(current).with_previous(previous),
+    ))
 }
 
 pub(super) fn api_keys_file(

@@ -144,3 +144,46 @@ fn each_bad_value_is_named() {
     .unwrap_err();
     assert_eq!(err.variable, "PAYMENT_MOCK_LATENCY_MIN");
 }
+
+#[test]
+fn redeliveries_are_limited_by_default_and_zero_turns_the_limit_off() {
+    assert_eq!(
+        config(&[]).unwrap().rate_limits.redeliveries,
+        Some(Quota::new(1.0, 60).unwrap())
+    );
+    let c = config(&[
+        ("RATE_LIMIT_REDELIVERIES_PER_SECOND", "0.5"),
+        ("RATE_LIMIT_REDELIVERIES_BURST", "4"),
+    ])
+    .unwrap();
+    assert_eq!(c.rate_limits.redeliveries, Some(Quota::new(0.5, 4).unwrap()));
+    let off = config(&[("RATE_LIMIT_REDELIVERIES_PER_SECOND", "0")]).unwrap();
+    assert_eq!(off.rate_limits.redeliveries, None);
+    let err = config(&[("RATE_LIMIT_REDELIVERIES_BURST", "0")]).unwrap_err();
+    assert_eq!(err.variable, "RATE_LIMIT_REDELIVERIES_BURST");
+}
+
+#[test]
+fn previous_secret_keys_go_with_a_current_one_and_each_bad_one_is_named() {
+    let database = ("DATABASE_URL", "postgres://postgres@127.0.0.1/orders");
+    let (a, b) = ("a1".repeat(32), "b2".repeat(32));
+    let c = config(&[
+        database,
+        ("WEBHOOK_SECRET_KEY", &b),
+        ("WEBHOOK_SECRET_KEY_PREVIOUS", &format!("{a}, {a}")),
+    ])
+    .unwrap();
+    let shown = format!("{:?}", c.webhook_secret_keys.unwrap());
+    assert_eq!(shown.matches("SecretKey(").count(), 3, "{shown}");
+    assert!(!shown.contains(&a) && !shown.contains(&b), "no key is printed");
+    let alone = config(&[database, ("WEBHOOK_SECRET_KEY_PREVIOUS", &a)]).unwrap_err();
+    assert_eq!(alone.variable, "WEBHOOK_SECRET_KEY_PREVIOUS");
+    let bad = config(&[
+        database,
+        ("WEBHOOK_SECRET_KEY", &b),
+        ("WEBHOOK_SECRET_KEY_PREVIOUS", &format!("{a},zz")),
+    ])
+    .unwrap_err();
+    assert_eq!(bad.variable, "WEBHOOK_SECRET_KEY_PREVIOUS");
+    assert!(bad.message.starts_with("key 2:"), "{}", bad.message);
+}

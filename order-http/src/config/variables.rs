@@ -333,7 +333,12 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "WEBHOOK_SECRET_KEY",
         default: WhenUnset::Unset("unset: secrets stored as they are"),
-        help: "64 hex digits (openssl rand -hex 32): webhook signing secrets are sealed with it in PostgreSQL, and those stored before are sealed at start",
+        help: "64 hex digits (openssl rand -hex 32): webhook signing secrets are sealed with it in PostgreSQL, and those stored before, or sealed with a previous key, are sealed with it at start",
+    },
+    Variable {
+        name: "WEBHOOK_SECRET_KEY_PREVIOUS",
+        default: WhenUnset::Unset("unset: no previous key"),
+        help: "after a rotation of WEBHOOK_SECRET_KEY, the keys it replaced (comma-separated 64 hex digits): they open what they sealed until the start seals it again with the new key; then drop them",
     },
     Variable {
         name: "WEBHOOK_MAX_ENDPOINTS",

@@ -65,10 +65,10 @@ pub(super) async fn adapters(
             };
             let (repo, migrator) =
                 PgOrderRepo::lazy(url.expose(), &pool).map_err(StartError::Store)?;
-            let key = config.webhook_secret_key.clone();
+            let keys = config.webhook_secret_keys.clone();
             let (repo, migrator) = (
-                repo.with_secret_key(key.clone()),
-                migrator.with_secret_key(key),
+                repo.with_secret_keys(keys.clone()),
+                migrator.with_secret_keys(keys),
             );
             let keys = key_store(config, Some(&repo))?;
             (Arc::new(repo.clone()), Arc::new(repo), keys, Some(migrator))

@@ -86,7 +86,7 @@ impl fmt::Display for PageCursor {
         bytes[..4].copy_from_slice(&(self.page.get() - 1).to_be_bytes());
         bytes[4..12].copy_from_slice(&self.created_at.timestamp_micros().to_be_bytes());
         bytes[12..].copy_from_slice(self.id.as_uuid().as_bytes());
-        f.write_str(&crate::hex::hex(&bytes))
+        f.write_str(&crate::hex::encode(&bytes))
     }
 }
 

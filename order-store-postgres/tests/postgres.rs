@@ -10,6 +10,12 @@ use order_core::{OrderId, WorkerId};
 use order_store_postgres::testing::TestSchema;
 use order_store_postgres::{CorruptRow, PgOrderRepo, PoolConfig, connect_options, lazy_pool};
 
+/// Claims of up to ten deliveries, whatever their endpoints.
+const TEN: ClaimLimits = ClaimLimits {
+    total: 10,
+    per_endpoint: 100,
+};
+
 /// Fresh stores, each in a schema of its own, for a conformance suite; the schemas are
 /// dropped with this value's `drop_all`.
 #[derive(Default, Clone)]
@@ -270,14 +276,7 @@ async fn an_event_committed_after_a_later_one_is_still_fanned_out() {
     fan_out_all(&repo, now, 2).await;
     assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "each event once");
     let mut delivered: Vec<_> = repo
-        .claim_deliveries(
-            now,
-            Duration::from_secs(30),
-            ClaimLimits {
-                total: 10,
-                per_endpoint: 100,
-            },
-        )
+        .claim_deliveries(now, Duration::from_secs(30), TEN)
         .await
         .unwrap()
         .into_iter()
@@ -358,14 +357,7 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
 
     full.run(&schema.pool).await.unwrap();
     let due: Vec<_> = repo
-        .claim_deliveries(
-            Utc::now(),
-            Duration::from_secs(30),
-            ClaimLimits {
-                total: 10,
-                per_endpoint: 100,
-            },
-        )
+        .claim_deliveries(Utc::now(), Duration::from_secs(30), TEN)
         .await
         .unwrap()
         .into_iter()
@@ -377,14 +369,7 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
     repo.insert(&after).await.unwrap();
     fan_out_all(&repo, now, 1).await;
     let due = repo
-        .claim_deliveries(
-            now,
-            Duration::from_secs(30),
-            ClaimLimits {
-                total: 10,
-                per_endpoint: 100,
-            },
-        )
+        .claim_deliveries(now, Duration::from_secs(30), TEN)
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
@@ -435,14 +420,7 @@ async fn outbox_ids_from_another_cluster_are_renumbered_at_start() {
     fan_out_all(&repo, now, 2).await;
     assert_eq!(repo.fan_out(now, 10).await.unwrap(), 0, "each event once");
     let mut due: Vec<_> = repo
-        .claim_deliveries(
-            now,
-            Duration::from_secs(30),
-            ClaimLimits {
-                total: 10,
-                per_endpoint: 100,
-            },
-        )
+        .claim_deliveries(now, Duration::from_secs(30), TEN)
         .await
         .unwrap()
         .into_iter()

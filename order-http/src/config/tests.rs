@@ -156,7 +156,10 @@ fn redeliveries_are_limited_by_default_and_zero_turns_the_limit_off() {
         ("RATE_LIMIT_REDELIVERIES_BURST", "4"),
     ])
     .unwrap();
-    assert_eq!(c.rate_limits.redeliveries, Some(Quota::new(0.5, 4).unwrap()));
+    assert_eq!(
+        c.rate_limits.redeliveries,
+        Some(Quota::new(0.5, 4).unwrap())
+    );
     let off = config(&[("RATE_LIMIT_REDELIVERIES_PER_SECOND", "0")]).unwrap();
     assert_eq!(off.rate_limits.redeliveries, None);
     let err = config(&[("RATE_LIMIT_REDELIVERIES_BURST", "0")]).unwrap_err();
@@ -175,7 +178,10 @@ fn previous_secret_keys_go_with_a_current_one_and_each_bad_one_is_named() {
     .unwrap();
     let shown = format!("{:?}", c.webhook_secret_keys.unwrap());
     assert_eq!(shown.matches("SecretKey(").count(), 3, "{shown}");
-    assert!(!shown.contains(&a) && !shown.contains(&b), "no key is printed");
+    assert!(
+        !shown.contains(&a) && !shown.contains(&b),
+        "no key is printed"
+    );
     let alone = config(&[database, ("WEBHOOK_SECRET_KEY_PREVIOUS", &a)]).unwrap_err();
     assert_eq!(alone.variable, "WEBHOOK_SECRET_KEY_PREVIOUS");
     let bad = config(&[

@@ -33,6 +33,28 @@ async fn two_endpoints_with_deliveries<S: WebhookStore + OrderRepo>(
     (first, second)
 }
 
+/// Records one of `endpoint`'s deliveries among `claimed` as delivered at `at`.
+async fn delivered<S: WebhookStore>(
+    store: &S,
+    claimed: &[ClaimedDelivery],
+    endpoint: EndpointId,
+    at: DateTime<Utc>,
+) {
+    let one = claimed
+        .iter()
+        .find(|c| c.endpoint.id == endpoint)
+        .expect("one of the endpoint's deliveries");
+    finish(
+        store,
+        one,
+        &tried(one, at, Some(204)),
+        DeliveryNext::Delivered,
+        None,
+    )
+    .await
+    .expect("record");
+}
+
 fn per_endpoint(claimed: &[ClaimedDelivery]) -> HashMap<EndpointId, usize> {
     let mut counts = HashMap::new();
     for c in claimed {
@@ -66,19 +88,7 @@ pub(super) async fn an_endpoint_has_at_most_its_share_of_deliveries_leased<
             .is_empty(),
         "leased deliveries count against the share"
     );
-    let done = claimed
-        .iter()
-        .find(|c| c.endpoint.id == first.id)
-        .expect("one of the first endpoint's");
-    finish(
-        store,
-        done,
-        &tried(done, t + secs(1), Some(200)),
-        DeliveryNext::Delivered,
-        None,
-    )
-    .await
-    .expect("record");
+    delivered(store, &claimed, first.id, t + secs(1)).await;
     let next = store
         .claim_deliveries(t + secs(2), LEASE, SHARE)
         .await
@@ -145,19 +155,7 @@ pub(super) async fn a_failing_endpoint_has_one_delivery_leased_at_a_time<
         None,
         "the healthy one still holds its share"
     );
-    let tried_again = next
-        .iter()
-        .find(|c| c.endpoint.id == second.id)
-        .expect("one");
-    finish(
-        store,
-        tried_again,
-        &tried(tried_again, t + secs(4), Some(204)),
-        DeliveryNext::Delivered,
-        None,
-    )
-    .await
-    .expect("record");
+    delivered(store, &next, second.id, t + secs(4)).await;
     let healed = store
         .claim_deliveries(t + secs(5), LEASE, SHARE)
         .await

@@ -29,6 +29,16 @@ pub const QUEUE_OLDEST_SECONDS: &str = "order_queue_oldest_job_age_seconds";
 /// Age of the oldest webhook event not fanned out yet; 0 when there is none (gauge,
 /// seconds). It grows while a long-running writing transaction holds the outbox back.
 pub const OUTBOX_OLDEST_SECONDS: &str = "order_webhook_outbox_oldest_event_age_seconds";
+/// `/api` requests executing now (gauge), and the most that may
+/// ([`ADMISSION_LIMIT`]); the rest wait their turn.
+pub const REQUESTS_EXECUTING: &str = "order_http_requests_executing";
+/// `/api` requests waiting their turn to execute (gauge).
+pub const REQUESTS_WAITING: &str = "order_http_requests_waiting";
+/// The admission queue's executing limit, as its gradient moved it (gauge).
+pub const ADMISSION_LIMIT: &str = "order_http_admission_limit";
+/// 1 while the admission queue judges the process overloaded and refuses newcomers that
+/// would wait past the target, else 0 (gauge).
+pub const ADMISSION_OVERLOADED: &str = "order_http_admission_overloaded";
 /// 1, labelled with the running `version` (gauge).
 pub const BUILD_INFO: &str = "order_build_info";
 
@@ -95,6 +105,19 @@ fn describe() {
         OUTBOX_OLDEST_SECONDS,
         Unit::Seconds,
         "Age of the oldest webhook event not fanned out yet."
+    );
+    describe_gauge!(REQUESTS_EXECUTING, "/api requests executing now.");
+    describe_gauge!(
+        REQUESTS_WAITING,
+        "/api requests waiting their turn to execute."
+    );
+    describe_gauge!(
+        ADMISSION_LIMIT,
+        "How many /api requests may execute at once, as the admission queue set it."
+    );
+    describe_gauge!(
+        ADMISSION_OVERLOADED,
+        "1 while the admission queue refuses newcomers that would wait past its target."
     );
     describe_gauge!(BUILD_INFO, "1, labelled with the running version.");
     metrics::gauge!(PAYMENTS_IN_FLIGHT).set(0.0);

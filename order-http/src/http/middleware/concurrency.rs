@@ -274,6 +274,17 @@ impl AdmissionQueue {
             }
         }
         Self::start_waiting(state, now);
+        Self::report(state);
+    }
+
+    /// Sets the admission gauges, once an interval.
+    #[allow(clippy::cast_precision_loss, reason = "gauges of small counts")]
+    fn report(state: &State) {
+        use crate::telemetry::metrics as m;
+        metrics::gauge!(m::REQUESTS_EXECUTING).set(state.executing as f64);
+        metrics::gauge!(m::REQUESTS_WAITING).set(state.waiting.len() as f64);
+        metrics::gauge!(m::ADMISSION_LIMIT).set(state.limit.limit() as f64);
+        metrics::gauge!(m::ADMISSION_OVERLOADED).set(f64::from(u8::from(state.overloaded)));
     }
 
     /// How long a newcomer would wait: those ahead of it over the rate requests start.

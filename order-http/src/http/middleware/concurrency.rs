@@ -32,8 +32,10 @@ pub use gradient::GradientLimit;
 /// How often the queue is judged, and the limit moved.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// The executing limit of a fresh process.
-pub const INITIAL_LIMIT: usize = 32;
+/// The executing limit of a fresh process: high enough that a process met by a flood
+/// before it has found its limit (which stays put while the queue is judged overloaded)
+/// still batches its orders into commits large enough to carry its capacity.
+pub const INITIAL_LIMIT: usize = 128;
 
 /// Settings of an [`AdmissionQueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

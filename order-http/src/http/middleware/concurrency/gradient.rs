@@ -10,8 +10,13 @@
 
 use std::time::Duration;
 
-/// How much slower than the no-load latency a window may be before the limit drops.
-const TOLERANCE: f64 = 1.25;
+/// How much slower than the no-load latency a window may be before the limit drops. The
+/// store batches concurrent orders into one commit (group commit), so more requests at
+/// once raise throughput long after they first raise latency: a tolerance of 1.25 cut the
+/// limit at the first rise, to 46 to 94 on this service, where 128 and 256 executing
+/// carried 1.4 and 1.8 times the orders of a closed loop of 1,024 (BENCHMARKS.md). Twice the no-load latency is
+/// where it stops now.
+pub const TOLERANCE: f64 = 2.0;
 /// How much of each new estimate goes into the limit.
 const SMOOTHING: f64 = 0.2;
 /// How fast the no-load latency forgets its minimum: by this share per window.
@@ -111,8 +116,12 @@ mod tests {
                 let mut limit = GradientLimit::new(start.max(1), 1, 4096);
                 settle(&mut limit, 2048, knee, 2000);
                 let settled = limit.limit();
+                // Latency may reach TOLERANCE times the no-load latency: past the knee that
+                // is TOLERANCE times as many at once, and the square-root probe a little more.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let most = ((TOLERANCE + 1.0) * knee as f64) as usize;
                 assert!(
-                    (knee..=2 * knee).contains(&settled),
+                    (knee..=most).contains(&settled),
                     "knee {knee}, started at {start}: settled at {settled}"
                 );
             }
@@ -138,7 +147,7 @@ mod tests {
         assert!(limit.limit() >= 200);
         settle(&mut limit, 2048, 20, 2000);
         assert!(
-            (20..=40).contains(&limit.limit()),
+            (20..=60).contains(&limit.limit()),
             "after the knee fell to 20: {}",
             limit.limit()
         );

@@ -44,7 +44,7 @@ psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 
 # Every setting at its default (no key: AUTH_MODE=none, as the access cost is measured by
 # scripts/access-bench.sh), so what is measured is what a user who follows the README gets.
-export DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="$stream" LOG_LEVEL=warn \
+export DATABASE_URL="$url" REDIS_URL=redis://127.0.0.1:6379 REDIS_QUEUE_NAME="$stream" \
   AUTH_MODE=none
 PORT=$port "$bin/order-http" serve >"$work/api.log" 2>&1 &
 pids+=($!)

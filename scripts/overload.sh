@@ -48,7 +48,7 @@ cli=("$bin/order-cli" --base-url "$base" --timeout 30)
 wait_for "http://127.0.0.1:$gateway_port/health"
 # start_service [SETTING=VALUE...]: the service under test, in the default role.
 start_service() {
-  env PORT="$port" LOG_LEVEL=warn AUTH_MODE=none DATABASE_URL="$url" REDIS_URL="redis://127.0.0.1:$redis_port" \
+  env PORT="$port" AUTH_MODE=none DATABASE_URL="$url" REDIS_URL="redis://127.0.0.1:$redis_port" \
     PAYMENT_GATEWAY_URL="http://127.0.0.1:$gateway_port" "$@" "$bin/order-http" >>"$work/service.log" 2>&1 &
   service=$!
   pids+=($service)

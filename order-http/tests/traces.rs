@@ -212,7 +212,10 @@ async fn the_binary_exports_spans_over_otlp_and_logs_their_trace_ids() {
         env!("CARGO_BIN_EXE_order-http"),
         &[
             ("LOG_FORMAT", "json"),
-            ("LOG_LEVEL", "info,tower_http=debug"),
+            (
+                "LOG_LEVEL",
+                "info,tower_http=debug,order_http::http::middleware::span=debug",
+            ),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ],
     )

@@ -48,9 +48,12 @@ pub fn request_span<B>(req: &axum::http::Request<B>) -> Span {
 
 /// Names the request's span after its route template (`POST /api/v1/orders/{order_id}`), as
 /// trace back ends group spans by name (the raw path stays in `uri`), and logs the request's
-/// completion. While traces are exported, JSON log lines carry the span's `trace_id` and
-/// `span_id` (the log format adds them); while they are not, this line carries those of an
-/// incoming `traceparent`, so it still leads to the caller's trace.
+/// completion at `debug`: a line per request at the default `info` cost the process a third
+/// of what it accepted under a flood (BENCHMARKS.md, "Overload"), and the requests are
+/// counted and timed in `/metrics` whatever the level; failures log themselves (`ApiError`).
+/// While traces are exported, JSON log lines carry the span's `trace_id` and `span_id` (the
+/// log format adds them); while they are not, this line carries those of an incoming
+/// `traceparent`, so it still leads to the caller's trace.
 pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -70,13 +73,13 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let Some(trace) = caller {
-        tracing::info!(
+        tracing::debug!(
             %method, route, status, latency_ms,
             trace_id = %trace.trace_id_hex(), span_id = %trace.parent_id_hex(),
             "request completed"
         );
     } else {
-        tracing::info!(%method, route, status, latency_ms, "request completed");
+        tracing::debug!(%method, route, status, latency_ms, "request completed");
     }
     response
 }

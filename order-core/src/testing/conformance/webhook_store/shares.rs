@@ -33,6 +33,14 @@ async fn two_endpoints_with_deliveries<S: WebhookStore + OrderRepo>(
     (first, second)
 }
 
+/// One claim at `at` within [`SHARE`].
+async fn claim<S: WebhookStore>(store: &S, at: DateTime<Utc>) -> Vec<ClaimedDelivery> {
+    store
+        .claim_deliveries(at, LEASE, SHARE)
+        .await
+        .expect("claim")
+}
+
 /// Records one of `endpoint`'s deliveries among `claimed` as delivered at `at`.
 async fn delivered<S: WebhookStore>(
     store: &S,
@@ -70,10 +78,7 @@ pub(super) async fn an_endpoint_has_at_most_its_share_of_deliveries_leased<
 ) {
     let t = base_time();
     let (first, second) = two_endpoints_with_deliveries(store, 5, t).await;
-    let claimed = store
-        .claim_deliveries(t, LEASE, SHARE)
-        .await
-        .expect("claim");
+    let claimed = claim(store, t).await;
     let counts = per_endpoint(&claimed);
     assert_eq!(
         (counts.get(&first.id), counts.get(&second.id)),
@@ -81,24 +86,14 @@ pub(super) async fn an_endpoint_has_at_most_its_share_of_deliveries_leased<
         "each endpoint's share, however many are due"
     );
     assert!(
-        store
-            .claim_deliveries(t + secs(1), LEASE, SHARE)
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(store, t + secs(1)).await.is_empty(),
         "leased deliveries count against the share"
     );
     delivered(store, &claimed, first.id, t + secs(1)).await;
-    let next = store
-        .claim_deliveries(t + secs(2), LEASE, SHARE)
-        .await
-        .expect("claim");
+    let next = claim(store, t + secs(2)).await;
     assert_eq!(next.len(), 1, "a recorded attempt frees its place");
     assert_eq!(next[0].endpoint.id, first.id);
-    let after_leases = store
-        .claim_deliveries(t + secs(40), LEASE, SHARE)
-        .await
-        .expect("claim");
+    let after_leases = claim(store, t + secs(40)).await;
     assert_eq!(
         per_endpoint(&after_leases)
             .values()
@@ -121,10 +116,7 @@ pub(super) async fn a_failing_endpoint_has_one_delivery_leased_at_a_time<
 ) {
     let t = base_time();
     let (first, second) = two_endpoints_with_deliveries(store, 5, t).await;
-    let claimed = store
-        .claim_deliveries(t, LEASE, SHARE)
-        .await
-        .expect("claim");
+    let claimed = claim(store, t).await;
     let failed: Vec<_> = claimed
         .iter()
         .filter(|c| c.endpoint.id == second.id)
@@ -141,10 +133,7 @@ pub(super) async fn a_failing_endpoint_has_one_delivery_leased_at_a_time<
         .await
         .expect("record");
     }
-    let next = store
-        .claim_deliveries(t + secs(3), LEASE, SHARE)
-        .await
-        .expect("claim");
+    let next = claim(store, t + secs(3)).await;
     assert_eq!(
         per_endpoint(&next).get(&second.id),
         Some(&1),
@@ -156,10 +145,7 @@ pub(super) async fn a_failing_endpoint_has_one_delivery_leased_at_a_time<
         "the healthy one still holds its share"
     );
     delivered(store, &next, second.id, t + secs(4)).await;
-    let healed = store
-        .claim_deliveries(t + secs(5), LEASE, SHARE)
-        .await
-        .expect("claim");
+    let healed = claim(store, t + secs(5)).await;
     assert_eq!(
         per_endpoint(&healed).get(&second.id),
         Some(&2),
@@ -191,10 +177,7 @@ pub(super) async fn concurrent_claims_keep_every_endpoint_within_its_share<
             && counts.get(&second.id).copied().unwrap_or(0) <= 2,
         "six claims at once hand out no more than each endpoint's share: {counts:?}"
     );
-    let later = store
-        .claim_deliveries(t + secs(1), LEASE, SHARE)
-        .await
-        .expect("claim");
+    let later = claim(store, t + secs(1)).await;
     let total = all.len() + later.len();
     assert_eq!(total, 4, "and one claim after them fills every share");
 }

@@ -36,8 +36,26 @@ pub struct RateLimits {
     reads: Option<Quota>,
     fail_closed: bool,
     forwarded_hops: usize,
-    /// When the last "limiter unavailable" warning was logged (one a minute at most).
-    last_warning: std::sync::Mutex<Option<Instant>>,
+    unavailable: UnavailableWarning,
+}
+
+/// Says at most once a minute that the limiter cannot be reached: while Redis is down every
+/// request would say it again.
+#[derive(Debug, Default)]
+struct UnavailableWarning(std::sync::Mutex<Option<Instant>>);
+
+impl UnavailableWarning {
+    fn warn(&self, error: &order_core::ports::LimiterError, fail_closed: bool) {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(Instant::now());
+            let failing = if fail_closed { "closed" } else { "open" };
+            tracing::warn!(error = ?error, "rate limiter unavailable; failing {failing}");
+        }
+    }
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -59,19 +77,7 @@ impl RateLimits {
             reads: settings.reads,
             fail_closed: settings.fail_closed,
             forwarded_hops: settings.forwarded_hops,
-            last_warning: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn warn_unavailable(&self, error: &order_core::ports::LimiterError) {
-        let mut last = self
-            .last_warning
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-            *last = Some(Instant::now());
-            let failing = if self.fail_closed { "closed" } else { "open" };
-            tracing::warn!(error = ?error, "rate limiter unavailable; failing {failing}");
+            unavailable: UnavailableWarning::default(),
         }
     }
 }
@@ -160,7 +166,7 @@ pub async fn rate_limit(
     let verdict = match limits.limiter.check(&bucket, &quota).await {
         Ok(verdict) => verdict,
         Err(e) => {
-            limits.warn_unavailable(&e);
+            limits.unavailable.warn(&e, limits.fail_closed);
             if limits.fail_closed {
                 return ApiError::Unavailable(Box::new(e)).into_response();
             }
@@ -192,6 +198,7 @@ pub struct Budget {
     quota: Quota,
     fail_closed: bool,
     forwarded_hops: usize,
+    unavailable: UnavailableWarning,
 }
 
 impl std::fmt::Debug for Budget {
@@ -218,6 +225,7 @@ impl Budget {
             quota,
             fail_closed: settings.fail_closed,
             forwarded_hops: settings.forwarded_hops,
+            unavailable: UnavailableWarning::default(),
         }
     }
 
@@ -242,10 +250,13 @@ impl Budget {
                 burst: self.quota.burst(),
                 retry_after: verdict.retry_after_seconds(),
             }),
-            Err(e) if self.fail_closed => Err(ApiError::Unavailable(Box::new(e))),
             Err(e) => {
-                tracing::warn!(error = ?e, budget = self.name, "rate limiter unavailable; failing open");
-                Ok(())
+                self.unavailable.warn(&e, self.fail_closed);
+                if self.fail_closed {
+                    Err(ApiError::Unavailable(Box::new(e)))
+                } else {
+                    Ok(())
+                }
             }
         }
     }

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let new = NewOrder::parse(UncheckedOrder {
+        payment_method: None,
         customer_id: "customer_123".into(),
         items: vec![
             UncheckedItem {

@@ -50,6 +50,9 @@ pub struct ChargeBody {
     /// How much, exact.
     #[serde(with = "exact")]
     pub amount: Decimal,
+    /// The processor's token for how the customer pays, when the order named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
 }
 
 /// The answer to a charge, tagged by `status`.
@@ -99,10 +102,10 @@ impl ChargeAnswer {
 /// A refund of what was captured under `charge_key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundBody {
-    /// The order refunded.
-    pub order_id: Uuid,
     /// The idempotency key the payment was charged under.
     pub charge_key: String,
+    /// The charge whose payment is given back, as it was sent under `charge_key`.
+    pub charge: ChargeBody,
     /// How much to give back, exact; never more than was captured.
     #[serde(with = "exact")]
     pub amount: Decimal,

@@ -35,6 +35,7 @@
 //!                 quantity: 2,
 //!                 price: "12.99".parse().unwrap(),
 //!             }],
+//!             payment_method: None,
 //!         },
 //!         None,
 //!     )

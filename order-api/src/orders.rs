@@ -67,6 +67,20 @@ pub struct CreateOrderRequest {
     /// 1 to 100 items.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub items: Vec<CreateItemRequest>,
+    /// The processor's token for how the customer pays (Stripe's `pm_card_visa`, say): 1 to
+    /// 255 visible ASCII characters. Required by a gateway that charges a real processor
+    /// (`PAYMENT_GATEWAY=stripe`); the others ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "pm_card_visa",
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[!-~]+$"
+        )
+    )]
+    pub payment_method: Option<String>,
 }
 
 /// Where an order is in its life.
@@ -230,6 +244,9 @@ pub struct OrderResponse {
     #[serde(with = "exact")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 30.97))]
     pub total_amount: Decimal,
+    /// The processor's token for how the customer pays, when the order named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
     /// Where it is in its life.
     pub status: OrderStatus,
     /// When it was accepted.
@@ -517,6 +534,7 @@ mod tests {
                 price: "0.10".parse().unwrap(),
             }],
             total_amount: "0.30".parse().unwrap(),
+            payment_method: Some("pm_card_visa".into()),
             status: OrderStatus::PaymentProcessing,
             created_at: DateTime::UNIX_EPOCH,
             updated_at: DateTime::UNIX_EPOCH,

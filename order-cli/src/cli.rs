@@ -69,8 +69,12 @@ pub enum Command {
             required_unless_present = "file"
         )]
         items: Vec<String>,
+        /// The processor's token for how the customer pays (with --item), such as
+        /// `pm_card_visa` for Stripe's test mode; required when the service charges Stripe.
+        #[arg(long)]
+        payment_method: Option<String>,
         /// A JSON order to send as it is (`-` reads standard input).
-        #[arg(long, conflicts_with_all = ["customer", "items"])]
+        #[arg(long, conflicts_with_all = ["customer", "items", "payment_method"])]
         file: Option<PathBuf>,
         /// An Idempotency-Key: retrying with the same key never places a second order.
         #[arg(long)]

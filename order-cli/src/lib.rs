@@ -108,6 +108,7 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
         Command::Create {
             customer,
             items,
+            payment_method,
             file,
             idempotency_key,
         } => {
@@ -115,6 +116,7 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
                 &client,
                 customer.as_deref(),
                 items,
+                payment_method.as_deref(),
                 file.as_deref(),
                 idempotency_key.as_deref(),
             )
@@ -308,6 +310,7 @@ async fn create(
     client: &OrderClient,
     customer: Option<&str>,
     items: &[String],
+    payment_method: Option<&str>,
     file: Option<&std::path::Path>,
     key: Option<&str>,
 ) -> Result<OrderResponse, CliError> {
@@ -320,6 +323,7 @@ async fn create(
                 .iter()
                 .map(|s| parse_item(s))
                 .collect::<Result<_, _>>()?,
+            payment_method: payment_method.map(str::to_owned),
         };
         client.create(&order, key).await?
     };

@@ -54,6 +54,7 @@ pub fn random_order(rng: &mut impl Rng) -> CreateOrderRequest {
     CreateOrderRequest {
         customer_id: format!("load-customer-{}", rng.random_range(0..1000)),
         items,
+        payment_method: None,
     }
 }
 

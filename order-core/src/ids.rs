@@ -140,6 +140,63 @@ bounded_string!(
     200
 );
 
+/// A processor's token for how the customer pays (Stripe's `pm_card_visa`, say): 1 to 255
+/// visible ASCII characters, no spaces. It names a payment method the processor holds;
+/// it is never a card number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PaymentMethod(String);
+
+impl PaymentMethod {
+    /// Largest number of characters allowed.
+    pub const MAX_CHARS: usize = 255;
+
+    /// Parses `value`: 1 to 255 characters, each visible ASCII (`!` to `~`).
+    pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(Invalid::Empty);
+        }
+        let actual = value.chars().count();
+        if actual > Self::MAX_CHARS {
+            return Err(Invalid::TooLong {
+                max: Self::MAX_CHARS,
+                actual,
+            });
+        }
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Invalid::Malformed(
+                "must be visible ASCII characters only (no spaces)".into(),
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    /// The token as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PaymentMethod {
+    type Error = Invalid;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<PaymentMethod> for String {
+    fn from(value: PaymentMethod) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PaymentMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +223,26 @@ mod tests {
     #[test]
     fn length_counts_characters_not_bytes() {
         assert!(ItemName::parse("é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn a_payment_method_is_1_to_255_visible_ascii_characters() {
+        assert!(PaymentMethod::parse("pm_card_visa").is_ok());
+        assert!(PaymentMethod::parse("p".repeat(255)).is_ok());
+        assert_eq!(
+            PaymentMethod::parse("p".repeat(256)),
+            Err(Invalid::TooLong {
+                max: 255,
+                actual: 256
+            })
+        );
+        assert_eq!(PaymentMethod::parse(""), Err(Invalid::Empty));
+        for bad in ["pm card", "pm_é", "pm\tx", " pm"] {
+            assert!(
+                matches!(PaymentMethod::parse(bad), Err(Invalid::Malformed(_))),
+                "{bad:?} is rejected"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //!     clock,
 //! );
 //! let new = NewOrder::parse(UncheckedOrder {
+//!     payment_method: None,
 //!     customer_id: "customer_123".into(),
 //!     items: vec![UncheckedItem {
 //!         item_id: "item_001".into(),
@@ -75,7 +76,7 @@ pub mod trace;
 pub mod webhook;
 
 pub use error::{FieldError, Invalid, ValidationErrors};
-pub use ids::{CustomerId, ItemId, ItemName, OrderId, WorkerId};
+pub use ids::{CustomerId, ItemId, ItemName, OrderId, PaymentMethod, WorkerId};
 pub use money::{Money, Price, Quantity};
 pub use order::{NewOrder, Order, OrderEvent, OrderItem, OrderStatus, Transition};
 pub use payment::{

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, Invalid, ValidationErrors};
-use crate::ids::{CustomerId, ItemId, ItemName, OrderId};
+use crate::ids::{CustomerId, ItemId, ItemName, OrderId, PaymentMethod};
 use crate::money::{Money, Price, Quantity};
 use crate::payment::{
     ChargeRequest, IdempotencyKey, PaymentAttempt, RefundAttempt, RefundOutcome, RefundRequest,
@@ -66,6 +66,9 @@ pub struct UncheckedOrder {
     pub customer_id: String,
     /// The ordered items.
     pub items: Vec<UncheckedItem>,
+    /// The processor's token for how the customer pays, when the gateway needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
 }
 
 /// A valid order that has not been placed yet: 1 to 100 valid items for a valid customer.
@@ -74,6 +77,7 @@ pub struct UncheckedOrder {
 pub struct NewOrder {
     customer_id: CustomerId,
     items: Vec<OrderItem>,
+    payment_method: Option<PaymentMethod>,
     trace: Option<TraceParent>,
 }
 
@@ -104,6 +108,7 @@ pub struct OrderFields {
     errors: Vec<FieldError>,
     customer_id: Option<CustomerId>,
     items: Vec<OrderItem>,
+    payment_method: Option<PaymentMethod>,
 }
 
 impl OrderFields {
@@ -132,6 +137,11 @@ impl OrderFields {
     /// Reads the customer.
     pub fn customer_id(&mut self, value: String) {
         self.customer_id = self.check(|| "customer_id".into(), value, CustomerId::parse);
+    }
+
+    /// Reads the payment method, when the order names one.
+    pub fn payment_method(&mut self, value: String) {
+        self.payment_method = self.check(|| "payment_method".into(), value, PaymentMethod::parse);
     }
 
     /// Checks the number of items; `false` when it is out of range, in which case the
@@ -187,10 +197,12 @@ impl OrderFields {
             errors,
             customer_id,
             items,
+            payment_method,
         } = self;
         ValidationErrors::check(errors, || NewOrder {
             customer_id: customer_id.expect("no errors means a customer id"),
             items,
+            payment_method,
             trace: None,
         })
     }
@@ -201,6 +213,9 @@ impl NewOrder {
     pub fn parse(input: UncheckedOrder) -> Result<Self, ValidationErrors> {
         let mut fields = OrderFields::new();
         fields.customer_id(input.customer_id);
+        if let Some(method) = input.payment_method {
+            fields.payment_method(method);
+        }
         if fields.item_count(input.items.len()) {
             for (i, item) in input.items.into_iter().enumerate() {
                 let item_id = fields.item_id(i, item.item_id);
@@ -223,6 +238,11 @@ impl NewOrder {
         &self.items
     }
 
+    /// The processor's token for how the customer pays, when the order names one.
+    pub fn payment_method(&self) -> Option<&PaymentMethod> {
+        self.payment_method.as_ref()
+    }
+
     /// Sum of `price * quantity` over the items, exact.
     pub fn total(&self) -> Money {
         self.items.iter().map(OrderItem::subtotal).sum()
@@ -236,6 +256,7 @@ impl NewOrder {
             customer_id: self.customer_id,
             items: self.items,
             total_amount,
+            payment_method: self.payment_method,
             status: OrderStatus::Pending,
             created_at: now,
             updated_at: now,
@@ -277,6 +298,7 @@ impl From<NewOrder> for UncheckedOrder {
                     price: item.price.into(),
                 })
                 .collect(),
+            payment_method: value.payment_method.map(String::from),
         }
     }
 }
@@ -292,6 +314,9 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     /// Sum of the items' subtotals.
     pub total_amount: Money,
+    /// The processor's token for how the customer pays, when the order named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<PaymentMethod>,
     /// Where it is in its life.
     pub status: OrderStatus,
     /// When it was accepted.
@@ -318,6 +343,7 @@ impl Order {
             order_id: self.id,
             customer_id: self.customer_id.clone(),
             amount: self.total_amount,
+            payment_method: self.payment_method.clone(),
         }
     }
 
@@ -326,8 +352,7 @@ impl Order {
     pub fn refund_request(&self) -> RefundRequest {
         RefundRequest {
             idempotency_key: IdempotencyKey::for_refund(self.id),
-            charge_key: IdempotencyKey::for_order(self.id),
-            order_id: self.id,
+            charge: self.charge_request(),
             amount: self.total_amount,
         }
     }

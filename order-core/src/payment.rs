@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CustomerId, OrderId};
+use crate::ids::{CustomerId, OrderId, PaymentMethod};
 use crate::money::Money;
 
 /// The key a gateway deduplicates charges by. It is derived from the order alone, so every
@@ -55,6 +55,11 @@ pub struct ChargeRequest {
     pub customer_id: CustomerId,
     /// How much.
     pub amount: Money,
+    /// The processor's token for how the customer pays, when the order named one. A
+    /// gateway that needs one declines a charge without it
+    /// ([`DeclineReason::InvalidPaymentMethod`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<PaymentMethod>,
 }
 
 /// A captured payment.
@@ -72,12 +77,24 @@ pub struct ChargeReceipt {
 pub struct RefundRequest {
     /// Same for every attempt at the same refund.
     pub idempotency_key: IdempotencyKey,
-    /// The key the payment was charged under.
-    pub charge_key: IdempotencyKey,
-    /// The order refunded.
-    pub order_id: OrderId,
+    /// The charge whose payment is given back, exactly as it is (or was, or will be) sent:
+    /// a gateway that finds a payment by repeating its request under the charge key, as
+    /// Stripe's replays do, needs the whole of it.
+    pub charge: ChargeRequest,
     /// How much to give back: at most what was captured.
     pub amount: Money,
+}
+
+impl RefundRequest {
+    /// The key the payment was charged under.
+    pub fn charge_key(&self) -> &IdempotencyKey {
+        &self.charge.idempotency_key
+    }
+
+    /// The order refunded.
+    pub fn order_id(&self) -> OrderId {
+        self.charge.order_id
+    }
 }
 
 /// A definitive answer to a refund.

@@ -84,6 +84,12 @@ impl Fingerprint {
             field(&item.quantity.to_string());
             field(&item.price.to_string());
         }
+        // Last and only when named, so an order without one keeps the fingerprint it had
+        // before orders could name one (customer + 4 fields per item, then 1 more: the
+        // number of fields tells the two apart).
+        if let Some(method) = order.payment_method() {
+            field(method.as_str());
+        }
         Self(hash.finalize().into())
     }
 
@@ -129,6 +135,7 @@ mod tests {
 
     fn order(price: &str) -> NewOrder {
         NewOrder::parse(UncheckedOrder {
+            payment_method: None,
             customer_id: "c".into(),
             items: vec![UncheckedItem {
                 item_id: "i".into(),

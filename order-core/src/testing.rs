@@ -14,6 +14,7 @@ pub mod conformance;
 /// A valid order for `customer`: 2 x 12.99 and 1 x 4.99 (total 30.97).
 pub fn new_order(customer: &str) -> NewOrder {
     NewOrder::parse(UncheckedOrder {
+        payment_method: None,
         customer_id: customer.into(),
         items: vec![
             UncheckedItem {

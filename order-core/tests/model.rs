@@ -121,11 +121,11 @@ impl PaymentGateway for ScriptedGateway {
 
     async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
         let mut s = self.state.lock().unwrap();
-        let key = &request.charge_key;
+        let key = request.charge_key();
         if matches!(s.mode, Mode::Down | Mode::RefundsDown) {
             return Err(GatewayError::Unavailable("gateway down".into()));
         }
-        if s.mode == Mode::DownForSome && request.order_id.as_uuid().as_bytes()[15] % 2 == 1 {
+        if s.mode == Mode::DownForSome && request.order_id().as_uuid().as_bytes()[15] % 2 == 1 {
             return Err(GatewayError::Unavailable("processor error".into()));
         }
         if let Some(done) = s.refund_outcomes.get(key) {

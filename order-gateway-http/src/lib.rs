@@ -84,6 +84,16 @@ fn failed(status: u16, said: String) -> GatewayError {
     }
 }
 
+/// The body of `request`'s charge.
+fn charge_body(request: &ChargeRequest) -> ChargeBody {
+    ChargeBody {
+        order_id: request.order_id.as_uuid(),
+        customer_id: request.customer_id.to_string(),
+        amount: request.amount.amount(),
+        payment_method: request.payment_method.as_ref().map(ToString::to_string),
+    }
+}
+
 /// The most of a gateway's answer that is read: an answer is a small JSON object.
 pub const ANSWER_LIMIT_BYTES: usize = 64 * 1024;
 
@@ -148,11 +158,7 @@ impl HttpGateway {
     }
 
     async fn charge_once(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
-        let body = ChargeBody {
-            order_id: request.order_id.as_uuid(),
-            customer_id: request.customer_id.to_string(),
-            amount: request.amount.amount(),
-        };
+        let body = charge_body(request);
         let response = self
             .post(&self.charges, request.idempotency_key.as_str(), &body)
             .await?;
@@ -184,8 +190,8 @@ impl HttpGateway {
 
     async fn refund_once(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
         let body = RefundBody {
-            order_id: request.order_id.as_uuid(),
-            charge_key: request.charge_key.as_str().to_owned(),
+            charge_key: request.charge_key().as_str().to_owned(),
+            charge: charge_body(&request.charge),
             amount: request.amount.amount(),
         };
         let response = self
@@ -236,7 +242,7 @@ impl PaymentGateway for HttpGateway {
             "gateway refund",
             otel.name = "POST /refunds",
             otel.kind = "client",
-            order_id = %request.order_id,
+            order_id = %request.order_id(),
         );
         self.refund_once(request).instrument(span).await
     }

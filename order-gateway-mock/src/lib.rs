@@ -504,7 +504,7 @@ impl SimulatedGateway {
             Draw::Timeout { captured } => (captured, true),
             Draw::NotProcessed => (false, false),
         };
-        let key = request.charge_key.clone();
+        let key = request.charge_key().clone();
         let mut entry = s
             .ledger
             .get(&key)

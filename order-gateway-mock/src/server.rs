@@ -26,7 +26,7 @@ use order_core::payment::{
     ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
-use order_core::{CustomerId, Money, OrderId};
+use order_core::{CustomerId, Money, OrderId, PaymentMethod};
 use serde_json::json;
 
 use crate::{SimulatedGateway, SimulationConfig};
@@ -98,6 +98,25 @@ async fn keep_waiting_on_timeout<T>(state: &ServerState, result: &Result<T, Gate
     }
 }
 
+/// The charge `body` asks for under `key`, or what is wrong with it.
+fn charge_request(key: &str, body: ChargeBody) -> Result<ChargeRequest, String> {
+    let customer_id =
+        CustomerId::parse(body.customer_id).map_err(|e| format!("customer_id: {e}"))?;
+    let amount = Money::new(body.amount).map_err(|e| format!("amount: {e}"))?;
+    let payment_method = body
+        .payment_method
+        .map(PaymentMethod::parse)
+        .transpose()
+        .map_err(|e| format!("payment_method: {e}"))?;
+    Ok(ChargeRequest {
+        idempotency_key: IdempotencyKey::from_raw(key),
+        order_id: OrderId::from_uuid(body.order_id),
+        customer_id,
+        amount,
+        payment_method,
+    })
+}
+
 fn invalid(error: impl Into<String>) -> Response {
     answer(&ChargeAnswer::Invalid {
         error: error.into(),
@@ -116,17 +135,9 @@ async fn charge(
         Ok(body) => body,
         Err(e) => return invalid(e.body_text()),
     };
-    let (customer_id, amount) = match (CustomerId::parse(body.customer_id), Money::new(body.amount))
-    {
-        (Ok(customer), Ok(amount)) => (customer, amount),
-        (Err(e), _) => return invalid(format!("customer_id: {e}")),
-        (_, Err(e)) => return invalid(format!("amount: {e}")),
-    };
-    let request = ChargeRequest {
-        idempotency_key: IdempotencyKey::from_raw(key),
-        order_id: OrderId::from_uuid(body.order_id),
-        customer_id,
-        amount,
+    let request = match charge_request(key, body) {
+        Ok(request) => request,
+        Err(e) => return invalid(e),
     };
     let result = state.gateway.charge(&request).await;
     keep_waiting_on_timeout(&state, &result).await;
@@ -164,10 +175,13 @@ async fn refund(
         Ok(amount) => amount,
         Err(e) => return invalid(format!("amount: {e}")),
     };
+    let charge = match charge_request(&body.charge_key, body.charge) {
+        Ok(charge) => charge,
+        Err(e) => return invalid(format!("charge.{e}")),
+    };
     let request = RefundRequest {
         idempotency_key: IdempotencyKey::from_raw(key),
-        charge_key: IdempotencyKey::from_raw(body.charge_key),
-        order_id: OrderId::from_uuid(body.order_id),
+        charge,
         amount,
     };
     let result = state.gateway.refund(&request).await;

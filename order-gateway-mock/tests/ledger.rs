@@ -49,11 +49,7 @@ impl Gateway {
         let response = reqwest::Client::new()
             .post(format!("{}{CHARGES}", self.base))
             .header(IDEMPOTENCY_KEY, key)
-            .json(&ChargeBody {
-                order_id: order,
-                customer_id: "c".into(),
-                amount: "30.97".parse().unwrap(),
-            })
+            .json(&body(order))
             .send()
             .await
             .unwrap();
@@ -65,8 +61,8 @@ impl Gateway {
             .post(format!("{}{REFUNDS}", self.base))
             .header(IDEMPOTENCY_KEY, key)
             .json(&RefundBody {
-                order_id: order,
                 charge_key: charge_key.into(),
+                charge: body(order),
                 amount: "30.97".parse().unwrap(),
             })
             .send()
@@ -134,4 +130,14 @@ async fn a_killed_gateway_restarted_on_its_ledger_replays_every_capture_and_refu
     assert_eq!((audit.captures, audit.refunds), (2, 1));
     gateway.kill();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A charge of 30.97 for `order`.
+fn body(order: Uuid) -> ChargeBody {
+    ChargeBody {
+        order_id: order,
+        customer_id: "c".into(),
+        amount: "30.97".parse().unwrap(),
+        payment_method: None,
+    }
 }

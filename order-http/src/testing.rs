@@ -326,6 +326,7 @@ pub fn sample_order(customer: &str) -> CreateOrderRequest {
                 price: "4.99".parse().expect("a decimal"),
             },
         ],
+        payment_method: None,
     }
 }
 

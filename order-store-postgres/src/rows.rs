@@ -10,7 +10,8 @@ use order_core::payment::{
     Attempt, AttemptOutcome, DeclineReason, PaymentAttempt, RefundAttempt, RefundOutcome,
 };
 use order_core::{
-    CustomerId, ItemId, ItemName, Money, Order, OrderId, OrderItem, OrderStatus, Price, Quantity,
+    CustomerId, ItemId, ItemName, Money, Order, OrderId, OrderItem, OrderStatus, PaymentMethod,
+    Price, Quantity,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -83,6 +84,8 @@ pub struct OrderTreeRow {
     pub cancel_reason: Option<String>,
     /// Order: the W3C `traceparent` of the request that placed it.
     pub traceparent: Option<String>,
+    /// Order: the processor's token for how the customer pays.
+    pub payment_method: Option<String>,
     /// Item: its position; attempt: its number.
     pub n: i32,
     /// Item: catalogue id.
@@ -137,6 +140,12 @@ impl OrderTreeRow {
             customer_id,
             items: Vec::new(),
             total_amount,
+            payment_method: self
+                .payment_method
+                .clone()
+                .map(PaymentMethod::parse)
+                .transpose()
+                .map_err(|e| CorruptRow::new("orders", "payment_method", e))?,
             status: status("orders", &need("status", self.status.clone())?)?,
             created_at: need("created_at", self.created_at)?,
             updated_at: need("updated_at", self.updated_at)?,

@@ -13,6 +13,7 @@ fn item(id: &str, qty: i64, price: &str) -> UncheckedItem {
 #[test]
 fn the_total_is_the_exact_sum_of_subtotals() {
     let order = NewOrder::parse(UncheckedOrder {
+        payment_method: None,
         customer_id: "customer_123".into(),
         items: vec![item("item_001", 2, "12.99"), item("item_002", 1, "4.99")],
     })
@@ -23,6 +24,7 @@ fn the_total_is_the_exact_sum_of_subtotals() {
 #[test]
 fn every_offending_field_is_named() {
     let err = NewOrder::parse(UncheckedOrder {
+        payment_method: None,
         customer_id: String::new(),
         items: vec![item("ok", 1, "1.00"), item("", 0, "1.001")],
     })
@@ -42,6 +44,7 @@ fn every_offending_field_is_named() {
 #[test]
 fn empty_and_oversized_item_lists_are_rejected_as_a_whole() {
     let empty = NewOrder::parse(UncheckedOrder {
+        payment_method: None,
         customer_id: "c".into(),
         items: vec![],
     })
@@ -51,6 +54,7 @@ fn empty_and_oversized_item_lists_are_rejected_as_a_whole() {
         [FieldError::new("items", Invalid::TooFew { min: 1 })]
     );
     let many = NewOrder::parse(UncheckedOrder {
+        payment_method: None,
         customer_id: "c".into(),
         items: vec![item("x", 1, "1"); 1000],
     })
@@ -146,7 +150,7 @@ proptest! {
         customer_id in unchecked_text(100),
         items in proptest::collection::vec(unchecked_item(), 0..4),
     ) {
-        let input = UncheckedOrder { customer_id: customer_id.clone(), items: items.clone() };
+        let input = UncheckedOrder { customer_id: customer_id.clone(), items: items.clone(), payment_method: None };
         // Reference model: each field checked on its own.
         let mut expected = Vec::new();
         if let Err(e) = CustomerId::parse(customer_id) { expected.push(FieldError::new("customer_id", e)); }

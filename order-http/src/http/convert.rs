@@ -134,6 +134,7 @@ pub fn order(o: &Order) -> wire::OrderResponse {
             })
             .collect(),
         total_amount: o.total_amount.amount(),
+        payment_method: o.payment_method.as_ref().map(ToString::to_string),
         status: status(o.status),
         created_at: o.created_at,
         updated_at: o.updated_at,

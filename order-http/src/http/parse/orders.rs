@@ -42,6 +42,11 @@ pub fn new_order(body: &Value) -> Result<NewOrder, ValidationErrors> {
     ) {
         fields.customer_id(customer);
     }
+    match object.get("payment_method") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(method)) => fields.payment_method(method.clone()),
+        Some(_) => fields.reject("payment_method", must_be("a string")),
+    }
     let items = field(
         &mut fields,
         object,

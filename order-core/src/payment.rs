@@ -126,15 +126,23 @@ pub enum DeclineReason {
     /// The charge's key was voided by a refund request before anything was captured (the
     /// order was cancelled): no charge with it can capture any more.
     Voided,
+    /// The issuer wants the customer to authenticate (3-D Secure), which a charge made
+    /// without the customer cannot do.
+    AuthenticationRequired,
+    /// The processor refused the request itself as invalid (an amount it does not take, a
+    /// currency it does not support): retrying the same request cannot help.
+    ProcessorRefused,
 }
 
 impl DeclineReason {
     /// Every reason.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::InsufficientFunds,
         Self::CardDeclined,
         Self::InvalidPaymentMethod,
         Self::Voided,
+        Self::AuthenticationRequired,
+        Self::ProcessorRefused,
     ];
 
     /// The reasons an issuer gives for declining a card.
@@ -151,6 +159,8 @@ impl DeclineReason {
             Self::CardDeclined => "card_declined",
             Self::InvalidPaymentMethod => "invalid_payment_method",
             Self::Voided => "voided",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::ProcessorRefused => "processor_refused",
         }
     }
 }

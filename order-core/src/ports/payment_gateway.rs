@@ -29,4 +29,11 @@ pub trait PaymentGateway: Send + Sync {
     /// Gives back what was captured under the request's charge key, deduplicated by the
     /// request's own idempotency key; voids the charge key if nothing was captured.
     async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError>;
+
+    /// Whether a charge needs the order's payment method (a processor's token for the
+    /// customer's card): the intake refuses an order without one, rather than accept it
+    /// and see every charge declined. `false` unless a gateway says otherwise.
+    fn requires_payment_method(&self) -> bool {
+        false
+    }
 }

@@ -21,7 +21,7 @@ mod webhook_store;
 
 pub use api_key_store::api_key_store;
 pub use order_repo::order_repo;
-pub use payment_gateway::{GatewayBooks, payment_gateway};
+pub use payment_gateway::{GatewayBooks, payment_gateway, payment_gateway_paying_with};
 pub use payment_queue::{payment_queue, sample_trace};
 pub use rate_limiter::rate_limiter;
 pub use webhook_store::webhook_store;

@@ -41,7 +41,26 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
     gateway: &G,
     books: impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
 ) {
+    payment_gateway_paying_with(gateway, &[], books).await;
+}
+
+/// [`payment_gateway`] with orders that name payment methods: order `i` pays with
+/// `methods[i % methods.len()]` (none when `methods` is empty). A gateway that needs a
+/// payment method is checked this way, with methods that pay and methods that are
+/// declined, so that both outcomes go through every check.
+pub async fn payment_gateway_paying_with<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    methods: &[&str],
+    books: impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
+) {
     use crate::payment::{DeclineReason, RefundReceipt, RefundRequest};
+
+    let method = |i: usize| {
+        (!methods.is_empty()).then(|| {
+            crate::PaymentMethod::parse(methods[i % methods.len()])
+                .expect("the suite's payment methods are valid")
+        })
+    };
 
     let at_most_once = |key: &crate::payment::IdempotencyKey| {
         let b = books(key);
@@ -52,7 +71,8 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
         );
     };
     for i in 0..20 {
-        let order = placed_order(&format!("c-gw-{i}"), base_time());
+        let mut order = placed_order(&format!("c-gw-{i}"), base_time());
+        order.payment_method = method(i);
         let request = order.charge_request();
         let key = &request.idempotency_key;
         let definitive = until_definitive(|| async {
@@ -110,7 +130,8 @@ pub async fn payment_gateway<G: PaymentGateway + ?Sized>(
     }
 
     // A refund that comes first voids the charge key: no later charge with it captures.
-    let order = placed_order("c-gw-void", base_time());
+    let mut order = placed_order("c-gw-void", base_time());
+    order.payment_method = method(0);
     let refund = order.refund_request();
     let voided = until_definitive(|| gateway.refund(&refund)).await;
     assert_eq!(voided, Ok(RefundReceipt::NothingCaptured));

@@ -73,6 +73,28 @@ pub const ANSWER_LIMIT_BYTES: usize = 256 * 1024;
 /// the intent cancelled, a cancellation that finds it paid) before it gives up as unknown.
 const STATE_STEPS: usize = 4;
 
+/// `code` as Stripe names a currency: a three-letter ISO code in lower case, with two
+/// decimal places (`usd`, `eur`). Stripe counts zero-decimal currencies (`jpy`) in whole
+/// units, and orders are priced in cents, so those are refused.
+pub fn currency(code: &str) -> Result<String, BuildError> {
+    const ZERO_DECIMAL: [&str; 16] = [
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+        "xaf", "xof", "xpf",
+    ];
+    let code = code.trim().to_ascii_lowercase();
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(BuildError(format!(
+            "expected a three-letter currency code, got {code:?}"
+        )));
+    }
+    if ZERO_DECIMAL.contains(&code.as_str()) {
+        return Err(BuildError(format!(
+            "{code} has no cents; orders are priced with two decimal places"
+        )));
+    }
+    Ok(code)
+}
+
 /// [`PaymentGateway`] charging through Stripe.
 #[derive(Clone)]
 pub struct StripeGateway {
@@ -184,26 +206,9 @@ impl StripeGateway {
         })
     }
 
-    /// The same gateway charging in `currency` (a three-letter ISO code with two decimal
-    /// places, such as `eur`; Stripe counts zero-decimal currencies differently, and they
-    /// are refused here).
+    /// The same gateway charging in `currency` (see [`currency`]).
     pub fn with_currency(mut self, currency: &str) -> Result<Self, BuildError> {
-        const ZERO_DECIMAL: [&str; 16] = [
-            "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
-            "vuv", "xaf", "xof", "xpf",
-        ];
-        let currency = currency.to_ascii_lowercase();
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(BuildError(format!(
-                "expected a three-letter currency code, got {currency:?}"
-            )));
-        }
-        if ZERO_DECIMAL.contains(&currency.as_str()) {
-            return Err(BuildError(format!(
-                "{currency} has no cents; orders are priced with two decimal places"
-            )));
-        }
-        self.currency = currency;
+        self.currency = self::currency(currency)?;
         Ok(self)
     }
 

@@ -12,8 +12,11 @@ use order_core::policy::retry::RetryPolicy;
 use order_gateway_mock::SimulationConfig;
 use order_queue_redis::RedisMode;
 
+mod payments;
 mod read;
 pub mod variables;
+
+pub use payments::{PaymentGateway, StripeKey, StripeSettings};
 
 pub use read::RootCa;
 use read::{
@@ -247,11 +250,11 @@ pub struct Config {
     /// 50/200 ms, `PAYMENT_MOCK_DECLINE_SHARE` 0.5, `PAYMENT_MOCK_TIMEOUT_SHARE` 0.1,
     /// `PAYMENT_MOCK_SEED`).
     pub gateway: SimulationConfig,
-    /// An HTTP payment gateway to charge through (`PAYMENT_GATEWAY_URL`); `None` uses the
-    /// in-process simulation.
-    pub payment_gateway_url: Option<String>,
-    /// How long a charge over HTTP may take before it counts as timed out
-    /// (`PAYMENT_GATEWAY_TIMEOUT`, 2 s).
+    /// Where money moves (`PAYMENT_GATEWAY`: `simulated`, `http` at `PAYMENT_GATEWAY_URL`,
+    /// or `stripe`; unset, `http` when `PAYMENT_GATEWAY_URL` is set, else `simulated`).
+    pub payment_gateway: PaymentGateway,
+    /// How long a call to the gateway may take before it counts as timed out
+    /// (`PAYMENT_GATEWAY_TIMEOUT`, 2 s; 10 s for Stripe).
     pub payment_gateway_timeout: Duration,
     /// Payments one worker process keeps in flight (`WORKER_CONCURRENCY`, 1024).
     pub worker_concurrency: usize,
@@ -482,6 +485,7 @@ impl Config {
         let retry = retry_policy(l)?;
         let breaker = breaker(l)?;
         let gateway = gateway(l)?;
+        let (payment_gateway, payment_gateway_timeout) = payments::payment_gateway(l)?;
 
         let log_format = match l("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("" | "text") => LogFormat::Text,
@@ -530,8 +534,8 @@ impl Config {
             retry,
             breaker,
             gateway,
-            payment_gateway_url: url(l, "PAYMENT_GATEWAY_URL", &["http", "https"])?,
-            payment_gateway_timeout: seconds(l, "PAYMENT_GATEWAY_TIMEOUT", 2.0)?,
+            payment_gateway,
+            payment_gateway_timeout,
             worker_concurrency: positive(
                 "WORKER_CONCURRENCY",
                 parse(l, "WORKER_CONCURRENCY", 1024, "a whole number")?,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::ports::{
-    Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, QueueError, RepoError,
-    SystemClock, WebhookSender, WebhookStore,
+    Clock, LimiterError, OrderRepo, PaymentQueue, QueueError, RepoError, SystemClock,
+    WebhookSender, WebhookStore,
 };
 use order_core::service::DispatcherConfig;
 use order_core::{OrderService, PaymentProcessor, ProcessorConfig, WorkerId};
@@ -29,7 +29,7 @@ mod adapters;
 mod supervise;
 
 pub use adapters::key_store;
-use adapters::{Adapters, Gateway, adapters, http_gateway, rate_limiter};
+use adapters::{Adapters, Gateway, adapters, gateway, rate_limiter};
 
 /// What this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,8 +76,8 @@ pub enum StartError {
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
     /// The payment gateway's settings are unusable.
-    #[error("cannot use the payment gateway (PAYMENT_GATEWAY_URL)")]
-    Gateway(#[source] order_gateway_http::BuildError),
+    #[error("cannot use the payment gateway (PAYMENT_GATEWAY): {0}")]
+    Gateway(String),
     /// The webhook sender cannot be built.
     #[error("cannot set up webhook delivery: {0}")]
     Webhooks(String),
@@ -138,13 +138,7 @@ impl Application {
             return Err(StartError::SeparateRolesNeedSharedStorage);
         }
         let adapters = adapters(config, &name, &clock).await?;
-        let gateway = match http_gateway(config)? {
-            Some(http) => Gateway::Http(http),
-            None => Gateway::Simulated(SimulatedGateway::with_clock(
-                config.gateway.clone(),
-                Arc::clone(&clock),
-            )),
-        };
+        let gateway = gateway(config, &clock)?;
 
         let metrics_listener = metrics_listener(config, role).await?;
         let (listener, state) = if role == Role::Worker {
@@ -157,7 +151,8 @@ impl Application {
                         addr: config.listen,
                         source,
                     })?;
-            let state = api_state(config, &adapters, &clock)?;
+            let state = api_state(config, &adapters, &clock)?
+                .with_payment_method_required(gateway.port().requires_payment_method());
             report_access(config);
             (Some(listener), Some(state))
         };
@@ -190,14 +185,10 @@ impl Application {
                     WorkerId::parse(name.clone()).expect("generated names are valid"),
                 )
             };
-            let gateway: Arc<dyn PaymentGateway> = match &gateway {
-                Gateway::Http(http) => Arc::new(http.clone()),
-                Gateway::Simulated(simulated) => Arc::new(simulated.clone()),
-            };
             let processor: Arc<Processor> = Arc::new(PaymentProcessor::new(
                 repo,
                 queue,
-                gateway,
+                gateway.port(),
                 clock,
                 processor_config,
             ));
@@ -239,7 +230,7 @@ impl Application {
     pub fn simulated_gateway(&self) -> Option<&SimulatedGateway> {
         match &self.gateway {
             Gateway::Simulated(simulated) => Some(simulated),
-            Gateway::Http(_) => None,
+            Gateway::Http(_) | Gateway::Stripe(_) => None,
         }
     }
 

@@ -127,7 +127,7 @@ where
             Reserved::New(token) => token,
             Reserved::Replay(order) => {
                 return Ok(Placed {
-                    order,
+                    order: *order,
                     replayed: true,
                 });
             }
@@ -196,7 +196,7 @@ where
             .await?
         {
             Reserved::New(token) => token,
-            Reserved::Replay(order) => return Ok(Cancelled::Replayed(order)),
+            Reserved::Replay(order) => return Ok(Cancelled::Replayed(*order)),
         };
         let result = match self.cancel(id, reason).await {
             Ok(result) => result,
@@ -248,7 +248,7 @@ where
                     .store(self.repo.get(id))
                     .await?
                     .ok_or(RepoError::NotFound(id))?;
-                Ok(Reserved::Replay(order))
+                Ok(Reserved::Replay(Box::new(order)))
             }
         }
     }
@@ -296,7 +296,7 @@ enum Reserved {
     /// The key is this request's now, under this token.
     New(uuid::Uuid),
     /// An earlier request with the key left this order.
-    Replay(Order),
+    Replay(Box<Order>),
 }
 
 /// A cancellation under an idempotency key.

@@ -193,3 +193,81 @@ fn previous_secret_keys_go_with_a_current_one_and_each_bad_one_is_named() {
     assert_eq!(bad.variable, "WEBHOOK_SECRET_KEY_PREVIOUS");
     assert!(bad.message.starts_with("key 2:"), "{}", bad.message);
 }
+
+#[test]
+fn the_payment_gateway_is_simulated_unless_a_url_or_stripe_is_named() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.payment_gateway, PaymentGateway::Simulated);
+    assert_eq!(c.payment_gateway_timeout, Duration::from_secs(2));
+    let url = ("PAYMENT_GATEWAY_URL", "http://127.0.0.1:8100");
+    let http = PaymentGateway::Http {
+        url: "http://127.0.0.1:8100".into(),
+    };
+    assert_eq!(config(&[url]).unwrap().payment_gateway, http);
+    assert_eq!(
+        config(&[url, ("PAYMENT_GATEWAY", "http")])
+            .unwrap()
+            .payment_gateway,
+        http
+    );
+    let c = config(&[
+        ("PAYMENT_GATEWAY", "stripe"),
+        ("STRIPE_API_KEY", "sk_test_abc"),
+    ])
+    .unwrap();
+    let PaymentGateway::Stripe(stripe) = &c.payment_gateway else {
+        panic!("stripe: {:?}", c.payment_gateway);
+    };
+    assert_eq!(
+        (stripe.api_url.as_str(), stripe.currency.as_str()),
+        ("https://api.stripe.com", "usd")
+    );
+    assert_eq!(stripe.api_key.expose(), "sk_test_abc");
+    assert!(
+        !format!("{c:?}").contains("sk_test_abc"),
+        "the key is not logged"
+    );
+    assert_eq!(c.payment_gateway_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn a_payment_gateway_setting_that_cannot_work_is_refused_naming_the_variable() {
+    let refused = |vars: &[(&str, &str)]| config(vars).unwrap_err().variable;
+    assert_eq!(refused(&[("PAYMENT_GATEWAY", "paypal")]), "PAYMENT_GATEWAY");
+    assert_eq!(
+        refused(&[("PAYMENT_GATEWAY", "http")]),
+        "PAYMENT_GATEWAY_URL"
+    );
+    assert_eq!(refused(&[("PAYMENT_GATEWAY", "stripe")]), "STRIPE_API_KEY");
+    assert_eq!(
+        refused(&[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", "pk_test_abc")
+        ]),
+        "STRIPE_API_KEY"
+    );
+    assert_eq!(
+        refused(&[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", "sk_test_abc"),
+            ("PAYMENT_GATEWAY_URL", "http://127.0.0.1:8100"),
+        ]),
+        "PAYMENT_GATEWAY_URL"
+    );
+    assert_eq!(
+        refused(&[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", "sk_test_abc"),
+            ("STRIPE_API_URL", "ftp://x"),
+        ]),
+        "STRIPE_API_URL"
+    );
+    assert_eq!(
+        refused(&[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", "sk_test_abc"),
+            ("STRIPE_CURRENCY", "jpy"),
+        ]),
+        "STRIPE_CURRENCY"
+    );
+}

@@ -216,14 +216,34 @@ pub const VARIABLES: &[Variable] = &[
         help: "probe calls admitted at once while half-open",
     },
     Variable {
+        name: "PAYMENT_GATEWAY",
+        default: WhenUnset::Depends("http when PAYMENT_GATEWAY_URL is set, else simulated"),
+        help: "where money moves: simulated, http or stripe",
+    },
+    Variable {
         name: "PAYMENT_GATEWAY_URL",
         default: WhenUnset::Unset("unset: in-process simulation"),
         help: "an HTTP payment gateway to charge through, e.g. http://127.0.0.1:8100",
     },
     Variable {
         name: "PAYMENT_GATEWAY_TIMEOUT",
-        default: WhenUnset::Value("2"),
-        help: "seconds a charge over HTTP may take before it counts as timed out",
+        default: WhenUnset::Depends("2; 10 with PAYMENT_GATEWAY=stripe"),
+        help: "seconds a call to the gateway may take before it counts as timed out",
+    },
+    Variable {
+        name: "STRIPE_API_KEY",
+        default: WhenUnset::Unset("unset: required with PAYMENT_GATEWAY=stripe"),
+        help: "Stripe secret key (sk_test_... in test mode)",
+    },
+    Variable {
+        name: "STRIPE_API_URL",
+        default: WhenUnset::Value("https://api.stripe.com"),
+        help: "Stripe's API, or a fake of it",
+    },
+    Variable {
+        name: "STRIPE_CURRENCY",
+        default: WhenUnset::Value("usd"),
+        help: "currency orders are charged in (two decimal places)",
     },
     Variable {
         name: "PAYMENT_MOCK_SUCCESS_RATE",
@@ -422,6 +442,10 @@ mod tests {
         read.extend(read_by_config(&[
             ("RATE_LIMIT_WRITES_PER_SECOND", "10"),
             ("RATE_LIMIT_READS_PER_SECOND", "10"),
+        ]));
+        read.extend(read_by_config(&[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", "sk_test_x"),
         ]));
         let listed: BTreeSet<String> = VARIABLES.iter().map(|v| v.name.to_owned()).collect();
         assert_eq!(read, listed);

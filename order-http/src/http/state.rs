@@ -43,6 +43,8 @@ pub struct Services {
     pub metrics: MetricsPlacement,
     /// How long an `/api` request's body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// Whether a new order must name its `payment_method` (the gateway needs one).
+    pub payment_method_required: bool,
     /// The last readiness answer, shared for a second.
     pub readiness: Arc<ReadinessCache>,
 }
@@ -71,6 +73,7 @@ impl AppState {
             webhook_settings: WebhookSettings::embedded(),
             metrics: MetricsPlacement::WithApi,
             body_timeout: ServerLimits::default().body_timeout,
+            payment_method_required: false,
             readiness: Arc::new(ReadinessCache::default()),
         }))
     }
@@ -124,6 +127,12 @@ impl AppState {
     #[must_use]
     pub fn with_body_timeout(self, timeout: std::time::Duration) -> Self {
         self.map(|s| s.body_timeout = timeout)
+    }
+
+    /// The same state refusing new orders without a `payment_method` when `required`.
+    #[must_use]
+    pub fn with_payment_method_required(self, required: bool) -> Self {
+        self.map(|s| s.payment_method_required = required)
     }
 
     /// The same state with per-client rate limits.

@@ -1,21 +1,23 @@
 //! The adapters a configuration names: PostgreSQL or memory for orders and keys, Redis or
-//! memory for the queue and the rate limits, an HTTP or simulated payment gateway.
+//! memory for the queue and the rate limits, a simulated, HTTP or Stripe payment gateway.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::memory::{MemoryApiKeys, MemoryOrderRepo, MemoryQueue, MemoryRateLimiter};
 use order_core::ports::{
-    ApiKeyStore, Clock, LimiterError, OrderRepo, PaymentQueue, RateLimiter, WebhookStore,
+    ApiKeyStore, Clock, LimiterError, OrderRepo, PaymentGateway, PaymentQueue, RateLimiter,
+    WebhookStore,
 };
 use order_gateway_http::HttpGateway;
 use order_gateway_mock::SimulatedGateway;
+use order_gateway_stripe::StripeGateway;
 use order_queue_redis::{QueueConfig, RedisQueue, RedisRateLimiter};
 use order_store_postgres::{Migrator, PgOrderRepo, PoolConfig};
 use tracing::{info, warn};
 
 use super::StartError;
-use crate::config::Config;
+use crate::config::{Config, PaymentGateway as Choice};
 
 /// Where API keys are kept: PostgreSQL's `api_keys` table with `DATABASE_URL`, else memory,
 /// loaded from `API_KEYS_FILE` if set.
@@ -144,18 +146,49 @@ pub(super) enum Gateway {
     Simulated(SimulatedGateway),
     /// The HTTP gateway `PAYMENT_GATEWAY_URL` names.
     Http(HttpGateway),
+    /// Stripe.
+    Stripe(StripeGateway),
 }
 
-/// The HTTP payment gateway `PAYMENT_GATEWAY_URL` names, sending each call's trace; `None`
-/// when the simulated gateway charges in process.
-pub(super) fn http_gateway(config: &Config) -> Result<Option<HttpGateway>, StartError> {
-    let Some(url) = &config.payment_gateway_url else {
-        return Ok(None);
-    };
-    info!(url = %crate::config::SecretUrl::from(url.clone()), "charging through the HTTP payment gateway");
-    Ok(Some(
-        HttpGateway::new(url, config.payment_gateway_timeout)
-            .map_err(StartError::Gateway)?
-            .with_trace_context(crate::telemetry::traces::current),
-    ))
+impl Gateway {
+    /// The gateway as the port.
+    pub(super) fn port(&self) -> Arc<dyn PaymentGateway> {
+        match self {
+            Self::Http(http) => Arc::new(http.clone()),
+            Self::Simulated(simulated) => Arc::new(simulated.clone()),
+            Self::Stripe(stripe) => Arc::new(stripe.clone()),
+        }
+    }
+}
+
+/// The payment gateway `PAYMENT_GATEWAY` names: the HTTP one sends each call's trace.
+pub(super) fn gateway(config: &Config, clock: &Arc<dyn Clock>) -> Result<Gateway, StartError> {
+    let timeout = config.payment_gateway_timeout;
+    Ok(match &config.payment_gateway {
+        Choice::Simulated => Gateway::Simulated(SimulatedGateway::with_clock(
+            config.gateway.clone(),
+            Arc::clone(clock),
+        )),
+        Choice::Http { url } => {
+            info!(url = %crate::config::SecretUrl::from(url.clone()), "charging through the HTTP payment gateway");
+            Gateway::Http(
+                HttpGateway::new(url, timeout)
+                    .map_err(|e| StartError::Gateway(e.to_string()))?
+                    .with_trace_context(crate::telemetry::traces::current),
+            )
+        }
+        Choice::Stripe(stripe) => {
+            info!(
+                url = %stripe.api_url,
+                key = stripe.api_key.kind(),
+                currency = %stripe.currency,
+                "charging through Stripe"
+            );
+            Gateway::Stripe(
+                StripeGateway::new(&stripe.api_url, stripe.api_key.expose(), timeout)
+                    .and_then(|g| g.with_currency(&stripe.currency))
+                    .map_err(|e| StartError::Gateway(e.to_string()))?,
+            )
+        }
+    })
 }

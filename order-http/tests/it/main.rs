@@ -40,5 +40,6 @@ mod metrics;
 mod payments;
 mod slowloris;
 mod ssrf;
+mod stripe;
 mod tls;
 mod webhooks;

@@ -28,6 +28,12 @@ fn field<'v, T>(
 
 /// Parses a create-order body into a [`NewOrder`], or every reason it is not one.
 pub fn new_order(body: &Value) -> Result<NewOrder, ValidationErrors> {
+    new_order_paying(body, false)
+}
+
+/// [`new_order`], where the order must name its `payment_method` when `method_required`
+/// (the gateway charges a processor that needs the customer's card token).
+pub fn new_order_paying(body: &Value, method_required: bool) -> Result<NewOrder, ValidationErrors> {
     let mut fields = OrderFields::new();
     let Some(object) = body.as_object() else {
         fields.reject("body", must_be("a JSON object"));
@@ -43,6 +49,12 @@ pub fn new_order(body: &Value) -> Result<NewOrder, ValidationErrors> {
         fields.customer_id(customer);
     }
     match object.get("payment_method") {
+        None | Some(Value::Null) if method_required => fields.reject(
+            "payment_method",
+            Invalid::Malformed(
+                "is required: the payment gateway charges the customer's payment method".into(),
+            ),
+        ),
         None | Some(Value::Null) => {}
         Some(Value::String(method)) => fields.payment_method(method.clone()),
         Some(_) => fields.reject("payment_method", must_be("a string")),

@@ -23,7 +23,7 @@ use crate::http::extract::{
 };
 use crate::http::headers::IDEMPOTENT_REPLAYED;
 use crate::http::middleware::load_shed::InFlight;
-use crate::http::parse::orders::{RawListQuery, cancel_reason, list_query, new_order};
+use crate::http::parse::orders::{RawListQuery, cancel_reason, list_query, new_order_paying};
 use crate::http::state::AppState;
 use crate::telemetry::traces;
 
@@ -66,7 +66,8 @@ async fn create_order(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     // The order joins the request's trace: its payment, later and elsewhere, continues it.
-    let new = new_order(&body)?.in_trace(traces::of_request(&headers));
+    let new = new_order_paying(&body, state.payment_method_required)?
+        .in_trace(traces::of_request(&headers));
     caller.act_for(new.customer_id())?;
     let key = key.map(|key| caller.own(key));
     // Spawned, not awaited in place: a client that hangs up drops this handler, and the

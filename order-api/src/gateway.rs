@@ -13,6 +13,11 @@
 //!   [`RefundAnswer::http_status`] is the response status: `200` refunded, or nothing was
 //!   captured and the charge key is now void (every later charge with it is declined
 //!   `voided`); `503` unavailable, `504` timed out (may have refunded), `400` invalid.
+//! - `POST /captures` with an [`IDEMPOTENCY_KEY`] header (the capture's own key) and a
+//!   [`CaptureBody`] naming the charge key of a payment authorized with
+//!   `"capture_method": "manual"`: a [`CaptureAnswer`] whose [`CaptureAnswer::http_status`]
+//!   is the response status: `200` captured (now or earlier: once per charge key), `402`
+//!   refused (`voided`, or nothing to capture), `503`, `504`, `400` as for charges.
 //! - `GET /audit/charges`: the [`Audit`], one [`AuditEntry`] per idempotency key.
 //! - `GET /health`.
 
@@ -29,6 +34,8 @@ use crate::money::exact;
 pub const CHARGES: &str = "/charges";
 /// Refunds.
 pub const REFUNDS: &str = "/refunds";
+/// Captures of authorized payments.
+pub const CAPTURES: &str = "/captures";
 /// The simulation's behaviour.
 pub const ADMIN_CONFIG: &str = "/admin/config";
 /// Switching an outage on and off.
@@ -53,6 +60,10 @@ pub struct ChargeBody {
     /// The processor's token for how the customer pays, when the order named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<String>,
+    /// `manual` to only authorize the amount (captured by `POST /captures`); absent or
+    /// `automatic` captures it with the charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_method: Option<String>,
 }
 
 /// The answer to a charge, tagged by `status`.
@@ -147,6 +158,63 @@ impl RefundAnswer {
     pub const fn http_status(&self) -> u16 {
         match self {
             Self::Refunded { .. } | Self::NothingCaptured => 200,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
+            Self::Invalid { .. } => 400,
+        }
+    }
+}
+
+/// A capture of what was authorized under `charge_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureBody {
+    /// The idempotency key the payment was authorized under.
+    pub charge_key: String,
+    /// The charge that authorized it, as it was sent under `charge_key`.
+    pub charge: ChargeBody,
+    /// How much to take, exact; at most what was authorized.
+    #[serde(with = "exact")]
+    pub amount: Decimal,
+}
+
+/// The answer to a capture, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CaptureAnswer {
+    /// Taken (now or by an earlier capture of the same authorization).
+    Captured {
+        /// How much.
+        #[serde(with = "exact")]
+        amount: Decimal,
+    },
+    /// Refused for good: the authorization was voided, or there is nothing to capture.
+    Declined {
+        /// Why (`voided`, `processor_refused`).
+        reason: String,
+    },
+    /// Not processed: nothing was captured, retrying is safe.
+    Unavailable {
+        /// What failed.
+        error: String,
+    },
+    /// No definite answer in time: the capture may have happened.
+    Timeout {
+        /// What failed.
+        error: String,
+    },
+    /// The request itself was wrong.
+    Invalid {
+        /// What is wrong.
+        error: String,
+    },
+}
+
+impl CaptureAnswer {
+    /// The HTTP status this answer is sent with.
+    pub const fn http_status(&self) -> u16 {
+        match self {
+            Self::Captured { .. } => 200,
+            Self::Declined { .. } => 402,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::Invalid { .. } => 400,

@@ -14,7 +14,8 @@ use crate::error::{FieldError, Invalid, ValidationErrors};
 use crate::ids::{CustomerId, ItemId, ItemName, OrderId, PaymentMethod};
 use crate::money::{Money, Price, Quantity};
 use crate::payment::{
-    ChargeRequest, IdempotencyKey, PaymentAttempt, RefundAttempt, RefundOutcome, RefundRequest,
+    CaptureMethod, ChargeRequest, IdempotencyKey, PaymentAttempt, RefundAttempt, RefundOutcome,
+    RefundRequest,
 };
 use crate::trace::TraceParent;
 
@@ -78,6 +79,7 @@ pub struct NewOrder {
     customer_id: CustomerId,
     items: Vec<OrderItem>,
     payment_method: Option<PaymentMethod>,
+    capture: CaptureMethod,
     trace: Option<TraceParent>,
 }
 
@@ -203,6 +205,7 @@ impl OrderFields {
             customer_id: customer_id.expect("no errors means a customer id"),
             items,
             payment_method,
+            capture: CaptureMethod::Automatic,
             trace: None,
         })
     }
@@ -257,6 +260,8 @@ impl NewOrder {
             items: self.items,
             total_amount,
             payment_method: self.payment_method,
+            capture: self.capture,
+            captured: None,
             status: OrderStatus::Pending,
             created_at: now,
             updated_at: now,
@@ -265,6 +270,15 @@ impl NewOrder {
             refund_attempts: Vec::new(),
             trace: self.trace,
         }
+    }
+
+    /// The same order, paid with `capture`: captured when charged, or only authorized then
+    /// and captured later. Set by the service that places it, not by the customer, so it
+    /// is not part of what a request asks for.
+    #[must_use]
+    pub fn with_capture(mut self, capture: CaptureMethod) -> Self {
+        self.capture = capture;
+        self
     }
 
     /// The same order, placed in the trace `trace` (the request's, when it is traced). The
@@ -317,6 +331,12 @@ pub struct Order {
     /// The processor's token for how the customer pays, when the order named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<PaymentMethod>,
+    /// Whether its payment is captured when charged, or authorized and captured later.
+    #[serde(default)]
+    pub capture: CaptureMethod,
+    /// The capture of its authorized payment ([`CaptureMethod::Manual`]), once asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<CaptureRecord>,
     /// Where it is in its life.
     pub status: OrderStatus,
     /// When it was accepted.
@@ -344,6 +364,7 @@ impl Order {
             customer_id: self.customer_id.clone(),
             amount: self.total_amount,
             payment_method: self.payment_method.clone(),
+            capture: self.capture,
         }
     }
 
@@ -353,8 +374,15 @@ impl Order {
         RefundRequest {
             idempotency_key: IdempotencyKey::for_refund(self.id),
             charge: self.charge_request(),
-            amount: self.total_amount,
+            amount: self.refundable(),
         }
+    }
+
+    /// What a refund of the whole payment gives back: the total, or, for a payment
+    /// captured later, what the capture takes (the gateway gives back no more than it
+    /// took, whatever is asked).
+    fn refundable(&self) -> Money {
+        self.captured.map_or(self.total_amount, |c| c.amount)
     }
 
     /// The refund of the order's payment as it stands, once a cancellation asked for one:
@@ -367,19 +395,99 @@ impl Order {
             _ if self.status == OrderStatus::Cancelling => RefundStatus::Pending,
             _ => return None,
         };
-        let refund_id = match last.map(|a| &a.outcome) {
-            Some(RefundOutcome::Refunded { refund_id, .. }) => Some(refund_id.clone()),
-            _ => None,
-        };
-        let amount = match status {
-            RefundStatus::NothingCaptured => Money::ZERO,
-            RefundStatus::Pending | RefundStatus::Succeeded => self.total_amount,
+        let (refund_id, amount) = match last.map(|a| &a.outcome) {
+            Some(RefundOutcome::Refunded { refund_id, amount }) => {
+                (Some(refund_id.clone()), *amount)
+            }
+            Some(RefundOutcome::NothingCaptured) => (None, Money::ZERO),
+            _ => (None, self.refundable()),
         };
         Some(Refund {
             amount,
             status,
             refund_id,
         })
+    }
+}
+
+/// The capture of an order's authorized payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureRecord {
+    /// How much is (or was) taken: at most the authorized total.
+    pub amount: Money,
+    /// When it was asked for.
+    pub requested_at: DateTime<Utc>,
+    /// When the gateway took it; `None` while its outcome is not known.
+    pub captured_at: Option<DateTime<Utc>>,
+}
+
+/// Where an order's payment stands, as far as money goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Authorized, not captured (manual capture).
+    Authorized,
+    /// Captured.
+    Captured,
+    /// Captured and then given back in full.
+    Refunded,
+    /// Authorized and then released: nothing was ever taken.
+    Voided,
+}
+
+/// The money side of an order: what was authorized, captured and refunded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payment {
+    /// Where it stands.
+    pub status: PaymentStatus,
+    /// What the gateway holds for the order (authorized, whether or not captured).
+    pub authorized_amount: Money,
+    /// What was taken.
+    pub captured_amount: Money,
+    /// What was given back.
+    pub refunded_amount: Money,
+}
+
+impl Order {
+    /// The order's payment once the gateway took or held money for it: `None` before (and
+    /// for an order whose payment failed).
+    pub fn payment(&self) -> Option<Payment> {
+        let paid = self.payment_attempts.iter().any(|a| a.outcome.is_success());
+        if !paid {
+            return None;
+        }
+        let authorized = self.total_amount;
+        let captured = match (self.capture, &self.captured) {
+            (CaptureMethod::Automatic, _) => authorized,
+            (CaptureMethod::Manual, Some(c)) if c.captured_at.is_some() => c.amount,
+            (CaptureMethod::Manual, _) => Money::ZERO,
+        };
+        let refund = self.refund();
+        let (status, refunded) = match refund.map(|r| (r.status, r.amount)) {
+            Some((RefundStatus::Succeeded, amount)) => (PaymentStatus::Refunded, amount),
+            Some((RefundStatus::NothingCaptured, _)) => (PaymentStatus::Voided, Money::ZERO),
+            _ if captured == Money::ZERO => (PaymentStatus::Authorized, Money::ZERO),
+            _ => (PaymentStatus::Captured, Money::ZERO),
+        };
+        Some(Payment {
+            status,
+            authorized_amount: authorized,
+            captured_amount: if status == PaymentStatus::Voided {
+                Money::ZERO
+            } else {
+                captured
+            },
+            refunded_amount: refunded,
+        })
+    }
+
+    /// The request capturing `amount` of this order's authorized payment.
+    pub fn capture_request(&self, amount: Money) -> crate::payment::CaptureRequest {
+        crate::payment::CaptureRequest {
+            idempotency_key: IdempotencyKey::for_capture(self.id),
+            charge: self.charge_request(),
+            amount,
+        }
     }
 }
 

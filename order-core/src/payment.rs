@@ -27,6 +27,12 @@ impl IdempotencyKey {
         Self(format!("refund-order-{order}"))
     }
 
+    /// The key for capturing `order`'s authorized payment: one capture per order, so the
+    /// same for every attempt at it.
+    pub fn for_capture(order: OrderId) -> Self {
+        Self(format!("capture-order-{order}"))
+    }
+
     /// Wraps a key received from elsewhere (a gateway's client, say).
     pub fn from_raw(key: impl Into<String>) -> Self {
         Self(key.into())
@@ -41,6 +47,48 @@ impl IdempotencyKey {
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// When a payment is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    /// With the charge: the worker's charge captures the payment (the default).
+    #[default]
+    Automatic,
+    /// Later: the worker's charge only authorizes the amount; a capture (of at most that
+    /// amount, once) takes the money, and a refund before it voids the authorization.
+    Manual,
+}
+
+impl CaptureMethod {
+    /// Both methods.
+    pub const ALL: [Self; 2] = [Self::Automatic, Self::Manual];
+
+    /// `automatic` or `manual`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Automatic => "automatic",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for CaptureMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CaptureMethod {
+    type Err = crate::Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s.trim())
+            .ok_or_else(|| crate::Invalid::Malformed("must be automatic or manual".into()))
     }
 }
 
@@ -60,13 +108,41 @@ pub struct ChargeRequest {
     /// ([`DeclineReason::InvalidPaymentMethod`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<PaymentMethod>,
+    /// Whether the charge captures the payment, or only authorizes it.
+    #[serde(default)]
+    pub capture: CaptureMethod,
 }
 
-/// A captured payment.
+/// A captured payment (or, for a [`CaptureMethod::Manual`] charge, an authorized one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeReceipt {
     /// The gateway's id of the charge.
     pub transaction_id: String,
+}
+
+/// What is asked of the gateway to capture an authorized payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureRequest {
+    /// Same for every attempt at the capture ([`IdempotencyKey::for_capture`]).
+    pub idempotency_key: IdempotencyKey,
+    /// The charge that authorized the payment, exactly as it was sent.
+    pub charge: ChargeRequest,
+    /// How much to take: more than zero, at most what was authorized.
+    pub amount: Money,
+}
+
+impl CaptureRequest {
+    /// The key the payment was authorized under.
+    pub fn charge_key(&self) -> &IdempotencyKey {
+        &self.charge.idempotency_key
+    }
+}
+
+/// A capture made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureReceipt {
+    /// How much was taken.
+    pub amount: Money,
 }
 
 /// What the worker asks the gateway to give back.

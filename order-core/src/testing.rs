@@ -39,7 +39,7 @@ pub fn placed_order(customer: &str, at: DateTime<Utc>) -> Order {
     new_order(customer).place(OrderId::new(), at.trunc_subsecs(6))
 }
 
-/// A gateway that approves every charge at once and has nothing to refund: for tests of
+/// A gateway that approves every charge and capture at once and has nothing to refund: for tests of
 /// other adapters that need payments to go through.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApprovingGateway;
@@ -60,5 +60,14 @@ impl crate::ports::PaymentGateway for ApprovingGateway {
         _: &crate::payment::RefundRequest,
     ) -> Result<crate::payment::RefundReceipt, crate::payment::GatewayError> {
         Ok(crate::payment::RefundReceipt::NothingCaptured)
+    }
+
+    async fn capture(
+        &self,
+        request: &crate::payment::CaptureRequest,
+    ) -> Result<crate::payment::CaptureReceipt, crate::payment::GatewayError> {
+        Ok(crate::payment::CaptureReceipt {
+            amount: request.amount,
+        })
     }
 }

@@ -142,6 +142,15 @@ impl PaymentGateway for DoubleChargingGateway {
     async fn refund(&self, _: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
         Ok(RefundReceipt::NothingCaptured)
     }
+
+    async fn capture(
+        &self,
+        _: &order_core::payment::CaptureRequest,
+    ) -> Result<order_core::payment::CaptureReceipt, GatewayError> {
+        Err(GatewayError::Declined(
+            order_core::payment::DeclineReason::ProcessorRefused,
+        ))
+    }
 }
 
 #[tokio::test]

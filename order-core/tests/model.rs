@@ -158,6 +158,15 @@ impl PaymentGateway for ScriptedGateway {
         }
         Ok(receipt)
     }
+
+    /// The model's orders capture with the charge: there is never an authorization to
+    /// capture later, which the contract answers with a refusal.
+    async fn capture(
+        &self,
+        _: &order_core::payment::CaptureRequest,
+    ) -> Result<order_core::payment::CaptureReceipt, GatewayError> {
+        Err(GatewayError::Declined(DeclineReason::ProcessorRefused))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +332,22 @@ impl OrderRepo for Batching {
         now: DateTime<Utc>,
     ) -> Result<CancelResult, RepoError> {
         self.0.cancel(id, reason, now).await
+    }
+    async fn begin_capture(
+        &self,
+        id: OrderId,
+        amount: Money,
+        now: DateTime<Utc>,
+    ) -> Result<order_core::ports::CaptureStart, RepoError> {
+        self.0.begin_capture(id, amount, now).await
+    }
+    async fn finish_capture(
+        &self,
+        id: OrderId,
+        amount: Money,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError> {
+        self.0.finish_capture(id, amount, now).await
     }
     async fn complete_request(
         &self,

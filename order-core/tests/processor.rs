@@ -542,6 +542,15 @@ impl PaymentGateway for CancelledMidCharge {
             amount: request.amount,
         })
     }
+
+    async fn capture(
+        &self,
+        _: &order_core::payment::CaptureRequest,
+    ) -> Result<order_core::payment::CaptureReceipt, GatewayError> {
+        Err(GatewayError::Declined(
+            order_core::payment::DeclineReason::ProcessorRefused,
+        ))
+    }
 }
 
 #[tokio::test]

@@ -20,11 +20,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use order_api::gateway::{
-    CHARGES, ChargeAnswer, ChargeBody, IDEMPOTENCY_KEY, REFUNDS, RefundAnswer, RefundBody,
+    CAPTURES, CHARGES, CaptureAnswer, CaptureBody, ChargeAnswer, ChargeBody, IDEMPOTENCY_KEY,
+    REFUNDS, RefundAnswer, RefundBody,
 };
 use order_core::Money;
 use order_core::payment::{
-    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt, RefundRequest,
+    CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
+    GatewayError, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use order_core::trace::{TRACEPARENT, TraceParent};
@@ -40,6 +42,7 @@ pub struct HttpGateway {
     client: reqwest::Client,
     charges: String,
     refunds: String,
+    captures: String,
     trace: Option<TraceContext>,
 }
 
@@ -91,6 +94,8 @@ fn charge_body(request: &ChargeRequest) -> ChargeBody {
         customer_id: request.customer_id.to_string(),
         amount: request.amount.amount(),
         payment_method: request.payment_method.as_ref().map(ToString::to_string),
+        capture_method: (request.capture == CaptureMethod::Manual)
+            .then(|| CaptureMethod::Manual.as_str().to_owned()),
     }
 }
 
@@ -131,6 +136,7 @@ impl HttpGateway {
             client,
             charges: format!("{}{CHARGES}", base_url.trim_end_matches('/')),
             refunds: format!("{}{REFUNDS}", base_url.trim_end_matches('/')),
+            captures: format!("{}{CAPTURES}", base_url.trim_end_matches('/')),
             trace: None,
         })
     }
@@ -223,6 +229,42 @@ impl HttpGateway {
             )),
         }
     }
+
+    async fn capture_once(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
+        let body = CaptureBody {
+            charge_key: request.charge_key().as_str().to_owned(),
+            charge: charge_body(&request.charge),
+            amount: request.amount.amount(),
+        };
+        let response = self
+            .post(&self.captures, request.idempotency_key.as_str(), &body)
+            .await?;
+        let status = response.status().as_u16();
+        let answer: Option<CaptureAnswer> = read_answer(response).await;
+        match answer {
+            Some(CaptureAnswer::Captured { amount }) if status == 200 => {
+                let amount = Money::new(amount).map_err(|e| {
+                    GatewayError::Timeout(format!("captured, but the amount is unreadable: {e}"))
+                })?;
+                Ok(CaptureReceipt { amount })
+            }
+            Some(CaptureAnswer::Declined { reason }) if status == 402 => {
+                Err(GatewayError::Declined(decline_reason(&reason)))
+            }
+            Some(
+                CaptureAnswer::Unavailable { error }
+                | CaptureAnswer::Timeout { error }
+                | CaptureAnswer::Invalid { error },
+            ) => Err(failed(status, error)),
+            _ if status == 200 => Err(GatewayError::Timeout(
+                "captured, but the answer was unreadable".into(),
+            )),
+            _ => Err(failed(
+                status,
+                format!("the gateway did not capture (HTTP {status})"),
+            )),
+        }
+    }
 }
 
 #[async_trait]
@@ -245,5 +287,15 @@ impl PaymentGateway for HttpGateway {
             order_id = %request.order_id(),
         );
         self.refund_once(request).instrument(span).await
+    }
+
+    async fn capture(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
+        let span = tracing::info_span!(
+            "gateway capture",
+            otel.name = "POST /captures",
+            otel.kind = "client",
+            order_id = %request.charge.order_id,
+        );
+        self.capture_once(request).instrument(span).await
     }
 }

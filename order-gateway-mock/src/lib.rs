@@ -11,6 +11,7 @@
 //! It is named so as not to clash with `order_core::ports::MockPaymentGateway`, the
 //! mockall mock used to check interactions.
 
+mod capture;
 pub mod server;
 
 use std::collections::HashMap;
@@ -22,8 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::Money;
 use order_core::payment::{
-    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, IdempotencyKey, RefundReceipt,
-    RefundRequest,
+    CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
+    GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
 };
 use order_core::ports::{Clock, PaymentGateway, SystemClock};
 use rand::rngs::SmallRng;
@@ -136,6 +137,10 @@ pub struct LedgerEntry {
     pub captures: u32,
     /// Amount of the first call.
     pub amount: Money,
+    /// Whether the first call captured, or only authorized.
+    pub method: CaptureMethod,
+    /// The capture of an authorized payment, once made.
+    pub captured: Option<CaptureReceipt>,
     /// The definitive outcome, once there is one.
     pub outcome: Option<Result<ChargeReceipt, GatewayError>>,
     /// Refunds made of the capture (0 or 1).
@@ -146,11 +151,13 @@ pub struct LedgerEntry {
 }
 
 impl LedgerEntry {
-    fn new(amount: Money) -> Self {
+    fn new(amount: Money, method: CaptureMethod) -> Self {
         Self {
             calls: 0,
             captures: 0,
             amount,
+            method,
+            captured: None,
             outcome: None,
             refunds: 0,
             refund: None,
@@ -199,6 +206,10 @@ struct JournalLine {
     key: String,
     captures: u32,
     amount: Money,
+    #[serde(default)]
+    method: CaptureMethod,
+    #[serde(default)]
+    captured: Option<CaptureReceipt>,
     outcome: Option<JournalOutcome>,
     refunds: u32,
     refund: Option<RefundReceipt>,
@@ -218,6 +229,8 @@ impl JournalLine {
             key: key.as_str().to_owned(),
             captures: entry.captures,
             amount: entry.amount,
+            method: entry.method,
+            captured: entry.captured.clone(),
             outcome: match &entry.outcome {
                 Some(Ok(receipt)) => Some(JournalOutcome::Captured {
                     transaction_id: receipt.transaction_id.clone(),
@@ -243,6 +256,8 @@ impl JournalLine {
                 calls: 0,
                 captures: self.captures,
                 amount: self.amount,
+                method: self.method,
+                captured: self.captured,
                 outcome,
                 refunds: self.refunds,
                 refund: self.refund,
@@ -452,7 +467,7 @@ impl SimulatedGateway {
             .ledger
             .get(&key)
             .cloned()
-            .unwrap_or_else(|| LedgerEntry::new(request.amount));
+            .unwrap_or_else(|| LedgerEntry::new(request.amount, request.capture));
         entry.calls += 1;
         if let Some(outcome) = entry.outcome.clone() {
             s.commit(key, entry)?;
@@ -462,7 +477,10 @@ impl SimulatedGateway {
             let receipt = ChargeReceipt {
                 transaction_id: format!("txn_{}", Uuid::now_v7().simple()),
             };
-            entry.captures += 1;
+            // A manual charge authorizes: the money is taken by a capture later.
+            if entry.method == CaptureMethod::Automatic {
+                entry.captures += 1;
+            }
             entry.outcome = Some(Ok(receipt.clone()));
             receipt
         };
@@ -509,7 +527,7 @@ impl SimulatedGateway {
             .ledger
             .get(&key)
             .cloned()
-            .unwrap_or_else(|| LedgerEntry::new(request.amount));
+            .unwrap_or_else(|| LedgerEntry::new(request.amount, request.charge.capture));
         if let Some(refund) = &entry.refund {
             return Ok(refund.clone());
         }
@@ -522,7 +540,9 @@ impl SimulatedGateway {
                 RefundReceipt::Refunded {
                     refund_id: format!("re_{}", Uuid::now_v7().simple()),
                     // Never more than was captured.
-                    amount: request.amount.min(entry.amount),
+                    amount: request
+                        .amount
+                        .min(entry.captured.as_ref().map_or(entry.amount, |c| c.amount)),
                 }
             } else {
                 // Nothing captured: void the key, so no charge still on its way can capture.
@@ -580,6 +600,14 @@ impl PaymentGateway for SimulatedGateway {
             tokio::time::sleep(latency).await;
         }
         self.book_refund(request)
+    }
+
+    async fn capture(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
+        let latency = self.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.book_capture(request)
     }
 }
 

@@ -19,11 +19,12 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use order_api::gateway::{
-    self as gw, Audit, AuditEntry, AuditOutcome, AuditRefund, ChargeAnswer, ChargeBody, Outage,
-    OutageAnswer, RefundAnswer, RefundBody,
+    self as gw, Audit, AuditEntry, AuditOutcome, AuditRefund, CaptureAnswer, CaptureBody,
+    ChargeAnswer, ChargeBody, Outage, OutageAnswer, RefundAnswer, RefundBody,
 };
 use order_core::payment::{
-    ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
+    CaptureMethod, CaptureRequest, ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt,
+    RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use order_core::{CustomerId, Money, OrderId, PaymentMethod};
@@ -63,6 +64,7 @@ pub fn router(
     Ok(Router::new()
         .route(gw::CHARGES, post(charge))
         .route(gw::REFUNDS, post(refund))
+        .route(gw::CAPTURES, post(capture))
         .route(gw::ADMIN_CONFIG, get(read_config).put(write_config))
         .route(gw::ADMIN_OUTAGE, put(start_outage).delete(end_outage))
         .route(gw::AUDIT_CHARGES, get(audit))
@@ -108,12 +110,20 @@ fn charge_request(key: &str, body: ChargeBody) -> Result<ChargeRequest, String> 
         .map(PaymentMethod::parse)
         .transpose()
         .map_err(|e| format!("payment_method: {e}"))?;
+    let capture = body
+        .capture_method
+        .as_deref()
+        .map(str::parse::<CaptureMethod>)
+        .transpose()
+        .map_err(|e| format!("capture_method: {e}"))?
+        .unwrap_or_default();
     Ok(ChargeRequest {
         idempotency_key: IdempotencyKey::from_raw(key),
         order_id: OrderId::from_uuid(body.order_id),
         customer_id,
         amount,
         payment_method,
+        capture,
     })
 }
 
@@ -293,5 +303,50 @@ async fn audit(State(state): State<ServerState>) -> Json<Audit> {
         captures: state.gateway.total_captures(),
         refunds: state.gateway.total_refunds(),
         charges,
+    })
+}
+
+fn capture_answer(answer: &CaptureAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(answer)).into_response()
+}
+
+async fn capture(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Result<Json<CaptureBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let invalid = |error: String| capture_answer(&CaptureAnswer::Invalid { error });
+    let Some(key) = idempotency_key(&headers) else {
+        return invalid("an Idempotency-Key header is required".into());
+    };
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return invalid(e.body_text()),
+    };
+    let amount = match Money::new(body.amount) {
+        Ok(amount) => amount,
+        Err(e) => return invalid(format!("amount: {e}")),
+    };
+    let charge = match charge_request(&body.charge_key, body.charge) {
+        Ok(charge) => charge,
+        Err(e) => return invalid(format!("charge.{e}")),
+    };
+    let request = CaptureRequest {
+        idempotency_key: IdempotencyKey::from_raw(key),
+        charge,
+        amount,
+    };
+    let result = state.gateway.capture(&request).await;
+    keep_waiting_on_timeout(&state, &result).await;
+    capture_answer(&match result {
+        Ok(receipt) => CaptureAnswer::Captured {
+            amount: receipt.amount.amount(),
+        },
+        Err(GatewayError::Declined(reason)) => CaptureAnswer::Declined {
+            reason: reason.as_str().to_owned(),
+        },
+        Err(GatewayError::Unavailable(error)) => CaptureAnswer::Unavailable { error },
+        Err(GatewayError::Timeout(error)) => CaptureAnswer::Timeout { error },
     })
 }

@@ -139,5 +139,6 @@ fn body(order: Uuid) -> ChargeBody {
         customer_id: "c".into(),
         amount: "30.97".parse().unwrap(),
         payment_method: None,
+        capture_method: None,
     }
 }

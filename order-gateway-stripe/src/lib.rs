@@ -45,7 +45,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use order_core::Money;
 use order_core::payment::{
-    ChargeReceipt, ChargeRequest, DeclineReason, GatewayError, RefundReceipt, RefundRequest,
+    CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
+    GatewayError, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use rust_decimal::Decimal;
@@ -286,7 +287,7 @@ impl StripeGateway {
         let form = [
             ("amount", cents(charge.amount)?.to_string()),
             ("currency", self.currency.clone()),
-            ("capture_method", "automatic".into()),
+            ("capture_method", charge.capture.as_str().into()),
             ("payment_method", method.to_string()),
             ("payment_method_types[]", "card".into()),
             ("metadata[order_id]", charge.order_id.to_string()),
@@ -338,6 +339,12 @@ impl StripeGateway {
         for _ in 0..STATE_STEPS {
             match intent.status.as_str() {
                 "succeeded" => {
+                    return Ok(ChargeReceipt {
+                        transaction_id: intent.id,
+                    });
+                }
+                // Authorized, as a manual capture asks.
+                "requires_capture" if request.capture == CaptureMethod::Manual => {
                     return Ok(ChargeReceipt {
                         transaction_id: intent.id,
                     });
@@ -418,7 +425,9 @@ impl StripeGateway {
                 )
                 .await
                 .map_err(CallError::classify)?;
-            match refunds.object.data.into_iter().find(Refund::counts) {
+            let order = request.order_id().to_string();
+            let mine = |r: &Refund| r.counts() && r.is_for(&order);
+            match refunds.object.data.into_iter().find(mine) {
                 Some(refund) => Ok(Some(RefundReceipt::Refunded {
                     amount: money(refund.amount)?,
                     refund_id: refund.id,
@@ -429,7 +438,8 @@ impl StripeGateway {
         if let Some(done) = existing().await? {
             return Ok(done);
         }
-        let amount = cents(request.amount)?.min(intent.amount);
+        let captured = intent.amount_received.unwrap_or(intent.amount);
+        let amount = cents(request.amount)?.min(captured);
         let form = [
             ("payment_intent", intent.id.clone()),
             ("amount", amount.to_string()),
@@ -459,6 +469,60 @@ impl StripeGateway {
     }
 }
 
+impl StripeGateway {
+    async fn capture_once(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
+        let refused = Err(GatewayError::Declined(DeclineReason::ProcessorRefused));
+        if request.charge.capture != CaptureMethod::Manual {
+            // Captured with the charge: nothing is left to capture.
+            return refused;
+        }
+        let mut intent = self.intent(&request.charge).await?;
+        let amount = cents(request.amount)?;
+        for _ in 0..STATE_STEPS {
+            match intent.status.as_str() {
+                "requires_capture" => {
+                    let path = format!("/v1/payment_intents/{}/capture", intent.id);
+                    let form = [("amount_to_capture", amount.to_string())];
+                    intent = match self
+                        .call::<PaymentIntent>(
+                            &path,
+                            Some(request.idempotency_key.as_str()),
+                            Some(&form),
+                        )
+                        .await
+                    {
+                        Ok(answer) => answer.object,
+                        Err(CallError::Answered(f)) if f.error.is_unexpected_state() => {
+                            self.read(&intent.id).await?
+                        }
+                        Err(e) => return Err(e.classify()),
+                    };
+                }
+                "succeeded" => {
+                    // Stripe says what it took; a fake that does not is taken at our word.
+                    let taken = intent.amount_received.unwrap_or(amount);
+                    return Ok(CaptureReceipt {
+                        amount: money(taken)?,
+                    });
+                }
+                "canceled" => return Err(GatewayError::Declined(DeclineReason::Voided)),
+                "processing" => {
+                    return Err(GatewayError::Timeout(format!(
+                        "payment intent {} is processing",
+                        intent.id
+                    )));
+                }
+                // Never authorized (declined, or never confirmed).
+                _ => return refused,
+            }
+        }
+        Err(GatewayError::Timeout(format!(
+            "payment intent {} is still {}",
+            intent.id, intent.status
+        )))
+    }
+}
+
 #[async_trait]
 impl PaymentGateway for StripeGateway {
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
@@ -479,6 +543,16 @@ impl PaymentGateway for StripeGateway {
             order_id = %request.order_id(),
         );
         self.refund_once(request).instrument(span).await
+    }
+
+    async fn capture(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
+        let span = tracing::info_span!(
+            "gateway capture",
+            otel.name = "POST /v1/payment_intents/{id}/capture",
+            otel.kind = "client",
+            order_id = %request.charge.order_id,
+        );
+        self.capture_once(request).instrument(span).await
     }
 
     fn requires_payment_method(&self) -> bool {

@@ -14,6 +14,9 @@ pub struct PaymentIntent {
     pub status: String,
     /// The amount in the currency's smallest unit.
     pub amount: i64,
+    /// What was captured, once it was (Stripe sends it; localstripe does not).
+    #[serde(default)]
+    pub amount_received: Option<i64>,
     /// Why the last confirmation failed, when it did.
     #[serde(default)]
     pub last_payment_error: Option<ErrorBody>,
@@ -29,12 +32,21 @@ pub struct Refund {
     /// `pending`, `requires_action`, `succeeded`, `failed` or `canceled`.
     #[serde(default)]
     pub status: Option<String>,
+    /// What the refund was made with (this adapter sets `order_id`).
+    #[serde(default)]
+    pub metadata: std::collections::HashMap<String, String>,
 }
 
 impl Refund {
     /// Whether the refund gives the money back (now, or once the bank has processed it).
     pub fn counts(&self) -> bool {
         !matches!(self.status.as_deref(), Some("failed" | "canceled"))
+    }
+
+    /// Whether this adapter made the refund for order `order_id` (and not, say, a fake
+    /// that books an uncaptured remainder as a refund).
+    pub fn is_for(&self, order_id: &str) -> bool {
+        self.metadata.get("order_id").map(String::as_str) == Some(order_id)
     }
 }
 

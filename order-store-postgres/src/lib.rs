@@ -24,17 +24,18 @@ use chrono::{DateTime, Utc};
 use order_core::order::CancelReason;
 use order_core::payment::Attempt;
 use order_core::ports::{
-    CancelResult, Claim, EndLease, Job, Lease, LeaseEnd, OrderFilter, OrderPage, OrderRepo,
-    PageRequest, RepoError,
+    CancelResult, CaptureStart, Claim, EndLease, Job, Lease, LeaseEnd, OrderFilter, OrderPage,
+    OrderRepo, PageRequest, RepoError,
 };
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
-use order_core::{Order, OrderId, Transition, WorkerId};
+use order_core::{Money, Order, OrderId, Transition, WorkerId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod captures;
 pub mod error;
 pub mod keys;
 pub mod orders;
@@ -327,6 +328,24 @@ impl OrderRepo for PgOrderRepo {
         now: DateTime<Utc>,
     ) -> Result<CancelResult, RepoError> {
         self.cancel_order(id, reason, now).await
+    }
+
+    async fn begin_capture(
+        &self,
+        id: OrderId,
+        amount: Money,
+        now: DateTime<Utc>,
+    ) -> Result<CaptureStart, RepoError> {
+        self.begin_capture_of(id, amount, now).await
+    }
+
+    async fn finish_capture(
+        &self,
+        id: OrderId,
+        amount: Money,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError> {
+        self.finish_capture_of(id, amount, now).await
     }
 
     async fn complete_request(

@@ -22,16 +22,17 @@ use crate::rows::{OrderTreeRow, TreeRowKind};
 /// `$5` order ids, `$6` positions, `$7` item ids, `$8` names, `$9` quantities, `$10` prices
 /// (one per item); `$11` the key or null, `$12` its reservation token, `$13` the first
 /// order's id; `$14` the status of a new order; `$15` the orders' `traceparent`s (text or
-/// null, one per order); `$16` their payment methods (text or null, one per order).
+/// null, one per order); `$16` their payment methods (text or null, one per order); `$17`
+/// their capture methods.
 const INSERT_ORDERS: &str = "WITH k AS ( \
        UPDATE request_keys SET order_id = $13 \
        WHERE $11::text IS NOT NULL AND key = $11 AND token = $12 AND order_id IS NULL RETURNING 1), \
      ok AS (SELECT 1 AS go WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM k)), \
      o AS ( \
-       INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at, traceparent, payment_method) \
-       SELECT id, customer_id, total, $14, created, created, created, trace, method \
-       FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $15::text[], $16::text[]) \
-         AS u(id, customer_id, total, created, trace, method) \
+       INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, due_at, traceparent, payment_method, capture_method) \
+       SELECT id, customer_id, total, $14, created, created, created, trace, method, capture \
+       FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $15::text[], $16::text[], $17::text[]) \
+         AS u(id, customer_id, total, created, trace, method, capture) \
        WHERE EXISTS (SELECT 1 FROM ok) \
        RETURNING id), \
      i AS ( \
@@ -45,7 +46,8 @@ const FIND_EXISTING: &str = "SELECT id FROM orders WHERE id = ANY($1) LIMIT 1";
 
 /// The columns of `orders` every order-tree statement picks.
 pub const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_at, updated_at, \
-     charge_uncertain, cancel_requested_at, cancel_reason, traceparent::text AS traceparent, payment_method";
+     charge_uncertain, cancel_requested_at, cancel_reason, traceparent::text AS traceparent, payment_method, \
+     capture_method, capture_amount, capture_requested_at, captured_at";
 
 /// One statement that returns whole orders: `picked` is a query yielding order rows with
 /// [`ORDER_COLUMNS`] and a bigint `rank` (their order in the answer); the statement adds
@@ -63,12 +65,14 @@ pub fn order_tree(picked: &str) -> String {
         "WITH picked AS ({picked}) \
          SELECT 0 AS kind, p.rank, p.id, p.customer_id, p.total_amount, p.status, p.created_at, p.updated_at, \
                 p.charge_uncertain, p.cancel_requested_at, p.cancel_reason, p.traceparent, p.payment_method, \
+                p.capture_method, p.capture_amount, p.capture_requested_at, p.captured_at, \
                 0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
                 NULL::text AS outcome, NULL::text AS transaction_id, NULL::numeric AS amount, NULL::text AS decline_reason, \
                 NULL::text AS error, NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
          FROM picked p \
          UNION ALL \
          SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                NULL, NULL, NULL, NULL, \
                 i.position, i.item_id, i.item_name, i.quantity, i.price, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL \
          FROM picked p CROSS JOIN LATERAL \
@@ -76,6 +80,7 @@ pub fn order_tree(picked: &str) -> String {
          UNION ALL \
          SELECT CASE a.kind WHEN 'refund' THEN 3 ELSE 2 END, p.rank, p.id, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                NULL, NULL, NULL, NULL, \
                 a.number, NULL, NULL, NULL, NULL, \
                 a.outcome, a.transaction_id, a.amount, a.decline_reason, a.error, a.started_at, a.finished_at \
          FROM picked p CROSS JOIN LATERAL \
@@ -227,6 +232,7 @@ impl PgOrderRepo {
             .bind(OrderStatus::Pending.as_str())
             .bind(&columns.traces)
             .bind(&columns.methods)
+            .bind(&columns.captures)
             .fetch_one(self.db()?)
             .await;
         match result {
@@ -260,6 +266,7 @@ struct InsertColumns<'a> {
     created: Vec<chrono::DateTime<chrono::Utc>>,
     traces: Vec<Option<String>>,
     methods: Vec<Option<&'a str>>,
+    captures: Vec<&'static str>,
     item_orders: Vec<Uuid>,
     positions: Vec<i16>,
     item_ids: Vec<&'a str>,
@@ -279,6 +286,7 @@ impl<'a> InsertColumns<'a> {
             created: Vec::with_capacity(n),
             traces: Vec::with_capacity(n),
             methods: Vec::with_capacity(n),
+            captures: Vec::with_capacity(n),
             item_orders: Vec::with_capacity(items),
             positions: Vec::with_capacity(items),
             item_ids: Vec::with_capacity(items),
@@ -294,6 +302,7 @@ impl<'a> InsertColumns<'a> {
             c.traces.push(order.trace.map(|t| t.to_string()));
             c.methods
                 .push(order.payment_method.as_ref().map(PaymentMethod::as_str));
+            c.captures.push(order.capture.as_str());
             for (pos, item) in order.items.iter().enumerate() {
                 c.item_orders.push(order.id.as_uuid());
                 c.positions.push(i16::try_from(pos).unwrap_or(i16::MAX));

@@ -5,7 +5,7 @@
 use std::num::NonZeroU32;
 
 use chrono::{DateTime, Utc};
-use order_core::order::Cancellation;
+use order_core::order::{Cancellation, CaptureRecord};
 use order_core::payment::{
     Attempt, AttemptOutcome, DeclineReason, PaymentAttempt, RefundAttempt, RefundOutcome,
 };
@@ -86,6 +86,14 @@ pub struct OrderTreeRow {
     pub traceparent: Option<String>,
     /// Order: the processor's token for how the customer pays.
     pub payment_method: Option<String>,
+    /// Order: `automatic` or `manual`.
+    pub capture_method: Option<String>,
+    /// Order: what a capture is asked to take.
+    pub capture_amount: Option<Decimal>,
+    /// Order: when the capture was asked for.
+    pub capture_requested_at: Option<DateTime<Utc>>,
+    /// Order: when the gateway took it.
+    pub captured_at: Option<DateTime<Utc>>,
     /// Item: its position; attempt: its number.
     pub n: i32,
     /// Item: catalogue id.
@@ -113,6 +121,24 @@ pub struct OrderTreeRow {
 }
 
 impl OrderTreeRow {
+    /// The order's capture, once asked for.
+    fn capture_record(&self) -> Result<Option<CaptureRecord>, CorruptRow> {
+        match (self.capture_amount, self.capture_requested_at) {
+            (None, None) => Ok(None),
+            (Some(amount), Some(requested_at)) => Ok(Some(CaptureRecord {
+                amount: Money::new(amount)
+                    .map_err(|e| CorruptRow::new("orders", "capture_amount", e))?,
+                requested_at,
+                captured_at: self.captured_at,
+            })),
+            _ => Err(CorruptRow::new(
+                "orders",
+                "capture_amount",
+                "set without capture_requested_at, or the other way round",
+            )),
+        }
+    }
+
     /// The order this row starts (items and attempts follow), and its `charge_uncertain`.
     pub fn order(&self) -> Result<(Order, bool), CorruptRow> {
         let customer_id = CustomerId::parse(need("customer_id", self.customer_id.clone())?)
@@ -146,6 +172,10 @@ impl OrderTreeRow {
                 .map(PaymentMethod::parse)
                 .transpose()
                 .map_err(|e| CorruptRow::new("orders", "payment_method", e))?,
+            capture: need("capture_method", self.capture_method.clone())?
+                .parse()
+                .map_err(|e| CorruptRow::new("orders", "capture_method", e))?,
+            captured: self.capture_record()?,
             status: status("orders", &need("status", self.status.clone())?)?,
             created_at: need("created_at", self.created_at)?,
             updated_at: need("updated_at", self.updated_at)?,

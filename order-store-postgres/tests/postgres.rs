@@ -344,8 +344,20 @@ async fn the_outbox_cursor_migration_fans_out_what_was_waiting_and_nothing_twice
     .await
     .unwrap();
     let (fanned, waiting) = (placed_order("alice", now), placed_order("bob", now));
-    repo.insert(&fanned).await.unwrap();
-    repo.insert(&waiting).await.unwrap();
+    // Orders as the schema of that time held them (the columns added since are not there).
+    for order in [&fanned, &waiting] {
+        sqlx::query(
+            "INSERT INTO orders (id, customer_id, total_amount, status, created_at, updated_at, \
+             due_at) VALUES ($1, $2, $3, 'pending', $4, $4, $4)",
+        )
+        .bind(order.id.as_uuid())
+        .bind(order.customer_id.as_str())
+        .bind(order.total_amount.amount())
+        .bind(now)
+        .execute(&schema.pool)
+        .await
+        .unwrap();
+    }
     // As the old fan-out would have left it (its delivery already delivered and purged).
     sqlx::query(
         "UPDATE order_events SET fanned_out = true WHERE order_id = $1 AND type = 'order.created'",

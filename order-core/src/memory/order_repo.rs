@@ -14,7 +14,8 @@ use crate::ids::{OrderId, WorkerId};
 use crate::order::{CancelReason, Cancellation, Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::Attempt;
 use crate::ports::{
-    CancelResult, Claim, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest, RepoError,
+    CancelResult, CaptureStart, Claim, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest,
+    RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -325,6 +326,58 @@ impl OrderRepo for MemoryOrderRepo {
             row.due_at = now;
             Ok(CancelResult::Cancelling(row.order.clone()))
         }
+    }
+
+    async fn begin_capture(
+        &self,
+        id: OrderId,
+        amount: crate::Money,
+        now: DateTime<Utc>,
+    ) -> Result<CaptureStart, RepoError> {
+        let mut rows = self.write();
+        let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
+        let order = &mut row.order;
+        match order.captured {
+            Some(c) if c.amount == amount && c.captured_at.is_some() => {
+                return Ok(CaptureStart::Captured(order.clone()));
+            }
+            Some(c) if c.amount != amount => return Ok(CaptureStart::Refused(order.clone())),
+            _ => {}
+        }
+        let capturable = order.status == OrderStatus::Confirmed
+            && order.capture == crate::payment::CaptureMethod::Manual
+            && order.cancellation.is_none();
+        if !capturable {
+            return Ok(CaptureStart::Refused(order.clone()));
+        }
+        if order.captured.is_none() {
+            order.captured = Some(crate::order::CaptureRecord {
+                amount,
+                requested_at: now,
+                captured_at: None,
+            });
+            order.updated_at = order.updated_at.max(now);
+        }
+        Ok(CaptureStart::Begun(order.clone()))
+    }
+
+    async fn finish_capture(
+        &self,
+        id: OrderId,
+        amount: crate::Money,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError> {
+        let mut rows = self.write();
+        let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
+        let order = &mut row.order;
+        if let Some(c) = &mut order.captured {
+            if c.captured_at.is_none() {
+                c.amount = amount;
+                c.captured_at = Some(now);
+                order.updated_at = order.updated_at.max(now);
+            }
+        }
+        Ok(order.clone())
     }
 
     async fn complete_request(

@@ -107,6 +107,20 @@ pub enum CancelResult {
     NotCancellable(Order),
 }
 
+/// What [`OrderRepo::begin_capture`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureStart {
+    /// The capture of the amount is recorded as asked for (now, or by an earlier request
+    /// for the same amount whose outcome is not known yet): the caller captures it.
+    Begun(Order),
+    /// The amount was captured already: nothing was written.
+    Captured(Order),
+    /// The order has no authorized payment to capture (it is not `confirmed` with manual
+    /// capture, or it is being cancelled), or another amount is being or was captured:
+    /// nothing was written.
+    Refused(Order),
+}
+
 /// Errors of [`OrderRepo`].
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -340,6 +354,23 @@ pub trait OrderRepo: Send + Sync {
         reason: CancelReason,
         now: DateTime<Utc>,
     ) -> Result<CancelResult, RepoError>;
+    /// Records that `amount` of the order's authorized payment is being captured, unless
+    /// that cannot be (see [`CaptureStart`]). Atomic: of concurrent calls for different
+    /// amounts, at most one is [`CaptureStart::Begun`].
+    async fn begin_capture(
+        &self,
+        id: OrderId,
+        amount: crate::Money,
+        now: DateTime<Utc>,
+    ) -> Result<CaptureStart, RepoError>;
+    /// Records that the capture begun for the order took `amount`; the order as it is
+    /// then. Recording it again changes nothing.
+    async fn finish_capture(
+        &self,
+        id: OrderId,
+        amount: crate::Money,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError>;
     /// Completes the key's request with an existing order.
     async fn complete_request(
         &self,

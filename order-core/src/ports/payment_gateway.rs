@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use crate::payment::{ChargeReceipt, ChargeRequest, GatewayError, RefundReceipt, RefundRequest};
+use crate::payment::{
+    CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, GatewayError, RefundReceipt,
+    RefundRequest,
+};
 
 /// A payment gateway.
 ///
@@ -20,7 +23,19 @@ use crate::payment::{ChargeReceipt, ChargeRequest, GatewayError, RefundReceipt, 
 ///   [`RefundReceipt::NothingCaptured`]: every later `charge` with that key is declined
 ///   ([`DeclineReason::Voided`](crate::payment::DeclineReason::Voided)) and captures
 ///   nothing. This settles a refund racing a charge that is still on its way.
-/// - Refund failures are classified as charges' are.
+/// - A charge with [`CaptureMethod::Manual`](crate::payment::CaptureMethod::Manual) only
+///   authorizes its amount: `Ok` means authorized, and nothing is captured until
+///   `capture`.
+/// - `capture` takes at most the authorized amount, at most once per charge key, however
+///   often and under however many capture keys it is called; once a capture key has a
+///   definitive outcome, every later call with it returns the same outcome. A charge key
+///   whose authorization was voided (a refund came first) is declined
+///   [`DeclineReason::Voided`](crate::payment::DeclineReason::Voided); one with nothing
+///   authorized, or an amount above the authorization, is declined
+///   [`DeclineReason::ProcessorRefused`](crate::payment::DeclineReason::ProcessorRefused).
+/// - `refund` of an authorized payment not yet captured voids it ([`RefundReceipt::NothingCaptured`]);
+///   after a capture it gives back at most what was captured.
+/// - Refund and capture failures are classified as charges' are.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
@@ -29,6 +44,9 @@ pub trait PaymentGateway: Send + Sync {
     /// Gives back what was captured under the request's charge key, deduplicated by the
     /// request's own idempotency key; voids the charge key if nothing was captured.
     async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError>;
+    /// Captures the request's amount of the payment authorized under its charge key,
+    /// deduplicated by the request's own idempotency key.
+    async fn capture(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError>;
 
     /// Whether a charge needs the order's payment method (a processor's token for the
     /// customer's card): the intake refuses an order without one, rather than accept it

@@ -216,6 +216,13 @@ impl order_core::ports::PaymentGateway for PanickingGateway {
     ) -> Result<order_core::payment::RefundReceipt, order_core::GatewayError> {
         panic!("gateway adapter bug")
     }
+
+    async fn capture(
+        &self,
+        _: &order_core::payment::CaptureRequest,
+    ) -> Result<order_core::payment::CaptureReceipt, order_core::GatewayError> {
+        panic!("gateway adapter bug")
+    }
 }
 
 #[tokio::test]

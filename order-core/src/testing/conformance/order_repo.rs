@@ -16,6 +16,7 @@ use crate::testing::placed_order;
 
 mod batches;
 mod cancel;
+mod captures;
 mod request_keys;
 
 use batches::{
@@ -28,6 +29,11 @@ use cancel::{
     a_claim_racing_a_cancellation_either_acquires_or_finds_it_cancelled,
     a_confirmed_order_is_cancelled_through_its_refund_and_a_failed_one_not_at_all,
     a_pending_order_is_cancelled_at_once_and_never_claimed,
+};
+use captures::{
+    a_capture_is_asked_for_once_for_one_amount_and_recorded_once,
+    of_concurrent_captures_of_different_amounts_one_begins,
+    only_a_confirmed_uncancelled_order_with_manual_capture_is_captured,
 };
 use request_keys::{
     request_keys_reserve_replay_and_reject,
@@ -57,6 +63,9 @@ where
     a_confirmed_order_is_cancelled_through_its_refund_and_a_failed_one_not_at_all(&make().await)
         .await;
     a_claim_racing_a_cancellation_either_acquires_or_finds_it_cancelled(&make().await).await;
+    a_capture_is_asked_for_once_for_one_amount_and_recorded_once(&make().await).await;
+    only_a_confirmed_uncancelled_order_with_manual_capture_is_captured(&make().await).await;
+    of_concurrent_captures_of_different_amounts_one_begins(&make().await).await;
     request_keys_reserve_replay_and_reject(&make().await).await;
     stale_request_keys_are_taken_over_abandoned_ones_freed_old_ones_purged(&make().await).await;
 }

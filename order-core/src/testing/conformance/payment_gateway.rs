@@ -141,4 +141,113 @@ pub async fn payment_gateway_paying_with<G: PaymentGateway + ?Sized>(
         Err(GatewayError::Declined(DeclineReason::Voided))
     );
     assert_eq!(books(&charge.idempotency_key), GatewayBooks::default());
+
+    manual_capture(gateway, &method, &books).await;
+}
+
+/// The manual-capture part of the suite: a charge only authorizes; a capture takes at most
+/// the authorization, once per charge key; a refund before it voids the authorization.
+async fn manual_capture<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    method: &impl Fn(usize) -> Option<crate::PaymentMethod>,
+    books: &impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
+) {
+    use crate::payment::{
+        CaptureMethod, CaptureReceipt, CaptureRequest, DeclineReason, IdempotencyKey, RefundReceipt,
+    };
+
+    let cents = |n: i64| crate::Money::new(rust_decimal::Decimal::new(n, 2)).expect("money");
+    for i in 0..6 {
+        let mut order = placed_order(&format!("c-gw-manual-{i}"), base_time());
+        order.payment_method = method(i);
+        order.capture = CaptureMethod::Manual;
+        let charge = order.charge_request();
+        let key = &charge.idempotency_key;
+        let authorized = until_definitive(|| gateway.charge(&charge)).await;
+        assert_eq!(
+            books(key).captures,
+            0,
+            "key {key}: an authorization takes nothing"
+        );
+        let part = cents(1000); // 10.00 of the 30.97 authorized
+        let capture = order.capture_request(part);
+        if authorized.is_err() {
+            assert!(
+                matches!(
+                    until_definitive(|| gateway.capture(&capture)).await,
+                    Err(GatewayError::Declined(_))
+                ),
+                "nothing authorized, nothing to capture"
+            );
+            assert_eq!(books(key), GatewayBooks::default());
+            continue;
+        }
+        let too_much = CaptureRequest {
+            idempotency_key: IdempotencyKey::from_raw(format!("too-much-{}", order.id)),
+            amount: cents(3098),
+            ..capture.clone()
+        };
+        assert_eq!(
+            until_definitive(|| gateway.capture(&too_much)).await,
+            Err(GatewayError::Declined(DeclineReason::ProcessorRefused)),
+            "more than was authorized is refused"
+        );
+        assert_eq!(books(key).captures, 0);
+        let taken = until_definitive(|| gateway.capture(&capture)).await;
+        assert_eq!(taken, Ok(CaptureReceipt { amount: part }));
+        assert_eq!(books(key).captures, 1, "key {key}: captured once");
+        assert_eq!(
+            gateway.capture(&capture).await,
+            taken,
+            "the same key replays"
+        );
+        let again = CaptureRequest {
+            idempotency_key: IdempotencyKey::from_raw(format!("again-{}", order.id)),
+            ..capture.clone()
+        };
+        until_definitive(|| gateway.capture(&again)).await.ok();
+        assert_eq!(
+            books(key).captures,
+            1,
+            "one capture per charge key, whatever the key"
+        );
+        // The refund the service sends once the capture is recorded on the order.
+        order.captured = Some(crate::order::CaptureRecord {
+            amount: part,
+            requested_at: base_time(),
+            captured_at: Some(base_time()),
+        });
+        let refund = order.refund_request();
+        assert_eq!(refund.amount, part, "the order asks back what it captured");
+        let refunded = until_definitive(|| gateway.refund(&refund)).await;
+        match refunded {
+            Ok(RefundReceipt::Refunded { amount, .. }) => {
+                assert!(
+                    amount <= part,
+                    "never more back than was captured: {amount}"
+                );
+            }
+            other => panic!("a captured payment is refunded, got {other:?}"),
+        }
+        assert_eq!(books(key).refunds, 1);
+    }
+
+    // A refund before the capture voids the authorization: nothing is ever taken.
+    let mut order = placed_order("c-gw-manual-void", base_time());
+    order.payment_method = method(0);
+    order.capture = CaptureMethod::Manual;
+    let charge = order.charge_request();
+    if until_definitive(|| gateway.charge(&charge)).await.is_ok() {
+        let refund = order.refund_request();
+        assert_eq!(
+            until_definitive(|| gateway.refund(&refund)).await,
+            Ok(RefundReceipt::NothingCaptured)
+        );
+        let capture = order.capture_request(cents(100));
+        assert_eq!(
+            until_definitive(|| gateway.capture(&capture)).await,
+            Err(GatewayError::Declined(DeclineReason::Voided))
+        );
+        assert_eq!(books(&charge.idempotency_key), GatewayBooks::default());
+    }
 }

@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use crate::health::{HealthResponse, ReadyResponse, ServiceInfo};
-use crate::orders::{CancelOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse};
+use crate::orders::{
+    CancelOrderRequest, CaptureOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse,
+};
 use crate::paths;
 
 /// Why a call failed.
@@ -326,6 +328,25 @@ impl OrderClient {
         let mut call = self
             .http
             .post(self.url(&paths::order_cancel(id)))
+            .json(request);
+        if let Some(key) = idempotency_key {
+            call = call.header(IDEMPOTENCY_KEY, key);
+        }
+        placed(self.send(call).await?).await
+    }
+
+    /// `POST /api/v1/orders/{id}/capture`: captures the order's authorized payment (the
+    /// whole authorization, or `request.amount` of it), once. With `idempotency_key`, a
+    /// retry answers with the order as it is then.
+    pub async fn capture(
+        &self,
+        id: Uuid,
+        request: &CaptureOrderRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, ClientError> {
+        let mut call = self
+            .http
+            .post(self.url(&paths::order_capture(id)))
             .json(request);
         if let Some(key) = idempotency_key {
             call = call.header(IDEMPOTENCY_KEY, key);

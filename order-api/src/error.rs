@@ -28,6 +28,10 @@ pub enum ErrorCode {
     NotFound,
     /// 409: the order's status does not allow a cancellation (`current_status` says which).
     OrderNotCancellable,
+    /// 409: the order has no authorized payment to capture: it is not `confirmed` with
+    /// manual capture, it is being cancelled, it was captured already, or the gateway
+    /// refused (the authorization was voided).
+    PaymentNotCapturable,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
     /// 503: a dependency is down; retry after `Retry-After` seconds.
@@ -68,6 +72,7 @@ impl ErrorCode {
             Self::RequestInFlight => "request_in_flight",
             Self::NotFound => "not_found",
             Self::OrderNotCancellable => "order_not_cancellable",
+            Self::PaymentNotCapturable => "payment_not_capturable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Overloaded => "overloaded",

@@ -18,6 +18,9 @@ pub enum Scope {
     /// Cancel orders.
     #[serde(rename = "orders:cancel")]
     OrdersCancel,
+    /// Capture orders' authorized payments (manual capture).
+    #[serde(rename = "payments:capture")]
+    PaymentsCapture,
     /// Manage webhook endpoints.
     #[serde(rename = "webhooks:manage")]
     WebhooksManage,
@@ -31,10 +34,11 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::OrdersRead,
         Self::OrdersWrite,
         Self::OrdersCancel,
+        Self::PaymentsCapture,
         Self::WebhooksManage,
         Self::KeysManage,
         Self::MetricsRead,
@@ -46,6 +50,7 @@ impl Scope {
             Self::OrdersRead => "orders:read",
             Self::OrdersWrite => "orders:write",
             Self::OrdersCancel => "orders:cancel",
+            Self::PaymentsCapture => "payments:capture",
             Self::WebhooksManage => "webhooks:manage",
             Self::KeysManage => "keys:manage",
             Self::MetricsRead => "metrics:read",

@@ -49,6 +49,32 @@ pub mod exact {
     }
 }
 
+/// The serde functions for `#[serde(with = "exact_opt")]` on an `Option<Decimal>`
+/// (with `default`, so an absent field is `None`).
+pub mod exact_opt {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `amount` as [`super::exact`] does, or `null`.
+    pub fn serialize<S: Serializer>(amount: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match amount {
+            Some(amount) => super::exact::serialize(amount, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads `null` as `None`, anything else as [`super::exact`] does.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        super::from_json(&value).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a decimal number, got {value}"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};

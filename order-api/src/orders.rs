@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::money::exact;
+use crate::money::{exact, exact_opt};
 
 /// An item of a new order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +261,9 @@ pub struct OrderResponse {
     /// The refund of the payment, once a cancellation asked for one (at most one today).
     #[serde(default)]
     pub refunds: Vec<RefundResponse>,
+    /// The payment, once the gateway took or holds money for the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentResponse>,
 }
 
 /// Why an order is cancelled.
@@ -332,6 +335,65 @@ pub struct CancelOrderRequest {
     /// Why (default `requested_by_customer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<CancelReason>,
+}
+
+/// `POST /api/v1/orders/{id}/capture`: the body is optional, and so is its amount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CaptureOrderRequest {
+    /// How much to capture, exact: more than 0 and at most the authorized amount (the
+    /// whole authorization when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 25.98))]
+    pub amount: Option<Decimal>,
+}
+
+/// When an order's payment is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    /// When the worker charges it.
+    Automatic,
+    /// Later, by `POST /api/v1/orders/{id}/capture`: the worker only authorizes it.
+    Manual,
+}
+
+/// Where an order's payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Authorized, not captured yet (manual capture).
+    Authorized,
+    /// Captured.
+    Captured,
+    /// Captured, then given back in full.
+    Refunded,
+    /// Authorized, then released: nothing was ever taken.
+    Voided,
+}
+
+/// The money side of an order, once the gateway took or holds money for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PaymentResponse {
+    /// Where it stands.
+    pub status: PaymentStatus,
+    /// When it is captured.
+    pub capture_method: CaptureMethod,
+    /// What the gateway holds (or held) for the order.
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 30.97))]
+    pub authorized_amount: Decimal,
+    /// What was taken.
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 25.98))]
+    pub captured_amount: Decimal,
+    /// What was given back.
+    #[serde(with = "exact")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 0))]
+    pub refunded_amount: Decimal,
 }
 
 /// A cancellation: when, and why.
@@ -548,6 +610,13 @@ mod tests {
                 refund_id: None,
                 attempts: Vec::new(),
             }],
+            payment: Some(PaymentResponse {
+                status: PaymentStatus::Captured,
+                capture_method: CaptureMethod::Manual,
+                authorized_amount: "0.30".parse().unwrap(),
+                captured_amount: "0.20".parse().unwrap(),
+                refunded_amount: "0".parse().unwrap(),
+            }),
             payment_attempts: vec![AttemptResponse {
                 attempt_number: 1,
                 status: AttemptStatus::TimedOut,

@@ -8,6 +8,8 @@ pub const ORDERS: &str = "/api/v1/orders";
 pub const ORDER: &str = "/api/v1/orders/{id}";
 /// `POST` cancels one order; `{id}` is its UUID.
 pub const ORDER_CANCEL: &str = "/api/v1/orders/{id}/cancel";
+/// `POST` captures one order's authorized payment; `{id}` is its UUID.
+pub const ORDER_CAPTURE: &str = "/api/v1/orders/{id}/capture";
 /// `POST` creates an API key, `GET` lists them.
 pub const API_KEYS: &str = "/api/v1/api-keys";
 /// `DELETE` revokes one API key; `{key_id}` is its id.
@@ -45,6 +47,11 @@ pub fn order(id: Uuid) -> String {
 /// The path that cancels the order `id`: [`ORDER_CANCEL`] filled in.
 pub fn order_cancel(id: Uuid) -> String {
     format!("{ORDERS}/{id}/cancel")
+}
+
+/// The capture path of order `id`.
+pub fn order_capture(id: Uuid) -> String {
+    ORDER_CAPTURE.replace("{id}", &id.to_string())
 }
 
 /// The path of the API key `id`: [`API_KEY`] filled in.

@@ -80,6 +80,18 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Capture an order's authorized payment (a service with PAYMENT_CAPTURE=manual): the
+    /// whole authorization, or --amount of it; once per order.
+    Capture {
+        /// The order's id.
+        id: String,
+        /// How much to take, such as 25.98 (at most the authorized amount).
+        #[arg(long)]
+        amount: Option<String>,
+        /// An Idempotency-Key: retrying with the same key answers with the order as it is.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// Cancel an order: at once before payment, else once its payment is refunded (`watch`
     /// follows it to `cancelled`). A `payment_failed` order cannot be cancelled (exit 6).
     Cancel {
@@ -171,7 +183,7 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Its scopes, separated by commas: orders:read, orders:write, orders:cancel,
-        /// webhooks:manage, keys:manage, metrics:read.
+        /// payments:capture, webhooks:manage, keys:manage, metrics:read.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Bind the key to this customer.

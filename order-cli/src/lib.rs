@@ -128,13 +128,17 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             reason,
             idempotency_key,
         } => {
-            let order = cancel(
-                &client,
-                order_id(id)?,
-                reason.as_deref(),
-                idempotency_key.as_deref(),
-            )
-            .await?;
+            let (reason, key) = (reason.as_deref(), idempotency_key.as_deref());
+            let order = cancel(&client, order_id(id)?, reason, key).await?;
+            output::print(format, &order, output::order);
+        }
+        Command::Capture {
+            id,
+            amount,
+            idempotency_key,
+        } => {
+            let (amount, key) = (amount.as_deref(), idempotency_key.as_deref());
+            let order = capture(&client, order_id(id)?, amount, key).await?;
             output::print(format, &order, output::order);
         }
         Command::Get { id } => {
@@ -345,6 +349,23 @@ async fn cancel(
         .cancel(id, &CancelOrderRequest { reason }, key)
         .await?
         .order)
+}
+
+/// Captures `amount` (the whole authorization when `None`) of the order's payment.
+async fn capture(
+    client: &OrderClient,
+    id: Uuid,
+    amount: Option<&str>,
+    key: Option<&str>,
+) -> Result<OrderResponse, CliError> {
+    let amount = amount
+        .map(|a| {
+            order_api::money::parse_decimal(a)
+                .ok_or_else(|| CliError::Invalid(format!("--amount: {a:?} is not an amount")))
+        })
+        .transpose()?;
+    let request = order_api::orders::CaptureOrderRequest { amount };
+    Ok(client.capture(id, &request, key).await?.order)
 }
 
 /// The orders of every page from the query's on, as `list --all` prints them.

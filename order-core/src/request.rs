@@ -104,6 +104,20 @@ impl Fingerprint {
         Self(hash.finalize().into())
     }
 
+    /// The fingerprint of a capture of `amount` (the whole authorization when `None`) of
+    /// order `id`'s payment. It cannot equal an order's or a cancellation's: its input
+    /// starts with a tag neither's can.
+    pub fn of_capture(id: OrderId, amount: Option<crate::Money>) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(u64::MAX.to_be_bytes());
+        hash.update(b"capture");
+        hash.update(id.as_uuid().as_bytes());
+        if let Some(amount) = amount {
+            hash.update(amount.to_string().as_bytes());
+        }
+        Self(hash.finalize().into())
+    }
+
     /// Wraps stored bytes.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)

@@ -22,7 +22,8 @@ pub mod store_gate;
 pub mod webhooks;
 
 pub use orders::{
-    Cancelled, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION, REQUEST_STALE_AFTER,
+    Cancelled, CaptureError, Captured, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION,
+    REQUEST_STALE_AFTER,
 };
 pub use payments::{Outcome, PaymentProcessor, ProcessError, ProcessorConfig};
 pub use webhooks::{DispatcherConfig, InFlight, Round, WebhookDispatcher};

@@ -253,6 +253,9 @@ pub struct Config {
     /// Where money moves (`PAYMENT_GATEWAY`: `simulated`, `http` at `PAYMENT_GATEWAY_URL`,
     /// or `stripe`; unset, `http` when `PAYMENT_GATEWAY_URL` is set, else `simulated`).
     pub payment_gateway: PaymentGateway,
+    /// When orders' payments are captured (`PAYMENT_CAPTURE`: `automatic` when the worker
+    /// charges, or `manual`: the worker authorizes and `POST .../capture` takes it).
+    pub payment_capture: order_core::payment::CaptureMethod,
     /// How long a call to the gateway may take before it counts as timed out
     /// (`PAYMENT_GATEWAY_TIMEOUT`, 2 s; 10 s for Stripe).
     pub payment_gateway_timeout: Duration,
@@ -535,6 +538,7 @@ impl Config {
             breaker,
             gateway,
             payment_gateway,
+            payment_capture: payments::capture_method(l)?,
             payment_gateway_timeout,
             worker_concurrency: positive(
                 "WORKER_CONCURRENCY",

@@ -151,8 +151,7 @@ impl Application {
                         addr: config.listen,
                         source,
                     })?;
-            let state = api_state(config, &adapters, &clock)?
-                .with_payment_method_required(gateway.port().requires_payment_method());
+            let state = api_state(config, &adapters, &clock, &gateway.port())?;
             report_access(config);
             (Some(listener), Some(state))
         };
@@ -341,6 +340,7 @@ fn api_state(
     config: &Config,
     adapters: &Adapters,
     clock: &Arc<dyn Clock>,
+    gateway: &Arc<dyn order_core::ports::PaymentGateway>,
 ) -> Result<AppState, StartError> {
     let limits = &config.rate_limits;
     let counted = config.auth_mode == AuthMode::ApiKey && limits.auth_failures.is_some();
@@ -362,12 +362,15 @@ fn api_state(
             Arc::clone(&adapters.repo),
             Arc::clone(&adapters.queue),
             Arc::clone(clock),
-        ),
+        )
+        .with_capture(config.payment_capture)
+        .with_gateway(Arc::clone(gateway)),
         AdmissionConfig::new(config.max_requests_in_flight, config.request_queue_target),
     )
     .with_keys(Arc::clone(&adapters.keys), config.auth_mode, failures)
     .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks)
-    .with_body_timeout(config.server.body_timeout);
+    .with_body_timeout(config.server.body_timeout)
+    .with_payment_method_required(gateway.requires_payment_method());
     let state = state.with_metrics(match (config.metrics_enabled, config.metrics_addr) {
         (false, _) => MetricsPlacement::Off,
         (true, Some(_)) => MetricsPlacement::Elsewhere,

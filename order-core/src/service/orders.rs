@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod captures;
+pub use captures::{CaptureError, Captured};
+
 use tracing::{Instrument as _, info_span, instrument, warn};
 
 use super::batch::{self, Batcher};
@@ -26,6 +29,10 @@ pub struct OrderService<R: ?Sized, Q: ?Sized, C: ?Sized> {
     group: Arc<GroupCommit>,
     jobs: Arc<Batcher<Job, Result<(), QueueError>>>,
     gate: Arc<StoreGate>,
+    /// How the orders it places are paid.
+    capture: crate::payment::CaptureMethod,
+    /// Where captures of authorized payments go, when it takes them.
+    gateway: Option<Arc<dyn crate::ports::PaymentGateway>>,
 }
 
 impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
@@ -37,6 +44,8 @@ impl<R: ?Sized, Q: ?Sized, C: ?Sized> Clone for OrderService<R, Q, C> {
             group: Arc::clone(&self.group),
             jobs: Arc::clone(&self.jobs),
             gate: Arc::clone(&self.gate),
+            capture: self.capture,
+            gateway: self.gateway.clone(),
         }
     }
 }
@@ -61,7 +70,28 @@ where
             group: Arc::new(GroupCommit::default()),
             jobs: Arc::new(Batcher::new(super::group_commit::MAX_BATCH)),
             gate: Arc::new(StoreGate::default()),
+            capture: crate::payment::CaptureMethod::Automatic,
+            gateway: None,
         }
+    }
+
+    /// The same service placing orders paid with `capture` ([`CaptureMethod::Automatic`]
+    /// unless set): with [`CaptureMethod::Manual`] the worker only authorizes an order's
+    /// payment, and [`capture`](Self::capture) takes it.
+    ///
+    /// [`CaptureMethod::Automatic`]: crate::payment::CaptureMethod::Automatic
+    /// [`CaptureMethod::Manual`]: crate::payment::CaptureMethod::Manual
+    #[must_use]
+    pub fn with_capture(mut self, capture: crate::payment::CaptureMethod) -> Self {
+        self.capture = capture;
+        self
+    }
+
+    /// The same service taking captures through `gateway`.
+    #[must_use]
+    pub fn with_gateway(mut self, gateway: Arc<dyn crate::ports::PaymentGateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
     }
 
     /// The same service with its store gate set to `config` ([`StoreGate::DEFAULT`] unless
@@ -102,7 +132,9 @@ where
     /// it later.
     #[instrument(skip_all, fields(order_id))]
     pub async fn place(&self, new: NewOrder) -> Result<Order, RepoError> {
-        let order = new.place(OrderId::new(), micros_now(&*self.clock));
+        let order = new
+            .with_capture(self.capture)
+            .place(OrderId::new(), micros_now(&*self.clock));
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         self.group
             .insert(&*self.repo, &self.gate, &*self.clock, order.clone())
@@ -132,7 +164,7 @@ where
                 });
             }
         };
-        let order = new.place(OrderId::new(), now);
+        let order = new.with_capture(self.capture).place(OrderId::new(), now);
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         if let Err(e) = self
             .store(self.repo.insert_for_request(&order, key, token))

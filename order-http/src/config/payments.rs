@@ -94,6 +94,18 @@ pub(super) fn payment_gateway(
     Ok((gateway, timeout))
 }
 
+/// Reads `PAYMENT_CAPTURE`: `automatic` (the default) or `manual`.
+pub(super) fn capture_method(
+    l: &impl Fn(&str) -> Option<String>,
+) -> Result<order_core::payment::CaptureMethod, ConfigError> {
+    match l("PAYMENT_CAPTURE").filter(|v| !v.trim().is_empty()) {
+        None => Ok(order_core::payment::CaptureMethod::Automatic),
+        Some(v) => v
+            .parse()
+            .map_err(|e: order_core::Invalid| ConfigError::new("PAYMENT_CAPTURE", e.to_string())),
+    }
+}
+
 fn stripe(l: &impl Fn(&str) -> Option<String>) -> Result<StripeSettings, ConfigError> {
     let api_key = l("STRIPE_API_KEY")
         .map(|k| k.trim().to_owned())

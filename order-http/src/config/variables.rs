@@ -221,6 +221,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "where money moves: simulated, http or stripe",
     },
     Variable {
+        name: "PAYMENT_CAPTURE",
+        default: WhenUnset::Value("automatic"),
+        help: "automatic (the worker captures) or manual (the worker authorizes; POST .../capture takes it)",
+    },
+    Variable {
         name: "PAYMENT_GATEWAY_URL",
         default: WhenUnset::Unset("unset: in-process simulation"),
         help: "an HTTP payment gateway to charge through, e.g. http://127.0.0.1:8100",

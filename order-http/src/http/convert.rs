@@ -118,6 +118,27 @@ pub fn attempt(a: &PaymentAttempt) -> wire::AttemptResponse {
     }
 }
 
+/// The money side of an order, once there is one.
+fn payment(o: &Order) -> Option<wire::PaymentResponse> {
+    use order_core::order::PaymentStatus as S;
+    use order_core::payment::CaptureMethod as M;
+    o.payment().map(|p| wire::PaymentResponse {
+        status: match p.status {
+            S::Authorized => wire::PaymentStatus::Authorized,
+            S::Captured => wire::PaymentStatus::Captured,
+            S::Refunded => wire::PaymentStatus::Refunded,
+            S::Voided => wire::PaymentStatus::Voided,
+        },
+        capture_method: match o.capture {
+            M::Automatic => wire::CaptureMethod::Automatic,
+            M::Manual => wire::CaptureMethod::Manual,
+        },
+        authorized_amount: p.authorized_amount.amount(),
+        captured_amount: p.captured_amount.amount(),
+        refunded_amount: p.refunded_amount.amount(),
+    })
+}
+
 /// An order with its items and attempts.
 pub fn order(o: &Order) -> wire::OrderResponse {
     wire::OrderResponse {
@@ -144,6 +165,7 @@ pub fn order(o: &Order) -> wire::OrderResponse {
             reason: reason(c.reason),
         }),
         refunds: refunds(o),
+        payment: payment(o),
     }
 }
 
@@ -169,6 +191,7 @@ pub const fn scope(scope: order_core::access::Scope) -> order_api::keys::Scope {
         Scope::OrdersRead => Wire::OrdersRead,
         Scope::OrdersWrite => Wire::OrdersWrite,
         Scope::OrdersCancel => Wire::OrdersCancel,
+        Scope::PaymentsCapture => Wire::PaymentsCapture,
         Scope::WebhooksManage => Wire::WebhooksManage,
         Scope::KeysManage => Wire::KeysManage,
         Scope::MetricsRead => Wire::MetricsRead,

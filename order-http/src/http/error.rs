@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use order_api::{ErrorBody, ErrorCode, FieldErrorBody};
 use order_core::ports::{BoxError, RepoError};
-use order_core::service::PlaceError;
+use order_core::service::{CaptureError, PlaceError};
 use order_core::{FieldError, ValidationErrors};
 
 /// Why a request failed.
@@ -43,6 +43,14 @@ pub enum ApiError {
         id: order_core::OrderId,
         /// Its status.
         status: order_core::OrderStatus,
+    },
+    /// The order has no authorized payment to capture, or the gateway refused it.
+    #[error("{message}")]
+    NotCapturable {
+        /// The order's status.
+        status: order_core::OrderStatus,
+        /// Why.
+        message: String,
     },
     /// The route exists, the method does not.
     #[error("method not allowed")]
@@ -110,6 +118,46 @@ impl From<PlaceError> for ApiError {
     }
 }
 
+impl From<CaptureError> for ApiError {
+    fn from(e: CaptureError) -> Self {
+        let message = e.to_string();
+        match e {
+            CaptureError::NotFound(id) => Self::NotFound(format!("order {id} not found")),
+            CaptureError::Amount { authorized } => Self::Validation(vec![FieldError::new(
+                "amount",
+                order_core::Invalid::OutOfRange {
+                    min: "0.01".into(),
+                    max: authorized.to_string(),
+                },
+            )]),
+            CaptureError::NotCapturable(order) => {
+                let message = match order.captured {
+                    Some(c) if c.captured_at.is_some() => {
+                        format!("order {} was captured already ({})", order.id, c.amount)
+                    }
+                    Some(c) => format!(
+                        "order {} is being captured for {}; ask again for that amount",
+                        order.id, c.amount
+                    ),
+                    None => message,
+                };
+                Self::NotCapturable {
+                    status: order.status,
+                    message,
+                }
+            }
+            CaptureError::Declined(_, order) => Self::NotCapturable {
+                status: order.status,
+                message,
+            },
+            CaptureError::Gateway(e) => Self::Unavailable(Box::new(e)),
+            CaptureError::NoGateway => Self::Internal(message.into()),
+            CaptureError::Key(e) => e.into(),
+            CaptureError::Repo(e) => e.into(),
+        }
+    }
+}
+
 impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
         if let RepoError::NotFound(id) = e {
@@ -144,6 +192,7 @@ impl IntoResponse for ApiError {
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Self::NotCancellable { .. } => (StatusCode::CONFLICT, ErrorCode::OrderNotCancellable),
+            Self::NotCapturable { .. } => (StatusCode::CONFLICT, ErrorCode::PaymentNotCapturable),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
             Self::KeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -178,7 +227,9 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let current_status = match &self {
-            Self::NotCancellable { status, .. } => Some(crate::http::convert::status(*status)),
+            Self::NotCancellable { status, .. } | Self::NotCapturable { status, .. } => {
+                Some(crate::http::convert::status(*status))
+            }
             _ => None,
         };
         let body = ErrorBody {

@@ -43,7 +43,8 @@ pub fn base() -> OpenApi {
                        Every error answers with the same `ErrorBody`. With `AUTH_MODE=api_key` \
                        every `/api/v1` request needs `Authorization: Bearer <key>` with the \
                        route's scope: `orders:read` to read orders, `orders:write` to place \
-                       them, `orders:cancel` to cancel them, `keys:manage` for `/api/v1/api-keys`, \
+                       them, `orders:cancel` to cancel them, `payments:capture` to capture their \
+                       authorized payments, `keys:manage` for `/api/v1/api-keys`, \
                        `webhooks:manage` for webhook endpoints and redelivery, `metrics:read` \
                        for `/metrics` on the API's port; \
                        a missing or bad key is `401` (`unauthorized`), a missing scope `403` \

@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::middleware::load_shed::InFlight;
 use super::state::AppState;
 
+pub mod captures;
 pub mod docs;
 pub mod health;
 pub mod keys;

@@ -33,6 +33,7 @@ mod api;
 mod auth;
 mod binary;
 mod cancel;
+mod capture;
 mod chaos;
 mod faults;
 mod limits;

@@ -37,6 +37,7 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         ("GET" | "HEAD", r) if r == paths::ORDERS || r == paths::ORDER => Some(Scope::OrdersRead),
         ("POST", r) if r == paths::ORDERS => Some(Scope::OrdersWrite),
         ("POST", r) if r == paths::ORDER_CANCEL => Some(Scope::OrdersCancel),
+        ("POST", r) if r == paths::ORDER_CAPTURE => Some(Scope::PaymentsCapture),
         (_, r) if r == paths::API_KEYS || r == paths::API_KEY => Some(Scope::KeysManage),
         (_, r) if r == paths::METRICS => Some(Scope::MetricsRead),
         (_, r) if r.starts_with(paths::WEBHOOK_ENDPOINTS) || r == paths::EVENT_REDELIVER => {
@@ -317,6 +318,11 @@ mod tests {
             (Method::GET, paths::ORDER, Some(Scope::OrdersRead)),
             (Method::POST, paths::ORDERS, Some(Scope::OrdersWrite)),
             (Method::POST, paths::ORDER_CANCEL, Some(Scope::OrdersCancel)),
+            (
+                Method::POST,
+                paths::ORDER_CAPTURE,
+                Some(Scope::PaymentsCapture),
+            ),
             (Method::POST, paths::API_KEYS, Some(Scope::KeysManage)),
             (Method::GET, paths::API_KEYS, Some(Scope::KeysManage)),
             (Method::DELETE, paths::API_KEY, Some(Scope::KeysManage)),

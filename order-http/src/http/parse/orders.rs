@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 
 use order_core::order::{CancelReason, OrderFields};
 use order_core::ports::{OrderFilter, PageRequest, PageSize, PageStart};
-use order_core::{CustomerId, FieldError, Invalid, NewOrder, OrderStatus, ValidationErrors};
+use order_core::{CustomerId, FieldError, Invalid, Money, NewOrder, OrderStatus, ValidationErrors};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -110,6 +110,28 @@ pub fn cancel_reason(body: Option<&Value>) -> Result<CancelReason, ValidationErr
         None | Some(Value::Null) => Ok(CancelReason::default()),
         Some(Value::String(reason)) => reason.parse().or_else(reject),
         Some(_) => reject(must_be("a string")),
+    }
+}
+
+/// Parses a capture body: absent, `null`, `{}`, or `{"amount": ...}` (a number or a
+/// string of money: at most two decimal places, not negative); `None` captures the whole
+/// authorization.
+pub fn capture_amount(body: Option<&Value>) -> Result<Option<Money>, ValidationErrors> {
+    let reject = |field: &str, reason: Invalid| {
+        ValidationErrors::check(vec![FieldError::new(field, reason)], || None)
+    };
+    let Some(body) = body.filter(|b| !b.is_null()) else {
+        return Ok(None);
+    };
+    let Some(object) = body.as_object() else {
+        return reject("body", must_be("a JSON object"));
+    };
+    match object.get("amount") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match decimal(value).and_then(Money::new) {
+            Ok(amount) => Ok(Some(amount)),
+            Err(e) => reject("amount", e),
+        },
     }
 }
 

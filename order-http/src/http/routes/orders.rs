@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_orders, create_order))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(super::captures::capture_order))
 }
 
 /// Accepts an order: validates it, stores it durably, queues its payment.
@@ -238,14 +239,18 @@ fn cancelled(result: CancelResult) -> Result<Order, ApiError> {
 }
 
 /// The order id of a path, or a 422 naming `order_id`.
-fn order_id(id: &str) -> Result<OrderId, ApiError> {
+pub(super) fn order_id(id: &str) -> Result<OrderId, ApiError> {
     id.parse()
         .map_err(|e| ApiError::Validation(vec![FieldError::new("order_id", e)]))
 }
 
 /// The order `id`, if it exists and the caller may see it: another customer's order is
 /// "not found" to a key bound to a customer, so its existence is not given away.
-async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Result<Order, ApiError> {
+pub(super) async fn visible_order(
+    state: &AppState,
+    caller: &Caller,
+    id: OrderId,
+) -> Result<Order, ApiError> {
     state
         .orders
         .get(id)
@@ -255,7 +260,7 @@ async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Result
 }
 
 /// `response`, marked `Idempotent-Replayed: true` if an earlier request made it.
-fn replayed(mut response: Response, replayed: bool) -> Response {
+pub(super) fn replayed(mut response: Response, replayed: bool) -> Response {
     if replayed {
         response
             .headers_mut()

@@ -1,11 +1,14 @@
 //! A model test of `OrderService` + `PaymentProcessor` on the in-memory adapters.
 //!
-//! Random interleavings of placing orders, cancelling them at any point, two workers
+//! Random interleavings of placing orders (captured when charged, or authorized and
+//! captured later for part of their total), cancelling them at any point, two workers
 //! processing (one job at a time, or several at once in shared batches), gateway declines, outages, refund failures and ambiguous timeouts (before
 //! and after capture or refund), workers that crash at every stage without acking,
 //! duplicate deliveries, reclaims, reconciles, a queue wiped empty and time passing.
 //!
-//! After every step: no key is captured twice or refunded more than it was captured,
+//! After every step: no key is captured twice or refunded more than it was captured, no
+//! capture takes more than its authorization or follows a void, an order's recorded capture
+//! is what the gateway took,
 //! `payment_failed` and `cancelled` never change and `confirmed` changes only into a
 //! cancellation, every observed status change is one the state machine allows, confirmed
 //! orders are captured and not refunded, failed ones are not captured, cancelled ones have
@@ -21,10 +24,7 @@ use chrono::{DateTime, Utc};
 use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
 use order_core::order::CancelReason;
 use order_core::order::next_status;
-use order_core::payment::{
-    Attempt, AttemptOutcome, ChargeReceipt, ChargeRequest, DeclineReason, GatewayError,
-    RefundReceipt, RefundRequest,
-};
+use order_core::payment::{Attempt, AttemptOutcome, CaptureMethod};
 use order_core::policy::circuit_breaker::BreakerConfig;
 use order_core::policy::retry::RetryPolicy;
 use order_core::ports::{
@@ -32,6 +32,7 @@ use order_core::ports::{
     PaymentGateway, PaymentQueue, RepoError,
 };
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
+use order_core::service::CaptureError;
 use order_core::testing::new_order;
 use order_core::{
     Clock, IdempotencyKey, Money, Order, OrderEvent, OrderId, OrderService, OrderStatus,
@@ -41,137 +42,18 @@ use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Approve,
-    Decline,
-    Down,
-    TimeoutBeforeCapture,
-    TimeoutAfterCapture,
-    /// Cleanly fails (not processed) the orders whose id ends in an odd byte and approves the
-    /// rest: a partial fault that leaves the breaker closed.
-    DownForSome,
-    /// Charges are approved; refunds are not processed.
-    RefundsDown,
-}
-
-/// A gateway that behaves as told and keeps a ledger of captures per key.
-#[derive(Debug)]
-struct ScriptedGateway {
-    state: Mutex<GatewayState>,
-}
-
-#[derive(Debug)]
-struct GatewayState {
-    mode: Mode,
-    outcomes: HashMap<IdempotencyKey, Result<ChargeReceipt, GatewayError>>,
-    captures: HashMap<IdempotencyKey, u32>,
-    /// Per charge key: the definitive answer to refunding it.
-    refund_outcomes: HashMap<IdempotencyKey, RefundReceipt>,
-    /// Per charge key: refunds made, and the amount given back in all.
-    refunds: HashMap<IdempotencyKey, (u32, Money)>,
-    captured_amounts: HashMap<IdempotencyKey, Money>,
-}
-
-impl ScriptedGateway {
-    fn capture(state: &mut GatewayState, key: &IdempotencyKey, amount: Money) -> ChargeReceipt {
-        *state.captures.entry(key.clone()).or_default() += 1;
-        state.captured_amounts.insert(key.clone(), amount);
-        let receipt = ChargeReceipt {
-            transaction_id: format!("txn-{key}"),
-        };
-        state.outcomes.insert(key.clone(), Ok(receipt.clone()));
-        receipt
-    }
-}
-
-#[async_trait]
-impl PaymentGateway for ScriptedGateway {
-    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
-        let mut s = self.state.lock().unwrap();
-        let key = &request.idempotency_key;
-        // A gateway that is down answers nothing, not even replays.
-        if s.mode == Mode::Down {
-            return Err(GatewayError::Unavailable("gateway down".into()));
-        }
-        if s.mode == Mode::DownForSome && request.order_id.as_uuid().as_bytes()[15] % 2 == 1 {
-            return Err(GatewayError::Unavailable("processor error".into()));
-        }
-        if let Some(outcome) = s.outcomes.get(key) {
-            return outcome.clone();
-        }
-        match s.mode {
-            Mode::Approve | Mode::DownForSome | Mode::RefundsDown => {
-                Ok(Self::capture(&mut s, key, request.amount))
-            }
-            Mode::Decline => {
-                let e = GatewayError::Declined(DeclineReason::CardDeclined);
-                s.outcomes.insert(key.clone(), Err(e.clone()));
-                Err(e)
-            }
-            Mode::TimeoutBeforeCapture | Mode::Down => {
-                Err(GatewayError::Timeout("no answer".into()))
-            }
-            Mode::TimeoutAfterCapture => {
-                Self::capture(&mut s, key, request.amount);
-                Err(GatewayError::Timeout("no answer".into()))
-            }
-        }
-    }
-
-    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
-        let mut s = self.state.lock().unwrap();
-        let key = request.charge_key();
-        if matches!(s.mode, Mode::Down | Mode::RefundsDown) {
-            return Err(GatewayError::Unavailable("gateway down".into()));
-        }
-        if s.mode == Mode::DownForSome && request.order_id().as_uuid().as_bytes()[15] % 2 == 1 {
-            return Err(GatewayError::Unavailable("processor error".into()));
-        }
-        if let Some(done) = s.refund_outcomes.get(key) {
-            return Ok(done.clone());
-        }
-        if s.mode == Mode::TimeoutBeforeCapture {
-            return Err(GatewayError::Timeout("no answer".into()));
-        }
-        let receipt = if s.captures.get(key).copied().unwrap_or(0) > 0 {
-            let captured = s.captured_amounts[key];
-            let amount = request.amount.min(captured);
-            let entry = s.refunds.entry(key.clone()).or_insert((0, Money::ZERO));
-            entry.0 += 1;
-            entry.1 = entry.1.checked_add(amount).unwrap();
-            RefundReceipt::Refunded {
-                refund_id: format!("re-{key}"),
-                amount,
-            }
-        } else {
-            // Void the key: no charge with it can capture any more.
-            s.outcomes.insert(
-                key.clone(),
-                Err(GatewayError::Declined(DeclineReason::Voided)),
-            );
-            RefundReceipt::NothingCaptured
-        };
-        s.refund_outcomes.insert(key.clone(), receipt.clone());
-        if s.mode == Mode::TimeoutAfterCapture {
-            return Err(GatewayError::Timeout("no answer".into()));
-        }
-        Ok(receipt)
-    }
-
-    /// The model's orders capture with the charge: there is never an authorization to
-    /// capture later, which the contract answers with a refusal.
-    async fn capture(
-        &self,
-        _: &order_core::payment::CaptureRequest,
-    ) -> Result<order_core::payment::CaptureReceipt, GatewayError> {
-        Err(GatewayError::Declined(DeclineReason::ProcessorRefused))
-    }
-}
+#[path = "model/gateway.rs"]
+mod gateway;
+use gateway::{GatewayState, Mode, ScriptedGateway};
 
 #[derive(Debug, Clone)]
 enum Step {
     Place,
+    /// An order paid with manual capture: the worker only authorizes it.
+    PlaceManual,
+    /// The i-th placed order's authorized payment is captured, for this many cents (more
+    /// than its total is refused before the gateway is asked).
+    Capture(usize, i64),
     /// A customer cancels the i-th placed order, whatever its status.
     Cancel(usize, CancelReason),
     Process(usize),
@@ -219,6 +101,9 @@ impl ReferenceStateMachine for Reference {
         let placed = state.placed.max(1);
         prop_oneof![
             4 => Just(Step::Place),
+            2 => Just(Step::PlaceManual),
+            2 => (0..placed, prop_oneof![Just(100i64), Just(2500), Just(3097)])
+                .prop_map(|(i, cents)| Step::Capture(i, cents)),
             2 => (0..placed, reason).prop_map(|(i, r)| Step::Cancel(i, r)),
             4 => (0..2usize).prop_map(Step::Process),
             2 => (0..2usize).prop_map(Step::ProcessMany),
@@ -234,7 +119,7 @@ impl ReferenceStateMachine for Reference {
     }
 
     fn apply(mut state: Self, step: &Step) -> Self {
-        if matches!(step, Step::Place) {
+        if matches!(step, Step::Place | Step::PlaceManual) {
             state.placed += 1;
         }
         state
@@ -375,6 +260,8 @@ struct System {
     queue: MemoryQueue,
     gateway: Arc<ScriptedGateway>,
     service: OrderService<MemoryOrderRepo, MemoryQueue, ManualClock>,
+    /// Places orders paid with manual capture, and captures them.
+    manual: OrderService<MemoryOrderRepo, MemoryQueue, ManualClock>,
     workers: Vec<Processor>,
     placed: Vec<OrderId>,
     seen: HashMap<OrderId, OrderStatus>,
@@ -432,17 +319,14 @@ impl System {
         let repo = Arc::new(MemoryOrderRepo::new());
         let queue = MemoryQueue::new(clock.clone());
         let gateway = Arc::new(ScriptedGateway {
-            state: Mutex::new(GatewayState {
-                mode: Mode::Approve,
-                outcomes: HashMap::new(),
-                captures: HashMap::new(),
-                refund_outcomes: HashMap::new(),
-                refunds: HashMap::new(),
-                captured_amounts: HashMap::new(),
-            }),
+            state: Mutex::new(GatewayState::new()),
         });
         let service =
             OrderService::new(repo.clone(), Arc::new(queue.consumer("api")), clock.clone());
+        let manual = service
+            .clone()
+            .with_capture(CaptureMethod::Manual)
+            .with_gateway(gateway.clone());
         let workers = ["w0", "w1"]
             .into_iter()
             .map(|name| {
@@ -462,6 +346,7 @@ impl System {
             queue,
             gateway,
             service,
+            manual,
             workers,
             placed: Vec::new(),
             seen: HashMap::new(),
@@ -475,6 +360,29 @@ impl System {
             Step::Place => {
                 let order = rt.block_on(self.service.place(new_order("model"))).unwrap();
                 self.placed.push(order.id);
+            }
+            Step::PlaceManual => {
+                let order = rt.block_on(self.manual.place(new_order("manual"))).unwrap();
+                self.placed.push(order.id);
+            }
+            Step::Capture(i, cents) => {
+                if let Some(id) = self.placed.get(i).copied() {
+                    let amount = Money::new(rust_decimal::Decimal::new(cents, 2)).unwrap();
+                    match rt.block_on(self.manual.capture(id, Some(amount))) {
+                        Ok(order) => {
+                            let record = order.captured.expect("a capture is recorded");
+                            assert_eq!(record.amount, amount);
+                            assert!(record.captured_at.is_some());
+                        }
+                        Err(
+                            CaptureError::NotCapturable(_)
+                            | CaptureError::Declined(..)
+                            | CaptureError::Gateway(_)
+                            | CaptureError::Amount { .. },
+                        ) => {}
+                        Err(e) => panic!("capture of {id}: {e}"),
+                    }
+                }
             }
             Step::Cancel(i, reason) => {
                 if let Some(id) = self.placed.get(i).copied() {
@@ -562,8 +470,31 @@ impl System {
                 "{key} refunded {amount}, more than captured"
             );
         }
+        for (key, authorized) in &gateway.authorized {
+            if let Some(taken) = gateway.captured_amounts.get(key) {
+                assert!(
+                    taken <= authorized,
+                    "{key} captured {taken} of {authorized}"
+                );
+            }
+        }
+        for key in &gateway.voided {
+            assert_eq!(
+                gateway.captures.get(key).copied().unwrap_or(0),
+                0,
+                "{key} was captured after its void"
+            );
+        }
         for order in self.repo.all() {
             let key = IdempotencyKey::for_order(order.id);
+            if let Some(record) = order.captured.filter(|c| c.captured_at.is_some()) {
+                assert_eq!(
+                    gateway.captured_amounts.get(&key),
+                    Some(&record.amount),
+                    "{} records a capture the gateway did not make",
+                    order.id
+                );
+            }
             let captured = gateway.captures.get(&key).copied().unwrap_or(0);
             let refunded = gateway.refunds.get(&key).map_or(0, |(n, _)| *n);
             let before = self
@@ -587,6 +518,14 @@ impl System {
                 order.status
             );
             match order.status {
+                OrderStatus::Confirmed if order.capture == CaptureMethod::Manual => {
+                    assert!(
+                        gateway.authorized.contains_key(&key),
+                        "confirmed {} without an authorization",
+                        order.id
+                    );
+                    assert_eq!(refunded, 0, "confirmed {} was refunded", order.id);
+                }
                 OrderStatus::Confirmed => {
                     assert_eq!(captured, 1, "confirmed {} without capture", order.id);
                     assert_eq!(refunded, 0, "confirmed {} was refunded", order.id);

@@ -163,6 +163,21 @@ async fn charge(
     })
 }
 
+/// What every request about an earlier charge (a refund, a capture) carries: its own key
+/// (the header), the charge as it was sent under its key, and an amount; or what is wrong.
+fn about_a_charge<T>(
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    split: impl FnOnce(T) -> (String, ChargeBody, rust_decimal::Decimal),
+) -> Result<(IdempotencyKey, ChargeRequest, Money), String> {
+    let key = idempotency_key(headers).ok_or("an Idempotency-Key header is required")?;
+    let Json(body) = body.map_err(|e| e.body_text())?;
+    let (charge_key, charge, amount) = split(body);
+    let amount = Money::new(amount).map_err(|e| format!("amount: {e}"))?;
+    let charge = charge_request(&charge_key, charge).map_err(|e| format!("charge.{e}"))?;
+    Ok((IdempotencyKey::from_raw(key), charge, amount))
+}
+
 fn refund_answer(answer: &RefundAnswer) -> Response {
     let status = StatusCode::from_u16(answer.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
     (status, Json(answer)).into_response()
@@ -173,24 +188,13 @@ async fn refund(
     headers: HeaderMap,
     body: Result<Json<RefundBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let invalid = |error: String| refund_answer(&RefundAnswer::Invalid { error });
-    let Some(key) = idempotency_key(&headers) else {
-        return invalid("an Idempotency-Key header is required".into());
-    };
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(e) => return invalid(e.body_text()),
-    };
-    let amount = match Money::new(body.amount) {
-        Ok(amount) => amount,
-        Err(e) => return invalid(format!("amount: {e}")),
-    };
-    let charge = match charge_request(&body.charge_key, body.charge) {
-        Ok(charge) => charge,
-        Err(e) => return invalid(format!("charge.{e}")),
+    let parts = about_a_charge(&headers, body, |b| (b.charge_key, b.charge, b.amount));
+    let (idempotency_key, charge, amount) = match parts {
+        Ok(parts) => parts,
+        Err(error) => return refund_answer(&RefundAnswer::Invalid { error }),
     };
     let request = RefundRequest {
-        idempotency_key: IdempotencyKey::from_raw(key),
+        idempotency_key,
         charge,
         amount,
     };
@@ -316,24 +320,13 @@ async fn capture(
     headers: HeaderMap,
     body: Result<Json<CaptureBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let invalid = |error: String| capture_answer(&CaptureAnswer::Invalid { error });
-    let Some(key) = idempotency_key(&headers) else {
-        return invalid("an Idempotency-Key header is required".into());
-    };
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(e) => return invalid(e.body_text()),
-    };
-    let amount = match Money::new(body.amount) {
-        Ok(amount) => amount,
-        Err(e) => return invalid(format!("amount: {e}")),
-    };
-    let charge = match charge_request(&body.charge_key, body.charge) {
-        Ok(charge) => charge,
-        Err(e) => return invalid(format!("charge.{e}")),
+    let parts = about_a_charge(&headers, body, |b| (b.charge_key, b.charge, b.amount));
+    let (idempotency_key, charge, amount) = match parts {
+        Ok(parts) => parts,
+        Err(error) => return capture_answer(&CaptureAnswer::Invalid { error }),
     };
     let request = CaptureRequest {
-        idempotency_key: IdempotencyKey::from_raw(key),
+        idempotency_key,
         charge,
         amount,
     };

@@ -70,6 +70,12 @@ pub const DEFAULT_API_URL: &str = "https://api.stripe.com";
 /// The most of an answer that is read.
 pub const ANSWER_LIMIT_BYTES: usize = 256 * 1024;
 
+/// An intent in a state the call cannot settle (`processing`, or one it kept moving
+/// through): the outcome is not known yet, and is asked again later.
+fn unsettled(intent: &PaymentIntent) -> GatewayError {
+    GatewayError::Timeout(format!("payment intent {} is {}", intent.id, intent.status))
+}
+
 /// How often one call follows an intent from state to state (a confirmation that finds
 /// the intent cancelled, a cancellation that finds it paid) before it gives up as unknown.
 const STATE_STEPS: usize = 4;
@@ -318,12 +324,18 @@ impl StripeGateway {
 
     /// `POST /v1/payment_intents/{id}/{action}` under `key`: the intent after it, or, when
     /// Stripe says its state does not allow it, the intent as it now is.
-    async fn act(&self, id: &str, action: &str, key: &str) -> Result<PaymentIntent, GatewayError> {
+    async fn act(
+        &self,
+        id: &str,
+        action: &str,
+        key: &str,
+        form: &[(&str, String)],
+    ) -> Result<PaymentIntent, GatewayError> {
         match self
             .call::<PaymentIntent>(
                 &format!("/v1/payment_intents/{id}/{action}"),
                 Some(key),
-                Some(&[]),
+                Some(form),
             )
             .await
         {
@@ -350,7 +362,7 @@ impl StripeGateway {
                     });
                 }
                 "requires_confirmation" => {
-                    intent = self.act(&intent.id, "confirm", &confirm_key).await?;
+                    intent = self.act(&intent.id, "confirm", &confirm_key, &[]).await?;
                 }
                 "canceled" => return Err(GatewayError::Declined(DeclineReason::Voided)),
                 "requires_action" => {
@@ -365,18 +377,10 @@ impl StripeGateway {
                         .map_or(DeclineReason::CardDeclined, wire::ErrorBody::decline_reason);
                     return Err(GatewayError::Declined(reason));
                 }
-                other => {
-                    return Err(GatewayError::Timeout(format!(
-                        "payment intent {} is {other}",
-                        intent.id
-                    )));
-                }
+                _ => return Err(unsettled(&intent)),
             }
         }
-        Err(GatewayError::Timeout(format!(
-            "payment intent {} is still {}",
-            intent.id, intent.status
-        )))
+        Err(unsettled(&intent))
     }
 
     async fn refund_once(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
@@ -394,20 +398,12 @@ impl StripeGateway {
                 | "requires_payment_method"
                 | "requires_action"
                 | "requires_capture" => {
-                    intent = self.act(&intent.id, "cancel", &cancel_key).await?;
+                    intent = self.act(&intent.id, "cancel", &cancel_key, &[]).await?;
                 }
-                other => {
-                    return Err(GatewayError::Timeout(format!(
-                        "payment intent {} is {other}",
-                        intent.id
-                    )));
-                }
+                _ => return Err(unsettled(&intent)),
             }
         }
-        Err(GatewayError::Timeout(format!(
-            "payment intent {} is still {}",
-            intent.id, intent.status
-        )))
+        Err(unsettled(&intent))
     }
 
     /// Refunds a paid intent, once: an existing refund of it is the answer.
@@ -481,22 +477,9 @@ impl StripeGateway {
         for _ in 0..STATE_STEPS {
             match intent.status.as_str() {
                 "requires_capture" => {
-                    let path = format!("/v1/payment_intents/{}/capture", intent.id);
                     let form = [("amount_to_capture", amount.to_string())];
-                    intent = match self
-                        .call::<PaymentIntent>(
-                            &path,
-                            Some(request.idempotency_key.as_str()),
-                            Some(&form),
-                        )
-                        .await
-                    {
-                        Ok(answer) => answer.object,
-                        Err(CallError::Answered(f)) if f.error.is_unexpected_state() => {
-                            self.read(&intent.id).await?
-                        }
-                        Err(e) => return Err(e.classify()),
-                    };
+                    let key = request.idempotency_key.as_str();
+                    intent = self.act(&intent.id, "capture", key, &form).await?;
                 }
                 "succeeded" => {
                     // Stripe says what it took; a fake that does not is taken at our word.
@@ -506,20 +489,12 @@ impl StripeGateway {
                     });
                 }
                 "canceled" => return Err(GatewayError::Declined(DeclineReason::Voided)),
-                "processing" => {
-                    return Err(GatewayError::Timeout(format!(
-                        "payment intent {} is processing",
-                        intent.id
-                    )));
-                }
+                "processing" => return Err(unsettled(&intent)),
                 // Never authorized (declined, or never confirmed).
                 _ => return refused,
             }
         }
-        Err(GatewayError::Timeout(format!(
-            "payment intent {} is still {}",
-            intent.id, intent.status
-        )))
+        Err(unsettled(&intent))
     }
 }
 

@@ -344,7 +344,16 @@ pub struct CaptureOrderRequest {
     /// How much to capture, exact: more than 0 and at most the authorized amount (the
     /// whole authorization when absent).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_opt")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 25.98))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            value_type = Option<f64>,
+            example = 25.98,
+            exclusive_minimum = 0,
+            maximum = 1_000_000_000_000_u64,
+            multiple_of = 0.01
+        )
+    )]
     pub amount: Option<Decimal>,
 }
 

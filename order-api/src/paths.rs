@@ -10,6 +10,9 @@ pub const ORDER: &str = "/api/v1/orders/{id}";
 pub const ORDER_CANCEL: &str = "/api/v1/orders/{id}/cancel";
 /// `POST` captures one order's authorized payment; `{id}` is its UUID.
 pub const ORDER_CAPTURE: &str = "/api/v1/orders/{id}/capture";
+/// `POST`: Stripe's events about payments (authenticated by `Stripe-Signature`, not by an
+/// API key).
+pub const GATEWAY_EVENTS_STRIPE: &str = "/api/v1/gateway-events/stripe";
 /// `POST` creates an API key, `GET` lists them.
 pub const API_KEYS: &str = "/api/v1/api-keys";
 /// `DELETE` revokes one API key; `{key_id}` is its id.

@@ -234,6 +234,16 @@ impl OrderRepo for Batching {
     ) -> Result<Order, RepoError> {
         self.0.finish_capture(id, amount, now).await
     }
+    async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {
+        self.0.hasten(id, now).await
+    }
+    async fn record_processor_event(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        self.0.record_processor_event(event_id, now).await
+    }
     async fn complete_request(
         &self,
         key: &RequestKey,

@@ -34,6 +34,11 @@
 //! did nothing and are retried; a `5xx`, a time-out or a connection lost after sending
 //! may have done something and are asked again under the same key.
 //!
+//! ## Events
+//! [`events::verify`] checks an event Stripe posts (`Stripe-Signature`) and reads the
+//! order it is about; the service treats it as word that the order's payment changed, and
+//! asks this adapter again at once (never taking the event's own word for the outcome).
+//!
 //! ## Limits
 //! Stripe keeps an idempotency key 24 hours: an order whose payment is still unsettled
 //! after that would be charged under a new intent. The worker settles a payment within
@@ -54,6 +59,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
+pub mod events;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;

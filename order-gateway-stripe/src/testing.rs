@@ -356,6 +356,21 @@ impl FakeStripe {
             .unwrap_or_default()
     }
 
+    /// Has localstripe post its events to `url`, signed with `secret` (as a Stripe webhook
+    /// endpoint is).
+    pub async fn send_events_to(&self, url: &str, secret: &str) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_config/webhooks/order-service", self.upstream))
+            .form(&[("url", url), ("secret", secret)])
+            .send()
+            .await
+            .expect("localstripe answers");
+        assert!(
+            answer.status().is_success(),
+            "the webhook is registered: {answer:?}"
+        );
+    }
+
     /// `GET path` from localstripe itself, as JSON.
     pub async fn get(&self, path: &str) -> Value {
         reqwest::Client::new()

@@ -16,7 +16,7 @@ mod payments;
 mod read;
 pub mod variables;
 
-pub use payments::{PaymentGateway, StripeKey, StripeSettings};
+pub use payments::{EventSecrets, PaymentGateway, StripeKey, StripeSettings};
 
 pub use read::RootCa;
 use read::{

@@ -370,7 +370,11 @@ fn api_state(
     .with_keys(Arc::clone(&adapters.keys), config.auth_mode, failures)
     .with_webhooks(Arc::clone(&adapters.webhooks), config.webhooks)
     .with_body_timeout(config.server.body_timeout)
-    .with_payment_method_required(gateway.requires_payment_method());
+    .with_payment_method_required(gateway.requires_payment_method())
+    .with_stripe_event_secrets(match &config.payment_gateway {
+        crate::config::PaymentGateway::Stripe(stripe) => stripe.event_secrets.0.clone(),
+        _ => Vec::new(),
+    });
     let state = state.with_metrics(match (config.metrics_enabled, config.metrics_addr) {
         (false, _) => MetricsPlacement::Off,
         (true, Some(_)) => MetricsPlacement::Elsewhere,

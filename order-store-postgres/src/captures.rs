@@ -1,4 +1,5 @@
-//! Captures of authorized payments: asked for once, then recorded once taken.
+//! Captures of authorized payments (asked for once, then recorded once taken), and word
+//! from the processor that hastens an order's payment.
 
 use chrono::{DateTime, Utc};
 use order_core::ports::{CaptureStart, RepoError};
@@ -34,7 +35,28 @@ fn finish_sql() -> String {
     ))
 }
 
+/// Makes a paying or cancelling order due at `$2`. Binds: `$1` the order, `$3` the
+/// statuses whose payment a worker still has to do.
+const HASTEN: &str =
+    "UPDATE orders SET due_at = LEAST(due_at, $2) WHERE id = $1 AND status = ANY($3)";
+
 impl PgOrderRepo {
+    pub(crate) async fn hasten_order(
+        &self,
+        id: OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Order>, RepoError> {
+        let working = [OrderStatus::PaymentProcessing, OrderStatus::Cancelling];
+        sqlx::query(HASTEN)
+            .bind(id.as_uuid())
+            .bind(now)
+            .bind(working.map(OrderStatus::as_str).to_vec())
+            .execute(self.db()?)
+            .await
+            .map_err(crate::error::translate)?;
+        self.fetch_one(id).await
+    }
+
     pub(crate) async fn begin_capture_of(
         &self,
         id: OrderId,

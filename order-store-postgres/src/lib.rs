@@ -348,6 +348,18 @@ impl OrderRepo for PgOrderRepo {
         self.finish_capture_of(id, amount, now).await
     }
 
+    async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {
+        self.hasten_order(id, now).await
+    }
+
+    async fn record_processor_event(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        self.record_event(event_id, now).await
+    }
+
     async fn complete_request(
         &self,
         key: &RequestKey,

@@ -36,6 +36,13 @@ const COMPLETE_KEY: &str = "UPDATE request_keys SET order_id = $3 \
      WHERE key = $1 AND token = $2 AND order_id IS NULL";
 
 /// Forgets keys reserved before a time. Binds: `$1` the time.
+/// Forgets the processor's events received before `$1`.
+const PURGE_PROCESSOR_EVENTS: &str = "DELETE FROM processor_events WHERE received_at < $1";
+
+/// Records event `$1` at `$2`, unless it is recorded already.
+const RECORD_PROCESSOR_EVENT: &str =
+    "INSERT INTO processor_events (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+
 const PURGE_KEYS: &str = "DELETE FROM request_keys WHERE reserved_at < $1";
 
 impl PgOrderRepo {
@@ -114,6 +121,25 @@ impl PgOrderRepo {
             .execute(self.db()?)
             .await
             .map_err(translate)?;
+        sqlx::query(PURGE_PROCESSOR_EVENTS)
+            .bind(before)
+            .execute(self.db()?)
+            .await
+            .map_err(translate)?;
         Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn record_event(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let done = sqlx::query(RECORD_PROCESSOR_EVENT)
+            .bind(event_id)
+            .bind(now)
+            .execute(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok(done.rows_affected() == 1)
     }
 }

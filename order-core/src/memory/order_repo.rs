@@ -40,6 +40,8 @@ struct KeyRecord {
 pub struct MemoryOrderRepo {
     rows: RwLock<HashMap<OrderId, Row>>,
     keys: Mutex<HashMap<RequestKey, KeyRecord>>,
+    /// The processor's events received, by id, with when.
+    processor_events: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The outbox and the webhooks' endpoints and deliveries; events are recorded while the
     /// rows' write lock is held, so an event and its status change are one step.
     pub(super) webhooks: Mutex<WebhookTables>,
@@ -380,6 +382,33 @@ impl OrderRepo for MemoryOrderRepo {
         Ok(order.clone())
     }
 
+    async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {
+        let mut rows = self.write();
+        let Some(row) = rows.get_mut(&id) else {
+            return Ok(None);
+        };
+        if matches!(
+            row.order.status,
+            OrderStatus::PaymentProcessing | OrderStatus::Cancelling
+        ) {
+            row.due_at = row.due_at.min(now);
+        }
+        Ok(Some(row.order.clone()))
+    }
+
+    async fn record_processor_event(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let mut events = lock(&self.processor_events);
+        if events.contains_key(event_id) {
+            return Ok(false);
+        }
+        events.insert(event_id.to_owned(), now);
+        Ok(true)
+    }
+
     async fn complete_request(
         &self,
         key: &RequestKey,
@@ -406,6 +435,7 @@ impl OrderRepo for MemoryOrderRepo {
         let mut keys = lock(&self.keys);
         let count = keys.len();
         keys.retain(|_, r| r.reserved_at >= before);
+        lock(&self.processor_events).retain(|_, at| *at >= before);
         Ok((count - keys.len()) as u64)
     }
 

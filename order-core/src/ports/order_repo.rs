@@ -371,6 +371,19 @@ pub trait OrderRepo: Send + Sync {
         amount: crate::Money,
         now: DateTime<Utc>,
     ) -> Result<Order, RepoError>;
+    /// Makes order `id` due at `now` when a worker still has its payment to do
+    /// (`payment_processing` or `cancelling`), so that word from the processor about it is
+    /// acted on at once rather than at its next scheduled attempt; any other order is left
+    /// as it is. The order as it is then; `None` when there is no such order.
+    async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError>;
+    /// Records that the processor's event `event_id` arrived at `now`: `true` the first
+    /// time, `false` when it was recorded already (and not purged since: events are purged
+    /// with request keys, by [`purge_requests`](Self::purge_requests)).
+    async fn record_processor_event(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError>;
     /// Completes the key's request with an existing order.
     async fn complete_request(
         &self,
@@ -380,7 +393,7 @@ pub trait OrderRepo: Send + Sync {
     ) -> Result<(), RepoError>;
     /// Drops a reservation whose request failed before storing an order.
     async fn abandon_request(&self, key: &RequestKey, token: Uuid) -> Result<(), RepoError>;
-    /// Forgets keys reserved before `before`.
+    /// Forgets keys reserved before `before`, and processor events recorded before it.
     async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64, RepoError>;
     /// Whether the store answers: asked of the store itself, waiting for none of its busy
     /// resources (a pool whose every connection is in use is busy, not down), within half a

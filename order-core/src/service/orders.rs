@@ -243,6 +243,32 @@ where
         Ok(Cancelled::Now(result))
     }
 
+    /// Word from the payment processor that order `id`'s payment changed (an event it
+    /// signed): a worker looks at the order at once, asking the gateway, instead of at its
+    /// next scheduled attempt. The event is never taken as the outcome itself, so one that
+    /// arrives late, twice or out of order cannot move the order anywhere the gateway's own
+    /// answer would not. Only an order whose payment a worker still has to do is touched.
+    /// `None` when there is no such order.
+    #[instrument(skip_all, fields(order_id = %id))]
+    pub async fn hasten(&self, id: OrderId) -> Result<Option<Order>, RepoError> {
+        let now = micros_now(&*self.clock);
+        let order = self.store(self.repo.hasten(id, now)).await?;
+        if let Some(order) = order.as_ref().filter(|o| !o.status.is_terminal()) {
+            if let Err(e) = self.enqueue(order).await {
+                warn!(error = %e, "order hastened but not queued; the reconciler will queue it");
+            }
+        }
+        Ok(order)
+    }
+
+    /// Records that the processor's event `event_id` arrived: `true` the first time,
+    /// `false` for one sent again.
+    pub async fn first_event(&self, event_id: &str) -> Result<bool, RepoError> {
+        let now = micros_now(&*self.clock);
+        self.store(self.repo.record_processor_event(event_id, now))
+            .await
+    }
+
     /// Queues the job of `order`, in the order's trace, in one call with the jobs queued
     /// concurrently (so a group commit's orders are queued together).
     async fn enqueue(&self, order: &Order) -> Result<(), QueueError> {

@@ -28,6 +28,16 @@ impl std::fmt::Debug for StripeKey {
     }
 }
 
+/// The secrets Stripe signs its events with: their `Debug` shows how many, not what.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct EventSecrets(pub Vec<String>);
+
+impl std::fmt::Debug for EventSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} secret(s)]", self.0.len())
+    }
+}
+
 /// Charging through Stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripeSettings {
@@ -37,6 +47,9 @@ pub struct StripeSettings {
     pub api_url: String,
     /// The currency orders are charged in (`STRIPE_CURRENCY`, `usd`).
     pub currency: String,
+    /// The signing secrets of Stripe's events (`STRIPE_WEBHOOK_SECRET`, `whsec_...`,
+    /// comma-separated while one rolls); none: no events are taken.
+    pub event_secrets: EventSecrets,
 }
 
 /// Where money moves (`PAYMENT_GATEWAY`).
@@ -133,9 +146,28 @@ fn stripe(l: &impl Fn(&str) -> Option<String>) -> Result<StripeSettings, ConfigE
         Some(code) => order_gateway_stripe::currency(&code)
             .map_err(|e| ConfigError::new("STRIPE_CURRENCY", e.to_string()))?,
     };
+    let event_secrets = l("STRIPE_WEBHOOK_SECRET")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if event_secrets
+        .iter()
+        .any(|s| !s.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ConfigError::new(
+            "STRIPE_WEBHOOK_SECRET",
+            "expected signing secrets (whsec_...) separated by commas",
+        ));
+    }
     Ok(StripeSettings {
         api_key: StripeKey(api_key),
         api_url,
         currency,
+        event_secrets: EventSecrets(event_secrets),
     })
 }

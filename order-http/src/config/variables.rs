@@ -246,6 +246,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "Stripe's API, or a fake of it",
     },
     Variable {
+        name: "STRIPE_WEBHOOK_SECRET",
+        default: WhenUnset::Unset("unset: no events are taken from Stripe"),
+        help: "signing secret(s) of Stripe's events (whsec_..., comma-separated while one rolls)",
+    },
+    Variable {
         name: "STRIPE_CURRENCY",
         default: WhenUnset::Value("usd"),
         help: "currency orders are charged in (two decimal places)",

@@ -19,6 +19,7 @@ use super::state::AppState;
 
 pub mod captures;
 pub mod docs;
+pub mod gateway_events;
 pub mod health;
 pub mod keys;
 pub mod orders;
@@ -28,6 +29,7 @@ pub mod webhooks;
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(orders::router())
+        .merge(gateway_events::router())
         .merge(keys::router())
         .merge(webhooks::router())
 }

@@ -45,6 +45,9 @@ pub struct Services {
     pub body_timeout: std::time::Duration,
     /// Whether a new order must name its `payment_method` (the gateway needs one).
     pub payment_method_required: bool,
+    /// The secrets Stripe's events are signed with (`STRIPE_WEBHOOK_SECRET`); empty: the
+    /// service takes no events from Stripe.
+    pub stripe_event_secrets: Arc<Vec<String>>,
     /// The last readiness answer, shared for a second.
     pub readiness: Arc<ReadinessCache>,
 }
@@ -74,6 +77,7 @@ impl AppState {
             metrics: MetricsPlacement::WithApi,
             body_timeout: ServerLimits::default().body_timeout,
             payment_method_required: false,
+            stripe_event_secrets: Arc::new(Vec::new()),
             readiness: Arc::new(ReadinessCache::default()),
         }))
     }
@@ -133,6 +137,12 @@ impl AppState {
     #[must_use]
     pub fn with_payment_method_required(self, required: bool) -> Self {
         self.map(|s| s.payment_method_required = required)
+    }
+
+    /// The same state taking Stripe's events signed with any of `secrets`.
+    #[must_use]
+    pub fn with_stripe_event_secrets(self, secrets: Vec<String>) -> Self {
+        self.map(|s| s.stripe_event_secrets = Arc::new(secrets))
     }
 
     /// The same state with per-client rate limits.

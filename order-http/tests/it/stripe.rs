@@ -6,7 +6,8 @@ use std::time::Duration;
 use order_api::orders::{
     AttemptStatus, CancelOrderRequest, CancelReason, OrderStatus, RefundStatus,
 };
-use order_gateway_stripe::testing::{API_KEY, FakeStripe};
+use order_api::paths;
+use order_gateway_stripe::testing::{API_KEY, FakeStripe, Fault};
 use order_http::testing::{Backend, TestApp, sample_order};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -134,5 +135,100 @@ async fn an_order_without_a_payment_method_is_refused_naming_the_field() {
         .refused(&paying_with("bad-card", "pm card with spaces"))
         .await;
     assert_eq!(status, 422);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn stripes_event_settles_an_order_whose_attempt_timed_out_in_seconds_not_at_its_retry() {
+    let stripe = FakeStripe::start().await;
+    // The second POST (the confirmation) is made, but its answer is lost.
+    stripe.inject(2, &[Fault::AnswerLost]);
+    let app = TestApp::spawn(
+        Backend::PostgresRedis,
+        &[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", API_KEY),
+            ("STRIPE_API_URL", stripe.url()),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_order_service_test"),
+            ("PAYMENT_RETRY_DELAY", "120"),
+            ("PAYMENT_RETRY_MAX_DELAY", "120"),
+        ],
+    )
+    .await;
+    stripe
+        .send_events_to(
+            &app.url(paths::GATEWAY_EVENTS_STRIPE),
+            "whsec_order_service_test",
+        )
+        .await;
+    let start = std::time::Instant::now();
+
+    let placed = app.place(&paying_with("timed-out", "pm_card_visa")).await;
+    let order = app.wait_terminal(placed.id, Duration::from_secs(20)).await;
+
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "settled by the event, not by the retry two minutes later"
+    );
+    let outcomes: Vec<_> = order.payment_attempts.iter().map(|a| a.status).collect();
+    assert_eq!(
+        outcomes,
+        [AttemptStatus::TimedOut, AttemptStatus::Succeeded]
+    );
+    let books = stripe.books(&format!("order-{}", order.id)).await;
+    assert_eq!(books.captures, 1, "paid once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_that_is_not_signed_with_our_secret_is_refused_and_changes_nothing() {
+    let stripe = FakeStripe::start().await;
+    let secret = "whsec_ours";
+    let app = TestApp::spawn(
+        Backend::Memory,
+        &[
+            ("PAYMENT_GATEWAY", "stripe"),
+            ("STRIPE_API_KEY", API_KEY),
+            ("STRIPE_API_URL", stripe.url()),
+            ("STRIPE_WEBHOOK_SECRET", secret),
+        ],
+    )
+    .await;
+    let event = br#"{"id":"evt_x","type":"payment_intent.succeeded","data":{"object":{"id":"pi_x","metadata":{"order_id":"01a24ec8-eefd-71f5-85ed-8378e3759932"}}}}"#;
+    let now = chrono::Utc::now().timestamp();
+    let post = |signature: String| {
+        app.http
+            .post(app.url(paths::GATEWAY_EVENTS_STRIPE))
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(event.to_vec())
+            .send()
+    };
+    let theirs = order_gateway_stripe::events::sign(event, "whsec_theirs", now);
+    assert_eq!(post(theirs).await.unwrap().status(), 400);
+    let stale = order_gateway_stripe::events::sign(event, secret, now - 3600);
+    assert_eq!(post(stale).await.unwrap().status(), 400);
+    let ours = order_gateway_stripe::events::sign(event, secret, now);
+    let answer = post(ours).await.unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "signed by us, about an order we do not have"
+    );
+    app.stop().await;
+
+    // Without STRIPE_WEBHOOK_SECRET the route takes nothing.
+    let app = paying_through(&stripe, Backend::Memory).await;
+    let ours = order_gateway_stripe::events::sign(event, secret, now);
+    let answer = app
+        .http
+        .post(app.url(paths::GATEWAY_EVENTS_STRIPE))
+        .header("stripe-signature", ours)
+        .body(event.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
     app.stop().await;
 }

@@ -74,6 +74,13 @@ where
             .store(self.repo.get(id))
             .await?
             .ok_or(CaptureError::NotFound(id))?;
+        // What cannot be captured at all says so whatever the amount.
+        let capturable = order.status == crate::OrderStatus::Confirmed
+            && order.capture == crate::payment::CaptureMethod::Manual
+            && order.cancellation.is_none();
+        if !capturable {
+            return Err(CaptureError::NotCapturable(Box::new(order)));
+        }
         let amount = amount.unwrap_or(order.total_amount);
         if amount == Money::ZERO || amount > order.total_amount {
             return Err(CaptureError::Amount {

@@ -17,6 +17,7 @@ use crate::testing::placed_order;
 mod batches;
 mod cancel;
 mod captures;
+mod processor_events;
 mod request_keys;
 
 use batches::{
@@ -34,6 +35,10 @@ use captures::{
     a_capture_is_asked_for_once_for_one_amount_and_recorded_once,
     of_concurrent_captures_of_different_amounts_one_begins,
     only_a_confirmed_uncancelled_order_with_manual_capture_is_captured,
+};
+use processor_events::{
+    a_processor_event_is_recorded_once_until_purged,
+    hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest,
 };
 use request_keys::{
     request_keys_reserve_replay_and_reject,
@@ -66,6 +71,8 @@ where
     a_capture_is_asked_for_once_for_one_amount_and_recorded_once(&make().await).await;
     only_a_confirmed_uncancelled_order_with_manual_capture_is_captured(&make().await).await;
     of_concurrent_captures_of_different_amounts_one_begins(&make().await).await;
+    a_processor_event_is_recorded_once_until_purged(&make().await).await;
+    hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest(&make().await).await;
     request_keys_reserve_replay_and_reject(&make().await).await;
     stale_request_keys_are_taken_over_abandoned_ones_freed_old_ones_purged(&make().await).await;
 }

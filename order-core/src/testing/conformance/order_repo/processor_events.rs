@@ -1,0 +1,115 @@
+//! Word from the processor: an event is recorded once, and hastens only an order whose
+//! payment a worker still has to do.
+
+use std::time::Duration;
+
+use super::super::{acquire, base_time, secs};
+use crate::order::{OrderEvent, OrderStatus, Transition};
+use crate::ports::{Claim, OrderRepo};
+use crate::testing::placed_order;
+
+pub(super) async fn a_processor_event_is_recorded_once_until_purged<R: OrderRepo>(repo: &R) {
+    let t = base_time();
+    assert!(
+        repo.record_processor_event("evt_1", t)
+            .await
+            .expect("record")
+    );
+    assert!(
+        !repo
+            .record_processor_event("evt_1", t + secs(1))
+            .await
+            .expect("again")
+    );
+    assert!(
+        repo.record_processor_event("evt_2", t + secs(5))
+            .await
+            .expect("another")
+    );
+    repo.purge_requests(t + secs(2)).await.expect("purge");
+    assert!(
+        repo.record_processor_event("evt_1", t + secs(6))
+            .await
+            .expect("after the purge"),
+        "a purged event is new again"
+    );
+    assert!(
+        !repo
+            .record_processor_event("evt_2", t + secs(6))
+            .await
+            .expect("kept")
+    );
+}
+
+pub(super) async fn hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest<R: OrderRepo>(
+    repo: &R,
+) {
+    let t = base_time();
+    let waiting = placed_order("c-hasten-waiting", t);
+    let confirmed = placed_order("c-hasten-confirmed", t);
+    repo.insert_many(&[waiting.clone(), confirmed.clone()])
+        .await
+        .expect("insert");
+    // One attempt failed and the next is an hour away.
+    let (lease, _) = acquire(repo, waiting.id, "a", t).await;
+    repo.release(&lease, None, t + secs(3600), t)
+        .await
+        .expect("release");
+    let (lease, _) = acquire(repo, confirmed.id, "a", t).await;
+    let paid = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
+        .expect("allowed");
+    repo.settle(&lease, None, paid, t).await.expect("settle");
+    assert!(matches!(
+        repo.claim(
+            waiting.id,
+            &super::super::worker("b"),
+            t + secs(10),
+            Duration::from_secs(30)
+        )
+        .await,
+        Ok(Claim::NotDue { .. })
+    ));
+
+    let hastened = repo
+        .hasten(waiting.id, t + secs(10))
+        .await
+        .expect("hasten")
+        .expect("exists");
+    assert_eq!(hastened.status, OrderStatus::PaymentProcessing);
+    assert!(
+        matches!(
+            repo.claim(
+                waiting.id,
+                &super::super::worker("b"),
+                t + secs(10),
+                Duration::from_secs(30)
+            )
+            .await,
+            Ok(Claim::Acquired { .. })
+        ),
+        "due at once"
+    );
+    let left = repo
+        .hasten(confirmed.id, t + secs(10))
+        .await
+        .expect("hasten")
+        .expect("exists");
+    assert_eq!(
+        left.status,
+        OrderStatus::Confirmed,
+        "a settled order is left as it is"
+    );
+    assert!(
+        repo.due(t + secs(11), 10)
+            .await
+            .expect("due")
+            .iter()
+            .all(|j| j.order_id != confirmed.id)
+    );
+    assert_eq!(
+        repo.hasten(crate::ids::OrderId::new(), t)
+            .await
+            .expect("hasten"),
+        None
+    );
+}

@@ -237,8 +237,8 @@ fn check_order(
                 assert_eq!(captures, 0, "{id}: captured after its void");
             }
             Some(RefundReceipt::Refunded { amount, .. }) => {
-                let captured = taken.unwrap_or(e.amount);
-                assert!(*amount <= captured, "{id}: refunded {amount} of {captured}");
+                let took = taken.unwrap_or(e.amount);
+                assert!(*amount <= took, "{id}: refunded {amount} of {took}");
             }
             None => {}
         }

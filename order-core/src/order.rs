@@ -374,8 +374,19 @@ impl Order {
         RefundRequest {
             idempotency_key: IdempotencyKey::for_refund(self.id),
             charge: self.charge_request(),
+            payment_id: self.payment_id(),
             amount: self.refundable(),
         }
+    }
+
+    /// The gateway's id of the order's payment, once a charge succeeded.
+    pub fn payment_id(&self) -> Option<String> {
+        self.payment_attempts.iter().find_map(|a| match &a.outcome {
+            crate::payment::AttemptOutcome::Succeeded { transaction_id } => {
+                Some(transaction_id.clone())
+            }
+            _ => None,
+        })
     }
 
     /// What a refund of the whole payment gives back: the total, or, for a payment
@@ -486,6 +497,7 @@ impl Order {
         crate::payment::CaptureRequest {
             idempotency_key: IdempotencyKey::for_capture(self.id),
             charge: self.charge_request(),
+            payment_id: self.payment_id(),
             amount,
         }
     }

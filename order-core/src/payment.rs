@@ -127,6 +127,10 @@ pub struct CaptureRequest {
     pub idempotency_key: IdempotencyKey,
     /// The charge that authorized the payment, exactly as it was sent.
     pub charge: ChargeRequest,
+    /// The gateway's id of the payment ([`ChargeReceipt::transaction_id`]), when a charge
+    /// answered with one: a gateway looks the payment up by it rather than by the charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
     /// How much to take: more than zero, at most what was authorized.
     pub amount: Money,
 }
@@ -157,6 +161,10 @@ pub struct RefundRequest {
     /// a gateway that finds a payment by repeating its request under the charge key, as
     /// Stripe's replays do, needs the whole of it.
     pub charge: ChargeRequest,
+    /// The gateway's id of the payment ([`ChargeReceipt::transaction_id`]), when a charge
+    /// answered with one: a gateway looks the payment up by it rather than by the charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
     /// How much to give back: at most what was captured.
     pub amount: Money,
 }

@@ -196,6 +196,7 @@ async fn refund(
     let request = RefundRequest {
         idempotency_key,
         charge,
+        payment_id: None,
         amount,
     };
     let result = state.gateway.refund(&request).await;
@@ -328,6 +329,7 @@ async fn capture(
     let request = CaptureRequest {
         idempotency_key,
         charge,
+        payment_id: None,
         amount,
     };
     let result = state.gateway.capture(&request).await;

@@ -21,8 +21,9 @@
 //! is not there to authenticate); `processing` unknown (asked again later).
 //!
 //! ## A refund
-//! The intent is found by repeating step 1 with the charge's exact request (Stripe replays
-//! it; when nothing was ever sent under the key, a new intent is made and never confirmed).
+//! The intent is read by its id when a charge answered with one (`payment_id`); otherwise
+//! it is found by repeating step 1 with the charge's exact request (Stripe replays it; when
+//! nothing was ever sent under the key, a new intent is made and never confirmed).
 //! Then by its status: `succeeded` is refunded (`POST /v1/refunds` with `payment_intent`
 //! and `amount`, under the refund's key), unless a refund of it exists already (one refund
 //! per capture, whatever the key); anything not paid is cancelled (`POST .../cancel`), so
@@ -42,8 +43,8 @@
 //! ## Limits
 //! Stripe keeps an idempotency key 24 hours: an order whose payment is still unsettled
 //! after that would be charged under a new intent. The worker settles a payment within
-//! minutes (its retry schedule), and an order's refund reads the intent within the same
-//! window in practice; both are far inside it.
+//! minutes (its retry schedule). A refund or capture of a payment that succeeded reads the
+//! intent by its id, so it works at any age.
 
 use std::time::Duration;
 
@@ -321,6 +322,19 @@ impl StripeGateway {
         }
     }
 
+    /// The intent of a payment: read by its id when a charge answered with one, else found
+    /// under the charge's key.
+    async fn intent_of(
+        &self,
+        charge: &ChargeRequest,
+        payment_id: Option<&str>,
+    ) -> Result<PaymentIntent, GatewayError> {
+        match payment_id {
+            Some(id) if id.starts_with("pi_") => self.read(id).await,
+            _ => self.intent(charge).await,
+        }
+    }
+
     async fn read(&self, id: &str) -> Result<PaymentIntent, GatewayError> {
         self.call(&format!("/v1/payment_intents/{id}"), None, None)
             .await
@@ -394,7 +408,9 @@ impl StripeGateway {
             // Such a charge is declined before anything is sent: nothing can be captured.
             return Ok(RefundReceipt::NothingCaptured);
         }
-        let mut intent = self.intent(&request.charge).await?;
+        let mut intent = self
+            .intent_of(&request.charge, request.payment_id.as_deref())
+            .await?;
         let cancel_key = format!("{}:cancel", request.charge_key());
         for _ in 0..STATE_STEPS {
             match intent.status.as_str() {
@@ -478,7 +494,9 @@ impl StripeGateway {
             // Captured with the charge: nothing is left to capture.
             return refused;
         }
-        let mut intent = self.intent(&request.charge).await?;
+        let mut intent = self
+            .intent_of(&request.charge, request.payment_id.as_deref())
+            .await?;
         let amount = cents(request.amount)?;
         for _ in 0..STATE_STEPS {
             match intent.status.as_str() {

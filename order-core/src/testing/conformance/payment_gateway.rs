@@ -97,7 +97,12 @@ pub async fn payment_gateway_paying_with<G: PaymentGateway + ?Sized>(
         );
 
         // Refund it, twice over under two refund keys: one refund at most, of the capture.
-        let refund = order.refund_request();
+        // Half the refunds name the payment by the id the charge answered with, half
+        // leave the gateway to find it by the charge.
+        let mut refund = order.refund_request();
+        if i % 2 == 0 {
+            refund.payment_id = definitive.as_ref().ok().map(|r| r.transaction_id.clone());
+        }
         let refunded = until_definitive(|| async {
             let outcome = gateway.refund(&refund).await;
             at_most_once(key);
@@ -170,7 +175,10 @@ async fn manual_capture<G: PaymentGateway + ?Sized>(
             "key {key}: an authorization takes nothing"
         );
         let part = cents(1000); // 10.00 of the 30.97 authorized
-        let capture = order.capture_request(part);
+        let mut capture = order.capture_request(part);
+        if i % 2 == 0 {
+            capture.payment_id = authorized.as_ref().ok().map(|r| r.transaction_id.clone());
+        }
         if authorized.is_err() {
             assert!(
                 matches!(
@@ -217,7 +225,8 @@ async fn manual_capture<G: PaymentGateway + ?Sized>(
             requested_at: base_time(),
             captured_at: Some(base_time()),
         });
-        let refund = order.refund_request();
+        let mut refund = order.refund_request();
+        refund.payment_id.clone_from(&capture.payment_id);
         assert_eq!(refund.amount, part, "the order asks back what it captured");
         let refunded = until_definitive(|| gateway.refund(&refund)).await;
         match refunded {

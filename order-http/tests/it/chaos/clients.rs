@@ -46,6 +46,18 @@ pub struct Clients {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Cancels `order` through the API on `port`: `true` when the service acknowledged it.
+async fn cancel(client: &reqwest::Client, port: u16, order: uuid::Uuid) -> bool {
+    let answer = client
+        .post(format!(
+            "http://127.0.0.1:{port}{}",
+            order_api::paths::order_cancel(order)
+        ))
+        .send()
+        .await;
+    answer.is_ok_and(|a| matches!(a.status().as_u16(), 200 | 202))
+}
+
 /// Asks for the capture of `amount` of `order` until an answer says it is done or can never
 /// be (the order is not confirmed within 5 s, or was cancelled): `true` once captured.
 async fn capture(
@@ -134,14 +146,7 @@ impl Clients {
                         let wait = rng.random_range(0..300);
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                         let port = api_ports[rng.random_range(0..2)];
-                        let answer = client
-                            .post(format!(
-                                "http://127.0.0.1:{port}{}",
-                                order_api::paths::order_cancel(order.id)
-                            ))
-                            .send()
-                            .await;
-                        if answer.is_ok_and(|a| matches!(a.status().as_u16(), 200 | 202)) {
+                        if cancel(&client, port, order.id).await {
                             cancelled.lock().unwrap().insert(id);
                         }
                     } else if rng.random_bool(shares.capture) {
@@ -153,14 +158,7 @@ impl Clients {
                             // back, and no more than that.
                             if rng.random_bool(0.3) {
                                 let port = api_ports[rng.random_range(0..2)];
-                                let answer = client
-                                    .post(format!(
-                                        "http://127.0.0.1:{port}{}",
-                                        order_api::paths::order_cancel(order.id)
-                                    ))
-                                    .send()
-                                    .await;
-                                if answer.is_ok_and(|a| a.status() == 202) {
+                                if cancel(&client, port, order.id).await {
                                     cancelled.lock().unwrap().insert(id);
                                 }
                             }

@@ -59,16 +59,14 @@ pub(super) async fn hastening_makes_a_waiting_payment_due_now_and_leaves_the_res
     let paid = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
         .expect("allowed");
     repo.settle(&lease, None, paid, t).await.expect("settle");
-    assert!(matches!(
-        repo.claim(
-            waiting.id,
-            &super::super::worker("b"),
-            t + secs(10),
-            Duration::from_secs(30)
-        )
-        .await,
-        Ok(Claim::NotDue { .. })
-    ));
+    let claim = || {
+        let b = super::super::worker("b");
+        async move {
+            repo.claim(waiting.id, &b, t + secs(10), Duration::from_secs(30))
+                .await
+        }
+    };
+    assert!(matches!(claim().await, Ok(Claim::NotDue { .. })));
 
     let hastened = repo
         .hasten(waiting.id, t + secs(10))
@@ -77,16 +75,7 @@ pub(super) async fn hastening_makes_a_waiting_payment_due_now_and_leaves_the_res
         .expect("exists");
     assert_eq!(hastened.status, OrderStatus::PaymentProcessing);
     assert!(
-        matches!(
-            repo.claim(
-                waiting.id,
-                &super::super::worker("b"),
-                t + secs(10),
-                Duration::from_secs(30)
-            )
-            .await,
-            Ok(Claim::Acquired { .. })
-        ),
+        matches!(claim().await, Ok(Claim::Acquired { .. })),
         "due at once"
     );
     let left = repo

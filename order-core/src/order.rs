@@ -13,10 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FieldError, Invalid, ValidationErrors};
 use crate::ids::{CustomerId, ItemId, ItemName, OrderId, PaymentMethod};
 use crate::money::{Money, Price, Quantity};
-use crate::payment::{
-    CaptureMethod, ChargeRequest, IdempotencyKey, PaymentAttempt, RefundAttempt, RefundOutcome,
-    RefundRequest,
-};
+use crate::payment::{CaptureMethod, PaymentAttempt, RefundAttempt};
 use crate::trace::TraceParent;
 
 /// Fewest items an order may have.
@@ -355,154 +352,6 @@ pub struct Order {
     pub trace: Option<TraceParent>,
 }
 
-impl Order {
-    /// The request paying for this order in full, under the key every attempt shares.
-    pub fn charge_request(&self) -> ChargeRequest {
-        ChargeRequest {
-            idempotency_key: IdempotencyKey::for_order(self.id),
-            order_id: self.id,
-            customer_id: self.customer_id.clone(),
-            amount: self.total_amount,
-            payment_method: self.payment_method.clone(),
-            capture: self.capture,
-        }
-    }
-
-    /// The request refunding this order's whole payment, charged under
-    /// [`charge_request`](Self::charge_request)'s key.
-    pub fn refund_request(&self) -> RefundRequest {
-        RefundRequest {
-            idempotency_key: IdempotencyKey::for_refund(self.id),
-            charge: self.charge_request(),
-            payment_id: self.payment_id(),
-            amount: self.refundable(),
-        }
-    }
-
-    /// The gateway's id of the order's payment, once a charge succeeded.
-    pub fn payment_id(&self) -> Option<String> {
-        self.payment_attempts.iter().find_map(|a| match &a.outcome {
-            crate::payment::AttemptOutcome::Succeeded { transaction_id } => {
-                Some(transaction_id.clone())
-            }
-            _ => None,
-        })
-    }
-
-    /// What a refund of the whole payment gives back: the total, or, for a payment
-    /// captured later, what the capture takes (the gateway gives back no more than it
-    /// took, whatever is asked).
-    fn refundable(&self) -> Money {
-        self.captured.map_or(self.total_amount, |c| c.amount)
-    }
-
-    /// The refund of the order's payment as it stands, once a cancellation asked for one:
-    /// `None` before (or for an order cancelled before payment started).
-    pub fn refund(&self) -> Option<Refund> {
-        let last = self.refund_attempts.last();
-        let status = match last.map(|a| &a.outcome) {
-            Some(RefundOutcome::Refunded { .. }) => RefundStatus::Succeeded,
-            Some(RefundOutcome::NothingCaptured) => RefundStatus::NothingCaptured,
-            _ if self.status == OrderStatus::Cancelling => RefundStatus::Pending,
-            _ => return None,
-        };
-        let (refund_id, amount) = match last.map(|a| &a.outcome) {
-            Some(RefundOutcome::Refunded { refund_id, amount }) => {
-                (Some(refund_id.clone()), *amount)
-            }
-            Some(RefundOutcome::NothingCaptured) => (None, Money::ZERO),
-            _ => (None, self.refundable()),
-        };
-        Some(Refund {
-            amount,
-            status,
-            refund_id,
-        })
-    }
-}
-
-/// The capture of an order's authorized payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureRecord {
-    /// How much is (or was) taken: at most the authorized total.
-    pub amount: Money,
-    /// When it was asked for.
-    pub requested_at: DateTime<Utc>,
-    /// When the gateway took it; `None` while its outcome is not known.
-    pub captured_at: Option<DateTime<Utc>>,
-}
-
-/// Where an order's payment stands, as far as money goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    /// Authorized, not captured (manual capture).
-    Authorized,
-    /// Captured.
-    Captured,
-    /// Captured and then given back in full.
-    Refunded,
-    /// Authorized and then released: nothing was ever taken.
-    Voided,
-}
-
-/// The money side of an order: what was authorized, captured and refunded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Payment {
-    /// Where it stands.
-    pub status: PaymentStatus,
-    /// What the gateway holds for the order (authorized, whether or not captured).
-    pub authorized_amount: Money,
-    /// What was taken.
-    pub captured_amount: Money,
-    /// What was given back.
-    pub refunded_amount: Money,
-}
-
-impl Order {
-    /// The order's payment once the gateway took or held money for it: `None` before (and
-    /// for an order whose payment failed).
-    pub fn payment(&self) -> Option<Payment> {
-        let paid = self.payment_attempts.iter().any(|a| a.outcome.is_success());
-        if !paid {
-            return None;
-        }
-        let authorized = self.total_amount;
-        let captured = match (self.capture, &self.captured) {
-            (CaptureMethod::Automatic, _) => authorized,
-            (CaptureMethod::Manual, Some(c)) if c.captured_at.is_some() => c.amount,
-            (CaptureMethod::Manual, _) => Money::ZERO,
-        };
-        let refund = self.refund();
-        let (status, refunded) = match refund.map(|r| (r.status, r.amount)) {
-            Some((RefundStatus::Succeeded, amount)) => (PaymentStatus::Refunded, amount),
-            Some((RefundStatus::NothingCaptured, _)) => (PaymentStatus::Voided, Money::ZERO),
-            _ if captured == Money::ZERO => (PaymentStatus::Authorized, Money::ZERO),
-            _ => (PaymentStatus::Captured, Money::ZERO),
-        };
-        Some(Payment {
-            status,
-            authorized_amount: authorized,
-            captured_amount: if status == PaymentStatus::Voided {
-                Money::ZERO
-            } else {
-                captured
-            },
-            refunded_amount: refunded,
-        })
-    }
-
-    /// The request capturing `amount` of this order's authorized payment.
-    pub fn capture_request(&self, amount: Money) -> crate::payment::CaptureRequest {
-        crate::payment::CaptureRequest {
-            idempotency_key: IdempotencyKey::for_capture(self.id),
-            charge: self.charge_request(),
-            payment_id: self.payment_id(),
-            amount,
-        }
-    }
-}
-
 /// Why an order was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -571,29 +420,6 @@ pub struct Cancellation {
     pub requested_at: DateTime<Utc>,
     /// Why.
     pub reason: CancelReason,
-}
-
-/// Where the refund of a cancelled order's payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefundStatus {
-    /// A worker will refund (or void) the payment.
-    Pending,
-    /// The capture was given back.
-    Succeeded,
-    /// Nothing had been captured; the charge can no longer capture.
-    NothingCaptured,
-}
-
-/// The refund of an order's payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refund {
-    /// What is (or was) given back.
-    pub amount: Money,
-    /// Where it stands.
-    pub status: RefundStatus,
-    /// The gateway's id of the refund, once made.
-    pub refund_id: Option<String>,
 }
 
 /// Where an order is in its life.
@@ -781,6 +607,9 @@ impl Transition {
         self.event
     }
 }
+
+mod settlement;
+pub use settlement::{CaptureRecord, Payment, PaymentStatus, Refund, RefundStatus};
 
 #[cfg(test)]
 mod tests;

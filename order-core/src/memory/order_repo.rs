@@ -346,10 +346,7 @@ impl OrderRepo for MemoryOrderRepo {
             Some(c) if c.amount != amount => return Ok(CaptureStart::Refused(order.clone())),
             _ => {}
         }
-        let capturable = order.status == OrderStatus::Confirmed
-            && order.capture == crate::payment::CaptureMethod::Manual
-            && order.cancellation.is_none();
-        if !capturable {
+        if !order.has_capturable_payment() {
             return Ok(CaptureStart::Refused(order.clone()));
         }
         if order.captured.is_none() {

@@ -75,10 +75,7 @@ where
             .await?
             .ok_or(CaptureError::NotFound(id))?;
         // What cannot be captured at all says so whatever the amount.
-        let capturable = order.status == crate::OrderStatus::Confirmed
-            && order.capture == crate::payment::CaptureMethod::Manual
-            && order.cancellation.is_none();
-        if !capturable {
+        if !order.has_capturable_payment() {
             return Err(CaptureError::NotCapturable(Box::new(order)));
         }
         let amount = amount.unwrap_or(order.total_amount);

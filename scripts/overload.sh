@@ -15,7 +15,10 @@
 # phase was refused anything, the flood's accepted orders per second (goodput) were under
 # 0.95 of capacity, or an accepted request's p99 under
 # the flood was more than OVERLOAD_P99_FACTOR (3) times the unloaded one.
-# OVERLOAD_SECONDS (20) sets each phase's length.
+# OVERLOAD_SECONDS (20) sets each phase's length. OVERLOAD_BIN names a directory of
+# release binaries to measure instead of building this checkout's (to compare two commits
+# in one sitting); OVERLOAD_PROFILE names a file for a `perf record` (cpu-clock) of the
+# service during the flood (read it with `perf report -i FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/order-service-target}"
@@ -33,8 +36,12 @@ source scripts/lib.sh
 scripts/ensure-services.sh >/dev/null
 command -v oha >/dev/null || cargo install --locked oha
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p order-http -p order-cli -p order-gateway-mock
-bin="$CARGO_TARGET_DIR/release"
+if [ -n "${OVERLOAD_BIN:-}" ]; then
+  bin=$OVERLOAD_BIN
+else
+  cargo build --release -q -p order-http -p order-cli -p order-gateway-mock
+  bin="$CARGO_TARGET_DIR/release"
+fi
 psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
@@ -89,6 +96,9 @@ oha --no-tui --output-format json -z "${seconds}s" -c "$connections" -q "$flood"
   -m POST -T application/json -D "$work/order.json" "$base/api/v1/orders" >"$work/flood.json" 2>"$work/oha.err" &
 oha_pid=$!
 sleep 1
+if [ -n "${OVERLOAD_PROFILE:-}" ]; then
+  perf record -q -e cpu-clock -g -o "$OVERLOAD_PROFILE" -p "$service" -- sleep "$((seconds - 4))" >/dev/null 2>&1 &
+fi
 "${cli[@]}" load --rate "$probe_rate" --duration "$((seconds - 2))s" --json --quiet --seed 3 >"$work/loaded.json" &
 probe=$!
 while kill -0 "$oha_pid" 2>/dev/null; do

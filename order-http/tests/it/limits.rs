@@ -1,8 +1,10 @@
 //! Per-client rate limits over HTTP: the headers, the 429, `Retry-After` honoured, one
-//! limit across two processes sharing Redis, and what happens when Redis is gone.
+//! limit across two processes sharing Redis, and what happens when Redis is gone; what an
+//! overloaded process answers (`overload`).
 
 use std::time::Duration;
 
+mod overload;
 mod redeliveries;
 
 use order_api::{ErrorBody, ErrorCode, paths};

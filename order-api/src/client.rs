@@ -17,6 +17,7 @@ use crate::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use crate::health::{HealthResponse, ReadyResponse, ServiceInfo};
 use crate::orders::{
     CancelOrderRequest, CaptureOrderRequest, ListOrdersQuery, OrderListResponse, OrderResponse,
+    RefundOrderRequest,
 };
 use crate::paths;
 
@@ -347,6 +348,25 @@ impl OrderClient {
         let mut call = self
             .http
             .post(self.url(&paths::order_capture(id)))
+            .json(request);
+        if let Some(key) = idempotency_key {
+            call = call.header(IDEMPOTENCY_KEY, key);
+        }
+        placed(self.send(call).await?).await
+    }
+
+    /// `POST /api/v1/orders/{id}/refunds`: gives back `request.amount` or `request.items` of
+    /// the order's captured payment. With `idempotency_key`, a retry sends the same refund
+    /// (and, once it is made, answers with the order as it is then).
+    pub async fn refund(
+        &self,
+        id: Uuid,
+        request: &RefundOrderRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, ClientError> {
+        let mut call = self
+            .http
+            .post(self.url(&paths::order_refunds(id)))
             .json(request);
         if let Some(key) = idempotency_key {
             call = call.header(IDEMPOTENCY_KEY, key);

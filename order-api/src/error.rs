@@ -32,6 +32,9 @@ pub enum ErrorCode {
     /// manual capture, it is being cancelled, it was captured already, or the gateway
     /// refused (the authorization was voided).
     PaymentNotCapturable,
+    /// 409: the order's payment cannot be refunded now: it is not `confirmed`, it is being
+    /// cancelled, nothing of it was captured, or the gateway refused the refund.
+    PaymentNotRefundable,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
     /// 503: a dependency is down; retry after `Retry-After` seconds.
@@ -73,6 +76,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::OrderNotCancellable => "order_not_cancellable",
             Self::PaymentNotCapturable => "payment_not_capturable",
+            Self::PaymentNotRefundable => "payment_not_refundable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ServiceUnavailable => "service_unavailable",
             Self::Overloaded => "overloaded",

@@ -12,7 +12,9 @@
 //!   [`RefundBody`] naming the charge key: a [`RefundAnswer`] whose
 //!   [`RefundAnswer::http_status`] is the response status: `200` refunded, or nothing was
 //!   captured and the charge key is now void (every later charge with it is declined
-//!   `voided`); `503` unavailable, `504` timed out (may have refunded), `400` invalid.
+//!   `voided`); `402` refused (nothing is left of the capture: a capture may be refunded
+//!   several times, each under its own key, never for more in all than was captured);
+//!   `503` unavailable, `504` timed out (may have refunded), `400` invalid.
 //! - `POST /captures` with an [`IDEMPOTENCY_KEY`] header (the capture's own key) and a
 //!   [`CaptureBody`] naming the charge key of a payment authorized with
 //!   `"capture_method": "manual"`: a [`CaptureAnswer`] whose [`CaptureAnswer::http_status`]
@@ -110,7 +112,8 @@ impl ChargeAnswer {
     }
 }
 
-/// A refund of what was captured under `charge_key`.
+/// A refund of part or all of what was captured under `charge_key`; the request's
+/// `Idempotency-Key` is the refund's own, so a capture may be refunded several times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundBody {
     /// The idempotency key the payment was charged under.
@@ -136,6 +139,11 @@ pub enum RefundAnswer {
     },
     /// Nothing was captured under the charge key, which is now void.
     NothingCaptured,
+    /// Refused for good: nothing is left of the capture to give back.
+    Declined {
+        /// Why (`processor_refused`).
+        reason: String,
+    },
     /// Not processed: nothing was refunded, retrying is safe.
     Unavailable {
         /// What failed.
@@ -158,6 +166,7 @@ impl RefundAnswer {
     pub const fn http_status(&self) -> u16 {
         match self {
             Self::Refunded { .. } | Self::NothingCaptured => 200,
+            Self::Declined { .. } => 402,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::Invalid { .. } => 400,
@@ -295,12 +304,12 @@ pub struct AuditEntry {
     pub amount: Decimal,
     /// The definitive outcome, once there is one.
     pub outcome: Option<AuditOutcome>,
-    /// Refunds made of the capture (0 or 1).
+    /// Refunds made of the capture.
     #[serde(default)]
     pub refunds: u32,
-    /// The definitive answer to refunding the key, once there is one.
+    /// The definitive answer to each refund of the key, by the refund's own key.
     #[serde(default)]
-    pub refund: Option<AuditRefund>,
+    pub refund_answers: std::collections::BTreeMap<String, AuditRefund>,
 }
 
 /// The definitive answer to refunding a key.

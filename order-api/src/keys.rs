@@ -21,6 +21,9 @@ pub enum Scope {
     /// Capture orders' authorized payments (manual capture).
     #[serde(rename = "payments:capture")]
     PaymentsCapture,
+    /// Give back part or all of orders' captured payments.
+    #[serde(rename = "payments:refund")]
+    PaymentsRefund,
     /// Manage webhook endpoints.
     #[serde(rename = "webhooks:manage")]
     WebhooksManage,
@@ -34,11 +37,12 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::OrdersRead,
         Self::OrdersWrite,
         Self::OrdersCancel,
         Self::PaymentsCapture,
+        Self::PaymentsRefund,
         Self::WebhooksManage,
         Self::KeysManage,
         Self::MetricsRead,
@@ -51,6 +55,7 @@ impl Scope {
             Self::OrdersWrite => "orders:write",
             Self::OrdersCancel => "orders:cancel",
             Self::PaymentsCapture => "payments:capture",
+            Self::PaymentsRefund => "payments:refund",
             Self::WebhooksManage => "webhooks:manage",
             Self::KeysManage => "keys:manage",
             Self::MetricsRead => "metrics:read",

@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use crate::money::{exact, exact_opt};
 
+mod refunds;
+pub use refunds::{RefundItem, RefundOrderRequest, RefundResponse};
+
 /// An item of a new order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -258,7 +261,8 @@ pub struct OrderResponse {
     /// The cancellation, once one was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellation: Option<CancellationResponse>,
-    /// The refund of the payment, once a cancellation asked for one (at most one today).
+    /// The refunds of the payment: those asked for on their own, oldest first, then the
+    /// one a cancellation makes of what is left.
     #[serde(default)]
     pub refunds: Vec<RefundResponse>,
     /// The payment, once the gateway took or holds money for the order.
@@ -377,6 +381,8 @@ pub enum PaymentStatus {
     Authorized,
     /// Captured.
     Captured,
+    /// Captured, and part of it given back.
+    PartiallyRefunded,
     /// Captured, then given back in full.
     Refunded,
     /// Authorized, then released: nothing was ever taken.
@@ -420,12 +426,14 @@ pub struct CancellationResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
-    /// A worker is refunding (or voiding) the payment.
+    /// Being given back (or voided): its outcome is not known yet.
     Pending,
-    /// The captured amount was given back.
+    /// Given back.
     Succeeded,
     /// Nothing had been captured; the charge was voided and can no longer capture.
     NothingCaptured,
+    /// The gateway refused it for good: nothing was given back.
+    Refused,
 }
 
 impl RefundStatus {
@@ -435,6 +443,7 @@ impl RefundStatus {
             Self::Pending => "pending",
             Self::Succeeded => "succeeded",
             Self::NothingCaptured => "nothing_captured",
+            Self::Refused => "refused",
         }
     }
 }
@@ -475,23 +484,6 @@ pub struct RefundAttemptResponse {
     pub started_at: DateTime<Utc>,
     /// When its outcome was known.
     pub finished_at: DateTime<Utc>,
-}
-
-/// The refund of an order's payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RefundResponse {
-    /// What is (or was) given back: the captured amount, or 0 when nothing was captured.
-    #[serde(with = "exact")]
-    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 30.97))]
-    pub amount: Decimal,
-    /// Where it stands.
-    pub status: RefundStatus,
-    /// The gateway's id of the refund, once made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refund_id: Option<String>,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<RefundAttemptResponse>,
 }
 
 /// A page of orders.
@@ -617,6 +609,10 @@ mod tests {
                 amount: "0.30".parse().unwrap(),
                 status: RefundStatus::Pending,
                 refund_id: None,
+                reason: None,
+                items: Vec::new(),
+                requested_at: None,
+                error_message: None,
                 attempts: Vec::new(),
             }],
             payment: Some(PaymentResponse {

@@ -10,6 +10,8 @@ pub const ORDER: &str = "/api/v1/orders/{id}";
 pub const ORDER_CANCEL: &str = "/api/v1/orders/{id}/cancel";
 /// `POST` captures one order's authorized payment; `{id}` is its UUID.
 pub const ORDER_CAPTURE: &str = "/api/v1/orders/{id}/capture";
+/// `POST` gives back part or all of one order's captured payment; `{id}` is its UUID.
+pub const ORDER_REFUNDS: &str = "/api/v1/orders/{id}/refunds";
 /// `POST`: Stripe's events about payments (authenticated by `Stripe-Signature`, not by an
 /// API key).
 pub const GATEWAY_EVENTS_STRIPE: &str = "/api/v1/gateway-events/stripe";
@@ -55,6 +57,11 @@ pub fn order_cancel(id: Uuid) -> String {
 /// The capture path of order `id`.
 pub fn order_capture(id: Uuid) -> String {
     ORDER_CAPTURE.replace("{id}", &id.to_string())
+}
+
+/// The refunds path of order `id`.
+pub fn order_refunds(id: Uuid) -> String {
+    ORDER_REFUNDS.replace("{id}", &id.to_string())
 }
 
 /// The path of the API key `id`: [`API_KEY`] filled in.

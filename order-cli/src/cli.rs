@@ -92,6 +92,24 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Give back part of a confirmed order's captured payment: --amount, or --item
+    /// ITEM_ID=QUANTITY (once per item); the order stays confirmed.
+    Refund {
+        /// The order's id.
+        id: String,
+        /// How much to give back, such as 4.99 (at most what is left of the capture).
+        #[arg(long, conflicts_with = "item", required_unless_present = "item")]
+        amount: Option<String>,
+        /// An item given back, as ITEM_ID=QUANTITY (repeatable).
+        #[arg(long)]
+        item: Vec<String>,
+        /// Why, 1 to 500 characters.
+        #[arg(long)]
+        reason: Option<String>,
+        /// An Idempotency-Key: retrying with the same key sends the same refund.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// Cancel an order: at once before payment, else once its payment is refunded (`watch`
     /// follows it to `cancelled`). A `payment_failed` order cannot be cancelled (exit 6).
     Cancel {
@@ -183,7 +201,7 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Its scopes, separated by commas: orders:read, orders:write, orders:cancel,
-        /// payments:capture, webhooks:manage, keys:manage, metrics:read.
+        /// payments:capture, payments:refund, webhooks:manage, keys:manage, metrics:read.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Bind the key to this customer.

@@ -141,6 +141,18 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             let order = capture(&client, order_id(id)?, amount, key).await?;
             output::print(format, &order, output::order);
         }
+        Command::Refund {
+            id,
+            amount,
+            item,
+            reason,
+            idempotency_key,
+        } => {
+            let request = refund_request(amount.as_deref(), item, reason.clone())?;
+            let key = idempotency_key.as_deref();
+            let order = client.refund(order_id(id)?, &request, key).await?;
+            output::print(format, &order.order, output::order);
+        }
         Command::Get { id } => {
             let order = client.get(order_id(id)?).await?;
             output::print(format, &order, output::order);
@@ -153,14 +165,9 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
             page_size,
             all,
         } => {
-            let status = status
-                .as_deref()
-                .map(str::parse::<OrderStatus>)
-                .transpose()
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
             let query = ListOrdersQuery {
                 customer_id: customer.clone(),
-                status,
+                status: order_status(status.as_deref())?,
                 page: *page,
                 page_size: Some(*page_size),
                 cursor: cursor.clone(),
@@ -185,20 +192,32 @@ pub async fn run(cli: &Cli, format: Format) -> Result<(), CliError> {
                 print!("{}", report.render());
             }
         }
-        Command::Drain { wait } => {
-            let drained = load::settle(&client, (0, 0), seconds(*wait, "--wait")?).await?;
-            output::print(format, &drained, |d| {
-                format!(
-                    "drained {} open orders in {:.1} s ({:.0}/s)\n",
-                    d.open_at_start, d.seconds, d.drain_rate
-                )
-            });
-        }
+        Command::Drain { wait } => drain(&client, format, seconds(*wait, "--wait")?).await?,
         Command::Keys(command) => keys(&client, format, command).await?,
         Command::Webhooks(command) => webhooks::run(&client, format, command).await?,
         Command::Completions { .. } => {}
     }
     Ok(())
+}
+
+/// `drain`: waits until no order is open, and says how fast they closed.
+async fn drain(client: &OrderClient, format: Format, wait: Duration) -> Result<(), CliError> {
+    let drained = load::settle(client, (0, 0), wait).await?;
+    output::print(format, &drained, |d| {
+        format!(
+            "drained {} open orders in {:.1} s ({:.0}/s)\n",
+            d.open_at_start, d.seconds, d.drain_rate
+        )
+    });
+    Ok(())
+}
+
+/// The status `--status` names, if any.
+fn order_status(status: Option<&str>) -> Result<Option<OrderStatus>, CliError> {
+    status
+        .map(str::parse::<OrderStatus>)
+        .transpose()
+        .map_err(|e| CliError::Invalid(e.to_string()))
 }
 
 /// `health`: alive and ready, or why not.
@@ -366,6 +385,44 @@ async fn capture(
         .transpose()?;
     let request = order_api::orders::CaptureOrderRequest { amount };
     Ok(client.capture(id, &request, key).await?.order)
+}
+
+/// A refund of `amount`, or of `items` given as `ITEM_ID=QUANTITY`.
+fn refund_request(
+    amount: Option<&str>,
+    items: &[String],
+    reason: Option<String>,
+) -> Result<order_api::orders::RefundOrderRequest, CliError> {
+    let amount = amount
+        .map(|a| {
+            order_api::money::parse_decimal(a)
+                .ok_or_else(|| CliError::Invalid(format!("--amount: {a:?} is not an amount")))
+        })
+        .transpose()?;
+    let items = items
+        .iter()
+        .map(|line| {
+            let parsed = line
+                .rsplit_once('=')
+                .and_then(|(id, n)| Some((id, n.trim().parse::<u32>().ok()?)));
+            match parsed {
+                Some((item_id, quantity)) if !item_id.is_empty() => {
+                    Ok(order_api::orders::RefundItem {
+                        item_id: item_id.to_owned(),
+                        quantity,
+                    })
+                }
+                _ => Err(CliError::Invalid(format!(
+                    "--item: {line:?} is not ITEM_ID=QUANTITY"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(order_api::orders::RefundOrderRequest {
+        amount,
+        items: (!items.is_empty()).then_some(items),
+        reason,
+    })
 }
 
 /// The orders of every page from the query's on, as `list --all` prints them.

@@ -135,6 +135,11 @@ bounded_string!(
     255
 );
 bounded_string!(
+    /// Why a refund was asked for: 1 to 500 characters.
+    RefundReason,
+    500
+);
+bounded_string!(
     /// The name of a worker process that holds leases on orders: 1 to 200 characters.
     WorkerId,
     200

@@ -76,7 +76,7 @@ pub mod trace;
 pub mod webhook;
 
 pub use error::{FieldError, Invalid, ValidationErrors};
-pub use ids::{CustomerId, ItemId, ItemName, OrderId, PaymentMethod, WorkerId};
+pub use ids::{CustomerId, ItemId, ItemName, OrderId, PaymentMethod, RefundReason, WorkerId};
 pub use money::{Money, Price, Quantity};
 pub use order::{NewOrder, Order, OrderEvent, OrderItem, OrderStatus, Transition};
 pub use payment::{

@@ -16,7 +16,9 @@ pub const MONEY_SCALE: u32 = 2;
 ///
 /// Arithmetic is exact. The amount is kept at scale 2, so `12.9` and `12.90` are the same
 /// value and print as `12.90`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(try_from = "Decimal", into = "Decimal")]
 pub struct Money(Decimal);
 
@@ -49,6 +51,16 @@ impl Money {
     /// `self * quantity`, exactly; `None` only past `Decimal`'s range (about 7.9e28).
     pub fn checked_mul(self, quantity: u32) -> Option<Self> {
         self.0.checked_mul(Decimal::from(quantity)).map(Self)
+    }
+
+    /// `self - other`, or zero when `other` is more.
+    #[must_use]
+    pub fn saturating_sub(self, other: Self) -> Self {
+        if other >= self {
+            Self::ZERO
+        } else {
+            Self(self.0 - other.0)
+        }
     }
 
     /// `self + other`, exactly; `None` only past `Decimal`'s range.

@@ -265,6 +265,7 @@ impl NewOrder {
             payment_attempts: Vec::new(),
             cancellation: None,
             refund_attempts: Vec::new(),
+            partial_refunds: Vec::new(),
             trace: self.trace,
         }
     }
@@ -346,6 +347,10 @@ pub struct Order {
     pub cancellation: Option<Cancellation>,
     /// Every refund attempt made for it, oldest first.
     pub refund_attempts: Vec<RefundAttempt>,
+    /// Refunds asked for on their own (part or all of its captured payment, while it
+    /// stays `confirmed`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_refunds: Vec<PartialRefund>,
     /// The trace of the request that placed it, when that request was traced: the work done
     /// for the order later (its payment, its refund) joins this trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -608,6 +613,11 @@ impl Transition {
     }
 }
 
+mod refunds;
+pub use refunds::{
+    MAX_REFUND_LINES, PartialRefund, PartialRefundState, RefundAsk, RefundDraft, RefundSettlement,
+    RefundedItem,
+};
 mod settlement;
 pub use settlement::{CaptureRecord, Payment, PaymentStatus, Refund, RefundStatus};
 

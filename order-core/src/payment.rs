@@ -27,6 +27,13 @@ impl IdempotencyKey {
         Self(format!("refund-order-{order}"))
     }
 
+    /// The key for a refund of part of `order`'s payment asked for on its own, told apart
+    /// from the order's other such refunds by `token` (derived from the client's own key
+    /// when it gave one, so that its retries send the same refund).
+    pub fn for_partial_refund(order: OrderId, token: &str) -> Self {
+        Self(format!("refund-order-{order}-{token}"))
+    }
+
     /// The key for capturing `order`'s authorized payment: one capture per order, so the
     /// same for every attempt at it.
     pub fn for_capture(order: OrderId) -> Self {
@@ -149,13 +156,14 @@ pub struct CaptureReceipt {
     pub amount: Money,
 }
 
-/// What the worker asks the gateway to give back.
-///
-/// The amount is a field, not implied, so partial refunds can come later; today every
-/// refund is of the whole capture.
+/// What the gateway is asked to give back: what is left of a cancelled order's payment
+/// (under [`IdempotencyKey::for_refund`]), or part of it asked for on its own (under
+/// [`IdempotencyKey::for_partial_refund`]). A payment may be refunded several times, each
+/// refund under a key of its own; a gateway gives back at most what is left of what it
+/// captured, whatever is asked, and each key at most once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundRequest {
-    /// Same for every attempt at the same refund.
+    /// The refund's own key, the same for every attempt at it.
     pub idempotency_key: IdempotencyKey,
     /// The charge whose payment is given back, exactly as it is (or was, or will be) sent:
     /// a gateway that finds a payment by repeating its request under the charge key, as
@@ -165,7 +173,7 @@ pub struct RefundRequest {
     /// answered with one: a gateway looks the payment up by it rather than by the charge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
-    /// How much to give back: at most what was captured.
+    /// How much to give back: more than zero, at most what is left of what was captured.
     pub amount: Money,
 }
 

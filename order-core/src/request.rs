@@ -46,6 +46,13 @@ impl RequestKey {
         &self.0
     }
 
+    /// A token naming this key among an order's refunds: the first 32 hex digits of its
+    /// SHA-256, the same for every retry with the key.
+    pub fn refund_token(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        crate::hex::encode(&digest[..16])
+    }
+
     /// This key in the namespace of `scope` (say, the caller's API key id): the same key
     /// sent by two callers is two keys, so one caller can neither replay nor block
     /// another's requests. Kept as `{scope}:{SHA-256 of the key}`, within the length limit
@@ -114,6 +121,40 @@ impl Fingerprint {
         hash.update(id.as_uuid().as_bytes());
         if let Some(amount) = amount {
             hash.update(amount.to_string().as_bytes());
+        }
+        Self(hash.finalize().into())
+    }
+
+    /// The fingerprint of a refund of order `id`'s payment asked for on its own. It cannot
+    /// equal an order's, a cancellation's or a capture's: its input starts with a tag none
+    /// of theirs can.
+    pub fn of_refund(
+        id: OrderId,
+        ask: &crate::order::RefundAsk,
+        reason: Option<&crate::ids::RefundReason>,
+    ) -> Self {
+        use crate::order::RefundAsk;
+        let mut hash = Sha256::new();
+        hash.update(u64::MAX.to_be_bytes());
+        hash.update(b"refund");
+        hash.update(id.as_uuid().as_bytes());
+        match ask {
+            RefundAsk::Amount(amount) => {
+                hash.update(b"amount\0");
+                hash.update(amount.to_string().as_bytes());
+            }
+            RefundAsk::Items(items) => {
+                hash.update(b"items\0");
+                for item in items {
+                    hash.update(item.item_id.as_str().as_bytes());
+                    hash.update(b"\0");
+                    hash.update(item.quantity.get().to_be_bytes());
+                }
+            }
+        }
+        if let Some(reason) = reason {
+            hash.update(b"\0reason\0");
+            hash.update(reason.as_str().as_bytes());
         }
         Self(hash.finalize().into())
     }

@@ -23,7 +23,7 @@ pub mod webhooks;
 
 pub use orders::{
     Cancelled, CaptureError, Captured, OrderService, PlaceError, Placed, REQUEST_KEY_RETENTION,
-    REQUEST_STALE_AFTER,
+    REQUEST_STALE_AFTER, RefundError, Refunded,
 };
 pub use payments::{Outcome, PaymentProcessor, ProcessError, ProcessorConfig};
 pub use webhooks::{DispatcherConfig, InFlight, Round, WebhookDispatcher};

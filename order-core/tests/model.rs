@@ -6,13 +6,18 @@
 //! and after capture or refund), workers that crash at every stage without acking,
 //! duplicate deliveries, reclaims, reconciles, a queue wiped empty and time passing.
 //!
+//! Refunds of part of a captured payment (an amount or an item, fresh or retried under the
+//! same token) come at any point too.
+//!
 //! After every step: no key is captured twice or refunded more than it was captured, no
+//! refund key gives back twice, the gateway's refunds of an order lie between what the
+//! order records as given back and what it holds back for refunds not yet answered, no
 //! capture takes more than its authorization or follows a void, an order's recorded capture
 //! is what the gateway took,
 //! `payment_failed` and `cancelled` never change and `confirmed` changes only into a
 //! cancellation, every observed status change is one the state machine allows, confirmed
-//! orders are captured and not refunded, failed ones are not captured, cancelled ones have
-//! every capture refunded, and no charge starts once a cancellation is recorded. Once faults
+//! orders are captured and refunded only by refunds asked for on their own, failed ones are
+//! not captured, cancelled ones have all of every capture given back, and no charge starts once a cancellation is recorded. Once faults
 //! stop, every order becomes terminal.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +29,7 @@ use chrono::{DateTime, Utc};
 use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
 use order_core::order::CancelReason;
 use order_core::order::next_status;
+use order_core::order::{PartialRefund, RefundAsk, RefundedItem};
 use order_core::payment::{Attempt, AttemptOutcome, CaptureMethod};
 use order_core::policy::circuit_breaker::BreakerConfig;
 use order_core::policy::retry::RetryPolicy;
@@ -32,11 +38,11 @@ use order_core::ports::{
     PaymentGateway, PaymentQueue, RepoError,
 };
 use order_core::request::{Fingerprint, KeyedRequest, RequestKey};
-use order_core::service::CaptureError;
+use order_core::service::{CaptureError, RefundError};
 use order_core::testing::new_order;
 use order_core::{
-    Clock, IdempotencyKey, Money, Order, OrderEvent, OrderId, OrderService, OrderStatus,
-    PaymentProcessor, ProcessorConfig, Transition, WorkerId,
+    Clock, IdempotencyKey, ItemId, Money, Order, OrderEvent, OrderId, OrderService, OrderStatus,
+    PaymentProcessor, ProcessorConfig, Quantity, Transition, WorkerId,
 };
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -54,6 +60,10 @@ enum Step {
     /// The i-th placed order's authorized payment is captured, for this many cents (more
     /// than its total is refused before the gateway is asked).
     Capture(usize, i64),
+    /// Part of the i-th placed order's captured payment is given back: this many cents
+    /// (or, for 0, one Burger), under refund token `token` (a retry of the refund with
+    /// that token, whose outcome may be unknown), or a fresh one (`None`).
+    Refund(usize, i64, Option<u8>),
     /// A customer cancels the i-th placed order, whatever its status.
     Cancel(usize, CancelReason),
     Process(usize),
@@ -104,6 +114,12 @@ impl ReferenceStateMachine for Reference {
             2 => Just(Step::PlaceManual),
             2 => (0..placed, prop_oneof![Just(100i64), Just(2500), Just(3097)])
                 .prop_map(|(i, cents)| Step::Capture(i, cents)),
+            2 => (
+                0..placed,
+                prop_oneof![Just(0i64), Just(500), Just(1299), Just(3097)],
+                prop_oneof![Just(None), (0..3u8).prop_map(Some)],
+            )
+                .prop_map(|(i, cents, token)| Step::Refund(i, cents, token)),
             2 => (0..placed, reason).prop_map(|(i, r)| Step::Cancel(i, r)),
             4 => (0..2usize).prop_map(Step::Process),
             2 => (0..2usize).prop_map(Step::ProcessMany),
@@ -225,6 +241,23 @@ impl OrderRepo for Batching {
         now: DateTime<Utc>,
     ) -> Result<order_core::ports::CaptureStart, RepoError> {
         self.0.begin_capture(id, amount, now).await
+    }
+    async fn begin_refund(
+        &self,
+        id: OrderId,
+        draft: &order_core::order::RefundDraft,
+        now: DateTime<Utc>,
+    ) -> Result<order_core::ports::RefundStart, RepoError> {
+        self.0.begin_refund(id, draft, now).await
+    }
+    async fn finish_refund(
+        &self,
+        id: OrderId,
+        key: &IdempotencyKey,
+        settlement: &order_core::order::RefundSettlement,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError> {
+        self.0.finish_refund(id, key, settlement, now).await
     }
     async fn finish_capture(
         &self,
@@ -394,6 +427,7 @@ impl System {
                     }
                 }
             }
+            Step::Refund(i, cents, token) => self.refund(i, cents, token),
             Step::Cancel(i, reason) => {
                 if let Some(id) = self.placed.get(i).copied() {
                     let result = rt.block_on(self.service.cancel(id, reason)).unwrap();
@@ -460,6 +494,41 @@ impl System {
         }
     }
 
+    /// Gives back part of the i-th order's payment: `cents` (or, for 0, one Burger), under
+    /// refund token `token` or a fresh one.
+    fn refund(&self, i: usize, cents: i64, token: Option<u8>) {
+        let Some(id) = self.placed.get(i).copied() else {
+            return;
+        };
+        let ask = if cents == 0 {
+            RefundAsk::Items(vec![RefundedItem {
+                item_id: ItemId::parse("item_001").unwrap(),
+                quantity: Quantity::new(1).unwrap(),
+            }])
+        } else {
+            RefundAsk::Amount(Money::new(rust_decimal::Decimal::new(cents, 2)).unwrap())
+        };
+        let token = token.map(|t| format!("t{t}"));
+        match self
+            .rt
+            .block_on(self.manual.refund(id, &ask, None, token.as_deref()))
+        {
+            Ok(order) => {
+                let given: Money = order.partial_refunds.iter().map(PartialRefund::given).sum();
+                assert!(given <= order.captured_amount(), "{id}: {given} given back");
+            }
+            Err(
+                RefundError::NotRefundable(_)
+                | RefundError::Exceeds { .. }
+                | RefundError::Invalid(_)
+                | RefundError::Declined(..)
+                | RefundError::Gateway(_)
+                | RefundError::Key(_),
+            ) => {}
+            Err(e) => panic!("refund of {id}: {e}"),
+        }
+    }
+
     #[allow(
         clippy::too_many_lines,
         reason = "every invariant in one place, checked after every step"
@@ -469,11 +538,14 @@ impl System {
         for (key, n) in &gateway.captures {
             assert!(*n <= 1, "{key} captured {n} times");
         }
+        for (key, n) in &gateway.refunds_by_key {
+            assert!(*n <= 1, "refund {key} made {n} times");
+        }
         for (key, (n, amount)) in &gateway.refunds {
             let captured = gateway.captures.get(key).copied().unwrap_or(0);
             assert!(
-                *n <= captured,
-                "{key} refunded {n} times for {captured} capture(s)"
+                *n == 0 || captured > 0,
+                "{key} refunded {n} times with nothing captured"
             );
             assert!(
                 *amount <= gateway.captured_amounts[key],
@@ -506,7 +578,33 @@ impl System {
                 );
             }
             let captured = gateway.captures.get(&key).copied().unwrap_or(0);
-            let refunded = gateway.refunds.get(&key).map_or(0, |(n, _)| *n);
+            let taken = gateway
+                .captured_amounts
+                .get(&key)
+                .copied()
+                .filter(|_| captured > 0)
+                .unwrap_or(Money::ZERO);
+            let refunded = gateway.refunds.get(&key).map_or(Money::ZERO, |(_, m)| *m);
+            // What the gateway gave back for the order's refunds asked for on their own
+            // lies between what the order records as given and what it holds as reserved
+            // (a refund whose answer was lost may have been made).
+            let partial: Money = order
+                .partial_refunds
+                .iter()
+                .filter_map(|r| match gateway.refund_outcomes.get(&r.key) {
+                    Some(order_core::payment::RefundReceipt::Refunded { amount, .. }) => {
+                        Some(*amount)
+                    }
+                    _ => None,
+                })
+                .sum();
+            let given: Money = order.partial_refunds.iter().map(PartialRefund::given).sum();
+            assert!(
+                given <= partial && partial <= order.partially_refunded(),
+                "{}: the order records {given} given and {} reserved, the gateway gave {partial}",
+                order.id,
+                order.partially_refunded()
+            );
             let before = self
                 .seen
                 .insert(order.id, order.status)
@@ -534,19 +632,19 @@ impl System {
                         "confirmed {} without an authorization",
                         order.id
                     );
-                    assert_eq!(refunded, 0, "confirmed {} was refunded", order.id);
+                    assert_eq!(refunded, partial, "confirmed {} was refunded", order.id);
                 }
                 OrderStatus::Confirmed => {
                     assert_eq!(captured, 1, "confirmed {} without capture", order.id);
-                    assert_eq!(refunded, 0, "confirmed {} was refunded", order.id);
+                    assert_eq!(refunded, partial, "confirmed {} was refunded", order.id);
                 }
                 OrderStatus::PaymentFailed => {
                     assert_eq!(captured, 0, "failed {} was captured", order.id);
                 }
                 OrderStatus::Cancelled => {
                     assert_eq!(
-                        refunded, captured,
-                        "cancelled {} has {captured} capture(s) and {refunded} refund(s)",
+                        refunded, taken,
+                        "cancelled {} had {taken} captured and {refunded} given back",
                         order.id
                     );
                 }
@@ -592,11 +690,16 @@ impl System {
                 );
             }
             if order.status == OrderStatus::Cancelled && !order.refund_attempts.is_empty() {
+                // Settled by the gateway's answer, or with nothing left to send once the
+                // refunds asked for on their own were answered.
+                let nothing_left = order.refundable() == Money::ZERO
+                    && !order.partial_refunds.iter().any(PartialRefund::is_pending);
                 assert!(
-                    order
-                        .refund_attempts
-                        .last()
-                        .is_some_and(|a| a.outcome.is_definitive()),
+                    nothing_left
+                        || order
+                            .refund_attempts
+                            .last()
+                            .is_some_and(|a| a.outcome.is_definitive()),
                     "{} cancelled before its refund was settled",
                     order.id
                 );

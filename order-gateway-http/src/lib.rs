@@ -215,6 +215,9 @@ impl HttpGateway {
             Some(RefundAnswer::NothingCaptured) if status == 200 => {
                 Ok(RefundReceipt::NothingCaptured)
             }
+            Some(RefundAnswer::Declined { reason }) if status == 402 => {
+                Err(GatewayError::Declined(decline_reason(&reason)))
+            }
             Some(
                 RefundAnswer::Unavailable { error }
                 | RefundAnswer::Timeout { error }

@@ -14,7 +14,7 @@
 mod capture;
 pub mod server;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -143,11 +143,11 @@ pub struct LedgerEntry {
     pub captured: Option<CaptureReceipt>,
     /// The definitive outcome, once there is one.
     pub outcome: Option<Result<ChargeReceipt, GatewayError>>,
-    /// Refunds made of the capture (0 or 1).
+    /// Refunds made of the capture.
     pub refunds: u32,
-    /// The definitive answer to refunding the key, once there is one: the refund, or
-    /// nothing captured (the key is then void and every charge with it is declined).
-    pub refund: Option<RefundReceipt>,
+    /// The definitive answer to each refund of the key, by the refund's own key: a refund,
+    /// or nothing captured (the key is then void and every charge with it is declined).
+    pub refund_answers: BTreeMap<String, RefundReceipt>,
 }
 
 impl LedgerEntry {
@@ -160,8 +160,27 @@ impl LedgerEntry {
             captured: None,
             outcome: None,
             refunds: 0,
-            refund: None,
+            refund_answers: BTreeMap::new(),
         }
+    }
+
+    /// What its refunds gave back, in all.
+    pub fn refunded(&self) -> Money {
+        self.refund_answers
+            .values()
+            .map(|r| match r {
+                RefundReceipt::Refunded { amount, .. } => *amount,
+                RefundReceipt::NothingCaptured => Money::ZERO,
+            })
+            .sum()
+    }
+
+    /// What was captured under the key.
+    pub fn captured_amount(&self) -> Money {
+        if self.captures == 0 {
+            return Money::ZERO;
+        }
+        self.captured.as_ref().map_or(self.amount, |c| c.amount)
     }
 }
 
@@ -212,7 +231,8 @@ struct JournalLine {
     captured: Option<CaptureReceipt>,
     outcome: Option<JournalOutcome>,
     refunds: u32,
-    refund: Option<RefundReceipt>,
+    #[serde(default)]
+    refund_answers: BTreeMap<String, RefundReceipt>,
 }
 
 /// A definitive charge outcome, as the journal keeps it.
@@ -241,7 +261,7 @@ impl JournalLine {
                 Some(Err(_)) | None => None,
             },
             refunds: entry.refunds,
-            refund: entry.refund.clone(),
+            refund_answers: entry.refund_answers.clone(),
         }
     }
 
@@ -260,7 +280,7 @@ impl JournalLine {
                 captured: self.captured,
                 outcome,
                 refunds: self.refunds,
-                refund: self.refund,
+                refund_answers: self.refund_answers,
             },
         )
     }
@@ -340,6 +360,8 @@ impl SimulatedGateway {
             .map(|e| order_core::testing::conformance::GatewayBooks {
                 captures: e.captures,
                 refunds: e.refunds,
+                captured: e.captured_amount(),
+                refunded: e.refunded(),
             })
             .unwrap_or_default()
     }
@@ -528,7 +550,8 @@ impl SimulatedGateway {
             .get(&key)
             .cloned()
             .unwrap_or_else(|| LedgerEntry::new(request.amount, request.charge.capture));
-        if let Some(refund) = &entry.refund {
+        let refund_key = request.idempotency_key.as_str();
+        if let Some(refund) = entry.refund_answers.get(refund_key) {
             return Ok(refund.clone());
         }
         if !done && !timed_out {
@@ -536,20 +559,24 @@ impl SimulatedGateway {
         }
         if done {
             let receipt = if entry.captures > 0 {
+                // Never more than is left of what was captured.
+                let left = entry.captured_amount().saturating_sub(entry.refunded());
+                if left == Money::ZERO {
+                    return Err(GatewayError::Declined(DeclineReason::ProcessorRefused));
+                }
                 entry.refunds += 1;
                 RefundReceipt::Refunded {
                     refund_id: format!("re_{}", Uuid::now_v7().simple()),
-                    // Never more than was captured.
-                    amount: request
-                        .amount
-                        .min(entry.captured.as_ref().map_or(entry.amount, |c| c.amount)),
+                    amount: request.amount.min(left),
                 }
             } else {
                 // Nothing captured: void the key, so no charge still on its way can capture.
                 entry.outcome = Some(Err(GatewayError::Declined(DeclineReason::Voided)));
                 RefundReceipt::NothingCaptured
             };
-            entry.refund = Some(receipt.clone());
+            entry
+                .refund_answers
+                .insert(refund_key.to_owned(), receipt.clone());
             s.commit(key, entry)?;
             if !timed_out {
                 return Ok(receipt);

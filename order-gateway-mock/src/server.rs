@@ -207,9 +207,9 @@ async fn refund(
             amount: amount.amount(),
         },
         Ok(RefundReceipt::NothingCaptured) => RefundAnswer::NothingCaptured,
-        // A refund is never declined by the simulation; a refusal is reported as invalid.
-        Err(GatewayError::Declined(reason)) => RefundAnswer::Invalid {
-            error: reason.to_string(),
+        // Declined when nothing is left of the capture to give back.
+        Err(GatewayError::Declined(reason)) => RefundAnswer::Declined {
+            reason: reason.as_str().to_owned(),
         },
         Err(GatewayError::Unavailable(error)) => RefundAnswer::Unavailable { error },
         Err(GatewayError::Timeout(error)) => RefundAnswer::Timeout { error },
@@ -283,13 +283,20 @@ async fn audit(State(state): State<ServerState>) -> Json<Audit> {
                     error: e.to_string(),
                 }),
             };
-            let refund = entry.refund.map(|r| match r {
-                RefundReceipt::Refunded { refund_id, amount } => AuditRefund::Refunded {
-                    refund_id,
-                    amount: amount.amount(),
-                },
-                RefundReceipt::NothingCaptured => AuditRefund::NothingCaptured,
-            });
+            let refund_answers = entry
+                .refund_answers
+                .into_iter()
+                .map(|(key, r)| {
+                    let answer = match r {
+                        RefundReceipt::Refunded { refund_id, amount } => AuditRefund::Refunded {
+                            refund_id,
+                            amount: amount.amount(),
+                        },
+                        RefundReceipt::NothingCaptured => AuditRefund::NothingCaptured,
+                    };
+                    (key, answer)
+                })
+                .collect();
             (
                 key.as_str().to_owned(),
                 AuditEntry {
@@ -298,7 +305,7 @@ async fn audit(State(state): State<ServerState>) -> Json<Audit> {
                     amount: entry.amount.amount(),
                     outcome,
                     refunds: entry.refunds,
-                    refund,
+                    refund_answers,
                 },
             )
         })

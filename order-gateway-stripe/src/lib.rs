@@ -24,10 +24,13 @@
 //! The intent is read by its id when a charge answered with one (`payment_id`); otherwise
 //! it is found by repeating step 1 with the charge's exact request (Stripe replays it; when
 //! nothing was ever sent under the key, a new intent is made and never confirmed).
-//! Then by its status: `succeeded` is refunded (`POST /v1/refunds` with `payment_intent`
-//! and `amount`, under the refund's key), unless a refund of it exists already (one refund
-//! per capture, whatever the key); anything not paid is cancelled (`POST .../cancel`), so
-//! that no attempt still on its way can pay it: the port's void.
+//! Then by its status: `succeeded` is refunded (`POST /v1/refunds` with `payment_intent`,
+//! `amount` and `metadata[refund_key]`, under the refund's key), unless the order's refunds
+//! listed for the intent (`GET /v1/refunds?payment_intent=`) hold one made under that key
+//! already, which is the answer; a refund gives back at most what those refunds left of
+//! the capture, and is declined `processor_refused` when nothing is left. Anything not
+//! paid is cancelled (`POST .../cancel`), so that no attempt still on its way can pay it:
+//! the port's void.
 //!
 //! ## Errors
 //! Classified as Stripe's error guide says (see [`wire::Failure::classify`]): a card
@@ -52,7 +55,7 @@ use async_trait::async_trait;
 use order_core::Money;
 use order_core::payment::{
     CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
-    GatewayError, RefundReceipt, RefundRequest,
+    GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use rust_decimal::Decimal;
@@ -428,40 +431,61 @@ impl StripeGateway {
         Err(unsettled(&intent))
     }
 
-    /// Refunds a paid intent, once: an existing refund of it is the answer.
+    /// Refunds part or all of a paid intent under the request's key, once: an existing
+    /// refund made under that key is the answer; what the order's other refunds gave back
+    /// is not given again.
     async fn refund_paid(
         &self,
         intent: &PaymentIntent,
         request: &RefundRequest,
     ) -> Result<RefundReceipt, GatewayError> {
-        let existing = || async {
+        let order = request.order_id().to_string();
+        let key = request.idempotency_key.as_str();
+        let whole = IdempotencyKey::for_refund(request.order_id());
+        // The order's refunds that give money back, and of them the one made under `key`.
+        let listed = || async {
             let refunds = self
                 .call::<List<Refund>>(
-                    &format!("/v1/refunds?payment_intent={}", intent.id),
+                    &format!("/v1/refunds?payment_intent={}&limit=100", intent.id),
                     None,
                     None,
                 )
                 .await
                 .map_err(CallError::classify)?;
-            let order = request.order_id().to_string();
-            let mine = |r: &Refund| r.counts() && r.is_for(&order);
-            match refunds.object.data.into_iter().find(mine) {
-                Some(refund) => Ok(Some(RefundReceipt::Refunded {
-                    amount: money(refund.amount)?,
-                    refund_id: refund.id,
-                })),
-                None => Ok::<_, GatewayError>(None),
-            }
+            let ours: Vec<Refund> = refunds
+                .object
+                .data
+                .into_iter()
+                .filter(|r| r.counts() && r.is_for(&order))
+                .collect();
+            let made = ours
+                .iter()
+                .find(|r| r.is_under(key, &whole))
+                .map(|r| {
+                    Ok::<_, GatewayError>(RefundReceipt::Refunded {
+                        amount: money(r.amount)?,
+                        refund_id: r.id.clone(),
+                    })
+                })
+                .transpose()?;
+            let given: i64 = ours.iter().map(|r| r.amount).sum();
+            Ok::<_, GatewayError>((made, given))
         };
-        if let Some(done) = existing().await? {
+        let (made, given) = listed().await?;
+        if let Some(done) = made {
             return Ok(done);
         }
         let captured = intent.amount_received.unwrap_or(intent.amount);
-        let amount = cents(request.amount)?.min(captured);
+        let left = captured.saturating_sub(given);
+        if left <= 0 {
+            return Err(GatewayError::Declined(DeclineReason::ProcessorRefused));
+        }
+        let amount = cents(request.amount)?.min(left);
         let form = [
             ("payment_intent", intent.id.clone()),
             ("amount", amount.to_string()),
-            ("metadata[order_id]", request.order_id().to_string()),
+            ("metadata[order_id]", order.clone()),
+            ("metadata[refund_key]", key.to_owned()),
         ];
         match self
             .call::<Refund>(
@@ -479,9 +503,10 @@ impl StripeGateway {
                 .inspect_err(|_| {
                     tracing::warn!(refund = %answer.object.id, status = ?answer.object.status, "Stripe did not make the refund");
                 }),
-            Err(CallError::Answered(f)) if f.error.is_already_refunded() => existing()
-                .await?
-                .ok_or_else(|| GatewayError::Timeout("refunded, but no refund is listed".into())),
+            Err(CallError::Answered(f)) if f.error.is_already_refunded() => match listed().await? {
+                (Some(done), _) => Ok(done),
+                (None, _) => Err(GatewayError::Declined(DeclineReason::ProcessorRefused)),
+            },
             Err(e) => Err(e.classify()),
         }
     }

@@ -408,7 +408,10 @@ impl FakeStripe {
                 .collect();
             books.captures += 1;
             books.refunds += u32::try_from(refunds.len()).unwrap_or(u32::MAX);
-            books.amount_received += intent["amount"].as_i64().unwrap_or(0);
+            books.amount_received += intent["amount_received"]
+                .as_i64()
+                .or_else(|| intent["amount"].as_i64())
+                .unwrap_or(0);
             books.amount_refunded += refunds
                 .iter()
                 .filter_map(|r| r["amount"].as_i64())

@@ -1,7 +1,7 @@
 //! What Stripe sends back: the parts of its objects and of its error object this adapter
 //! reads, and how each error maps to the port's outcomes.
 
-use order_core::payment::{DeclineReason, GatewayError};
+use order_core::payment::{DeclineReason, GatewayError, IdempotencyKey};
 use serde::Deserialize;
 
 /// A PaymentIntent, as far as the adapter reads it.
@@ -47,6 +47,16 @@ impl Refund {
     /// that books an uncaptured remainder as a refund).
     pub fn is_for(&self, order_id: &str) -> bool {
         self.metadata.get("order_id").map(String::as_str) == Some(order_id)
+    }
+
+    /// Whether this adapter made the refund under `key`: it says so in
+    /// `metadata[refund_key]`; a refund without one was made before refunds had keys of
+    /// their own, as the order's whole refund (`whole`).
+    pub fn is_under(&self, key: &str, whole: &IdempotencyKey) -> bool {
+        match self.metadata.get("refund_key") {
+            Some(made_under) => made_under == key,
+            None => key == whole.as_str(),
+        }
     }
 }
 

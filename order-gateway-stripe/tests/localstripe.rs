@@ -32,9 +32,12 @@ async fn the_adapter_passes_the_gateway_suite_with_lost_answers_rate_limits_and_
         &["pm_card_visa", "pm_card_chargeCustomerFail"],
         |key| {
             let books = tokio::task::block_in_place(|| handle.block_on(stripe.books(key.as_str())));
+            let money = |cents: i64| order_core::Money::new(rust_decimal::Decimal::new(cents, 2));
             GatewayBooks {
                 captures: books.captures,
                 refunds: books.refunds,
+                captured: money(books.amount_received).expect("Stripe's amounts are money"),
+                refunded: money(books.amount_refunded).expect("Stripe's amounts are money"),
             }
         },
     )

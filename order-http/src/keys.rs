@@ -23,7 +23,7 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Its scopes, separated by commas: orders:read, orders:write, orders:cancel,
-        /// payments:capture, webhooks:manage, keys:manage, metrics:read.
+        /// payments:capture, payments:refund, webhooks:manage, keys:manage, metrics:read.
         #[arg(long, value_delimiter = ',', required = true, value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Bind the key to this customer: it then sees and places that customer's orders

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use order_api::client::{ClientError, Placed};
-use order_api::orders::{CreateItemRequest, CreateOrderRequest};
+use order_api::orders::{CreateItemRequest, CreateOrderRequest, OrderStatus};
 use order_api::{ErrorBody, OrderClient, OrderResponse};
 use order_gateway_mock::SimulatedGateway;
 use order_store_postgres::testing::{TestSchema, database_url};
@@ -268,6 +268,22 @@ impl TestApp {
     /// The order `id`, which must exist.
     pub async fn order(&self, id: Uuid) -> OrderResponse {
         self.client.get(id).await.expect("the order exists")
+    }
+
+    /// Polls the order until it is `status`, for at most 30 s.
+    pub async fn wait_status(&self, id: Uuid, status: OrderStatus) -> OrderResponse {
+        let start = Instant::now();
+        loop {
+            let order = self.order(id).await;
+            if order.status == status {
+                return order;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{id} never became {status}: {order:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Polls the order until its status is terminal or `deadline` passes.

@@ -41,6 +41,7 @@ pub mod keys;
 pub mod orders;
 pub mod payments;
 pub mod pool;
+mod refunds;
 pub mod requests;
 pub mod rows;
 pub mod sealing;
@@ -346,6 +347,25 @@ impl OrderRepo for PgOrderRepo {
         now: DateTime<Utc>,
     ) -> Result<Order, RepoError> {
         self.finish_capture_of(id, amount, now).await
+    }
+
+    async fn begin_refund(
+        &self,
+        id: OrderId,
+        draft: &order_core::order::RefundDraft,
+        now: DateTime<Utc>,
+    ) -> Result<order_core::ports::RefundStart, RepoError> {
+        self.begin_refund_of(id, draft, now).await
+    }
+
+    async fn finish_refund(
+        &self,
+        id: OrderId,
+        key: &order_core::payment::IdempotencyKey,
+        settlement: &order_core::order::RefundSettlement,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError> {
+        self.finish_refund_of(id, key, settlement, now).await
     }
 
     async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {

@@ -52,7 +52,7 @@ pub const ORDER_COLUMNS: &str = "id, customer_id, total_amount, status, created_
 /// One statement that returns whole orders: `picked` is a query yielding order rows with
 /// [`ORDER_COLUMNS`] and a bigint `rank` (their order in the answer); the statement adds
 /// their items and attempts (payment and refund), so an order is read, or claimed and read,
-/// in one round trip.
+/// in one round trip. Refunds asked for on their own come last (kind 4).
 /// Its rows are [`OrderTreeRow`]s.
 ///
 /// Items and attempts are looked up order by order (a lateral subquery the planner may not
@@ -68,13 +68,14 @@ pub fn order_tree(picked: &str) -> String {
                 p.capture_method, p.capture_amount, p.capture_requested_at, p.captured_at, \
                 0 AS n, NULL::text AS item_id, NULL::text AS item_name, NULL::int4 AS quantity, NULL::numeric AS price, \
                 NULL::text AS outcome, NULL::text AS transaction_id, NULL::numeric AS amount, NULL::text AS decline_reason, \
-                NULL::text AS error, NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at \
+                NULL::text AS error, NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at, \
+                NULL::text AS refund_key, NULL::text AS reason, NULL::text AS refund_items, NULL::numeric AS given \
          FROM picked p \
          UNION ALL \
          SELECT 1, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 NULL, NULL, NULL, NULL, \
                 i.position, i.item_id, i.item_name, i.quantity, i.price, \
-                NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
          FROM picked p CROSS JOIN LATERAL \
            (SELECT * FROM order_items WHERE order_id = p.id OFFSET 0) i \
          UNION ALL \
@@ -82,9 +83,18 @@ pub fn order_tree(picked: &str) -> String {
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 NULL, NULL, NULL, NULL, \
                 a.number, NULL, NULL, NULL, NULL, \
-                a.outcome, a.transaction_id, a.amount, a.decline_reason, a.error, a.started_at, a.finished_at \
+                a.outcome, a.transaction_id, a.amount, a.decline_reason, a.error, a.started_at, a.finished_at, \
+                NULL, NULL, NULL, NULL \
          FROM picked p CROSS JOIN LATERAL \
            (SELECT * FROM payment_attempts WHERE order_id = p.id OFFSET 0) a \
+         UNION ALL \
+         SELECT 4, p.rank, p.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                NULL, NULL, NULL, NULL, \
+                r.number, NULL, NULL, NULL, NULL, \
+                COALESCE(r.outcome, 'pending'), r.refund_id, r.amount, NULL, r.error, r.requested_at, r.answered_at, \
+                r.key, r.reason, r.items::text, r.given \
+         FROM picked p CROSS JOIN LATERAL \
+           (SELECT * FROM order_refunds WHERE order_id = p.id OFFSET 0) r \
          ORDER BY rank, kind, n"
     )
 }
@@ -115,6 +125,7 @@ pub fn assemble(rows: &[OrderTreeRow]) -> Result<Vec<(Order, bool)>, RepoError> 
             TreeRowKind::Item => order.items.push(row.item()?),
             TreeRowKind::Attempt => order.payment_attempts.push(row.attempt()?),
             TreeRowKind::RefundAttempt => order.refund_attempts.push(row.refund_attempt()?),
+            TreeRowKind::PartialRefund => order.partial_refunds.push(row.partial_refund()?),
             TreeRowKind::Order => unreachable!("handled above"),
         }
     }

@@ -5,13 +5,14 @@
 use std::num::NonZeroU32;
 
 use chrono::{DateTime, Utc};
-use order_core::order::{Cancellation, CaptureRecord};
+use order_core::order::{Cancellation, CaptureRecord, PartialRefund, PartialRefundState};
 use order_core::payment::{
-    Attempt, AttemptOutcome, DeclineReason, PaymentAttempt, RefundAttempt, RefundOutcome,
+    Attempt, AttemptOutcome, DeclineReason, IdempotencyKey, PaymentAttempt, RefundAttempt,
+    RefundOutcome,
 };
 use order_core::{
     CustomerId, ItemId, ItemName, Money, Order, OrderId, OrderItem, OrderStatus, PaymentMethod,
-    Price, Quantity,
+    Price, Quantity, RefundReason,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -40,6 +41,8 @@ pub enum TreeRowKind {
     Attempt,
     /// One of its refund attempts.
     RefundAttempt,
+    /// One of its refunds asked for on their own.
+    PartialRefund,
 }
 
 impl TreeRowKind {
@@ -50,6 +53,7 @@ impl TreeRowKind {
             1 => Ok(Self::Item),
             2 => Ok(Self::Attempt),
             3 => Ok(Self::RefundAttempt),
+            4 => Ok(Self::PartialRefund),
             other => Err(CorruptRow::new("order tree", "kind", other)),
         }
     }
@@ -118,6 +122,14 @@ pub struct OrderTreeRow {
     pub started_at: Option<DateTime<Utc>>,
     /// Attempt: when answered.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Partial refund: its key.
+    pub refund_key: Option<String>,
+    /// Partial refund: why, when the client said.
+    pub reason: Option<String>,
+    /// Partial refund: the items it gives back, as JSON.
+    pub refund_items: Option<String>,
+    /// Partial refund: what it gave back.
+    pub given: Option<Decimal>,
 }
 
 impl OrderTreeRow {
@@ -182,6 +194,7 @@ impl OrderTreeRow {
             payment_attempts: Vec::new(),
             cancellation,
             refund_attempts: Vec::new(),
+            partial_refunds: Vec::new(),
             trace: self
                 .traceparent
                 .as_deref()
@@ -288,6 +301,50 @@ impl OrderTreeRow {
             outcome,
             started_at,
             finished_at,
+        })
+    }
+}
+
+impl OrderTreeRow {
+    /// The refund asked for on its own this row carries (`outcome` is `pending`,
+    /// `refunded` or `refused`; `amount` what it asked, `started_at` when).
+    pub fn partial_refund(&self) -> Result<PartialRefund, CorruptRow> {
+        let bad = |column, e: String| CorruptRow::new("order_refunds", column, e);
+        let number = u32::try_from(self.n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| bad("number", format!("{} is not positive", self.n)))?;
+        let money = |column, value| {
+            Money::new(need(column, value)?).map_err(|e| bad(column, e.to_string()))
+        };
+        let answered = || need("answered_at", self.finished_at);
+        let state = match need("outcome", self.outcome.as_deref())? {
+            "pending" => PartialRefundState::Pending,
+            "refunded" => PartialRefundState::Refunded {
+                refund_id: need("refund_id", self.transaction_id.clone())?,
+                amount: money("given", self.given)?,
+                at: answered()?,
+            },
+            "refused" => PartialRefundState::Refused {
+                error: self.error.clone().unwrap_or_default(),
+                at: answered()?,
+            },
+            other => return Err(bad("outcome", other.to_owned())),
+        };
+        Ok(PartialRefund {
+            number,
+            key: IdempotencyKey::from_raw(need("key", self.refund_key.clone())?),
+            amount: money("amount", self.amount)?,
+            items: serde_json::from_str(self.refund_items.as_deref().unwrap_or("[]"))
+                .map_err(|e| bad("items", e.to_string()))?,
+            reason: self
+                .reason
+                .clone()
+                .map(RefundReason::parse)
+                .transpose()
+                .map_err(|e| bad("reason", e.to_string()))?,
+            requested_at: need("requested_at", self.started_at)?,
+            state,
         })
     }
 }

@@ -11,11 +11,14 @@ use uuid::Uuid;
 use super::lock;
 use super::webhook_store::WebhookTables;
 use crate::ids::{OrderId, WorkerId};
-use crate::order::{CancelReason, Cancellation, Order, OrderEvent, OrderStatus, Transition};
-use crate::payment::Attempt;
+use crate::order::{
+    CancelReason, Cancellation, Order, OrderEvent, OrderStatus, PartialRefund, PartialRefundState,
+    RefundDraft, RefundSettlement, Transition,
+};
+use crate::payment::{Attempt, IdempotencyKey};
 use crate::ports::{
     CancelResult, CaptureStart, Claim, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest,
-    RepoError,
+    RefundStart, RepoError,
 };
 use crate::request::{Fingerprint, KeyedRequest, RequestKey};
 
@@ -82,6 +85,7 @@ impl MemoryOrderRepo {
                 payment_attempts: Vec::new(),
                 cancellation: None,
                 refund_attempts: Vec::new(),
+                partial_refunds: Vec::new(),
                 ..order.clone()
             };
             let due_at = order.created_at;
@@ -375,6 +379,69 @@ impl OrderRepo for MemoryOrderRepo {
                 c.captured_at = Some(now);
                 order.updated_at = order.updated_at.max(now);
             }
+        }
+        Ok(order.clone())
+    }
+
+    async fn begin_refund(
+        &self,
+        id: OrderId,
+        draft: &RefundDraft,
+        now: DateTime<Utc>,
+    ) -> Result<RefundStart, RepoError> {
+        let mut rows = self.write();
+        let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
+        let order = &mut row.order;
+        if let Some(known) = order.partial_refund(&draft.key) {
+            return Ok(if !known.is_asked_as(draft) {
+                RefundStart::KeyReused(order.clone())
+            } else if known.is_pending() {
+                RefundStart::Begun(order.clone())
+            } else {
+                RefundStart::Settled(order.clone())
+            });
+        }
+        if draft.amount == crate::Money::ZERO
+            || order
+                .refundable_now()
+                .is_none_or(|left| draft.amount > left)
+        {
+            return Ok(RefundStart::Refused(order.clone()));
+        }
+        let number = u32::try_from(order.partial_refunds.len() + 1)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .expect("an order's refunds are counted in a u32");
+        order.partial_refunds.push(PartialRefund {
+            number,
+            key: draft.key.clone(),
+            amount: draft.amount,
+            items: draft.items.clone(),
+            reason: draft.reason.clone(),
+            requested_at: now,
+            state: PartialRefundState::Pending,
+        });
+        order.updated_at = order.updated_at.max(now);
+        Ok(RefundStart::Begun(order.clone()))
+    }
+
+    async fn finish_refund(
+        &self,
+        id: OrderId,
+        key: &IdempotencyKey,
+        settlement: &RefundSettlement,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError> {
+        let mut rows = self.write();
+        let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
+        let order = &mut row.order;
+        if let Some(refund) = order
+            .partial_refunds
+            .iter_mut()
+            .find(|r| &r.key == key && r.is_pending())
+        {
+            refund.state = settlement.state(now);
+            order.updated_at = order.updated_at.max(now);
         }
         Ok(order.clone())
     }

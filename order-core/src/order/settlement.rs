@@ -21,8 +21,9 @@ impl Order {
         }
     }
 
-    /// The request refunding this order's whole payment, charged under
-    /// [`charge_request`](Self::charge_request)'s key.
+    /// The request refunding what is left of this order's payment (all of it, less what
+    /// refunds asked for on their own gave back or may have), charged under
+    /// [`charge_request`](Self::charge_request)'s key: what a cancellation gives back.
     pub fn refund_request(&self) -> RefundRequest {
         RefundRequest {
             idempotency_key: IdempotencyKey::for_refund(self.id),
@@ -42,11 +43,12 @@ impl Order {
         })
     }
 
-    /// What a refund of the whole payment gives back: the total, or, for a payment
-    /// captured later, what the capture takes (the gateway gives back no more than it
-    /// took, whatever is asked).
-    fn refundable(&self) -> Money {
-        self.captured.map_or(self.total_amount, |c| c.amount)
+    /// What a cancellation's refund gives back: the total, or, for a payment captured
+    /// later, what the capture takes (the gateway gives back no more than it took, whatever
+    /// is asked), less what refunds asked for on their own gave back or may have.
+    pub fn refundable(&self) -> Money {
+        let whole = self.captured.map_or(self.total_amount, |c| c.amount);
+        whole.saturating_sub(self.partially_refunded())
     }
 
     /// The refund of the order's payment as it stands, once a cancellation asked for one:
@@ -93,6 +95,8 @@ pub enum PaymentStatus {
     Authorized,
     /// Captured.
     Captured,
+    /// Captured, and part of it given back.
+    PartiallyRefunded,
     /// Captured and then given back in full.
     Refunded,
     /// Authorized and then released: nothing was ever taken.
@@ -121,17 +125,24 @@ impl Order {
             return None;
         }
         let authorized = self.total_amount;
-        let captured = match (self.capture, &self.captured) {
-            (CaptureMethod::Automatic, _) => authorized,
-            (CaptureMethod::Manual, Some(c)) if c.captured_at.is_some() => c.amount,
-            (CaptureMethod::Manual, _) => Money::ZERO,
-        };
-        let refund = self.refund();
-        let (status, refunded) = match refund.map(|r| (r.status, r.amount)) {
-            Some((RefundStatus::Succeeded, amount)) => (PaymentStatus::Refunded, amount),
+        let captured = self.captured_amount();
+        let partial: Money = self
+            .partial_refunds
+            .iter()
+            .map(super::PartialRefund::given)
+            .sum();
+        let (status, refunded) = match self.refund().map(|r| (r.status, r.amount)) {
             Some((RefundStatus::NothingCaptured, _)) => (PaymentStatus::Voided, Money::ZERO),
+            Some((RefundStatus::Succeeded, amount)) => {
+                let refunded = partial.checked_add(amount).unwrap_or(captured);
+                (PaymentStatus::Refunded, refunded)
+            }
             _ if captured == Money::ZERO => (PaymentStatus::Authorized, Money::ZERO),
-            _ => (PaymentStatus::Captured, Money::ZERO),
+            _ if partial == Money::ZERO => (PaymentStatus::Captured, Money::ZERO),
+            _ if partial >= captured => (PaymentStatus::Refunded, partial),
+            // A cancellation whose refund found nothing left to give back is refunded too.
+            _ if self.status == OrderStatus::Cancelled => (PaymentStatus::Refunded, partial),
+            _ => (PaymentStatus::PartiallyRefunded, partial),
         };
         Some(Payment {
             status,

@@ -121,6 +121,23 @@ pub enum CaptureStart {
     Refused(Order),
 }
 
+/// What [`OrderRepo::begin_refund`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundStart {
+    /// The refund is recorded as asked for (now, or by an earlier request under its key
+    /// whose outcome is not known yet): the caller sends it to the gateway.
+    Begun(Order),
+    /// The refund under the key has its outcome already (given back, or refused):
+    /// nothing was written.
+    Settled(Order),
+    /// The key names another refund of the order (another amount or other items):
+    /// nothing was written.
+    KeyReused(Order),
+    /// The order cannot be refunded this way ([`Order::refundable_now`] is `None`), or the
+    /// refund asks for more than is left: nothing was written.
+    Refused(Order),
+}
+
 /// Errors of [`OrderRepo`].
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -369,6 +386,26 @@ pub trait OrderRepo: Send + Sync {
         &self,
         id: OrderId,
         amount: crate::Money,
+        now: DateTime<Utc>,
+    ) -> Result<Order, RepoError>;
+    /// Records `draft` as a pending refund of order `id`, asked for at `now`, unless that
+    /// cannot be (see [`RefundStart`]). Atomic: whatever the races, the order's refunds
+    /// (pending ones by what they ask, given ones by what they gave) never add up to more
+    /// than was captured, a key is recorded once, and no refund begins once a cancellation
+    /// is recorded (nor a cancellation's refund miss one that began).
+    async fn begin_refund(
+        &self,
+        id: OrderId,
+        draft: &crate::order::RefundDraft,
+        now: DateTime<Utc>,
+    ) -> Result<RefundStart, RepoError>;
+    /// Records the outcome of order `id`'s refund under `key`, answered at `now`; the
+    /// order as it is then. Recording an outcome again changes nothing.
+    async fn finish_refund(
+        &self,
+        id: OrderId,
+        key: &crate::payment::IdempotencyKey,
+        settlement: &crate::order::RefundSettlement,
         now: DateTime<Utc>,
     ) -> Result<Order, RepoError>;
     /// Makes order `id` due at `now` when a worker still has its payment to do

@@ -15,10 +15,14 @@ use crate::payment::{
 ///   key returns the same outcome.
 /// - [`GatewayError::Unavailable`] means nothing was charged; [`GatewayError::Timeout`] means
 ///   the outcome is unknown and a call with the same key will tell.
-/// - `refund` gives back at most one capture's amount, at most once per capture, however
-///   often and under however many refund keys it is called; it never gives back more than
-///   was captured. Once a refund key has a definitive outcome, every later call with it
-///   returns the same outcome.
+/// - A payment may be refunded several times, each refund under a key of its own: each
+///   refund key gives back at most once, however often it is sent, and all of a charge
+///   key's refunds together never give back more than was captured under it. A refund
+///   asking for more than is left gives back what is left (its receipt says how much);
+///   one sent when nothing is left is declined
+///   ([`DeclineReason::ProcessorRefused`](crate::payment::DeclineReason::ProcessorRefused)).
+///   Once a refund key has a definitive outcome, every later call with it returns the
+///   same outcome.
 /// - `refund` of a charge key with nothing captured MUST void the key and return
 ///   [`RefundReceipt::NothingCaptured`]: every later `charge` with that key is declined
 ///   ([`DeclineReason::Voided`](crate::payment::DeclineReason::Voided)) and captures
@@ -41,8 +45,9 @@ use crate::payment::{
 pub trait PaymentGateway: Send + Sync {
     /// Charges the request's amount, deduplicated by its idempotency key.
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError>;
-    /// Gives back what was captured under the request's charge key, deduplicated by the
-    /// request's own idempotency key; voids the charge key if nothing was captured.
+    /// Gives back the request's amount (at most what is left) of what was captured under its
+    /// charge key, deduplicated by the request's own idempotency key; voids the charge key
+    /// if nothing was captured.
     async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError>;
     /// Captures the request's amount of the payment authorized under its charge key,
     /// deduplicated by the request's own idempotency key.

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 mod captures;
 pub use captures::{CaptureError, Captured};
+mod refunds;
+pub(crate) use refunds::settlement as refund_settlement;
+pub use refunds::{RefundError, Refunded};
 
 use tracing::{Instrument as _, info_span, instrument, warn};
 
@@ -87,7 +90,7 @@ where
         self
     }
 
-    /// The same service taking captures through `gateway`.
+    /// The same service taking captures and refunds through `gateway`.
     #[must_use]
     pub fn with_gateway(mut self, gateway: Arc<dyn crate::ports::PaymentGateway>) -> Self {
         self.gateway = Some(gateway);

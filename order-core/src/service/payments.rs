@@ -15,6 +15,7 @@ use super::batch::{self, Batcher};
 use super::decision::{self, AttemptContext, ChargeDecision, GatewayHealth, RefundDecision};
 use super::{chrono, micros_now};
 use crate::ids::{OrderId, WorkerId};
+use crate::money::Money;
 use crate::observe;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{
@@ -291,9 +292,11 @@ where
         }
     }
 
-    /// Refunds (or voids) the payment of a cancelling order once, then records the attempt
-    /// and, when the gateway gave a definitive answer, cancels the order. Refunds never give
-    /// up: money taken must go back.
+    /// Refunds (or voids) what is left of the payment of a cancelling order once, then
+    /// records the attempt and, when the gateway gave a definitive answer, cancels the
+    /// order. Refunds asked for on their own whose outcome is not known are asked about
+    /// first: what is left depends on them, and one the gateway does not answer fails the
+    /// attempt. Refunds never give up: money taken must go back.
     async fn refund(
         &self,
         delivery: &Delivery,
@@ -301,11 +304,40 @@ where
         order: &Order,
         permit: Permit,
     ) -> Result<Outcome, ProcessError> {
-        let request = order.refund_request();
-        let number = next_number(order.refund_attempts.len());
         let started_at = micros_now(&*self.clock);
+        let (order, unsettled) = self.settle_partial_refunds(order).await?;
+        let order = &order;
+        let request = order.refund_request();
+        if unsettled.is_none()
+            && request.amount == Money::ZERO
+            && order.partially_refunded() > Money::ZERO
+        {
+            // Refunds asked for on their own gave all of it back: nothing is left to send,
+            // and the call the permit was for is not made.
+            self.lock_breaker().on_abandoned(permit);
+            let transition = Transition::apply(OrderStatus::Cancelling, OrderEvent::Refunded)
+                .expect("a claimed cancelling order can be refunded");
+            let ended = match self
+                .finish(
+                    delivery,
+                    lease,
+                    None,
+                    LeaseEnd::Settle(transition),
+                    started_at,
+                )
+                .await
+            {
+                Err(ProcessError::Repo(RepoError::LeaseLost(_))) => Ok(Outcome::LeaseLost),
+                ended => ended.map(|()| Outcome::Cancelled),
+            };
+            return observe_terminal(ended, order, started_at);
+        }
+        let number = next_number(order.refund_attempts.len());
         let timer = std::time::Instant::now();
-        let result = self.gateway.refund(&request).await;
+        let result = match unsettled {
+            Some(e) => Err(e),
+            None => self.gateway.refund(&request).await,
+        };
         observe::gateway_call("refund", timer.elapsed());
         let finished_at = micros_now(&*self.clock);
         let outcome = RefundOutcome::from_refund(&result);
@@ -356,6 +388,40 @@ where
             .end_lease(delivery, lease, attempt, end, outcome, finished_at)
             .await;
         observe_terminal(ended, order, finished_at)
+    }
+
+    /// Asks the gateway about `order`'s refunds asked for on their own whose outcome is not
+    /// known, and records what it says: the order as it is then, and the gateway's error
+    /// for one it still did not answer.
+    async fn settle_partial_refunds(
+        &self,
+        order: &Order,
+    ) -> Result<(Order, Option<GatewayError>), ProcessError> {
+        let mut order = order.clone();
+        let pending: Vec<_> = order
+            .partial_refunds
+            .iter()
+            .filter(|r| r.is_pending())
+            .cloned()
+            .collect();
+        let mut unsettled = None;
+        for refund in pending {
+            let answer = self
+                .gateway
+                .refund(&order.partial_refund_request(&refund))
+                .await;
+            match super::orders::refund_settlement(answer) {
+                Ok(settlement) => {
+                    let now = micros_now(&*self.clock);
+                    order = self
+                        .repo
+                        .finish_refund(order.id, &refund.key, &settlement, now)
+                        .await?;
+                }
+                Err(e) => unsettled = Some(e),
+            }
+        }
+        Ok((order, unsettled))
     }
 
     /// Charges the claimed order once, then records the attempt and what follows from it.

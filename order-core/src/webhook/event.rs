@@ -232,6 +232,12 @@ impl Order {
                 .filter(|a| a.finished_at <= at)
                 .cloned()
                 .collect(),
+            partial_refunds: self
+                .partial_refunds
+                .iter()
+                .filter(|r| r.requested_at <= at)
+                .map(|r| r.as_of(at))
+                .collect(),
             cancellation: self.cancellation.filter(|c| c.requested_at <= at),
             ..self.clone()
         }

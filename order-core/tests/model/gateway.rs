@@ -40,8 +40,10 @@ pub struct GatewayState {
     pub outcomes: HashMap<IdempotencyKey, Result<ChargeReceipt, GatewayError>>,
     /// Per charge key: payments captured (with the charge, or by a capture).
     pub captures: HashMap<IdempotencyKey, u32>,
-    /// Per charge key: the definitive answer to refunding it.
+    /// Per refund key: the definitive answer to it.
     pub refund_outcomes: HashMap<IdempotencyKey, RefundReceipt>,
+    /// Per refund key: refunds made under it (at most 1).
+    pub refunds_by_key: HashMap<IdempotencyKey, u32>,
     /// Per charge key: refunds made, and the amount given back in all.
     pub refunds: HashMap<IdempotencyKey, (u32, Money)>,
     pub captured_amounts: HashMap<IdempotencyKey, Money>,
@@ -60,6 +62,7 @@ impl GatewayState {
             outcomes: HashMap::new(),
             captures: HashMap::new(),
             refund_outcomes: HashMap::new(),
+            refunds_by_key: HashMap::new(),
             refunds: HashMap::new(),
             captured_amounts: HashMap::new(),
             authorized: HashMap::new(),
@@ -129,13 +132,14 @@ impl PaymentGateway for ScriptedGateway {
     async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
         let mut s = self.state.lock().unwrap();
         let key = request.charge_key();
+        let refund_key = &request.idempotency_key;
         if matches!(s.mode, Mode::Down | Mode::RefundsDown) {
             return Err(GatewayError::Unavailable("gateway down".into()));
         }
         if s.odd(request.order_id()) {
             return Err(GatewayError::Unavailable("processor error".into()));
         }
-        if let Some(done) = s.refund_outcomes.get(key) {
+        if let Some(done) = s.refund_outcomes.get(refund_key) {
             return Ok(done.clone());
         }
         if s.mode == Mode::TimeoutBeforeCapture {
@@ -143,12 +147,18 @@ impl PaymentGateway for ScriptedGateway {
         }
         let receipt = if s.captures.get(key).copied().unwrap_or(0) > 0 {
             let captured = s.captured_amounts[key];
-            let amount = request.amount.min(captured);
+            let given = s.refunds.get(key).map_or(Money::ZERO, |(_, m)| *m);
+            let left = captured.saturating_sub(given);
+            if left == Money::ZERO {
+                return Err(GatewayError::Declined(DeclineReason::ProcessorRefused));
+            }
+            let amount = request.amount.min(left);
             let entry = s.refunds.entry(key.clone()).or_insert((0, Money::ZERO));
             entry.0 += 1;
             entry.1 = entry.1.checked_add(amount).unwrap();
+            *s.refunds_by_key.entry(refund_key.clone()).or_default() += 1;
             RefundReceipt::Refunded {
-                refund_id: format!("re-{key}"),
+                refund_id: format!("re-{refund_key}"),
                 amount,
             }
         } else {
@@ -161,7 +171,8 @@ impl PaymentGateway for ScriptedGateway {
             s.voided.insert(key.clone());
             RefundReceipt::NothingCaptured
         };
-        s.refund_outcomes.insert(key.clone(), receipt.clone());
+        s.refund_outcomes
+            .insert(refund_key.clone(), receipt.clone());
         if s.mode == Mode::TimeoutAfterCapture {
             return Err(GatewayError::Timeout("no answer".into()));
         }

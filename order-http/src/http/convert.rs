@@ -1,7 +1,7 @@
 //! From the domain onto the wire: domain values into `order-api`'s response types.
 
 use order_api::orders as wire;
-use order_core::order::{CancelReason, RefundStatus};
+use order_core::order::{CancelReason, PartialRefund, PartialRefundState, RefundStatus};
 use order_core::payment::{AttemptOutcome, RefundAttempt, RefundOutcome};
 use order_core::{Order, OrderStatus, PaymentAttempt};
 
@@ -71,21 +71,65 @@ pub fn refund_attempt(a: &RefundAttempt) -> wire::RefundAttemptResponse {
     }
 }
 
-/// The order's refund, if a cancellation asked for one.
+/// The order's refunds: those asked for on their own, then a cancellation's.
 fn refunds(o: &Order) -> Vec<wire::RefundResponse> {
-    o.refund()
-        .map(|r| wire::RefundResponse {
-            amount: r.amount.amount(),
-            status: match r.status {
-                RefundStatus::Pending => wire::RefundStatus::Pending,
-                RefundStatus::Succeeded => wire::RefundStatus::Succeeded,
-                RefundStatus::NothingCaptured => wire::RefundStatus::NothingCaptured,
-            },
-            refund_id: r.refund_id,
-            attempts: o.refund_attempts.iter().map(refund_attempt).collect(),
-        })
-        .into_iter()
+    let cancellation = o.refund().map(|r| wire::RefundResponse {
+        amount: r.amount.amount(),
+        status: match r.status {
+            RefundStatus::Pending => wire::RefundStatus::Pending,
+            RefundStatus::Succeeded => wire::RefundStatus::Succeeded,
+            RefundStatus::NothingCaptured => wire::RefundStatus::NothingCaptured,
+        },
+        refund_id: r.refund_id,
+        reason: None,
+        items: Vec::new(),
+        requested_at: None,
+        error_message: None,
+        attempts: o.refund_attempts.iter().map(refund_attempt).collect(),
+    });
+    o.partial_refunds
+        .iter()
+        .map(partial_refund)
+        .chain(cancellation)
         .collect()
+}
+
+/// A refund asked for on its own.
+fn partial_refund(r: &PartialRefund) -> wire::RefundResponse {
+    let (status, amount, refund_id, error_message) = match &r.state {
+        PartialRefundState::Pending => (wire::RefundStatus::Pending, r.amount, None, None),
+        PartialRefundState::Refunded {
+            refund_id, amount, ..
+        } => (
+            wire::RefundStatus::Succeeded,
+            *amount,
+            Some(refund_id.clone()),
+            None,
+        ),
+        PartialRefundState::Refused { error, .. } => (
+            wire::RefundStatus::Refused,
+            order_core::Money::ZERO,
+            None,
+            Some(error.clone()),
+        ),
+    };
+    wire::RefundResponse {
+        amount: amount.amount(),
+        status,
+        refund_id,
+        reason: r.reason.as_ref().map(ToString::to_string),
+        items: r
+            .items
+            .iter()
+            .map(|i| wire::RefundItem {
+                item_id: i.item_id.to_string(),
+                quantity: i.quantity.get(),
+            })
+            .collect(),
+        requested_at: Some(r.requested_at),
+        error_message,
+        attempts: Vec::new(),
+    }
 }
 
 /// One payment attempt.
@@ -126,6 +170,7 @@ fn payment(o: &Order) -> Option<wire::PaymentResponse> {
         status: match p.status {
             S::Authorized => wire::PaymentStatus::Authorized,
             S::Captured => wire::PaymentStatus::Captured,
+            S::PartiallyRefunded => wire::PaymentStatus::PartiallyRefunded,
             S::Refunded => wire::PaymentStatus::Refunded,
             S::Voided => wire::PaymentStatus::Voided,
         },
@@ -192,6 +237,7 @@ pub const fn scope(scope: order_core::access::Scope) -> order_api::keys::Scope {
         Scope::OrdersWrite => Wire::OrdersWrite,
         Scope::OrdersCancel => Wire::OrdersCancel,
         Scope::PaymentsCapture => Wire::PaymentsCapture,
+        Scope::PaymentsRefund => Wire::PaymentsRefund,
         Scope::WebhooksManage => Wire::WebhooksManage,
         Scope::KeysManage => Wire::KeysManage,
         Scope::MetricsRead => Wire::MetricsRead,

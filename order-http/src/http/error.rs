@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use order_api::{ErrorBody, ErrorCode, FieldErrorBody};
 use order_core::ports::{BoxError, RepoError};
-use order_core::service::{CaptureError, PlaceError};
+use order_core::service::{CaptureError, PlaceError, RefundError};
 use order_core::{FieldError, ValidationErrors};
 
 /// Why a request failed.
@@ -47,6 +47,14 @@ pub enum ApiError {
     /// The order has no authorized payment to capture, or the gateway refused it.
     #[error("{message}")]
     NotCapturable {
+        /// The order's status.
+        status: order_core::OrderStatus,
+        /// Why.
+        message: String,
+    },
+    /// The order's payment cannot be refunded now, or the gateway refused the refund.
+    #[error("{message}")]
+    NotRefundable {
         /// The order's status.
         status: order_core::OrderStatus,
         /// Why.
@@ -158,6 +166,33 @@ impl From<CaptureError> for ApiError {
     }
 }
 
+impl From<RefundError> for ApiError {
+    fn from(e: RefundError) -> Self {
+        let message = e.to_string();
+        match e {
+            RefundError::NotFound(id) => Self::NotFound(format!("order {id} not found")),
+            RefundError::Invalid(errors) => errors.into(),
+            RefundError::Exceeds { left, .. } => Self::Validation(vec![FieldError::new(
+                "amount",
+                order_core::Invalid::OutOfRange {
+                    min: "0.01".into(),
+                    max: left.to_string(),
+                },
+            )]),
+            RefundError::NotRefundable(order) | RefundError::Declined(_, order) => {
+                Self::NotRefundable {
+                    status: order.status,
+                    message,
+                }
+            }
+            RefundError::Gateway(e) => Self::Unavailable(Box::new(e)),
+            RefundError::NoGateway => Self::Internal(message.into()),
+            RefundError::Key(e) => e.into(),
+            RefundError::Repo(e) => e.into(),
+        }
+    }
+}
+
 impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
         if let RepoError::NotFound(id) = e {
@@ -193,6 +228,7 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Self::NotCancellable { .. } => (StatusCode::CONFLICT, ErrorCode::OrderNotCancellable),
             Self::NotCapturable { .. } => (StatusCode::CONFLICT, ErrorCode::PaymentNotCapturable),
+            Self::NotRefundable { .. } => (StatusCode::CONFLICT, ErrorCode::PaymentNotRefundable),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
             Self::KeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -227,9 +263,9 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let current_status = match &self {
-            Self::NotCancellable { status, .. } | Self::NotCapturable { status, .. } => {
-                Some(crate::http::convert::status(*status))
-            }
+            Self::NotCancellable { status, .. }
+            | Self::NotCapturable { status, .. }
+            | Self::NotRefundable { status, .. } => Some(crate::http::convert::status(*status)),
             _ => None,
         };
         let body = ErrorBody {

@@ -44,7 +44,8 @@ pub fn base() -> OpenApi {
                        every `/api/v1` request needs `Authorization: Bearer <key>` with the \
                        route's scope: `orders:read` to read orders, `orders:write` to place \
                        them, `orders:cancel` to cancel them, `payments:capture` to capture their \
-                       authorized payments, `keys:manage` for `/api/v1/api-keys`, \
+                       authorized payments, `payments:refund` to give back part or all of \
+                       their captured payments, `keys:manage` for `/api/v1/api-keys`, \
                        `webhooks:manage` for webhook endpoints and redelivery, `metrics:read` \
                        for `/metrics` on the API's port; \
                        a missing or bad key is `401` (`unauthorized`), a missing scope `403` \

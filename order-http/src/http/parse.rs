@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod keys;
 pub mod orders;
+pub mod refunds;
 pub mod webhooks;
 
 pub(super) fn required() -> Invalid {

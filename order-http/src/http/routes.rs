@@ -23,6 +23,7 @@ pub mod gateway_events;
 pub mod health;
 pub mod keys;
 pub mod orders;
+pub mod refunds;
 pub mod webhooks;
 
 /// The `/api/v1` routes: behind load shedding, authentication and rate limits.

@@ -323,6 +323,7 @@ async fn every_route_gives_the_documented_answer_for_every_kind_of_key(backend: 
         ("get", paths::ORDER, "orders:read"),
         ("post", paths::ORDER_CANCEL, "orders:cancel"),
         ("post", paths::ORDER_CAPTURE, "payments:capture"),
+        ("post", paths::ORDER_REFUNDS, "payments:refund"),
         ("delete", paths::API_KEY, "keys:manage"),
     ] {
         let operation = &doc["paths"][path][method];

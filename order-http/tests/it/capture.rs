@@ -1,32 +1,15 @@
 //! Authorize now, capture later (`PAYMENT_CAPTURE=manual`): on the embedded default with
 //! the simulated gateway, and on PostgreSQL + Redis against localstripe.
 
-use std::time::{Duration, Instant};
-
 use order_api::ErrorCode;
 use order_api::orders::{
-    CancelOrderRequest, CaptureMethod, CaptureOrderRequest, OrderResponse, OrderStatus,
-    PaymentStatus,
+    CancelOrderRequest, CaptureMethod, CaptureOrderRequest, OrderStatus, PaymentStatus,
 };
 use order_gateway_stripe::testing::{API_KEY, FakeStripe};
 use order_http::testing::{Backend, TestApp, refusal, sample_order};
 
-const PATIENCE: Duration = Duration::from_secs(30);
-
 fn decimal(s: &str) -> rust_decimal::Decimal {
     s.parse().unwrap()
-}
-
-async fn wait_status(app: &TestApp, id: uuid::Uuid, status: OrderStatus) -> OrderResponse {
-    let start = Instant::now();
-    loop {
-        let order = app.order(id).await;
-        if order.status == status {
-            return order;
-        }
-        assert!(start.elapsed() < PATIENCE, "never {status:?}: {order:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn capture(amount: Option<&str>) -> CaptureOrderRequest {
@@ -46,7 +29,7 @@ async fn on_the_embedded_default_an_order_is_authorized_and_captured_once_for_le
     )
     .await;
     let placed = app.place(&sample_order("manual")).await;
-    let order = wait_status(&app, placed.id, OrderStatus::Confirmed).await;
+    let order = app.wait_status(placed.id, OrderStatus::Confirmed).await;
     let payment = order.payment.expect("an authorized payment");
     assert_eq!(
         (payment.status, payment.capture_method),
@@ -106,7 +89,7 @@ async fn on_the_embedded_default_an_order_is_authorized_and_captured_once_for_le
 async fn with_automatic_capture_there_is_nothing_to_capture() {
     let app = TestApp::spawn(Backend::Memory, &[("PAYMENT_MOCK_SUCCESS_RATE", "1")]).await;
     let placed = app.place(&sample_order("automatic")).await;
-    let order = wait_status(&app, placed.id, OrderStatus::Confirmed).await;
+    let order = app.wait_status(placed.id, OrderStatus::Confirmed).await;
     let payment = order.payment.expect("a payment");
     assert_eq!(
         (payment.status, payment.captured_amount),
@@ -144,7 +127,7 @@ async fn at_stripe_a_capture_for_less_than_authorized_shows_both_amounts_and_str
     let stripe = FakeStripe::start().await;
     let app = manual_through(&stripe).await;
     let placed = app.place(&with_card("manual-stripe")).await;
-    let order = wait_status(&app, placed.id, OrderStatus::Confirmed).await;
+    let order = app.wait_status(placed.id, OrderStatus::Confirmed).await;
     let intent_id = order.payment_attempts[0].transaction_id.clone().unwrap();
     let intent = stripe
         .get(&format!("/v1/payment_intents/{intent_id}"))
@@ -185,14 +168,14 @@ async fn at_stripe_cancelling_an_authorized_order_voids_it_and_nothing_is_taken(
     let stripe = FakeStripe::start().await;
     let app = manual_through(&stripe).await;
     let placed = app.place(&with_card("manual-void")).await;
-    let order = wait_status(&app, placed.id, OrderStatus::Confirmed).await;
+    let order = app.wait_status(placed.id, OrderStatus::Confirmed).await;
     let intent_id = order.payment_attempts[0].transaction_id.clone().unwrap();
 
     app.client
         .cancel(placed.id, &CancelOrderRequest::default(), None)
         .await
         .expect("an authorized order can be cancelled");
-    let cancelled = wait_status(&app, placed.id, OrderStatus::Cancelled).await;
+    let cancelled = app.wait_status(placed.id, OrderStatus::Cancelled).await;
 
     let payment = cancelled.payment.expect("a payment");
     assert_eq!(payment.status, PaymentStatus::Voided);

@@ -39,6 +39,7 @@ mod faults;
 mod limits;
 mod metrics;
 mod payments;
+mod refunds;
 mod slowloris;
 mod ssrf;
 mod stripe;

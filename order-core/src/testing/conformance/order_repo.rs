@@ -1,4 +1,5 @@
-//! The [`OrderRepo`] suite: orders, leases, batches, cancellations and request keys.
+//! The [`OrderRepo`] suite: orders, leases, batches, cancellations, captures, refunds and
+//! request keys.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +19,7 @@ mod batches;
 mod cancel;
 mod captures;
 mod processor_events;
+mod refunds;
 mod request_keys;
 
 use batches::{
@@ -39,6 +41,12 @@ use captures::{
 use processor_events::{
     a_processor_event_is_recorded_once_until_purged,
     hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest,
+};
+use refunds::{
+    a_refund_is_settled_once_and_a_refused_one_holds_nothing_back,
+    of_concurrent_refunds_none_passes_the_capture,
+    only_a_confirmed_captured_uncancelled_order_is_refunded,
+    refunds_are_recorded_once_per_key_and_never_past_the_capture,
 };
 use request_keys::{
     request_keys_reserve_replay_and_reject,
@@ -71,6 +79,10 @@ where
     a_capture_is_asked_for_once_for_one_amount_and_recorded_once(&make().await).await;
     only_a_confirmed_uncancelled_order_with_manual_capture_is_captured(&make().await).await;
     of_concurrent_captures_of_different_amounts_one_begins(&make().await).await;
+    refunds_are_recorded_once_per_key_and_never_past_the_capture(&make().await).await;
+    a_refund_is_settled_once_and_a_refused_one_holds_nothing_back(&make().await).await;
+    only_a_confirmed_captured_uncancelled_order_is_refunded(&make().await).await;
+    of_concurrent_refunds_none_passes_the_capture(&make().await).await;
     a_processor_event_is_recorded_once_until_purged(&make().await).await;
     hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest(&make().await).await;
     request_keys_reserve_replay_and_reject(&make().await).await;

@@ -12,6 +12,10 @@ pub struct GatewayBooks {
     pub captures: u32,
     /// Refunds made of that capture.
     pub refunds: u32,
+    /// What was captured under the key.
+    pub captured: crate::Money,
+    /// What its refunds gave back, in all.
+    pub refunded: crate::Money,
 }
 
 /// Calls `call` until it gives a definitive answer (at most 50 times).
@@ -30,8 +34,9 @@ where
 }
 
 /// Checks a [`PaymentGateway`] against its contract: whatever happens, at most one capture
-/// per idempotency key and at most one refund per capture, never more than captured; a
-/// definitive outcome is replayed; a refund of a key with nothing captured voids it.
+/// per idempotency key, at most one refund per refund key, and never more given back than
+/// captured, however many refunds; a definitive outcome is replayed; a refund of a key with
+/// nothing captured voids it.
 /// `gateway` must eventually give definitive outcomes (its outage, if any, over).
 ///
 /// `books` reads the gateway's own books for a charge key: how many payments were really
@@ -66,8 +71,12 @@ pub async fn payment_gateway_paying_with<G: PaymentGateway + ?Sized>(
         let b = books(key);
         assert!(b.captures <= 1, "key {key} captured {} times", b.captures);
         assert!(
-            b.refunds <= b.captures,
-            "key {key}: {b:?}: more refunds than captures"
+            b.refunds == 0 || b.captures > 0,
+            "key {key}: {b:?}: a refund of nothing captured"
+        );
+        assert!(
+            b.refunded <= b.captured,
+            "key {key}: {b:?}: more given back than captured"
         );
     };
     for i in 0..20 {
@@ -147,7 +156,69 @@ pub async fn payment_gateway_paying_with<G: PaymentGateway + ?Sized>(
     );
     assert_eq!(books(&charge.idempotency_key), GatewayBooks::default());
 
+    partial_refunds(gateway, &method, &books).await;
     manual_capture(gateway, &method, &books).await;
+}
+
+/// The partial-refund part of the suite: a capture refunded several times, each refund
+/// under its own key and replayed by it, never more in all than was captured.
+async fn partial_refunds<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    method: &impl Fn(usize) -> Option<crate::PaymentMethod>,
+    books: &impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
+) {
+    use crate::payment::{DeclineReason, IdempotencyKey, RefundReceipt, RefundRequest};
+
+    let cents = |n: i64| crate::Money::new(rust_decimal::Decimal::new(n, 2)).expect("money");
+    for i in 0..4 {
+        let mut order = placed_order(&format!("c-gw-partial-{i}"), base_time());
+        order.payment_method = method(i);
+        let charge = order.charge_request();
+        let key = &charge.idempotency_key;
+        let Ok(receipt) = until_definitive(|| gateway.charge(&charge)).await else {
+            continue;
+        };
+        let refund = |name: &str, amount: crate::Money| RefundRequest {
+            idempotency_key: IdempotencyKey::for_partial_refund(order.id, name),
+            charge: charge.clone(),
+            payment_id: (i % 2 == 0).then(|| receipt.transaction_id.clone()),
+            amount,
+        };
+        let first = refund("first", cents(1000)); // 10.00 of the 30.97 captured
+        let given = until_definitive(|| gateway.refund(&first)).await;
+        assert!(
+            matches!(&given, Ok(RefundReceipt::Refunded { amount, .. }) if *amount == cents(1000)),
+            "a part of a capture is given back: {given:?}"
+        );
+        assert_eq!(gateway.refund(&first).await, given, "the same key replays");
+        let b = books(key);
+        assert_eq!(
+            (b.refunds, b.refunded),
+            (1, cents(1000)),
+            "key {key}: {b:?}"
+        );
+
+        // More than is left gives back what is left.
+        let rest = refund("rest", cents(3000));
+        let given_rest = until_definitive(|| gateway.refund(&rest)).await;
+        assert!(
+            matches!(&given_rest, Ok(RefundReceipt::Refunded { amount, .. }) if *amount == cents(2097)),
+            "what is left of a capture is given back: {given_rest:?}"
+        );
+        let b = books(key);
+        assert_eq!((b.refunds, b.refunded), (2, b.captured), "key {key}: {b:?}");
+
+        // Nothing is left: a new refund is refused, the earlier ones still replay.
+        let more = refund("more", cents(100));
+        assert_eq!(
+            until_definitive(|| gateway.refund(&more)).await,
+            Err(GatewayError::Declined(DeclineReason::ProcessorRefused)),
+            "nothing is left to give back"
+        );
+        assert_eq!(gateway.refund(&first).await, given);
+        assert_eq!(gateway.refund(&rest).await, given_rest);
+        assert_eq!(books(key).refunds, 2, "key {key}: no refund made twice");
+    }
 }
 
 /// The manual-capture part of the suite: a charge only authorizes; a capture takes at most

@@ -38,6 +38,7 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         ("POST", r) if r == paths::ORDERS => Some(Scope::OrdersWrite),
         ("POST", r) if r == paths::ORDER_CANCEL => Some(Scope::OrdersCancel),
         ("POST", r) if r == paths::ORDER_CAPTURE => Some(Scope::PaymentsCapture),
+        ("POST", r) if r == paths::ORDER_REFUNDS => Some(Scope::PaymentsRefund),
         (_, r) if r == paths::API_KEYS || r == paths::API_KEY => Some(Scope::KeysManage),
         // Stripe signs its events; it holds no key of ours.
         ("POST", r) if r == paths::GATEWAY_EVENTS_STRIPE => None,
@@ -324,6 +325,11 @@ mod tests {
                 Method::POST,
                 paths::ORDER_CAPTURE,
                 Some(Scope::PaymentsCapture),
+            ),
+            (
+                Method::POST,
+                paths::ORDER_REFUNDS,
+                Some(Scope::PaymentsRefund),
             ),
             (Method::POST, paths::API_KEYS, Some(Scope::KeysManage)),
             (Method::GET, paths::API_KEYS, Some(Scope::KeysManage)),

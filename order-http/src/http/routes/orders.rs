@@ -34,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
         .routes(routes!(super::captures::capture_order))
+        .routes(routes!(super::refunds::refund_order))
 }
 
 /// Accepts an order: validates it, stores it durably, queues its payment.

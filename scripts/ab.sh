@@ -11,6 +11,9 @@
 #     terminal per second of the loop.
 #   AB_MODE=drain: `order-http serve` fills a backlog for AB_FILL seconds (8), then one
 #     `order-http worker` drains it; orders settled per second.
+#   AB_MODE=latency: one `order-http` in the default role, a 3 s warm-up, then oha posting
+#     at AB_RATE (1000) orders/s, open model, corrected for coordinated omission, for
+#     AB_SECONDS; POST p50, p99 and p99.9 and the answers' statuses.
 #
 # AB_ROUNDS (2) rounds; AB_ENV adds environment to the measured process
 # (e.g. AB_ENV="WORKER_CONCURRENCY=2048").
@@ -24,6 +27,11 @@ mode=${AB_MODE:-e2e}
 seconds=${AB_SECONDS:-20}
 fill=${AB_FILL:-8}
 rounds=${AB_ROUNDS:-2}
+rate=${AB_RATE:-1000}
+if [ "$mode" = latency ]; then
+  command -v oha >/dev/null || cargo install --locked oha
+  python3 -c 'import json; print(json.dumps({"customer_id": "ab", "items": [{"item_id": "item_001", "item_name": "Burger", "quantity": 2, "price": 12.99}]}))' >"$work/order.json"
+fi
 read -r -a extra <<<"${AB_ENV:-}"
 db=order_ab
 url=postgres://postgres@127.0.0.1:5432/$db
@@ -53,6 +61,27 @@ for round in $(seq 1 "$rounds"); do
     stream="ab-$$-$round"
     port=$(free_port)
     cli=("$bin/order-cli" --base-url "http://127.0.0.1:$port" --timeout 30)
+    if [ "$mode" = latency ]; then
+      start "" "$port" "$bin"
+      wait_for "http://127.0.0.1:$port/health/ready" || { cat "$work/app.log" >&2; exit 1; }
+      "${cli[@]}" load --connections 64 --duration 3s --json --quiet --seed 9 >/dev/null
+      sleep 2
+      oha --no-tui --output-format json -z "${seconds}s" -q "$rate" --latency-correction \
+        -m POST -T application/json -D "$work/order.json" \
+        "http://127.0.0.1:$port/api/v1/orders" >"$work/oha.json"
+      stop "$app"
+      redis-cli DEL "{$stream}" "{$stream}:deferred" "{$stream}:dead" >/dev/null
+      python3 - "$bin" "$rate" "$work/oha.json" <<'PY'
+import json, sys
+bin_dir, rate, path = sys.argv[1], sys.argv[2], sys.argv[3]
+r = json.load(open(path))
+p = {k: v * 1000 for k, v in r["latencyPercentiles"].items()}
+codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["statusCodeDistribution"].items()))
+print(f"{bin_dir}: POST at {rate}/s: p50 {p['p50']:.2f} ms, p99 {p['p99']:.2f} ms, "
+      f"p99.9 {p['p99.9']:.2f} ms ({codes})", flush=True)
+PY
+      continue
+    fi
     if [ "$mode" = drain ]; then
       start serve "$port" "$bin"
       wait_for "http://127.0.0.1:$port/health" || { cat "$work/app.log" >&2; exit 1; }

@@ -133,8 +133,20 @@ where
     /// Once this returns `Ok` the order is never lost. If queueing fails the order is
     /// still accepted: it stays due in the store, and [`PaymentProcessor::reconcile`](super::PaymentProcessor::reconcile) queues
     /// it later.
-    #[instrument(skip_all, fields(order_id))]
     pub async fn place(&self, new: NewOrder) -> Result<Order, RepoError> {
+        self.place_telling(new, |_| {}).await
+    }
+
+    /// [`place`](Self::place), telling `stored` the order once it is stored, before its
+    /// payment job is queued: a caller that answers its client from `stored` answers as soon
+    /// as the order is durable, one stage earlier, and the job is queued meanwhile (as with
+    /// `place`, a failed enqueue, or one lost with the process, is the reconciler's).
+    #[instrument(name = "place", skip_all, fields(order_id))]
+    pub async fn place_telling(
+        &self,
+        new: NewOrder,
+        stored: impl FnOnce(&Order),
+    ) -> Result<Order, RepoError> {
         let order = new
             .with_capture(self.capture)
             .place(OrderId::new(), micros_now(&*self.clock));
@@ -143,6 +155,7 @@ where
             .insert(&*self.repo, &self.gate, &*self.clock, order.clone())
             .instrument(info_span!("store insert"))
             .await?;
+        stored(&order);
         if let Err(e) = self.enqueue(&order).await {
             warn!(error = %e, "order stored but not queued; the reconciler will queue it");
         }
@@ -155,16 +168,30 @@ where
     /// A key reused for a different order gives [`PlaceError::KeyReused`]; a key whose first
     /// request is still being stored gives [`PlaceError::InFlight`]. The key is completed
     /// in the same transaction that stores the order.
-    #[instrument(skip_all, fields(order_id, key = %key))]
     pub async fn place_once(&self, new: NewOrder, key: &RequestKey) -> Result<Placed, PlaceError> {
+        self.place_once_telling(new, key, |_| {}).await
+    }
+
+    /// [`place_once`](Self::place_once), telling `stored` the answer once it is known (the
+    /// order stored, or the earlier one found), before a new order's payment job is queued,
+    /// as [`place_telling`](Self::place_telling) does.
+    #[instrument(name = "place_once", skip_all, fields(order_id, key = %key))]
+    pub async fn place_once_telling(
+        &self,
+        new: NewOrder,
+        key: &RequestKey,
+        stored: impl FnOnce(&Placed),
+    ) -> Result<Placed, PlaceError> {
         let now = micros_now(&*self.clock);
         let token = match self.reserve(key, &Fingerprint::of(&new)).await? {
             Reserved::New(token) => token,
             Reserved::Replay(order) => {
-                return Ok(Placed {
+                let placed = Placed {
                     order: *order,
                     replayed: true,
-                });
+                };
+                stored(&placed);
+                return Ok(placed);
             }
         };
         let order = new.with_capture(self.capture).place(OrderId::new(), now);
@@ -180,13 +207,15 @@ where
             return Err(e.into());
         }
         metrics::counter!(crate::observe::ORDERS_PLACED).increment(1);
-        if let Err(e) = self.enqueue(&order).await {
-            warn!(error = %e, "order stored but not queued; the reconciler will queue it");
-        }
-        Ok(Placed {
+        let placed = Placed {
             order,
             replayed: false,
-        })
+        };
+        stored(&placed);
+        if let Err(e) = self.enqueue(&placed.order).await {
+            warn!(error = %e, "order stored but not queued; the reconciler will queue it");
+        }
+        Ok(placed)
     }
 
     /// Cancels order `id` for `reason`: at once when payment has not started; otherwise the

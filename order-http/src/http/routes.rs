@@ -52,3 +52,30 @@ pub async fn finish_detached<T: Send + 'static>(
     .await
     .map_err(|e| ApiError::Internal(Box::new(e)))?
 }
+
+/// As [`finish_detached`], but answers with what `work` sends on `answer` as soon as it
+/// sends it, while `work` goes on to its end on its own task (holding the permit); if `work`
+/// ends without sending, with its error.
+pub async fn answer_early<T: Send + 'static>(
+    permit: Option<Extension<InFlight>>,
+    answer: tokio::sync::oneshot::Receiver<T>,
+    work: impl Future<Output = Result<(), ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    let work = tokio::spawn(
+        async move {
+            let _permit = permit;
+            work.await
+        }
+        .instrument(tracing::Span::current()),
+    );
+    if let Ok(answer) = answer.await {
+        return Ok(answer);
+    }
+    match work.await {
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Err(ApiError::Internal(
+            "the request's work ended without an answer".into(),
+        )),
+        Err(e) => Err(ApiError::Internal(Box::new(e))),
+    }
+}

@@ -7,7 +7,7 @@ use order_api::ErrorCode;
 use order_api::health::Readiness;
 use order_api::orders::OrderStatus;
 use order_http::Role;
-use order_http::testing::{TestApp, free_port, redis_url, refusal, sample_order};
+use order_http::testing::{Storage, TestApp, free_port, redis_url, refusal, sample_order};
 use order_store_postgres::testing::PrivatePostgres;
 
 /// Places an order (under `key`, if any), which must be refused with 503 and `Retry-After`
@@ -140,4 +140,47 @@ async fn without_postgres_the_service_starts_fails_fast_and_recovers_by_itself()
         OrderStatus::Confirmed
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_is_answered_once_the_order_is_stored_while_redis_holds_the_enqueue() {
+    let mut redis = order_http::testing::PrivateRedis::start();
+    let storage = Storage::create().await;
+    let env: Vec<(String, String)> = storage
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "REDIS_URL")
+        .chain([("REDIS_URL".to_owned(), redis.url())])
+        .collect();
+    let app = TestApp::spawn_role(Role::All, env, &[("PAYMENT_MOCK_SUCCESS_RATE", "1")]).await;
+    let warm = app.place(&sample_order("hold-warm")).await;
+    app.wait_status(warm.id, OrderStatus::Confirmed).await;
+
+    // Redis takes no write for 3 s: the payment job's XADD waits (and times out after 2 s).
+    let paused = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "CLIENT",
+            "PAUSE",
+            "3000",
+            "WRITE",
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(paused.status.success(), "{paused:?}");
+    let start = Instant::now();
+    let placed = app.place(&sample_order("hold")).await;
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the order was answered after {took:?}: it waited for the queue"
+    );
+    assert_eq!(placed.status, OrderStatus::Pending);
+    // Once Redis takes writes again the order is queued (or reconciled) and paid.
+    let paid = app.wait_terminal(placed.id, Duration::from_secs(60)).await;
+    assert_eq!(paid.status, OrderStatus::Confirmed);
+    app.stop().await;
+    storage.drop().await;
+    redis.kill();
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::finish_detached;
+use super::{answer_early, finish_detached};
 use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{
@@ -72,18 +72,27 @@ async fn create_order(
         .in_trace(traces::of_request(&headers));
     caller.act_for(new.customer_id())?;
     let key = key.map(|key| caller.own(key));
-    // Spawned, not awaited in place: a client that hangs up drops this handler, and the
-    // order it may already have committed must still be queued for payment at once, not
-    // left to the reconciler.
+    // Answered once the order is stored, while its payment job is queued on a task of its
+    // own: a client that hangs up drops this handler, and the order it may already have
+    // committed must still be queued for payment at once, not left to the reconciler.
     let orders = state.orders.clone();
-    let placed = finish_detached(permit, async move {
-        Ok::<_, ApiError>(match key {
-            Some(key) => orders.place_once(new, &key).await?,
-            None => Placed {
-                order: orders.place(new).await?,
-                replayed: false,
-            },
-        })
+    let (tell, told) = tokio::sync::oneshot::channel();
+    let placed = answer_early(permit, told, async move {
+        let tell = |placed: &Placed| drop(tell.send(placed.clone()));
+        match key {
+            Some(key) => drop(orders.place_once_telling(new, &key, tell).await?),
+            None => drop(
+                orders
+                    .place_telling(new, |order| {
+                        tell(&Placed {
+                            order: order.clone(),
+                            replayed: false,
+                        });
+                    })
+                    .await?,
+            ),
+        }
+        Ok(())
     })
     .await?;
     let location = paths::order(placed.order.id.as_uuid());

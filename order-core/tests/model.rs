@@ -259,6 +259,13 @@ impl OrderRepo for Batching {
     ) -> Result<Order, RepoError> {
         self.0.finish_refund(id, key, settlement, now).await
     }
+    async fn pending_refunds(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        self.0.pending_refunds(before, limit).await
+    }
     async fn finish_capture(
         &self,
         id: OrderId,

@@ -117,6 +117,8 @@ pub struct Application {
     migrator: Option<Migrator>,
     /// How long idempotency keys are kept.
     key_retention: Duration,
+    /// How often pending refunds are swept, and how long one waits before it is.
+    refund_sweep: (Duration, Duration),
     /// What a client may hold of the server.
     server_limits: ServerLimits,
 }
@@ -212,6 +214,7 @@ impl Application {
             gateway,
             migrator,
             key_retention: config.idempotency_key_retention,
+            refund_sweep: (config.reconcile_every, config.reconcile_grace),
             server_limits: config.server,
         })
     }
@@ -267,6 +270,7 @@ impl Application {
                     metrics_listener: self.metrics_listener,
                     orders: self.state.as_ref().map(|state| state.orders.clone()),
                     key_retention: self.key_retention,
+                    refund_sweep: self.refund_sweep,
                 },
                 &stopped,
             ),
@@ -466,6 +470,7 @@ struct SideTasks {
     metrics_listener: Option<TcpListener>,
     orders: Option<DynOrderService>,
     key_retention: Duration,
+    refund_sweep: (Duration, Duration),
 }
 
 /// Starts the side tasks this process has: webhook delivery and its history purge, the
@@ -544,6 +549,11 @@ fn spawn_side_tasks(
         ));
     }
     if let Some(orders) = tasks.orders {
+        let sweeping = sweep_pending_refunds(orders.clone(), tasks.refund_sweep, stopped.clone());
+        side.push((
+            "pending refund sweep",
+            tokio::spawn(once_ready(Box::pin(sweeping))),
+        ));
         let purging = purge_request_keys(orders, tasks.key_retention, stopped.clone());
         side.push((
             "idempotency key purge",
@@ -640,6 +650,31 @@ async fn purge_request_keys(
                 Ok(0) => {}
                 Ok(n) => info!(purged = n, "forgot expired idempotency keys"),
                 Err(e) => warn!(error = %e, "purging idempotency keys failed"),
+            },
+        }
+    }
+}
+
+/// Most orders whose pending refunds one sweep asks about.
+const REFUND_SWEEP_BATCH: usize = 100;
+
+/// Asks the gateway, every `every`, about the refunds pending for longer than
+/// `older_than` (`PAYMENT_RECONCILE_INTERVAL_SECONDS` and `PAYMENT_RECONCILE_GRACE_SECONDS`),
+/// until stopped: a refund whose answer was lost and that no client retries is settled.
+async fn sweep_pending_refunds(
+    orders: DynOrderService,
+    (every, older_than): (Duration, Duration),
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = every.tick() => match orders.sweep_pending_refunds(older_than, REFUND_SWEEP_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => info!(settled = n, "settled pending refunds"),
+                Err(e) => warn!(error = %e, "sweeping pending refunds failed"),
             },
         }
     }

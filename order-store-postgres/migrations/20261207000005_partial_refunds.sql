@@ -29,3 +29,5 @@ CREATE TABLE order_refunds (
     CHECK ((outcome IS NULL) = (answered_at IS NULL)),
     CHECK (outcome <> 'refunded' OR (refund_id IS NOT NULL AND given IS NOT NULL))
 );
+-- The refunds whose outcome is not known, for the sweep that asks the gateway about them.
+CREATE INDEX order_refunds_pending_idx ON order_refunds (requested_at) WHERE outcome IS NULL;

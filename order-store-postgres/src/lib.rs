@@ -368,6 +368,14 @@ impl OrderRepo for PgOrderRepo {
         self.finish_refund_of(id, key, settlement, now).await
     }
 
+    async fn pending_refunds(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        self.pending_refunds_before(before, limit).await
+    }
+
     async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {
         self.hasten_order(id, now).await
     }

@@ -45,7 +45,27 @@ const FINISH: &str = "WITH r AS ( \
        updated_at = GREATEST(updated_at, $7) \
      WHERE id = $1 AND EXISTS (SELECT 1 FROM r)";
 
+/// Orders with a refund pending since before `$1`, the longest waiting first, at most `$2`
+/// (by the partial index of pending refunds).
+const PENDING: &str = "SELECT order_id FROM order_refunds \
+     WHERE outcome IS NULL AND requested_at < $1 \
+     GROUP BY order_id ORDER BY min(requested_at) LIMIT $2";
+
 impl PgOrderRepo {
+    pub(crate) async fn pending_refunds_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(PENDING)
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+
     pub(crate) async fn begin_refund_of(
         &self,
         id: OrderId,

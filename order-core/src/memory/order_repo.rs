@@ -446,6 +446,29 @@ impl OrderRepo for MemoryOrderRepo {
         Ok(order.clone())
     }
 
+    async fn pending_refunds(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        let rows = self.read();
+        let mut waiting: Vec<(DateTime<Utc>, OrderId)> = rows
+            .values()
+            .filter_map(|row| {
+                let oldest = row
+                    .order
+                    .partial_refunds
+                    .iter()
+                    .filter(|r| r.is_pending() && r.requested_at < before)
+                    .map(|r| r.requested_at)
+                    .min()?;
+                Some((oldest, row.order.id))
+            })
+            .collect();
+        waiting.sort_unstable();
+        Ok(waiting.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
     async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {
         let mut rows = self.write();
         let Some(row) = rows.get_mut(&id) else {

@@ -408,6 +408,13 @@ pub trait OrderRepo: Send + Sync {
         settlement: &crate::order::RefundSettlement,
         now: DateTime<Utc>,
     ) -> Result<Order, RepoError>;
+    /// Orders with a refund asked for on its own still pending (its outcome not known) since
+    /// before `before`, the longest waiting first, at most `limit`.
+    async fn pending_refunds(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError>;
     /// Makes order `id` due at `now` when a worker still has its payment to do
     /// (`payment_processing` or `cancelling`), so that word from the processor about it is
     /// acted on at once rather than at its next scheduled attempt; any other order is left

@@ -265,7 +265,67 @@ async fn what_cannot_be_refunded_is_refused_with_the_reason(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_refund_the_gateway_did_not_answer_is_settled_by_the_sweep(backend: Backend) {
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("PAYMENT_MOCK_SUCCESS_RATE", "1"),
+            ("PAYMENT_RECONCILE_INTERVAL_SECONDS", "0.2"),
+            ("PAYMENT_RECONCILE_GRACE_SECONDS", "0.5"),
+        ],
+    )
+    .await;
+    let placed = app.place(&sample_order("refund-sweep")).await;
+    app.wait_status(placed.id, OrderStatus::Confirmed).await;
+    app.gateway()
+        .set_outage_until(Some(chrono::Utc::now() + chrono::Duration::seconds(2)));
+    let (status, error) = refusal(app.client.refund(placed.id, &amount("5.00"), None).await);
+    assert_eq!((status, error.error), (503, ErrorCode::ServiceUnavailable));
+    let pending = app.order(placed.id).await;
+    assert_eq!(
+        pending
+            .refunds
+            .iter()
+            .map(|r| (r.status, r.amount))
+            .collect::<Vec<_>>(),
+        [(RefundStatus::Pending, decimal("5.00"))],
+        "the refund is recorded, its outcome unknown"
+    );
+    let (status, error) = refusal(app.client.refund(placed.id, &amount("26.00"), None).await);
+    assert_eq!(
+        (status, error.error),
+        (422, ErrorCode::ValidationFailed),
+        "a pending refund holds its amount back"
+    );
+
+    // No client asks again: the sweep settles it once the gateway is back.
+    let start = std::time::Instant::now();
+    let settled = loop {
+        let order = app.order(placed.id).await;
+        if order.refunds[0].status != RefundStatus::Pending {
+            break order;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{order:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(settled.refunds[0].status, RefundStatus::Succeeded);
+    assert_eq!(
+        settled.payment.expect("a payment").refunded_amount,
+        decimal("5.00")
+    );
+    assert_eq!(
+        given_back(&app, placed.id),
+        decimal("5.00"),
+        "given back once"
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_refund_the_gateway_did_not_answer_is_settled_by_the_sweep,
     a_confirmed_order_is_refunded_in_parts_never_past_its_capture,
     a_cancellation_after_a_refund_gives_back_only_the_rest,
     concurrent_refunds_never_give_back_more_than_was_captured,

@@ -124,7 +124,8 @@ where
         };
         // What is left depends on the refunds whose outcome is not known: ask about them
         // first (a retry of this very refund is sent below).
-        self.settle_pending(&**gateway, order, &draft.key).await?;
+        self.settle_pending(&**gateway, order, Some(&draft.key))
+            .await?;
         let now = micros_now(&*self.clock);
         let order = match self.store(self.repo.begin_refund(id, &draft, now)).await? {
             RefundStart::Begun(order) => order,
@@ -208,6 +209,38 @@ where
             .await?)
     }
 
+    /// Asks the gateway about the refunds pending since longer than `older_than` (at most
+    /// `limit` orders' worth), so that none whose answer was lost stays unknown when no
+    /// client retries it; the number of refunds settled. What a gateway does not answer
+    /// stays pending for the next sweep.
+    pub async fn sweep_pending_refunds(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> Result<usize, RefundError> {
+        let gateway = self.gateway.as_ref().ok_or(RefundError::NoGateway)?;
+        let before = micros_now(&*self.clock) - super::super::chrono(older_than);
+        let mut settled = 0;
+        for id in self.store(self.repo.pending_refunds(before, limit)).await? {
+            let Some(order) = self.store(self.repo.get(id)).await? else {
+                continue;
+            };
+            let pending = order
+                .partial_refunds
+                .iter()
+                .filter(|r| r.is_pending())
+                .count();
+            let after = self.settle_pending(&**gateway, order, None).await?;
+            let still = after
+                .partial_refunds
+                .iter()
+                .filter(|r| r.is_pending())
+                .count();
+            settled += pending.saturating_sub(still);
+        }
+        Ok(settled)
+    }
+
     /// Asks the gateway again about `order`'s refunds whose outcome is not known (but the
     /// one under `except`), and records what it says; the order as it is then. One the
     /// gateway does not answer stays pending.
@@ -215,12 +248,12 @@ where
         &self,
         gateway: &dyn PaymentGateway,
         mut order: Order,
-        except: &IdempotencyKey,
+        except: Option<&IdempotencyKey>,
     ) -> Result<Order, RefundError> {
         let pending: Vec<PartialRefund> = order
             .partial_refunds
             .iter()
-            .filter(|r| r.is_pending() && &r.key != except)
+            .filter(|r| r.is_pending() && Some(&r.key) != except)
             .cloned()
             .collect();
         for refund in pending {

@@ -28,7 +28,7 @@ use crate::http::state::AppState;
 /// is), items that are not the order's or more than are left of them; `503` when the
 /// gateway gave no definite answer: the refund stays pending, holding its amount, and a
 /// retry with the same `Idempotency-Key` sends the same refund again (the order's next
-/// refund and its cancellation ask about it too). With an `Idempotency-Key`, a retry
+/// refund, its cancellation and a periodic sweep ask about it too). With an `Idempotency-Key`, a retry
 /// answers with the order as it is then (`Idempotent-Replayed: true`).
 #[utoipa::path(
     post, path = paths::ORDER_REFUNDS, request_body(content = RefundOrderRequest),

@@ -128,12 +128,25 @@ pub(super) async fn a_refund_is_settled_once_and_a_refused_one_holds_nothing_bac
     let t = base_time();
     let order = confirmed(repo, "c-refund-settle", CaptureMethod::Automatic, t).await;
     let first = draft(&order, "a", 499);
+    let other = confirmed(repo, "c-refund-settle-other", CaptureMethod::Automatic, t).await;
+    assert!(matches!(
+        begin(repo, other.id, &draft(&other, "z", 100), t).await,
+        RefundStart::Begun(_)
+    ));
     for d in [&first, &draft(&order, "b", 2598)] {
         assert!(matches!(
             begin(repo, order.id, d, t + secs(1)).await,
             RefundStart::Begun(_)
         ));
     }
+    let pending = |before, limit| repo.pending_refunds(before, limit);
+    assert_eq!(
+        pending(t + secs(2), 10).await.expect("pending"),
+        [other.id, order.id],
+        "the longest waiting first, each order once"
+    );
+    assert_eq!(pending(t + secs(1), 10).await.expect("pending"), [other.id]);
+    assert_eq!(pending(t + secs(2), 1).await.expect("pending"), [other.id]);
     let given = RefundSettlement::Refunded {
         refund_id: "re_a".into(),
         amount: money(499),
@@ -181,6 +194,20 @@ pub(super) async fn a_refund_is_settled_once_and_a_refused_one_holds_nothing_bac
     };
     assert_eq!(three.partial_refunds[2].number.get(), 3);
     assert_eq!(repo.get(order.id).await.expect("get"), Some(three));
+    assert_eq!(
+        pending(t + secs(8), 10).await.expect("pending"),
+        [other.id, order.id],
+        "the third refund is pending"
+    );
+    let c = draft(&order, "c", 2598);
+    repo.finish_refund(order.id, &c.key, &given, t + secs(8))
+        .await
+        .expect("finish");
+    assert_eq!(
+        pending(t + secs(9), 10).await.expect("pending"),
+        [other.id],
+        "settled refunds are not pending"
+    );
 }
 
 pub(super) async fn only_a_confirmed_captured_uncancelled_order_is_refunded<R: OrderRepo>(

@@ -1,5 +1,5 @@
 //! The chaos run's clients: they place orders, cancel some, capture some (manual capture),
-//! and hang up on others.
+//! give back part of some, and hang up on others.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +19,9 @@ pub struct Shares {
     pub cancel: f64,
     /// Of the accepted orders, the share captured once confirmed (manual capture only).
     pub capture: f64,
+    /// Of the orders not cancelled at once (and, with manual capture, captured), the share
+    /// given back in part once confirmed: the fries, 4.99.
+    pub refund: f64,
 }
 
 /// What the clients were told.
@@ -29,6 +32,8 @@ pub struct Acknowledged {
     pub cancelled: HashSet<OrderId>,
     /// Every capture answered `200`, with the amount it asked for.
     pub captured: HashMap<OrderId, Decimal>,
+    /// Every refund answered `200`, with the amount it asked for.
+    pub refunded: HashMap<OrderId, Decimal>,
     /// POSTs of orders that were not accepted.
     pub refused: u64,
 }
@@ -41,6 +46,7 @@ pub struct Clients {
     accepted: Arc<Mutex<Vec<OrderId>>>,
     cancelled: Arc<Mutex<HashSet<OrderId>>>,
     captured: Arc<Mutex<HashMap<OrderId, Decimal>>>,
+    refunded: Arc<Mutex<HashMap<OrderId, Decimal>>>,
     submitting: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -95,20 +101,63 @@ async fn capture(
     false
 }
 
+/// Asks for a refund of `amount` of `order` under one idempotency key until an answer says
+/// it is made or can never be (the order is not confirmed within 5 s, or is cancelled):
+/// `true` once made.
+async fn refund(
+    client: &reqwest::Client,
+    api_ports: [u16; 2],
+    order: uuid::Uuid,
+    amount: Decimal,
+) -> bool {
+    let started = Instant::now();
+    let body = order_api::orders::RefundOrderRequest {
+        amount: Some(amount),
+        ..Default::default()
+    };
+    let key = format!("chaos-refund-{order}");
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let port = api_ports[n % 2];
+        n += 1;
+        let answer = client
+            .post(format!(
+                "http://127.0.0.1:{port}{}",
+                order_api::paths::order_refunds(order)
+            ))
+            .header(order_api::headers::IDEMPOTENCY_KEY, &key)
+            .json(&body)
+            .send()
+            .await;
+        match answer.as_ref().map(reqwest::Response::status) {
+            Ok(s) if s == 200 => return true,
+            // More than is left: never made.
+            Ok(s) if s == 422 => return false,
+            // Not confirmed yet (or cancelled), the gateway's answer unknown (the same key
+            // sends the same refund again), or a process down: asked again.
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 impl Clients {
     /// Starts 8 clients on `api_ports`, and 2 that hang up.
     pub fn start(api_ports: [u16; 2], shares: Shares, seed: u64) -> Self {
         let accepted: Arc<Mutex<Vec<OrderId>>> = Arc::new(Mutex::new(Vec::new()));
         let cancelled: Arc<Mutex<HashSet<OrderId>>> = Arc::new(Mutex::new(HashSet::new()));
         let captured: Arc<Mutex<HashMap<OrderId, Decimal>>> = Arc::default();
+        let refunded: Arc<Mutex<HashMap<OrderId, Decimal>>> = Arc::default();
         let submitting = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for c in 0..8 {
-            let (accepted, cancelled, captured, submitting, refused) = (
+            let (accepted, cancelled, captured, refunded, submitting, refused) = (
                 accepted.clone(),
                 cancelled.clone(),
                 captured.clone(),
+                refunded.clone(),
                 submitting.clone(),
                 refused.clone(),
             );
@@ -149,19 +198,31 @@ impl Clients {
                         if cancel(&client, port, order.id).await {
                             cancelled.lock().unwrap().insert(id);
                         }
-                    } else if rng.random_bool(shares.capture) {
+                        continue;
+                    }
+                    let to_capture = rng.random_bool(shares.capture);
+                    if to_capture {
                         // 25.98 of 30.97: the fries were not there.
                         let amount = Decimal::new(2598, 2);
-                        if capture(&client, api_ports, order.id, amount).await {
-                            captured.lock().unwrap().insert(id, amount);
-                            // Some are cancelled after the capture: what was taken goes
-                            // back, and no more than that.
-                            if rng.random_bool(0.3) {
-                                let port = api_ports[rng.random_range(0..2)];
-                                if cancel(&client, port, order.id).await {
-                                    cancelled.lock().unwrap().insert(id);
-                                }
-                            }
+                        if !capture(&client, api_ports, order.id, amount).await {
+                            continue;
+                        }
+                        captured.lock().unwrap().insert(id, amount);
+                    }
+                    // The burger was cold: 4.99 of it goes back, the order stays confirmed.
+                    // (An order only authorized has nothing to give back.)
+                    if (to_capture || shares.capture <= 0.0) && rng.random_bool(shares.refund) {
+                        let amount = Decimal::new(499, 2);
+                        if refund(&client, api_ports, order.id, amount).await {
+                            refunded.lock().unwrap().insert(id, amount);
+                        }
+                    }
+                    // Some are cancelled after the capture (and refund): what is left of
+                    // what was taken goes back, and no more than that.
+                    if to_capture && rng.random_bool(0.3) {
+                        let port = api_ports[rng.random_range(0..2)];
+                        if cancel(&client, port, order.id).await {
+                            cancelled.lock().unwrap().insert(id);
                         }
                     }
                 }
@@ -197,6 +258,7 @@ impl Clients {
             accepted,
             cancelled,
             captured,
+            refunded,
             submitting,
             refused,
             tasks,
@@ -218,6 +280,7 @@ impl Clients {
             accepted: self.accepted.lock().unwrap().clone(),
             cancelled: self.cancelled.lock().unwrap().clone(),
             captured: self.captured.lock().unwrap().clone(),
+            refunded: self.refunded.lock().unwrap().clone(),
             refused: self.refused.load(Ordering::Relaxed),
         }
     }

@@ -94,7 +94,7 @@ impl PgOrderRepo {
         if began {
             return Ok(RefundStart::Begun(order));
         }
-        Ok(start_found(order, draft))
+        Ok(RefundStart::found(order, draft))
     }
 
     pub(crate) async fn finish_refund_of(
@@ -125,15 +125,5 @@ impl PgOrderRepo {
             .await
             .map_err(translate)?;
         self.fetch_one(id).await?.ok_or(RepoError::NotFound(id))
-    }
-}
-
-/// What a refund that was not recorded now finds: the one under its key, or a refusal.
-fn start_found(order: Order, draft: &RefundDraft) -> RefundStart {
-    match order.partial_refund(&draft.key) {
-        Some(known) if !known.is_asked_as(draft) => RefundStart::KeyReused(order),
-        Some(known) if known.is_pending() => RefundStart::Begun(order),
-        Some(_) => RefundStart::Settled(order),
-        None => RefundStart::Refused(order),
     }
 }

@@ -392,21 +392,13 @@ impl OrderRepo for MemoryOrderRepo {
         let mut rows = self.write();
         let row = rows.get_mut(&id).ok_or(RepoError::NotFound(id))?;
         let order = &mut row.order;
-        if let Some(known) = order.partial_refund(&draft.key) {
-            return Ok(if !known.is_asked_as(draft) {
-                RefundStart::KeyReused(order.clone())
-            } else if known.is_pending() {
-                RefundStart::Begun(order.clone())
-            } else {
-                RefundStart::Settled(order.clone())
-            });
-        }
-        if draft.amount == crate::Money::ZERO
+        if order.partial_refund(&draft.key).is_some()
+            || draft.amount == crate::Money::ZERO
             || order
                 .refundable_now()
                 .is_none_or(|left| draft.amount > left)
         {
-            return Ok(RefundStart::Refused(order.clone()));
+            return Ok(RefundStart::found(order.clone(), draft));
         }
         let number = u32::try_from(order.partial_refunds.len() + 1)
             .ok()

@@ -138,6 +138,19 @@ pub enum RefundStart {
     Refused(Order),
 }
 
+impl RefundStart {
+    /// What a request for `draft` finds when it records nothing new: the order's refund
+    /// under the same key (resumed, settled, or another refund), else a refusal.
+    pub fn found(order: Order, draft: &crate::order::RefundDraft) -> Self {
+        match order.partial_refund(&draft.key) {
+            Some(known) if !known.is_asked_as(draft) => Self::KeyReused(order),
+            Some(known) if known.is_pending() => Self::Begun(order),
+            Some(_) => Self::Settled(order),
+            None => Self::Refused(order),
+        }
+    }
+}
+
 /// Errors of [`OrderRepo`].
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {

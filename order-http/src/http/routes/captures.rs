@@ -1,16 +1,13 @@
 //! Capturing an order's authorized payment (manual capture).
 
+use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::response::Response;
 use order_api::ErrorBody;
 use order_api::orders::{CaptureOrderRequest, OrderResponse};
 use order_api::paths;
 
-use super::finish_detached;
-use super::orders::{order_id, replayed, visible_order};
-use crate::http::convert;
+use super::orders::{answer_order, order_id, visible_order};
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, IdempotencyKey, OptionalJson, PathParam};
 use crate::http::middleware::load_shed::InFlight;
@@ -59,7 +56,7 @@ pub async fn capture_order(
     let key = key.map(|key| caller.own(key));
     // Spawned: a capture the gateway made is recorded even if the client hangs up.
     let orders = state.orders.clone();
-    let (order, was_replayed) = finish_detached(permit, async move {
+    answer_order(permit, async move {
         Ok::<_, ApiError>(match key {
             Some(key) => {
                 let captured = orders.capture_once(id, amount, &key).await?;
@@ -68,7 +65,5 @@ pub async fn capture_order(
             None => (orders.capture(id, amount).await?, false),
         })
     })
-    .await?;
-    let response = (StatusCode::OK, Json(convert::order(&order))).into_response();
-    Ok(replayed(response, was_replayed))
+    .await
 }

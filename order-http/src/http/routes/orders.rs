@@ -269,6 +269,18 @@ pub(super) async fn visible_order(
         .ok_or_else(|| ApiError::NotFound(format!("order {id} not found")))
 }
 
+/// `200` with the order `work` leaves, marked as a replay when `work` says its answer is
+/// one. `work` runs on a task of its own: what it does at the gateway is recorded even if
+/// the client hangs up.
+pub(super) async fn answer_order(
+    permit: Option<Extension<InFlight>>,
+    work: impl Future<Output = Result<(Order, bool), ApiError>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let (order, was_replayed) = finish_detached(permit, work).await?;
+    let response = (StatusCode::OK, Json(convert::order(&order))).into_response();
+    Ok(replayed(response, was_replayed))
+}
+
 /// `response`, marked `Idempotent-Replayed: true` if an earlier request made it.
 pub(super) fn replayed(mut response: Response, replayed: bool) -> Response {
     if replayed {

@@ -1,16 +1,13 @@
 //! Giving back part or all of an order's captured payment while it stays `confirmed`.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::response::Response;
 use order_api::ErrorBody;
 use order_api::orders::{OrderResponse, RefundOrderRequest};
 use order_api::paths;
 
-use super::finish_detached;
-use super::orders::{order_id, replayed, visible_order};
-use crate::http::convert;
+use super::orders::{answer_order, order_id, visible_order};
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, IdempotencyKey, OptionalJson, PathParam};
 use crate::http::middleware::load_shed::InFlight;
@@ -63,7 +60,7 @@ pub async fn refund_order(
     let key = key.map(|key| caller.own(key));
     // Spawned: a refund the gateway made is recorded even if the client hangs up.
     let orders = state.orders.clone();
-    let (order, was_replayed) = finish_detached(permit, async move {
+    answer_order(permit, async move {
         Ok::<_, ApiError>(match key {
             Some(key) => {
                 let refunded = orders.refund_once(id, &ask, reason, &key).await?;
@@ -72,7 +69,5 @@ pub async fn refund_order(
             None => (orders.refund(id, &ask, reason, None).await?, false),
         })
     })
-    .await?;
-    let response = (StatusCode::OK, Json(convert::order(&order))).into_response();
-    Ok(replayed(response, was_replayed))
+    .await
 }

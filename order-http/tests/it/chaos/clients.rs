@@ -64,36 +64,32 @@ async fn cancel(client: &reqwest::Client, port: u16, order: uuid::Uuid) -> bool 
     answer.is_ok_and(|a| matches!(a.status().as_u16(), 200 | 202))
 }
 
-/// Asks for the capture of `amount` of `order` until an answer says it is done or can never
-/// be (the order is not confirmed within 5 s, or was cancelled): `true` once captured.
-async fn capture(
+/// POSTs `body` to `path` on the API processes in turn until an answer is `200` (`true`)
+/// or `gives_up` (`false`), for at most 5 s (`false`): anything else (an order not
+/// confirmed yet, a gateway's answer unknown, a process down) is asked again, under
+/// `key` when there is one.
+async fn post_until(
     client: &reqwest::Client,
     api_ports: [u16; 2],
-    order: uuid::Uuid,
-    amount: Decimal,
+    path: &str,
+    body: &impl serde::Serialize,
+    key: Option<&str>,
+    gives_up: u16,
 ) -> bool {
     let started = Instant::now();
-    let body = order_api::orders::CaptureOrderRequest {
-        amount: Some(amount),
-    };
     let mut n = 0;
     while started.elapsed() < Duration::from_secs(5) {
         let port = api_ports[n % 2];
         n += 1;
-        let answer = client
-            .post(format!(
-                "http://127.0.0.1:{port}{}",
-                order_api::paths::order_capture(order)
-            ))
-            .json(&body)
-            .send()
-            .await;
-        match answer.as_ref().map(reqwest::Response::status) {
+        let mut call = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .json(body);
+        if let Some(key) = key {
+            call = call.header(order_api::headers::IDEMPOTENCY_KEY, key);
+        }
+        match call.send().await.as_ref().map(reqwest::Response::status) {
             Ok(s) if s == 200 => return true,
-            // Not confirmed yet (or cancelled, or captured by an answer that was lost):
-            // asked again until the time is up.
-            Ok(s) if s == 409 => {}
-            // The gateway's answer is unknown, or a process is down: ask again.
+            Ok(s) if s == gives_up => return false,
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -101,45 +97,37 @@ async fn capture(
     false
 }
 
-/// Asks for a refund of `amount` of `order` under one idempotency key until an answer says
-/// it is made or can never be (the order is not confirmed within 5 s, or is cancelled):
-/// `true` once made.
+/// Asks for the capture of `amount` of `order` until it is captured (`true`) or the time
+/// is up: a `409` (not confirmed yet, cancelled, or captured by an answer that was lost) is
+/// asked again.
+async fn capture(
+    client: &reqwest::Client,
+    api_ports: [u16; 2],
+    order: uuid::Uuid,
+    amount: Decimal,
+) -> bool {
+    let body = order_api::orders::CaptureOrderRequest {
+        amount: Some(amount),
+    };
+    let path = order_api::paths::order_capture(order);
+    post_until(client, api_ports, &path, &body, None, 0).await
+}
+
+/// Asks for a refund of `amount` of `order`, under one idempotency key, until it is made
+/// (`true`), is more than is left (`422`, `false`), or the time is up.
 async fn refund(
     client: &reqwest::Client,
     api_ports: [u16; 2],
     order: uuid::Uuid,
     amount: Decimal,
 ) -> bool {
-    let started = Instant::now();
     let body = order_api::orders::RefundOrderRequest {
         amount: Some(amount),
         ..Default::default()
     };
+    let path = order_api::paths::order_refunds(order);
     let key = format!("chaos-refund-{order}");
-    let mut n = 0;
-    while started.elapsed() < Duration::from_secs(5) {
-        let port = api_ports[n % 2];
-        n += 1;
-        let answer = client
-            .post(format!(
-                "http://127.0.0.1:{port}{}",
-                order_api::paths::order_refunds(order)
-            ))
-            .header(order_api::headers::IDEMPOTENCY_KEY, &key)
-            .json(&body)
-            .send()
-            .await;
-        match answer.as_ref().map(reqwest::Response::status) {
-            Ok(s) if s == 200 => return true,
-            // More than is left: never made.
-            Ok(s) if s == 422 => return false,
-            // Not confirmed yet (or cancelled), the gateway's answer unknown (the same key
-            // sends the same refund again), or a process down: asked again.
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+    post_until(client, api_ports, &path, &body, Some(&key), 422).await
 }
 
 impl Clients {

@@ -10,11 +10,13 @@ use crate::payment::CaptureMethod;
 use crate::ports::{CaptureStart, OrderRepo};
 use crate::testing::placed_order;
 
-fn money(cents: i64) -> Money {
+/// `cents` hundredths.
+pub(super) fn money(cents: i64) -> Money {
     Money::new(rust_decimal::Decimal::new(cents, 2)).expect("money")
 }
 
-async fn confirmed<R: OrderRepo>(
+/// A stored order paid with `capture`, `confirmed` at `t`.
+pub(super) async fn confirmed<R: OrderRepo>(
     repo: &R,
     name: &str,
     capture: CaptureMethod,

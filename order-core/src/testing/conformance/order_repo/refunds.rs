@@ -3,21 +3,17 @@
 
 use chrono::{DateTime, Utc};
 
-use super::super::{acquire, base_time, secs};
-use crate::Money;
+use super::super::{base_time, secs};
+use super::captures::{confirmed, money};
 use crate::ids::{ItemId, RefundReason};
 use crate::money::Quantity;
 use crate::order::{
-    CancelReason, Order, OrderEvent, OrderStatus, PartialRefundState, RefundDraft,
-    RefundSettlement, RefundedItem, Transition,
+    CancelReason, Order, OrderStatus, PartialRefundState, RefundDraft, RefundSettlement,
+    RefundedItem,
 };
 use crate::payment::{CaptureMethod, IdempotencyKey};
 use crate::ports::{CaptureStart, OrderRepo, RefundStart};
 use crate::testing::placed_order;
-
-fn money(cents: i64) -> Money {
-    Money::new(rust_decimal::Decimal::new(cents, 2)).expect("money")
-}
 
 fn draft(order: &Order, token: &str, cents: i64) -> RefundDraft {
     RefundDraft {
@@ -26,22 +22,6 @@ fn draft(order: &Order, token: &str, cents: i64) -> RefundDraft {
         items: Vec::new(),
         reason: None,
     }
-}
-
-async fn confirmed<R: OrderRepo>(
-    repo: &R,
-    name: &str,
-    capture: CaptureMethod,
-    t: DateTime<Utc>,
-) -> Order {
-    let mut order = placed_order(name, t);
-    order.capture = capture;
-    repo.insert(&order).await.expect("insert");
-    let (lease, _) = acquire(repo, order.id, "a", t).await;
-    let paid = Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
-        .expect("allowed");
-    repo.settle(&lease, None, paid, t).await.expect("settle");
-    repo.get(order.id).await.expect("get").expect("exists")
 }
 
 async fn begin<R: OrderRepo>(

@@ -139,12 +139,17 @@ impl Fingerprint {
         hash.update(b"refund");
         hash.update(id.as_uuid().as_bytes());
         match ask {
+            RefundAsk::Rest => hash.update(b"rest\0"),
             RefundAsk::Amount(amount) => {
                 hash.update(b"amount\0");
                 hash.update(amount.to_string().as_bytes());
             }
-            RefundAsk::Items(items) => {
+            RefundAsk::Items { items, amount } => {
                 hash.update(b"items\0");
+                if let Some(amount) = amount {
+                    hash.update(amount.to_string().as_bytes());
+                    hash.update(b"\0");
+                }
                 for item in items {
                     hash.update(item.item_id.as_str().as_bytes());
                     hash.update(b"\0");

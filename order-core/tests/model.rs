@@ -61,7 +61,7 @@ enum Step {
     /// than its total is refused before the gateway is asked).
     Capture(usize, i64),
     /// Part of the i-th placed order's captured payment is given back: this many cents
-    /// (or, for 0, one Burger), under refund token `token` (a retry of the refund with
+    /// (or, for 0, one Burger; for 1, all of what is left), under refund token `token` (a retry of the refund with
     /// that token, whose outcome may be unknown), or a fresh one (`None`).
     Refund(usize, i64, Option<u8>),
     /// A customer cancels the i-th placed order, whatever its status.
@@ -116,7 +116,7 @@ impl ReferenceStateMachine for Reference {
                 .prop_map(|(i, cents)| Step::Capture(i, cents)),
             2 => (
                 0..placed,
-                prop_oneof![Just(0i64), Just(500), Just(1299), Just(3097)],
+                prop_oneof![Just(0i64), Just(1), Just(500), Just(1299), Just(3097)],
                 prop_oneof![Just(None), (0..3u8).prop_map(Some)],
             )
                 .prop_map(|(i, cents, token)| Step::Refund(i, cents, token)),
@@ -507,11 +507,16 @@ impl System {
         let Some(id) = self.placed.get(i).copied() else {
             return;
         };
-        let ask = if cents == 0 {
-            RefundAsk::Items(vec![RefundedItem {
-                item_id: ItemId::parse("item_001").unwrap(),
-                quantity: Quantity::new(1).unwrap(),
-            }])
+        let ask = if cents == 1 {
+            RefundAsk::Rest
+        } else if cents == 0 {
+            RefundAsk::Items {
+                items: vec![RefundedItem {
+                    item_id: ItemId::parse("item_001").unwrap(),
+                    quantity: Quantity::new(1).unwrap(),
+                }],
+                amount: None,
+            }
         } else {
             RefundAsk::Amount(Money::new(rust_decimal::Decimal::new(cents, 2)).unwrap())
         };
@@ -527,7 +532,7 @@ impl System {
             Err(
                 RefundError::NotRefundable(_)
                 | RefundError::Exceeds { .. }
-                | RefundError::Invalid(_)
+                | RefundError::Invalid { .. }
                 | RefundError::Declined(..)
                 | RefundError::Gateway(_)
                 | RefundError::Key(_),

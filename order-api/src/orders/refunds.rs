@@ -44,10 +44,16 @@ pub struct RefundResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefundItem {
-    /// The catalogue id of one of the order's items.
+    /// The catalogue id of one of the order's items: 1 to 100 characters, not blank, no
+    /// control characters.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "item_001", min_length = 1, max_length = 100)
+        schema(
+            example = "item_001",
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
     )]
     pub item_id: String,
     /// How many of it: at most what was ordered, less what refunds gave back already.
@@ -58,12 +64,14 @@ pub struct RefundItem {
     pub quantity: u32,
 }
 
-/// `POST /api/v1/orders/{id}/refunds`: gives back an `amount`, or `items` (their price
-/// times the quantity), never both.
+/// `POST /api/v1/orders/{id}/refunds`: gives back an `amount`, `items` (their price times
+/// the quantity), both (that amount for those items, at most their value), or, with
+/// neither, all of what is left.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefundOrderRequest {
-    /// How much, exact: more than 0 and at most what is left of the captured payment.
+    /// How much, exact: more than 0 and at most what is left of the captured payment (with
+    /// `items`, at most their value).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "exact_opt")]
     #[cfg_attr(
         feature = "openapi",
@@ -80,11 +88,16 @@ pub struct RefundOrderRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub items: Option<Vec<RefundItem>>,
-    /// Why (1 to 500 characters).
+    /// Why: 1 to 500 characters, not blank, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",
-        schema(min_length = 1, max_length = 500, example = "fries were cold")
+        schema(
+            min_length = 1,
+            max_length = 500,
+            example = "fries were cold",
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
     )]
     pub reason: Option<String>,
 }

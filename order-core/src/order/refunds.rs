@@ -26,13 +26,21 @@ pub struct RefundedItem {
 }
 
 /// What a client asks to give back: an amount, or ordered items (their price times the
-/// quantity).
+/// quantity, or part of that).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RefundAsk {
+    /// All of what is left.
+    Rest,
     /// This much.
     Amount(Money),
-    /// These items, 1 to [`MAX_REFUND_LINES`] lines, each item named once.
-    Items(Vec<RefundedItem>),
+    /// These items, 1 to [`MAX_REFUND_LINES`] lines, each item named once: their price
+    /// times the quantity, or `amount` of it when given (a cold burger given back in part).
+    Items {
+        /// The lines.
+        items: Vec<RefundedItem>,
+        /// Part of their value, more than zero and at most all of it.
+        amount: Option<Money>,
+    },
 }
 
 /// A refund as asked for, with what it gives back worked out: what the store records.
@@ -211,9 +219,10 @@ impl Order {
         (captured > Money::ZERO).then(|| captured.saturating_sub(self.partially_refunded()))
     }
 
-    /// What `ask` gives back of this order: the amount, or the items' price times their
-    /// quantity. Items must be the order's, each named once, and no more of each than
-    /// was ordered less what refunds (not refused) already gave back of it.
+    /// What `ask` gives back of this order: the amount, all of what is left, or the items'
+    /// price times their quantity (or the amount asked for them, at most that). Items must be the order's,
+    /// each named once, and no more of each than was ordered less what refunds (not
+    /// refused) already gave back of it.
     pub fn refund_amount(&self, ask: &RefundAsk) -> Result<Money, ValidationErrors> {
         let items = match ask {
             RefundAsk::Amount(amount) if *amount == Money::ZERO => {
@@ -226,8 +235,18 @@ impl Order {
                 ));
             }
             RefundAsk::Amount(amount) => return Ok(*amount),
-            RefundAsk::Items(items) => items,
+            RefundAsk::Rest => {
+                return match self.refundable_now() {
+                    Some(left) if left > Money::ZERO => Ok(left),
+                    _ => Err(ValidationErrors::one(
+                        "amount",
+                        Invalid::Malformed("nothing is left to refund".into()),
+                    )),
+                };
+            }
+            RefundAsk::Items { items, amount } => (items, amount),
         };
+        let (items, part) = items;
         let mut errors = Vec::new();
         if items.is_empty() {
             errors.push(FieldError::new("items", Invalid::TooFew { min: 1 }));
@@ -281,6 +300,18 @@ impl Order {
             total = subtotal
                 .and_then(|s| total.checked_add(s))
                 .expect("a refund of an order's items is at most its total");
+        }
+        if let Some(part) = *part {
+            if errors.is_empty() && (part == Money::ZERO || part > total) {
+                errors.push(FieldError::new(
+                    "amount",
+                    Invalid::OutOfRange {
+                        min: "0.01".into(),
+                        max: total.to_string(),
+                    },
+                ));
+            }
+            return ValidationErrors::check(errors, || part);
         }
         ValidationErrors::check(errors, || total)
     }

@@ -171,20 +171,17 @@ impl From<RefundError> for ApiError {
         let message = e.to_string();
         match e {
             RefundError::NotFound(id) => Self::NotFound(format!("order {id} not found")),
-            RefundError::Invalid(errors) => errors.into(),
-            RefundError::Exceeds { left, .. } => Self::Validation(vec![FieldError::new(
-                "amount",
-                order_core::Invalid::OutOfRange {
-                    min: "0.01".into(),
-                    max: left.to_string(),
-                },
-            )]),
-            RefundError::NotRefundable(order) | RefundError::Declined(_, order) => {
-                Self::NotRefundable {
-                    status: order.status,
-                    message,
-                }
-            }
+            // What the order holds decides these, not the request's shape: conflicts.
+            RefundError::Invalid { errors, order } => Self::NotRefundable {
+                status: order.status,
+                message: format!("not refundable from order {}: {errors}", order.id),
+            },
+            RefundError::Exceeds { order, .. }
+            | RefundError::NotRefundable(order)
+            | RefundError::Declined(_, order) => Self::NotRefundable {
+                status: order.status,
+                message,
+            },
             RefundError::Gateway(e) => Self::Unavailable(Box::new(e)),
             RefundError::NoGateway => Self::Internal(message.into()),
             RefundError::Key(e) => e.into(),

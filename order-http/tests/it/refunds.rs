@@ -95,11 +95,15 @@ async fn a_confirmed_order_is_refunded_in_parts_never_past_its_capture(backend: 
     assert!(again.replayed);
     assert_eq!(again.order.refunds.len(), 1, "nothing was refunded twice");
 
+    // What the order holds decides these: conflicts, not malformed requests.
     let (status, error) = refusal(app.client.refund(id, &burgers(2), None).await);
-    assert_eq!((status, error.error), (422, ErrorCode::ValidationFailed));
     assert_eq!(
-        error.fields[0].field, "items[0].quantity",
-        "one burger is left"
+        (status, error.error),
+        (409, ErrorCode::PaymentNotRefundable)
+    );
+    assert!(
+        error.message.contains("items[0].quantity"),
+        "one burger is left: {error:?}"
     );
     let pizza = RefundOrderRequest {
         items: Some(vec![RefundItem {
@@ -109,21 +113,43 @@ async fn a_confirmed_order_is_refunded_in_parts_never_past_its_capture(backend: 
         ..RefundOrderRequest::default()
     };
     let (status, error) = refusal(app.client.refund(id, &pizza, None).await);
-    assert_eq!(status, 422);
-    assert_eq!(
-        error.fields[0].field, "items[0].item_id",
-        "not an item of the order"
+    assert_eq!(status, 409);
+    assert!(
+        error.message.contains("items[0].item_id"),
+        "not an item of the order: {error:?}"
     );
     let (status, error) = refusal(app.client.refund(id, &amount("17.99"), None).await);
-    assert_eq!((status, error.error), (422, ErrorCode::ValidationFailed));
-    assert!(error.fields[0].message.contains("17.98"), "{error:?}");
+    assert_eq!(
+        (status, error.error),
+        (409, ErrorCode::PaymentNotRefundable)
+    );
+    assert!(error.message.contains("17.98"), "{error:?}");
+    assert_eq!(error.current_status, Some(OrderStatus::Confirmed));
 
+    // Part of an item's value: half a burger, never more than the burger.
+    let burger_for = |a: &str| RefundOrderRequest {
+        amount: Some(decimal(a)),
+        ..burgers(1)
+    };
+    let (status, _) = refusal(app.client.refund(id, &burger_for("13.00"), None).await);
+    assert_eq!(status, 409, "more than the burger is worth");
+    let part = app
+        .client
+        .refund(id, &burger_for("6.50"), None)
+        .await
+        .expect("part of a burger is refunded")
+        .order;
+    assert_eq!(part.refunds[1].amount, decimal("6.50"));
+    assert_eq!(part.refunds[1].items, burgers(1).items.unwrap());
+
+    // No amount, no items: all of what is left (11.48).
     let rest = app
         .client
-        .refund(id, &amount("17.98"), None)
+        .refund(id, &RefundOrderRequest::default(), None)
         .await
         .expect("what is left is refunded")
         .order;
+    assert_eq!(rest.refunds[2].amount, decimal("11.48"));
     let payment = rest.payment.expect("a payment");
     assert_eq!(
         (payment.status, payment.refunded_amount),
@@ -144,7 +170,7 @@ async fn a_confirmed_order_is_refunded_in_parts_never_past_its_capture(backend: 
         .await
         .expect("a confirmed order can be cancelled");
     let cancelled = app.wait_status(id, OrderStatus::Cancelled).await;
-    assert_eq!(cancelled.refunds.len(), 2, "{:?}", cancelled.refunds);
+    assert_eq!(cancelled.refunds.len(), 3, "{:?}", cancelled.refunds);
     assert_eq!(
         cancelled.payment.expect("a payment").status,
         PaymentStatus::Refunded
@@ -207,7 +233,7 @@ async fn concurrent_refunds_never_give_back_more_than_was_captured(backend: Back
     assert_eq!(made, 6, "six refunds of 5.00 fit in 30.97");
     for refused in results.into_iter().filter_map(Result::err) {
         let (status, _) = refusal::<()>(Err(refused));
-        assert_eq!(status, 422);
+        assert_eq!(status, 409, "more than is left");
     }
     let order = app.order(id).await;
     assert_eq!(
@@ -242,10 +268,9 @@ async fn what_cannot_be_refunded_is_refused_with_the_reason(backend: Backend) {
     );
     assert_eq!(status, 404);
     for (body, field) in [
-        (serde_json::json!({}), "amount"),
         (
-            serde_json::json!({"amount": 1, "items": [{"item_id": "item_001", "quantity": 1}]}),
-            "items",
+            serde_json::json!({"amount": 1, "items": [{"item_id": "item_001", "quantity": 0}]}),
+            "items[0].quantity",
         ),
         (serde_json::json!({"amount": "-1"}), "amount"),
         (serde_json::json!({"amount": 1, "reason": ""}), "reason"),
@@ -294,7 +319,7 @@ async fn a_refund_the_gateway_did_not_answer_is_settled_by_the_sweep(backend: Ba
     let (status, error) = refusal(app.client.refund(placed.id, &amount("26.00"), None).await);
     assert_eq!(
         (status, error.error),
-        (422, ErrorCode::ValidationFailed),
+        (409, ErrorCode::PaymentNotRefundable),
         "a pending refund holds its amount back"
     );
 

@@ -22,8 +22,13 @@ pub enum RefundError {
     #[error("order {0} not found")]
     NotFound(OrderId),
     /// The amount is zero, or the items are not the order's or more than are left of them.
-    #[error(transparent)]
-    Invalid(ValidationErrors),
+    #[error("{errors}")]
+    Invalid {
+        /// Each field and why.
+        errors: ValidationErrors,
+        /// The order as it is.
+        order: Box<Order>,
+    },
     /// The order cannot be refunded this way: it is not `confirmed`, is being cancelled,
     /// nothing of its payment was captured, or all of it was given back.
     #[error("order {} has no captured payment to refund", .0.id)]
@@ -111,14 +116,22 @@ where
         if order.refundable_now().is_none() {
             return Err(RefundError::NotRefundable(Box::new(order)));
         }
-        let amount = order.refund_amount(ask).map_err(RefundError::Invalid)?;
+        let amount = match order.refund_amount(ask) {
+            Ok(amount) => amount,
+            Err(errors) => {
+                return Err(RefundError::Invalid {
+                    errors,
+                    order: Box::new(order),
+                });
+            }
+        };
         let token = token.map_or_else(|| Uuid::now_v7().simple().to_string(), str::to_owned);
         let draft = RefundDraft {
             key: IdempotencyKey::for_partial_refund(id, &token),
             amount,
             items: match ask {
-                RefundAsk::Items(items) => items.clone(),
-                RefundAsk::Amount(_) => Vec::new(),
+                RefundAsk::Items { items, .. } => items.clone(),
+                RefundAsk::Amount(_) | RefundAsk::Rest => Vec::new(),
             },
             reason,
         };

@@ -8,17 +8,17 @@ use serde_json::Value;
 use super::{decimal, must_be, required, text, whole};
 
 /// Parses a refund body into what it asks for and why, or every reason it cannot be read:
-/// exactly one of `amount` (money, more than 0) and `items` (1 to 100 lines of `item_id`
-/// and `quantity`); `reason` 1 to 500 characters when present. Whether the items are the
-/// order's, and the amount within what is left, the order decides.
+/// `amount` (money, more than 0), `items` (1 to 100 lines of `item_id` and `quantity`),
+/// both (part of the items' value), or neither (all of what is left; also for no body);
+/// `reason` 1 to 500 characters when present. Whether the
+/// items are the order's, and the amount within what is left, the order decides.
 pub fn refund(body: Option<&Value>) -> Result<(RefundAsk, Option<RefundReason>), ValidationErrors> {
     let mut errors = Vec::new();
     let Some(object) = body.and_then(Value::as_object) else {
-        let error = match body {
-            None | Some(Value::Null) => FieldError::new("amount", required()),
-            Some(_) => FieldError::new("body", must_be("a JSON object")),
+        return match body {
+            None | Some(Value::Null) => Ok((RefundAsk::Rest, None)),
+            Some(_) => Err(ValidationErrors::one("body", must_be("a JSON object"))),
         };
-        return Err(ValidationErrors::one(error.field, error.reason));
     };
     let mut reject = |field: String, reason: Invalid| errors.push(FieldError::new(field, reason));
     let reason = match object.get("reason") {
@@ -29,36 +29,26 @@ pub fn refund(body: Option<&Value>) -> Result<(RefundAsk, Option<RefundReason>),
             .ok(),
     };
     let given = |name: &str| object.get(name).filter(|v| !v.is_null());
-    let ask = match (given("amount"), given("items")) {
-        (Some(_), Some(_)) => {
-            reject(
-                "items".into(),
-                Invalid::Malformed("must not be given with amount".into()),
-            );
-            None
-        }
-        (None, None) => {
+    let amount = given("amount").and_then(|amount| match decimal(amount).and_then(Money::new) {
+        Ok(amount) if amount > Money::ZERO => Some(amount),
+        Ok(_) => {
             reject(
                 "amount".into(),
-                Invalid::Malformed("is required (or items)".into()),
+                Invalid::Malformed("must be more than 0".into()),
             );
             None
         }
-        (Some(amount), None) => match decimal(amount).and_then(Money::new) {
-            Ok(amount) if amount > Money::ZERO => Some(RefundAsk::Amount(amount)),
-            Ok(_) => {
-                reject(
-                    "amount".into(),
-                    Invalid::Malformed("must be more than 0".into()),
-                );
-                None
-            }
-            Err(e) => {
-                reject("amount".into(), e);
-                None
-            }
-        },
-        (None, Some(items)) => refunded_items(items, &mut reject).map(RefundAsk::Items),
+        Err(e) => {
+            reject("amount".into(), e);
+            None
+        }
+    });
+    let ask = match (given("amount"), given("items")) {
+        (None, None) => Some(RefundAsk::Rest),
+        (Some(_), None) => amount.map(RefundAsk::Amount),
+        (_, Some(items)) => {
+            refunded_items(items, &mut reject).map(|items| RefundAsk::Items { items, amount })
+        }
     };
     ValidationErrors::check(errors, || ())?;
     // Every path without an ask recorded why.
@@ -140,14 +130,23 @@ mod tests {
             &json!({"items": [{"item_id": "item_001", "quantity": 1}]}),
         ))
         .unwrap();
-        assert!(matches!(ask, RefundAsk::Items(items) if items.len() == 1));
+        assert!(matches!(ask, RefundAsk::Items { items, amount: None } if items.len() == 1));
+        let both = json!({"amount": 5, "items": [{"item_id": "item_001", "quantity": 1}]});
+        let (ask, _) = refund(Some(&both)).unwrap();
+        assert!(
+            matches!(ask, RefundAsk::Items { amount: Some(a), .. } if a == "5".parse().unwrap())
+        );
         assert!(reason.is_none());
     }
 
     #[test]
     fn every_bad_field_is_named() {
-        assert_eq!(fields(&json!({})), ["amount"]);
-        assert_eq!(fields(&json!({"amount": 1, "items": []})), ["items"]);
+        assert_eq!(refund(Some(&json!({}))).unwrap().0, RefundAsk::Rest);
+        assert_eq!(refund(None).unwrap().0, RefundAsk::Rest);
+        assert_eq!(
+            fields(&json!({"amount": 0, "items": []})),
+            ["amount", "items"]
+        );
         assert_eq!(fields(&json!({"amount": 0})), ["amount"]);
         assert_eq!(
             fields(&json!({"amount": "1.001", "reason": ""})),
@@ -158,6 +157,5 @@ mod tests {
             ["items[0].item_id", "items[0].quantity", "items[1]"]
         );
         assert_eq!(fields(&json!([1])), ["body"]);
-        assert!(refund(None).is_err());
     }
 }

@@ -114,7 +114,7 @@ async fn capture(
 }
 
 /// Asks for a refund of `amount` of `order`, under one idempotency key, until it is made
-/// (`true`), is more than is left (`422`, `false`), or the time is up.
+/// (`true`) or the time is up: a `409` (not confirmed yet, cancelled) is asked again.
 async fn refund(
     client: &reqwest::Client,
     api_ports: [u16; 2],
@@ -127,7 +127,7 @@ async fn refund(
     };
     let path = order_api::paths::order_refunds(order);
     let key = format!("chaos-refund-{order}");
-    post_until(client, api_ports, &path, &body, Some(&key), 422).await
+    post_until(client, api_ports, &path, &body, Some(&key), 0).await
 }
 
 impl Clients {

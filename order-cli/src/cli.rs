@@ -92,13 +92,15 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Give back part of a confirmed order's captured payment: --amount, or --item
-    /// ITEM_ID=QUANTITY (once per item); the order stays confirmed.
+    /// Give back part of a confirmed order's captured payment: --amount, --item
+    /// ITEM_ID=QUANTITY (once per item), both (that amount for those items), or neither
+    /// (all of what is left); the order stays confirmed.
     Refund {
         /// The order's id.
         id: String,
-        /// How much to give back, such as 4.99 (at most what is left of the capture).
-        #[arg(long, conflicts_with = "item", required_unless_present = "item")]
+        /// How much to give back, such as 4.99 (at most what is left of the capture; with
+        /// --item, at most those items' value).
+        #[arg(long)]
         amount: Option<String>,
         /// An item given back, as ITEM_ID=QUANTITY (repeatable).
         #[arg(long)]

@@ -370,6 +370,64 @@ async fn cancel_follows_the_order_to_cancelled_and_a_failed_one_exits_6() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_gives_back_items_part_of_them_or_the_rest_and_a_conflict_exits_6() {
+    let server = TestApp::spawn(
+        Backend::Memory,
+        &[("LOG_LEVEL", "error"), ("PAYMENT_MOCK_SUCCESS_RATE", "1")],
+    )
+    .await;
+    let url = &server.base;
+    let order = server
+        .place(&order_http::testing::sample_order("cli-refund"))
+        .await;
+    server.wait_status(order.id, OrderStatus::Confirmed).await;
+    let id = order.id.to_string();
+    let refund = |args: &'static [&'static str]| {
+        let mut all = vec!["refund", id.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+        async move {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            cli(url, &args, None).await
+        }
+    };
+
+    // Half of a cold burger (12.99), then all of what is left.
+    let half = refund(&[
+        "--item",
+        "item_001=1",
+        "--amount",
+        "6.50",
+        "--reason",
+        "cold",
+    ])
+    .await;
+    assert_eq!(
+        half.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&half.stderr)
+    );
+    let answer: OrderResponse = json(&half);
+    assert_eq!(answer.refunds[0].amount, "6.50".parse().unwrap());
+    assert_eq!(answer.refunds[0].items[0].item_id, "item_001");
+    let rest = refund(&[]).await;
+    assert_eq!(rest.status.code(), Some(0));
+    let answer: OrderResponse = json(&rest);
+    assert_eq!(answer.refunds[1].amount, "24.47".parse().unwrap());
+    assert_eq!(answer.status, OrderStatus::Confirmed);
+    let payment = answer.payment.expect("a payment");
+    assert_eq!(payment.refunded_amount, "30.97".parse().unwrap());
+
+    let nothing_left = refund(&["--amount", "1"]).await;
+    assert_eq!(nothing_left.status.code(), Some(6), "a conflict");
+    let bad = refund(&["--item", "item_001"]).await;
+    assert_eq!(bad.status.code(), Some(4), "not ITEM_ID=QUANTITY");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_managed_with_the_cli_and_a_key_in_the_environment_is_sent() {
     // The first key goes into the file the embedded default reads, by what
     // `order-http keys create` runs.

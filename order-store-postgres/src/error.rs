@@ -42,6 +42,12 @@ pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
         if db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint))
 }
 
+/// Whether `e` is PostgreSQL breaking a deadlock (`40P01`): the statement did nothing and
+/// may be run again.
+pub fn is_deadlock(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
+}
+
 /// Translates a driver error into the port's error: connection trouble is retryable
 /// `Unavailable`, everything else `Other`. The SQL text stays in the source chain, for logs.
 pub fn translate(e: sqlx::Error) -> RepoError {

@@ -154,6 +154,7 @@ const REDELIVER: &str = "WITH ev AS ( \
          ON e.enabled AND ev.type = ANY(e.events) \
            AND (e.owner IS NULL OR e.owner = ev.customer_id) \
            AND ($3::text IS NULL OR e.owner = $3) \
+       ORDER BY e.id \
        ON CONFLICT (event_id, endpoint_id) DO UPDATE SET state = 'pending', due_at = EXCLUDED.due_at \
        RETURNING 1) \
      SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM d)";
@@ -535,13 +536,23 @@ impl WebhookStore for PgOrderRepo {
         now: DateTime<Utc>,
         owner: Option<&CustomerId>,
     ) -> Result<Option<usize>, RepoError> {
-        let (found, due): (i64, i64) = sqlx::query_as(REDELIVER)
-            .bind(event.as_uuid())
-            .bind(now)
-            .bind(owner.map(CustomerId::as_str))
-            .fetch_one(self.db()?)
-            .await
-            .map_err(translate)?;
+        // The statement rewrites delivery rows the dispatcher may be recording at the same
+        // moment; PostgreSQL breaks such a deadlock by failing one side, and the statement
+        // is idempotent (the deliveries become due now), so it is simply run again.
+        let mut attempts = 0;
+        let (found, due): (i64, i64) = loop {
+            attempts += 1;
+            let answer = sqlx::query_as(REDELIVER)
+                .bind(event.as_uuid())
+                .bind(now)
+                .bind(owner.map(CustomerId::as_str))
+                .fetch_one(self.db()?)
+                .await;
+            match answer {
+                Err(e) if attempts < 3 && crate::error::is_deadlock(&e) => {}
+                answer => break answer.map_err(translate)?,
+            }
+        };
         Ok((found == 1).then(|| usize::try_from(due).unwrap_or(0)))
     }
 }

@@ -26,7 +26,9 @@ use crate::http::state::{AppState, DynOrderService};
 use crate::worker::{self, Processor, WorkerSettings};
 
 mod adapters;
+mod housekeeping;
 mod supervise;
+use housekeeping::{purge_request_keys, sweep_pending_refunds};
 
 pub use adapters::key_store;
 use adapters::{Adapters, Gateway, adapters, gateway, rate_limiter};
@@ -633,52 +635,6 @@ async fn serve_metrics(listener: TcpListener, mut stopped: watch::Receiver<bool>
 
 /// How long the webhook dispatcher waits after a round that found nothing to do.
 const WEBHOOK_IDLE_POLL: Duration = Duration::from_millis(50);
-
-/// Forgets idempotency keys past `retention`, every tenth of it (at most every ten
-/// minutes) until stopped.
-async fn purge_request_keys(
-    orders: DynOrderService,
-    retention: Duration,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut every = tokio::time::interval((retention / 10).min(Duration::from_secs(600)));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = every.tick() => match orders.purge_request_keys(retention).await {
-                Ok(0) => {}
-                Ok(n) => info!(purged = n, "forgot expired idempotency keys"),
-                Err(e) => warn!(error = %e, "purging idempotency keys failed"),
-            },
-        }
-    }
-}
-
-/// Most orders whose pending refunds one sweep asks about.
-const REFUND_SWEEP_BATCH: usize = 100;
-
-/// Asks the gateway, every `every`, about the refunds pending for longer than
-/// `older_than` (`PAYMENT_RECONCILE_INTERVAL_SECONDS` and `PAYMENT_RECONCILE_GRACE_SECONDS`),
-/// until stopped: a refund whose answer was lost and that no client retries is settled.
-async fn sweep_pending_refunds(
-    orders: DynOrderService,
-    (every, older_than): (Duration, Duration),
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut every = tokio::time::interval(every);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = every.tick() => match orders.sweep_pending_refunds(older_than, REFUND_SWEEP_BATCH).await {
-                Ok(0) => {}
-                Ok(n) => info!(settled = n, "settled pending refunds"),
-                Err(e) => warn!(error = %e, "sweeping pending refunds failed"),
-            },
-        }
-    }
-}
 
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

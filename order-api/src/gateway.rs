@@ -20,6 +20,10 @@
 //!   `"capture_method": "manual"`: a [`CaptureAnswer`] whose [`CaptureAnswer::http_status`]
 //!   is the response status: `200` captured (now or earlier: once per charge key), `402`
 //!   refused (`voided`, or nothing to capture), `503`, `504`, `400` as for charges.
+//! - `GET /payments/{charge_key}`: where the payment charged (or not) under that key stands,
+//!   a [`PaymentAnswer`] whose [`PaymentAnswer::http_status`] is the response status: `200`
+//!   with the state (`not_charged`, `processing`, `authorized`, `captured`, `declined`), or
+//!   `503`, `504`, `400` as for charges. It moves no money.
 //! - `GET /audit/charges`: the [`Audit`], one [`AuditEntry`] per idempotency key.
 //! - `GET /health`.
 
@@ -38,6 +42,8 @@ pub const CHARGES: &str = "/charges";
 pub const REFUNDS: &str = "/refunds";
 /// Captures of authorized payments.
 pub const CAPTURES: &str = "/captures";
+/// Look-ups of payments, by charge key: `GET {PAYMENTS}/{charge_key}`.
+pub const PAYMENTS: &str = "/payments";
 /// The simulation's behaviour.
 pub const ADMIN_CONFIG: &str = "/admin/config";
 /// Switching an outage on and off.
@@ -167,6 +173,71 @@ impl RefundAnswer {
         match self {
             Self::Refunded { .. } | Self::NothingCaptured => 200,
             Self::Declined { .. } => 402,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
+            Self::Invalid { .. } => 400,
+        }
+    }
+}
+
+/// Where a payment stands, tagged by `status`: the answer to a look-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PaymentAnswer {
+    /// Nothing was charged under the key, and nothing is on its way.
+    NotCharged,
+    /// Not decided yet: ask again later.
+    Processing,
+    /// Authorized, not captured.
+    Authorized {
+        /// The gateway's id of the payment.
+        payment_id: String,
+        /// How much is held, exact.
+        #[serde(with = "exact")]
+        amount: Decimal,
+    },
+    /// Captured; `refunded` of it given back since.
+    Captured {
+        /// The gateway's id of the payment.
+        payment_id: String,
+        /// How much was taken, exact.
+        #[serde(with = "exact")]
+        amount: Decimal,
+        /// How much refunds gave back, exact.
+        #[serde(with = "exact")]
+        refunded: Decimal,
+    },
+    /// Declined or voided: nothing is or will be taken under the key.
+    Declined {
+        /// Why, as a decline code.
+        reason: String,
+    },
+    /// Not answered: nothing is known, asking again is safe.
+    Unavailable {
+        /// What failed.
+        error: String,
+    },
+    /// No answer in time.
+    Timeout {
+        /// What failed.
+        error: String,
+    },
+    /// The request itself was wrong.
+    Invalid {
+        /// What is wrong.
+        error: String,
+    },
+}
+
+impl PaymentAnswer {
+    /// The HTTP status this answer is sent with.
+    pub const fn http_status(&self) -> u16 {
+        match self {
+            Self::NotCharged
+            | Self::Processing
+            | Self::Authorized { .. }
+            | Self::Captured { .. }
+            | Self::Declined { .. } => 200,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::Invalid { .. } => 400,

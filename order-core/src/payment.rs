@@ -205,6 +205,81 @@ pub enum RefundReceipt {
     NothingCaptured,
 }
 
+/// What is asked to look a payment up: the charge whose key names it, exactly as it is (or
+/// was, or will be) sent, and the processor's own id of the payment when a charge answered
+/// with one. A gateway finds the payment by whichever of the two it can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRequest {
+    /// The charge, whose idempotency key names the payment.
+    pub charge: ChargeRequest,
+    /// The gateway's id of the payment ([`ChargeReceipt::transaction_id`]), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+}
+
+impl LookupRequest {
+    /// The key the payment is (or would be) charged under.
+    pub fn charge_key(&self) -> &IdempotencyKey {
+        &self.charge.idempotency_key
+    }
+}
+
+/// Where a payment stands at the processor, as a look-up finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PaymentState {
+    /// Nothing was charged under the key and nothing is on its way that could be: a charge
+    /// with it may be sent (again).
+    NotCharged,
+    /// The processor has not decided yet (a charge still in flight, a bank still
+    /// answering): ask again later; sending the charge again is safe but not needed.
+    Processing,
+    /// Authorized and not (yet) captured: a manual capture's charge succeeded.
+    Authorized {
+        /// The gateway's id of the payment.
+        payment_id: String,
+        /// How much is held.
+        amount: Money,
+    },
+    /// Captured (some or all of it may have been given back since).
+    Captured {
+        /// The gateway's id of the payment.
+        payment_id: String,
+        /// How much was taken.
+        amount: Money,
+        /// How much of it refunds gave back, in all.
+        refunded: Money,
+    },
+    /// Declined, or voided before anything was captured: nothing is or ever will be taken
+    /// under the key.
+    Declined {
+        /// Why.
+        reason: DeclineReason,
+    },
+}
+
+impl PaymentState {
+    /// What a charge with the key would answer now, when the processor has decided:
+    /// the receipt of an authorized or captured payment, or its decline. `None` while it
+    /// has not (nothing charged, or still processing).
+    pub fn charge_outcome(&self) -> Option<Result<ChargeReceipt, GatewayError>> {
+        match self {
+            Self::NotCharged | Self::Processing => None,
+            Self::Authorized { payment_id, .. } | Self::Captured { payment_id, .. } => {
+                Some(Ok(ChargeReceipt {
+                    transaction_id: payment_id.clone(),
+                }))
+            }
+            Self::Declined { reason } => Some(Err(GatewayError::Declined(*reason))),
+        }
+    }
+
+    /// Whether the processor has decided the payment (see [`Self::charge_outcome`]).
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, Self::NotCharged | Self::Processing)
+    }
+}
+
 /// Why a gateway refused a charge. Declines are final: retrying cannot help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -151,6 +151,28 @@ impl PaymentGateway for DoubleChargingGateway {
             order_core::payment::DeclineReason::ProcessorRefused,
         ))
     }
+
+    async fn lookup(
+        &self,
+        request: &order_core::payment::LookupRequest,
+    ) -> Result<order_core::payment::PaymentState, GatewayError> {
+        let charged = self
+            .books
+            .lock()
+            .unwrap()
+            .get(request.charge_key())
+            .copied()
+            .unwrap_or(0);
+        Ok(if charged > 0 {
+            order_core::payment::PaymentState::Captured {
+                payment_id: format!("txn-{}", request.charge_key()),
+                amount: request.charge.amount,
+                refunded: order_core::Money::ZERO,
+            }
+        } else {
+            order_core::payment::PaymentState::NotCharged
+        })
+    }
 }
 
 #[tokio::test]

@@ -551,6 +551,14 @@ impl PaymentGateway for CancelledMidCharge {
             order_core::payment::DeclineReason::ProcessorRefused,
         ))
     }
+
+    /// Never asked: its charges always answer.
+    async fn lookup(
+        &self,
+        _: &order_core::payment::LookupRequest,
+    ) -> Result<order_core::payment::PaymentState, GatewayError> {
+        Ok(order_core::payment::PaymentState::NotCharged)
+    }
 }
 
 #[tokio::test]

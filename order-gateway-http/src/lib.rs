@@ -13,6 +13,9 @@
 //! Refunds (`POST {base}/refunds`, a `RefundBody`) are classified the same way: `200`
 //! refunded or nothing captured (the charge key is then void).
 //!
+//! Look-ups (`GET {base}/payments/{charge_key}`) answer `200` with where the payment
+//! stands; other statuses are classified as a charge's are.
+//!
 //! Each call runs in a client span (`gateway charge`, `gateway refund`); with
 //! [`HttpGateway::with_trace_context`] it also sends that span's W3C `traceparent`.
 
@@ -21,12 +24,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use order_api::gateway::{
     CAPTURES, CHARGES, CaptureAnswer, CaptureBody, ChargeAnswer, ChargeBody, IDEMPOTENCY_KEY,
-    REFUNDS, RefundAnswer, RefundBody,
+    PAYMENTS, PaymentAnswer, REFUNDS, RefundAnswer, RefundBody,
 };
 use order_core::Money;
 use order_core::payment::{
     CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
-    GatewayError, RefundReceipt, RefundRequest,
+    GatewayError, LookupRequest, PaymentState, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use order_core::trace::{TRACEPARENT, TraceParent};
@@ -43,6 +46,7 @@ pub struct HttpGateway {
     charges: String,
     refunds: String,
     captures: String,
+    payments: reqwest::Url,
     trace: Option<TraceContext>,
 }
 
@@ -132,11 +136,15 @@ impl HttpGateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BuildError(e.to_string()))?;
+        let payments =
+            reqwest::Url::parse(&format!("{}{PAYMENTS}", base_url.trim_end_matches('/')))
+                .map_err(|e| BuildError(format!("{base_url:?} is not a URL: {e}")))?;
         Ok(Self {
             client,
             charges: format!("{}{CHARGES}", base_url.trim_end_matches('/')),
             refunds: format!("{}{REFUNDS}", base_url.trim_end_matches('/')),
             captures: format!("{}{CAPTURES}", base_url.trim_end_matches('/')),
+            payments,
             trace: None,
         })
     }
@@ -233,6 +241,57 @@ impl HttpGateway {
         }
     }
 
+    async fn lookup_once(&self, request: &LookupRequest) -> Result<PaymentState, GatewayError> {
+        let mut url = self.payments.clone();
+        url.path_segments_mut()
+            .map_err(|()| GatewayError::Unavailable("the gateway's URL takes no path".into()))?
+            .push(request.charge_key().as_str());
+        let mut call = self.client.get(url);
+        if let Some(parent) = self.trace.and_then(|current| current()) {
+            call = call.header(TRACEPARENT, parent.to_string());
+        }
+        let response = call.send().await.map_err(|e| unsent(&e))?;
+        let status = response.status().as_u16();
+        let answer: Option<PaymentAnswer> = read_answer(response).await;
+        let money = |amount| {
+            Money::new(amount)
+                .map_err(|e| GatewayError::Timeout(format!("an unreadable amount: {e}")))
+        };
+        match answer {
+            Some(PaymentAnswer::NotCharged) if status == 200 => Ok(PaymentState::NotCharged),
+            Some(PaymentAnswer::Processing) if status == 200 => Ok(PaymentState::Processing),
+            Some(PaymentAnswer::Authorized { payment_id, amount }) if status == 200 => {
+                Ok(PaymentState::Authorized {
+                    payment_id,
+                    amount: money(amount)?,
+                })
+            }
+            Some(PaymentAnswer::Captured {
+                payment_id,
+                amount,
+                refunded,
+            }) if status == 200 => Ok(PaymentState::Captured {
+                payment_id,
+                amount: money(amount)?,
+                refunded: money(refunded)?,
+            }),
+            Some(PaymentAnswer::Declined { reason }) if status == 200 => {
+                Ok(PaymentState::Declined {
+                    reason: decline_reason(&reason),
+                })
+            }
+            Some(
+                PaymentAnswer::Unavailable { error }
+                | PaymentAnswer::Timeout { error }
+                | PaymentAnswer::Invalid { error },
+            ) => Err(failed(status, error)),
+            _ => Err(failed(
+                status,
+                format!("the gateway did not say where the payment stands (HTTP {status})"),
+            )),
+        }
+    }
+
     async fn capture_once(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
         let body = CaptureBody {
             charge_key: request.charge_key().as_str().to_owned(),
@@ -300,5 +359,15 @@ impl PaymentGateway for HttpGateway {
             order_id = %request.charge.order_id,
         );
         self.capture_once(request).instrument(span).await
+    }
+
+    async fn lookup(&self, request: &LookupRequest) -> Result<PaymentState, GatewayError> {
+        let span = tracing::info_span!(
+            "gateway lookup",
+            otel.name = "GET /payments/{charge_key}",
+            otel.kind = "client",
+            order_id = %request.charge.order_id,
+        );
+        self.lookup_once(request).instrument(span).await
     }
 }

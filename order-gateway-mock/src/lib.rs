@@ -12,6 +12,7 @@
 //! mockall mock used to check interactions.
 
 mod capture;
+mod lookup;
 pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +25,7 @@ use chrono::{DateTime, Utc};
 use order_core::Money;
 use order_core::payment::{
     CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
-    GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
+    GatewayError, IdempotencyKey, LookupRequest, PaymentState, RefundReceipt, RefundRequest,
 };
 use order_core::ports::{Clock, PaymentGateway, SystemClock};
 use rand::rngs::SmallRng;
@@ -192,6 +193,7 @@ struct State {
     ledger: HashMap<IdempotencyKey, LedgerEntry>,
     calls: u64,
     refund_calls: u64,
+    lookup_calls: u64,
     /// The durable ledger, when there is one: a JSON line per change that matters for money,
     /// synced to disk before the answer that reports it.
     journal: Option<std::fs::File>,
@@ -385,6 +387,7 @@ impl SimulatedGateway {
                 ledger: HashMap::new(),
                 calls: 0,
                 refund_calls: 0,
+                lookup_calls: 0,
                 journal: None,
             })),
             clock,
@@ -601,6 +604,11 @@ impl SimulatedGateway {
         self.lock().refund_calls
     }
 
+    /// Look-ups received, outage rejections included (not counted in [`Self::calls`]).
+    pub fn lookup_calls(&self) -> u64 {
+        self.lock().lookup_calls
+    }
+
     fn latency(&self) -> Duration {
         let mut s = self.lock();
         let range = s.config.latency.clone();
@@ -635,6 +643,10 @@ impl PaymentGateway for SimulatedGateway {
             tokio::time::sleep(latency).await;
         }
         self.book_capture(request)
+    }
+
+    async fn lookup(&self, request: &LookupRequest) -> Result<PaymentState, GatewayError> {
+        self.payment(request.charge_key()).await
     }
 }
 

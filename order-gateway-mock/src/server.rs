@@ -5,6 +5,7 @@
 //!   with its status (`200`, `402`, `503`); a simulated time-out answers `504` only after
 //!   `timeout_delay`, so clients with a shorter time-out see a real one.
 //! - `POST /refunds` with an `Idempotency-Key` header and a `RefundBody`: a `RefundAnswer`.
+//! - `GET /payments/{charge_key}`: where that key's payment stands, a `PaymentAnswer`.
 //! - `GET /admin/config`, `PUT /admin/config`: the behaviour, changeable at run time.
 //! - `PUT /admin/outage` `{"seconds": 30}`: fail every charge for that long; `DELETE` ends it.
 //! - `GET /audit/charges`: the ledger, one entry per idempotency key; `GET /health`.
@@ -20,11 +21,11 @@ use axum::{Json, Router};
 use chrono::Utc;
 use order_api::gateway::{
     self as gw, Audit, AuditEntry, AuditOutcome, AuditRefund, CaptureAnswer, CaptureBody,
-    ChargeAnswer, ChargeBody, Outage, OutageAnswer, RefundAnswer, RefundBody,
+    ChargeAnswer, ChargeBody, Outage, OutageAnswer, PaymentAnswer, RefundAnswer, RefundBody,
 };
 use order_core::payment::{
-    CaptureMethod, CaptureRequest, ChargeRequest, GatewayError, IdempotencyKey, RefundReceipt,
-    RefundRequest,
+    CaptureMethod, CaptureRequest, ChargeRequest, GatewayError, IdempotencyKey, PaymentState,
+    RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use order_core::{CustomerId, Money, OrderId, PaymentMethod};
@@ -65,6 +66,7 @@ pub fn router(
         .route(gw::CHARGES, post(charge))
         .route(gw::REFUNDS, post(refund))
         .route(gw::CAPTURES, post(capture))
+        .route(&format!("{}/{{key}}", gw::PAYMENTS), get(payment))
         .route(gw::ADMIN_CONFIG, get(read_config).put(write_config))
         .route(gw::ADMIN_OUTAGE, put(start_outage).delete(end_outage))
         .route(gw::AUDIT_CHARGES, get(audit))
@@ -351,4 +353,38 @@ async fn capture(
         Err(GatewayError::Unavailable(error)) => CaptureAnswer::Unavailable { error },
         Err(GatewayError::Timeout(error)) => CaptureAnswer::Timeout { error },
     })
+}
+
+/// `GET /payments/{key}`: where the payment charged under `key` stands.
+async fn payment(
+    State(state): State<ServerState>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> Response {
+    let result = state.gateway.payment(&IdempotencyKey::from_raw(key)).await;
+    let answer = match result {
+        Ok(PaymentState::NotCharged) => PaymentAnswer::NotCharged,
+        Ok(PaymentState::Processing) => PaymentAnswer::Processing,
+        Ok(PaymentState::Authorized { payment_id, amount }) => PaymentAnswer::Authorized {
+            payment_id,
+            amount: amount.amount(),
+        },
+        Ok(PaymentState::Captured {
+            payment_id,
+            amount,
+            refunded,
+        }) => PaymentAnswer::Captured {
+            payment_id,
+            amount: amount.amount(),
+            refunded: refunded.amount(),
+        },
+        Ok(PaymentState::Declined { reason }) | Err(GatewayError::Declined(reason)) => {
+            PaymentAnswer::Declined {
+                reason: reason.as_str().to_owned(),
+            }
+        }
+        Err(GatewayError::Unavailable(error)) => PaymentAnswer::Unavailable { error },
+        Err(GatewayError::Timeout(error)) => PaymentAnswer::Timeout { error },
+    };
+    let status = StatusCode::from_u16(answer.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(answer)).into_response()
 }

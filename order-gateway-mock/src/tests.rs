@@ -46,6 +46,62 @@ async fn it_honours_the_payment_gateway_contract() {
     conformance::payment_gateway(&gateway, |key| gateway.books(key)).await;
 }
 
+/// The simulation with a look-up that forgets refunds: what it says of a payment no longer
+/// agrees with its books.
+struct ForgetsRefunds(SimulatedGateway);
+
+#[async_trait]
+impl PaymentGateway for ForgetsRefunds {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeReceipt, GatewayError> {
+        self.0.charge(request).await
+    }
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        self.0.refund(request).await
+    }
+    async fn capture(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
+        self.0.capture(request).await
+    }
+    async fn lookup(&self, request: &LookupRequest) -> Result<PaymentState, GatewayError> {
+        match self.0.lookup(request).await? {
+            PaymentState::Captured {
+                payment_id, amount, ..
+            } => Ok(PaymentState::Captured {
+                payment_id,
+                amount,
+                refunded: Money::ZERO,
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "a look-up after a partial refund")]
+async fn a_look_up_that_disagrees_with_the_books_fails_the_contract() {
+    let gateway = ForgetsRefunds(SimulatedGateway::new(instant(1.0, 0.0, 0.0)));
+    conformance::payment_gateway(&gateway, |key| gateway.0.books(key)).await;
+}
+
+#[tokio::test]
+async fn a_look_up_reads_the_ledger_and_moves_nothing() {
+    let gateway = SimulatedGateway::new(instant(0.0, 0.0, 1.0));
+    let r = request("lookup");
+    let lookup = LookupRequest {
+        charge: r.clone(),
+        payment_id: None,
+    };
+    assert_eq!(gateway.lookup(&lookup).await, Ok(PaymentState::NotCharged));
+    // Every charge times out; half of them took the money.
+    let _ = gateway.charge(&r).await;
+    let captured = gateway
+        .entry(&r.idempotency_key)
+        .is_some_and(|e| e.captures == 1);
+    let state = gateway.lookup(&lookup).await.unwrap();
+    assert_eq!(state.is_settled(), captured, "{state:?}");
+    assert_eq!(gateway.lookup_calls(), 2);
+    assert_eq!(gateway.calls(), 1, "look-ups are not charges");
+}
+
 #[tokio::test]
 async fn a_key_is_captured_at_most_once_however_often_it_is_charged() {
     let gateway = SimulatedGateway::new(instant(0.3, 0.0, 0.5));

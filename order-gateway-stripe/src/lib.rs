@@ -32,6 +32,13 @@
 //! paid is cancelled (`POST .../cancel`), so that no attempt still on its way can pay it:
 //! the port's void.
 //!
+//! ## A look-up
+//! The intent is found as a refund finds it, and read: `succeeded` is captured (with what
+//! the order's refunds listed for it gave back), `requires_capture` authorized,
+//! `processing` still processing, `requires_confirmation` not charged (nothing was
+//! confirmed), and the rest declined as a charge would say. It confirms, captures and
+//! cancels nothing.
+//!
 //! ## Errors
 //! Classified as Stripe's error guide says (see [`wire::Failure::classify`]): a card
 //! error is a final decline; an invalid request is final; `401`, `403`, `409` and `429`
@@ -55,7 +62,7 @@ use async_trait::async_trait;
 use order_core::Money;
 use order_core::payment::{
     CaptureMethod, CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, DeclineReason,
-    GatewayError, IdempotencyKey, RefundReceipt, RefundRequest,
+    GatewayError, IdempotencyKey, LookupRequest, PaymentState, RefundReceipt, RefundRequest,
 };
 use order_core::ports::PaymentGateway;
 use rust_decimal::Decimal;
@@ -64,6 +71,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 pub mod events;
+mod lookup;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
@@ -444,20 +452,7 @@ impl StripeGateway {
         let whole = IdempotencyKey::for_refund(request.order_id());
         // The order's refunds that give money back, and of them the one made under `key`.
         let listed = || async {
-            let refunds = self
-                .call::<List<Refund>>(
-                    &format!("/v1/refunds?payment_intent={}&limit=100", intent.id),
-                    None,
-                    None,
-                )
-                .await
-                .map_err(CallError::classify)?;
-            let ours: Vec<Refund> = refunds
-                .object
-                .data
-                .into_iter()
-                .filter(|r| r.counts() && r.is_for(&order))
-                .collect();
+            let ours = self.refunds_of(&intent.id, &order).await?;
             let made = ours
                 .iter()
                 .find(|r| r.is_under(key, &whole))
@@ -513,6 +508,25 @@ impl StripeGateway {
 }
 
 impl StripeGateway {
+    /// The refunds of intent `intent_id` that this adapter made for order `order` and that
+    /// give money back.
+    async fn refunds_of(&self, intent_id: &str, order: &str) -> Result<Vec<Refund>, GatewayError> {
+        let refunds = self
+            .call::<List<Refund>>(
+                &format!("/v1/refunds?payment_intent={intent_id}&limit=100"),
+                None,
+                None,
+            )
+            .await
+            .map_err(CallError::classify)?;
+        Ok(refunds
+            .object
+            .data
+            .into_iter()
+            .filter(|r| r.counts() && r.is_for(order))
+            .collect())
+    }
+
     async fn capture_once(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
         let refused = Err(GatewayError::Declined(DeclineReason::ProcessorRefused));
         if request.charge.capture != CaptureMethod::Manual {
@@ -577,6 +591,16 @@ impl PaymentGateway for StripeGateway {
             order_id = %request.charge.order_id,
         );
         self.capture_once(request).instrument(span).await
+    }
+
+    async fn lookup(&self, request: &LookupRequest) -> Result<PaymentState, GatewayError> {
+        let span = tracing::info_span!(
+            "gateway lookup",
+            otel.name = "GET /v1/payment_intents/{id}",
+            otel.kind = "client",
+            order_id = %request.charge.order_id,
+        );
+        self.lookup_once(request).instrument(span).await
     }
 
     fn requires_payment_method(&self) -> bool {

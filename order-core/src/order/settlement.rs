@@ -174,6 +174,14 @@ impl Order {
             amount,
         }
     }
+
+    /// The request looking this order's payment up at the gateway.
+    pub fn lookup_request(&self) -> crate::payment::LookupRequest {
+        crate::payment::LookupRequest {
+            charge: self.charge_request(),
+            payment_id: self.payment_id(),
+        }
+    }
 }
 
 /// Where the refund of a cancelled order's payment stands.

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::payment::{
-    CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, GatewayError, RefundReceipt,
-    RefundRequest,
+    CaptureReceipt, CaptureRequest, ChargeReceipt, ChargeRequest, GatewayError, LookupRequest,
+    PaymentState, RefundReceipt, RefundRequest,
 };
 
 /// A payment gateway.
@@ -39,7 +39,17 @@ use crate::payment::{
 ///   [`DeclineReason::ProcessorRefused`](crate::payment::DeclineReason::ProcessorRefused).
 /// - `refund` of an authorized payment not yet captured voids it ([`RefundReceipt::NothingCaptured`]);
 ///   after a capture it gives back at most what was captured.
-/// - Refund and capture failures are classified as charges' are.
+/// - `lookup` tells where the payment named by the request's charge key (or payment id)
+///   stands, and never charges, captures, refunds or voids anything. Its answer agrees with
+///   the gateway's books: [`PaymentState::Captured`] exactly when a payment was captured
+///   under the key (with what its refunds gave back), [`PaymentState::Authorized`] when one
+///   is only authorized, [`PaymentState::Declined`] when the key's charge was declined or
+///   voided, [`PaymentState::NotCharged`] when nothing was and nothing is on its way. Once
+///   a charge with the key had a definitive outcome, the look-up's
+///   [`PaymentState::charge_outcome`] is that outcome (the same payment id). This is what
+///   the worker asks after a charge whose outcome it does not know, before it charges
+///   again.
+/// - Refund, capture and look-up failures are classified as charges' are.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
@@ -52,6 +62,8 @@ pub trait PaymentGateway: Send + Sync {
     /// Captures the request's amount of the payment authorized under its charge key,
     /// deduplicated by the request's own idempotency key.
     async fn capture(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError>;
+    /// Where the payment named by the request stands at the processor; moves no money.
+    async fn lookup(&self, request: &LookupRequest) -> Result<PaymentState, GatewayError>;
 
     /// Whether a charge needs the order's payment method (a processor's token for the
     /// customer's card): the intake refuses an order without one, rather than accept it

@@ -223,6 +223,13 @@ impl order_core::ports::PaymentGateway for PanickingGateway {
     ) -> Result<order_core::payment::CaptureReceipt, order_core::GatewayError> {
         panic!("gateway adapter bug")
     }
+
+    async fn lookup(
+        &self,
+        _: &order_core::payment::LookupRequest,
+    ) -> Result<order_core::payment::PaymentState, order_core::GatewayError> {
+        panic!("gateway adapter bug")
+    }
 }
 
 #[tokio::test]

@@ -158,6 +158,150 @@ pub async fn payment_gateway_paying_with<G: PaymentGateway + ?Sized>(
 
     partial_refunds(gateway, &method, &books).await;
     manual_capture(gateway, &method, &books).await;
+    lookups(gateway, &method, &books).await;
+}
+
+/// Looks the payment up until the gateway says where it stands (at most 50 calls): a
+/// failed look-up, or a payment still processing, is asked again.
+async fn settled_state<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    request: &crate::payment::LookupRequest,
+) -> crate::payment::PaymentState {
+    use crate::payment::PaymentState;
+    for _ in 0..50 {
+        match gateway.lookup(request).await {
+            Ok(PaymentState::Processing)
+            | Err(GatewayError::Unavailable(_) | GatewayError::Timeout(_)) => {}
+            Ok(state) => return state,
+            Err(e) => panic!("a look-up is never declined: {e:?}"),
+        }
+    }
+    panic!("the gateway says where a payment stands within 50 look-ups");
+}
+
+/// The look-up part of the suite: at every step of a payment's life (nothing charged,
+/// charged or declined, authorized then captured for less, partly refunded, voided), a
+/// look-up by the charge key, or by the payment's id, says what the books say, replays the
+/// charge's outcome, and moves no money.
+async fn lookups<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    method: &impl Fn(usize) -> Option<crate::PaymentMethod>,
+    books: &impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
+) {
+    use crate::payment::{CaptureMethod, IdempotencyKey, PaymentState, RefundRequest};
+
+    let cents = |n: i64| crate::Money::new(rust_decimal::Decimal::new(n, 2)).expect("money");
+    for i in 0..8 {
+        let mut order = placed_order(&format!("c-gw-lookup-{i}"), base_time());
+        order.payment_method = method(i);
+        if i % 2 == 1 {
+            order.capture = CaptureMethod::Manual;
+        }
+        let charge = order.charge_request();
+        let key = &charge.idempotency_key;
+        let mut request = order.lookup_request();
+        let before = settled_state(gateway, &request).await;
+        assert!(
+            matches!(
+                before,
+                PaymentState::NotCharged | PaymentState::Declined { .. }
+            ),
+            "key {key}: nothing was charged, yet a look-up finds {before:?}"
+        );
+        assert_eq!(
+            books(key),
+            GatewayBooks::default(),
+            "a look-up moves no money"
+        );
+
+        let charged = until_definitive(|| gateway.charge(&charge)).await;
+        let state = settled_state(gateway, &request).await;
+        assert_eq!(
+            state.charge_outcome(),
+            Some(charged.clone()),
+            "key {key}: a look-up replays the charge's outcome ({state:?})"
+        );
+        let b = books(key);
+        match (&state, order.capture) {
+            (
+                PaymentState::Captured {
+                    amount, refunded, ..
+                },
+                CaptureMethod::Automatic,
+            ) => {
+                assert_eq!(
+                    (b.captures, *amount, *refunded),
+                    (1, b.captured, crate::Money::ZERO)
+                );
+            }
+            (PaymentState::Authorized { amount, .. }, CaptureMethod::Manual) => {
+                assert_eq!((b.captures, *amount), (0, order.total_amount), "key {key}");
+            }
+            (PaymentState::Declined { .. }, _) => assert_eq!(b, GatewayBooks::default()),
+            (other, method) => panic!("key {key}: a {method:?} charge looked up as {other:?}"),
+        }
+        let Ok(receipt) = charged else { continue };
+        request.payment_id = Some(receipt.transaction_id.clone());
+        assert_eq!(
+            settled_state(gateway, &request).await,
+            state,
+            "by the payment's id as by its key"
+        );
+        if order.capture == CaptureMethod::Manual {
+            let mut capture = order.capture_request(cents(1000));
+            capture.payment_id = request.payment_id.clone();
+            until_definitive(|| gateway.capture(&capture))
+                .await
+                .expect("an authorization is captured");
+        }
+        let taken = books(key).captured;
+        let refund = RefundRequest {
+            idempotency_key: IdempotencyKey::for_partial_refund(order.id, "lookup"),
+            charge: charge.clone(),
+            payment_id: request.payment_id.clone(),
+            amount: cents(499),
+        };
+        until_definitive(|| gateway.refund(&refund))
+            .await
+            .expect("a part of a capture is given back");
+        let after = books(key);
+        for by_id in [false, true] {
+            let mut request = request.clone();
+            if !by_id {
+                request.payment_id = None;
+            }
+            match settled_state(gateway, &request).await {
+                PaymentState::Captured {
+                    payment_id,
+                    amount,
+                    refunded,
+                } => {
+                    assert_eq!(payment_id, receipt.transaction_id);
+                    assert_eq!(
+                        (amount, refunded),
+                        (taken, cents(499)),
+                        "key {key}: a look-up after a partial refund"
+                    );
+                }
+                other => panic!("key {key}: captured and partly refunded, looked up as {other:?}"),
+            }
+        }
+        assert_eq!(books(key), after, "a look-up moves no money");
+    }
+
+    // Voided before anything was charged: declined, for good.
+    let mut order = placed_order("c-gw-lookup-void", base_time());
+    order.payment_method = method(0);
+    let refund = order.refund_request();
+    until_definitive(|| gateway.refund(&refund))
+        .await
+        .expect("a refund of nothing voids the key");
+    assert_eq!(
+        settled_state(gateway, &order.lookup_request()).await,
+        PaymentState::Declined {
+            reason: crate::payment::DeclineReason::Voided
+        }
+    );
 }
 
 /// The partial-refund part of the suite: a capture refunded several times, each refund

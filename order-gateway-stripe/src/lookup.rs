@@ -1,0 +1,66 @@
+//! Look-ups: where an order's PaymentIntent stands, read and never acted on.
+
+use order_core::payment::{
+    CaptureMethod, ChargeRequest, DeclineReason, GatewayError, LookupRequest, PaymentState,
+};
+
+use super::wire::{self, PaymentIntent};
+use super::{StripeGateway, money};
+
+impl StripeGateway {
+    pub(super) async fn lookup_once(
+        &self,
+        request: &LookupRequest,
+    ) -> Result<PaymentState, GatewayError> {
+        if request.charge.payment_method.is_none() {
+            // Such a charge is declined before anything is sent.
+            return Ok(PaymentState::Declined {
+                reason: DeclineReason::InvalidPaymentMethod,
+            });
+        }
+        let intent = self
+            .intent_of(&request.charge, request.payment_id.as_deref())
+            .await?;
+        if intent.status == "succeeded" {
+            let order = request.charge.order_id.to_string();
+            let refunded: i64 = self
+                .refunds_of(&intent.id, &order)
+                .await?
+                .iter()
+                .map(|r| r.amount)
+                .sum();
+            return Ok(PaymentState::Captured {
+                amount: money(intent.amount_received.unwrap_or(intent.amount))?,
+                refunded: money(refunded)?,
+                payment_id: intent.id,
+            });
+        }
+        state(intent, &request.charge)
+    }
+}
+
+/// What an intent that has not succeeded says of the payment made (or not) under
+/// `charge`'s key.
+fn state(intent: PaymentIntent, charge: &ChargeRequest) -> Result<PaymentState, GatewayError> {
+    Ok(match intent.status.as_str() {
+        "requires_capture" if charge.capture == CaptureMethod::Manual => PaymentState::Authorized {
+            amount: money(intent.amount)?,
+            payment_id: intent.id,
+        },
+        "requires_confirmation" => PaymentState::NotCharged,
+        "canceled" => PaymentState::Declined {
+            reason: DeclineReason::Voided,
+        },
+        "requires_action" => PaymentState::Declined {
+            reason: DeclineReason::AuthenticationRequired,
+        },
+        "requires_payment_method" => PaymentState::Declined {
+            reason: intent
+                .last_payment_error
+                .as_ref()
+                .map_or(DeclineReason::CardDeclined, wire::ErrorBody::decline_reason),
+        },
+        // `processing`, or an authorization of an automatic capture Stripe is completing.
+        _ => PaymentState::Processing,
+    })
+}

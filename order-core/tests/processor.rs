@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
-use order_core::payment::{ChargeReceipt, DeclineReason, GatewayError};
+use order_core::payment::{ChargeReceipt, DeclineReason, GatewayError, PaymentState};
 use order_core::policy::circuit_breaker::{BreakerConfig, BreakerState};
 use order_core::policy::retry::RetryPolicy;
 use order_core::ports::{MockPaymentGateway, OrderRepo, PaymentGateway, PaymentQueue};
@@ -313,6 +313,11 @@ async fn an_ambiguous_final_attempt_is_retried_until_the_gateway_tells() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| ok_receipt());
+    // Before each charge after a time-out the worker asks; nothing is known yet.
+    gateway
+        .expect_lookup()
+        .times(4)
+        .returning(|_| Ok(PaymentState::NotCharged));
     let w = world(gateway);
     let order = w.orders.place(new_order("c1")).await.unwrap();
 
@@ -353,6 +358,10 @@ async fn a_clean_failure_after_a_timeout_does_not_fail_an_order_that_may_be_paid
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| ok_receipt());
+    gateway
+        .expect_lookup()
+        .times(5)
+        .returning(|_| Ok(PaymentState::NotCharged));
     let w = world(gateway);
     let order = w.orders.place(new_order("c1")).await.unwrap();
 
@@ -369,6 +378,11 @@ async fn a_clean_failure_after_a_timeout_does_not_fail_an_order_that_may_be_paid
 async fn jobs_of_a_crashed_worker_are_reclaimed_after_the_lease_and_charged_once() {
     let mut gateway = MockPaymentGateway::new();
     gateway.expect_charge().times(1).returning(|_| ok_receipt());
+    // The order's outcome is unknown once its worker died: the processor is asked first.
+    gateway
+        .expect_lookup()
+        .times(1)
+        .returning(|_| Ok(PaymentState::NotCharged));
     let w = world(gateway);
     let order = w.orders.place(new_order("c1")).await.unwrap();
     // A worker takes the job and the order, then dies without acking.
@@ -403,19 +417,27 @@ async fn jobs_of_a_crashed_worker_are_reclaimed_after_the_lease_and_charged_once
 async fn an_order_whose_worker_died_mid_payment_is_never_failed_by_clean_failures() {
     // The dead worker's charge was captured but never recorded; afterwards the gateway
     // cleanly fails this order (a partial fault, breaker closed). The order must wait for a
-    // definitive answer, not end payment_failed with money taken.
+    // definitive answer, not end payment_failed with money taken; when the processor
+    // answers, it is confirmed on that capture, never charged again.
     let mut gateway = MockPaymentGateway::new();
     let mut seq = mockall::Sequence::new();
     gateway
-        .expect_charge()
+        .expect_lookup()
         .times(5)
         .in_sequence(&mut seq)
         .returning(|_| Err(GatewayError::Unavailable("processor error".into())));
     gateway
-        .expect_charge()
+        .expect_lookup()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| ok_receipt());
+        .returning(|r| {
+            Ok(PaymentState::Captured {
+                payment_id: "txn_1".into(),
+                amount: r.charge.amount,
+                refunded: order_core::Money::ZERO,
+            })
+        });
+    gateway.expect_charge().never();
     let mut settings = config();
     settings.breaker.failure_threshold = 100;
     let w = world_with(gateway, settings);

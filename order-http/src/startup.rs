@@ -28,7 +28,7 @@ use crate::worker::{self, Processor, WorkerSettings};
 mod adapters;
 mod housekeeping;
 mod supervise;
-use housekeeping::{purge_request_keys, sweep_pending_refunds};
+use housekeeping::{purge_request_keys, sweep_payments};
 
 pub use adapters::key_store;
 use adapters::{Adapters, Gateway, adapters, gateway, rate_limiter};
@@ -119,8 +119,9 @@ pub struct Application {
     migrator: Option<Migrator>,
     /// How long idempotency keys are kept.
     key_retention: Duration,
-    /// How often pending refunds are swept, and how long one waits before it is.
-    refund_sweep: (Duration, Duration),
+    /// How often refunds and charges whose answer was lost are swept, and how long one
+    /// waits before it is.
+    payment_sweep: (Duration, Duration),
     /// What a client may hold of the server.
     server_limits: ServerLimits,
 }
@@ -216,7 +217,7 @@ impl Application {
             gateway,
             migrator,
             key_retention: config.idempotency_key_retention,
-            refund_sweep: (config.reconcile_every, config.reconcile_grace),
+            payment_sweep: (config.reconcile_every, config.reconcile_grace),
             server_limits: config.server,
         })
     }
@@ -272,7 +273,7 @@ impl Application {
                     metrics_listener: self.metrics_listener,
                     orders: self.state.as_ref().map(|state| state.orders.clone()),
                     key_retention: self.key_retention,
-                    refund_sweep: self.refund_sweep,
+                    payment_sweep: self.payment_sweep,
                 },
                 &stopped,
             ),
@@ -472,7 +473,7 @@ struct SideTasks {
     metrics_listener: Option<TcpListener>,
     orders: Option<DynOrderService>,
     key_retention: Duration,
-    refund_sweep: (Duration, Duration),
+    payment_sweep: (Duration, Duration),
 }
 
 /// Starts the side tasks this process has: webhook delivery and its history purge, the
@@ -551,9 +552,9 @@ fn spawn_side_tasks(
         ));
     }
     if let Some(orders) = tasks.orders {
-        let sweeping = sweep_pending_refunds(orders.clone(), tasks.refund_sweep, stopped.clone());
+        let sweeping = sweep_payments(orders.clone(), tasks.payment_sweep, stopped.clone());
         side.push((
-            "pending refund sweep",
+            "payment sweep",
             tokio::spawn(once_ready(Box::pin(sweeping))),
         ));
         let purging = purge_request_keys(orders, tasks.key_retention, stopped.clone());

@@ -376,6 +376,14 @@ impl OrderRepo for PgOrderRepo {
         self.pending_refunds_before(before, limit).await
     }
 
+    async fn unresolved_charges(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        self.unresolved_charges_before(before, limit).await
+    }
+
     async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {
         self.hasten_order(id, now).await
     }

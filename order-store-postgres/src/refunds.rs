@@ -51,7 +51,30 @@ const PENDING: &str = "SELECT order_id FROM order_refunds \
      WHERE outcome IS NULL AND requested_at < $1 \
      GROUP BY order_id ORDER BY min(requested_at) LIMIT $2";
 
+/// Orders still paying whose last charge attempt timed out before `$1`, longest waiting
+/// first. The status index narrows it to orders being paid, a handful at any time.
+const UNRESOLVED: &str = "SELECT o.id FROM orders o \
+     CROSS JOIN LATERAL (SELECT a.outcome, a.finished_at FROM payment_attempts a \
+         WHERE a.order_id = o.id AND a.kind = 'charge' ORDER BY a.number DESC LIMIT 1) last \
+     WHERE o.status = 'payment_processing' AND o.cancel_requested_at IS NULL \
+       AND last.outcome = 'timed_out' AND last.finished_at < $1 \
+     ORDER BY last.finished_at, o.id LIMIT $2";
+
 impl PgOrderRepo {
+    pub(crate) async fn unresolved_charges_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(UNRESOLVED)
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.db()?)
+            .await
+            .map_err(translate)?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+
     pub(crate) async fn pending_refunds_before(
         &self,
         before: DateTime<Utc>,

@@ -15,7 +15,7 @@ use crate::order::{
     CancelReason, Cancellation, Order, OrderEvent, OrderStatus, PartialRefund, PartialRefundState,
     RefundDraft, RefundSettlement, Transition,
 };
-use crate::payment::{Attempt, IdempotencyKey};
+use crate::payment::{Attempt, AttemptOutcome, IdempotencyKey};
 use crate::ports::{
     CancelResult, CaptureStart, Claim, Job, Lease, OrderFilter, OrderPage, OrderRepo, PageRequest,
     RefundStart, RepoError,
@@ -455,6 +455,28 @@ impl OrderRepo for MemoryOrderRepo {
                     .map(|r| r.requested_at)
                     .min()?;
                 Some((oldest, row.order.id))
+            })
+            .collect();
+        waiting.sort_unstable();
+        Ok(waiting.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+
+    async fn unresolved_charges(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        let rows = self.read();
+        let mut waiting: Vec<(DateTime<Utc>, OrderId)> = rows
+            .values()
+            .filter(|row| {
+                row.order.status == OrderStatus::PaymentProcessing
+                    && row.order.cancellation.is_none()
+            })
+            .filter_map(|row| {
+                let last = row.order.payment_attempts.last()?;
+                let timed_out = matches!(last.outcome, AttemptOutcome::TimedOut { .. });
+                (timed_out && last.finished_at < before).then_some((last.finished_at, row.order.id))
             })
             .collect();
         waiting.sort_unstable();

@@ -428,6 +428,14 @@ pub trait OrderRepo: Send + Sync {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OrderId>, RepoError>;
+    /// Orders a worker is still paying (`payment_processing`, no cancellation asked) whose
+    /// last charge attempt timed out before `before`: the processor may have charged them,
+    /// and nobody knows yet. The longest waiting first, at most `limit`.
+    async fn unresolved_charges(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError>;
     /// Makes order `id` due at `now` when a worker still has its payment to do
     /// (`payment_processing` or `cancelling`), so that word from the processor about it is
     /// acted on at once rather than at its next scheduled attempt; any other order is left

@@ -6,6 +6,7 @@ use std::time::Duration;
 mod captures;
 pub use captures::{CaptureError, Captured};
 mod refunds;
+mod sweep;
 pub(crate) use refunds::settlement as refund_settlement;
 pub use refunds::{RefundError, Refunded};
 

@@ -19,7 +19,8 @@ use crate::money::Money;
 use crate::observe;
 use crate::order::{Order, OrderEvent, OrderStatus, Transition};
 use crate::payment::{
-    Attempt, AttemptOutcome, GatewayError, PaymentAttempt, RefundAttempt, RefundOutcome,
+    Attempt, AttemptOutcome, GatewayError, PaymentAttempt, PaymentState, RefundAttempt,
+    RefundOutcome,
 };
 use crate::policy::circuit_breaker::{
     BreakerConfig, BreakerState, CircuitBreaker, Permit, Rejection,
@@ -436,9 +437,16 @@ where
         let request = order.charge_request();
         let number = next_number(order.payment_attempts.len());
         let started_at = micros_now(&*self.clock);
-        let timer = std::time::Instant::now();
-        let result = self.gateway.charge(&request).await;
-        observe::gateway_call("charge", timer.elapsed());
+        let history = history(order, uncertain);
+        let result = match history {
+            // An earlier charge's outcome is not known: ask before charging again.
+            ChargeHistory::Unresolved => match self.look_up(order).await {
+                Ok(None) => self.send_charge(&request).await,
+                Ok(Some(known)) => known,
+                Err(e) => Err(e),
+            },
+            ChargeHistory::Resolved => self.send_charge(&request).await,
+        };
         let finished_at = micros_now(&*self.clock);
         let outcome = AttemptOutcome::from_charge(&result);
         metrics::counter!(observe::PAYMENT_ATTEMPTS, "outcome" => observe::charge_outcome(&outcome))
@@ -452,7 +460,7 @@ where
         let fault = result.as_ref().err().filter(|e| e.is_gateway_fault());
         let context = AttemptContext {
             number: number.get(),
-            history: history(order, uncertain),
+            history,
             gateway: self.record_in_breaker(permit, fault, finished_at),
             finished_at,
         };
@@ -511,6 +519,36 @@ where
                 .await
             }
             other => other,
+        }
+    }
+
+    async fn send_charge(
+        &self,
+        request: &crate::payment::ChargeRequest,
+    ) -> Result<crate::payment::ChargeReceipt, GatewayError> {
+        let timer = std::time::Instant::now();
+        let result = self.gateway.charge(request).await;
+        observe::gateway_call("charge", timer.elapsed());
+        result
+    }
+
+    /// What the processor says of `order`'s payment: the outcome of its charge when the
+    /// processor has decided it, `None` when nothing was charged (a charge may be sent), a
+    /// time-out while it is still processing.
+    async fn look_up(
+        &self,
+        order: &Order,
+    ) -> Result<Option<Result<crate::payment::ChargeReceipt, GatewayError>>, GatewayError> {
+        let timer = std::time::Instant::now();
+        let state = self.gateway.lookup(&order.lookup_request()).await;
+        observe::gateway_call("lookup", timer.elapsed());
+        let state = state?;
+        debug!(?state, "looked the payment up before charging again");
+        match state {
+            PaymentState::Processing => Err(GatewayError::Timeout(
+                "the processor is still processing the payment".into(),
+            )),
+            state => Ok(state.charge_outcome()),
         }
     }
 

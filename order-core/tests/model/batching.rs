@@ -138,6 +138,13 @@ impl OrderRepo for Batching {
     ) -> Result<Vec<OrderId>, RepoError> {
         self.0.pending_refunds(before, limit).await
     }
+    async fn unresolved_charges(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        self.0.unresolved_charges(before, limit).await
+    }
     async fn finish_capture(
         &self,
         id: OrderId,

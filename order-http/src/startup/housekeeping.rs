@@ -1,5 +1,5 @@
 //! Housekeeping a process with an order service runs beside serving: forgetting old
-//! idempotency keys, and settling refunds whose gateway answer was lost.
+//! idempotency keys, and settling refunds and charges whose gateway answer was lost.
 
 use std::time::Duration;
 
@@ -29,13 +29,15 @@ pub(super) async fn purge_request_keys(
     }
 }
 
-/// Most orders whose pending refunds one sweep asks about.
-const REFUND_SWEEP_BATCH: usize = 100;
+/// Most orders one sweep asks about, of each kind (pending refunds, unresolved charges).
+const SWEEP_BATCH: usize = 100;
 
-/// Asks the gateway, every `every`, about the refunds pending for longer than
-/// `older_than` (`PAYMENT_RECONCILE_INTERVAL_SECONDS` and `PAYMENT_RECONCILE_GRACE_SECONDS`),
-/// until stopped: a refund whose answer was lost and that no client retries is settled.
-pub(super) async fn sweep_pending_refunds(
+/// Asks the gateway, every `every`, about the payments whose answer was lost more than
+/// `older_than` ago (`PAYMENT_RECONCILE_INTERVAL_SECONDS` and
+/// `PAYMENT_RECONCILE_GRACE_SECONDS`), until stopped: a refund that no client retries is
+/// settled, and a charge that timed out and that the processor has decided since is handed
+/// to a worker at once rather than at its next retry.
+pub(super) async fn sweep_payments(
     orders: DynOrderService,
     (every, older_than): (Duration, Duration),
     mut stopped: watch::Receiver<bool>,
@@ -45,11 +47,18 @@ pub(super) async fn sweep_pending_refunds(
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = every.tick() => match orders.sweep_pending_refunds(older_than, REFUND_SWEEP_BATCH).await {
-                Ok(0) => {}
-                Ok(n) => info!(settled = n, "settled pending refunds"),
-                Err(e) => warn!(error = %e, "sweeping pending refunds failed"),
-            },
+            _ = every.tick() => {
+                match orders.sweep_pending_refunds(older_than, SWEEP_BATCH).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(settled = n, "settled pending refunds"),
+                    Err(e) => warn!(error = %e, "sweeping pending refunds failed"),
+                }
+                match orders.sweep_unresolved_charges(older_than, SWEEP_BATCH).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(hastened = n, "charges the processor decided are being settled"),
+                    Err(e) => warn!(error = %e, "sweeping unresolved charges failed"),
+                }
+            }
         }
     }
 }

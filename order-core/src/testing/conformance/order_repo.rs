@@ -41,6 +41,7 @@ use captures::{
 use processor_events::{
     a_processor_event_is_recorded_once_until_purged,
     hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest,
+    unresolved_charges_are_those_still_paid_whose_last_attempt_timed_out,
 };
 use refunds::{
     a_refund_is_settled_once_and_a_refused_one_holds_nothing_back,
@@ -85,6 +86,7 @@ where
     of_concurrent_refunds_none_passes_the_capture(&make().await).await;
     a_processor_event_is_recorded_once_until_purged(&make().await).await;
     hastening_makes_a_waiting_payment_due_now_and_leaves_the_rest(&make().await).await;
+    unresolved_charges_are_those_still_paid_whose_last_attempt_timed_out(&make().await).await;
     request_keys_reserve_replay_and_reject(&make().await).await;
     stale_request_keys_are_taken_over_abandoned_ones_freed_old_ones_purged(&make().await).await;
 }

@@ -188,9 +188,8 @@ async fn lookups<G: PaymentGateway + ?Sized>(
     method: &impl Fn(usize) -> Option<crate::PaymentMethod>,
     books: &impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
 ) {
-    use crate::payment::{CaptureMethod, IdempotencyKey, PaymentState, RefundRequest};
+    use crate::payment::{CaptureMethod, PaymentState};
 
-    let cents = |n: i64| crate::Money::new(rust_decimal::Decimal::new(n, 2)).expect("money");
     for i in 0..8 {
         let mut order = placed_order(&format!("c-gw-lookup-{i}"), base_time());
         order.payment_method = method(i);
@@ -199,7 +198,7 @@ async fn lookups<G: PaymentGateway + ?Sized>(
         }
         let charge = order.charge_request();
         let key = &charge.idempotency_key;
-        let mut request = order.lookup_request();
+        let request = order.lookup_request();
         let before = settled_state(gateway, &request).await;
         assert!(
             matches!(
@@ -240,53 +239,9 @@ async fn lookups<G: PaymentGateway + ?Sized>(
             (PaymentState::Declined { .. }, _) => assert_eq!(b, GatewayBooks::default()),
             (other, method) => panic!("key {key}: a {method:?} charge looked up as {other:?}"),
         }
-        let Ok(receipt) = charged else { continue };
-        request.payment_id = Some(receipt.transaction_id.clone());
-        assert_eq!(
-            settled_state(gateway, &request).await,
-            state,
-            "by the payment's id as by its key"
-        );
-        if order.capture == CaptureMethod::Manual {
-            let mut capture = order.capture_request(cents(1000));
-            capture.payment_id = request.payment_id.clone();
-            until_definitive(|| gateway.capture(&capture))
-                .await
-                .expect("an authorization is captured");
+        if let Ok(receipt) = charged {
+            looked_up_after_a_refund(gateway, &order, request, &receipt, books).await;
         }
-        let taken = books(key).captured;
-        let refund = RefundRequest {
-            idempotency_key: IdempotencyKey::for_partial_refund(order.id, "lookup"),
-            charge: charge.clone(),
-            payment_id: request.payment_id.clone(),
-            amount: cents(499),
-        };
-        until_definitive(|| gateway.refund(&refund))
-            .await
-            .expect("a part of a capture is given back");
-        let after = books(key);
-        for by_id in [false, true] {
-            let mut request = request.clone();
-            if !by_id {
-                request.payment_id = None;
-            }
-            match settled_state(gateway, &request).await {
-                PaymentState::Captured {
-                    payment_id,
-                    amount,
-                    refunded,
-                } => {
-                    assert_eq!(payment_id, receipt.transaction_id);
-                    assert_eq!(
-                        (amount, refunded),
-                        (taken, cents(499)),
-                        "key {key}: a look-up after a partial refund"
-                    );
-                }
-                other => panic!("key {key}: captured and partly refunded, looked up as {other:?}"),
-            }
-        }
-        assert_eq!(books(key), after, "a look-up moves no money");
     }
 
     // Voided before anything was charged: declined, for good.
@@ -474,4 +429,67 @@ async fn manual_capture<G: PaymentGateway + ?Sized>(
         );
         assert_eq!(books(&charge.idempotency_key), GatewayBooks::default());
     }
+}
+
+/// The rest of a charge's life as looked up: found by its id as by its key, captured (for
+/// less, when it was only authorized), partly refunded; a look-up moves no money.
+async fn looked_up_after_a_refund<G: PaymentGateway + ?Sized>(
+    gateway: &G,
+    order: &crate::order::Order,
+    mut request: crate::payment::LookupRequest,
+    receipt: &crate::payment::ChargeReceipt,
+    books: &impl Fn(&crate::payment::IdempotencyKey) -> GatewayBooks,
+) {
+    use crate::payment::{CaptureMethod, IdempotencyKey, PaymentState, RefundRequest};
+
+    let cents = |n: i64| crate::Money::new(rust_decimal::Decimal::new(n, 2)).expect("money");
+    let charge = order.charge_request();
+    let key = &charge.idempotency_key;
+    let state = settled_state(gateway, &request).await;
+    request.payment_id = Some(receipt.transaction_id.clone());
+    assert_eq!(
+        settled_state(gateway, &request).await,
+        state,
+        "by the payment's id as by its key"
+    );
+    if order.capture == CaptureMethod::Manual {
+        let mut capture = order.capture_request(cents(1000));
+        capture.payment_id = request.payment_id.clone();
+        until_definitive(|| gateway.capture(&capture))
+            .await
+            .expect("an authorization is captured");
+    }
+    let taken = books(key).captured;
+    let refund = RefundRequest {
+        idempotency_key: IdempotencyKey::for_partial_refund(order.id, "lookup"),
+        charge: charge.clone(),
+        payment_id: request.payment_id.clone(),
+        amount: cents(499),
+    };
+    until_definitive(|| gateway.refund(&refund))
+        .await
+        .expect("a part of a capture is given back");
+    let after = books(key);
+    for by_id in [false, true] {
+        let mut request = request.clone();
+        if !by_id {
+            request.payment_id = None;
+        }
+        match settled_state(gateway, &request).await {
+            PaymentState::Captured {
+                payment_id,
+                amount,
+                refunded,
+            } => {
+                assert_eq!(payment_id, receipt.transaction_id);
+                assert_eq!(
+                    (amount, refunded),
+                    (taken, cents(499)),
+                    "key {key}: a look-up after a partial refund"
+                );
+            }
+            other => panic!("key {key}: captured and partly refunded, looked up as {other:?}"),
+        }
+    }
+    assert_eq!(books(key), after, "a look-up moves no money");
 }

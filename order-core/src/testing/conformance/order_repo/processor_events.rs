@@ -102,3 +102,76 @@ pub(super) async fn hastening_makes_a_waiting_payment_due_now_and_leaves_the_res
         None
     );
 }
+
+pub(super) async fn unresolved_charges_are_those_still_paid_whose_last_attempt_timed_out<
+    R: OrderRepo,
+>(
+    repo: &R,
+) {
+    use crate::order::CancelReason;
+    use crate::payment::{Attempt, AttemptOutcome};
+
+    let t = base_time();
+    let timed_out = || AttemptOutcome::TimedOut {
+        error: "no answer".into(),
+    };
+    let orders: Vec<_> = (0..5)
+        .map(|i| placed_order(&format!("c-unresolved-{i}"), t))
+        .collect();
+    repo.insert_many(&orders).await.expect("insert");
+    let [early, failed_after, cancelled, late, confirmed] = [0, 1, 2, 3, 4].map(|i| orders[i].id);
+    // Each order's charge is attempted once, at t + i seconds, and times out.
+    for (i, id) in [early, failed_after, cancelled, late, confirmed]
+        .into_iter()
+        .enumerate()
+    {
+        let at = t + secs(i64::try_from(i).expect("small"));
+        let (lease, _) = acquire(repo, id, "a", at).await;
+        let first = Attempt::Charge(super::super::attempt(1, timed_out(), at));
+        if id == confirmed {
+            let paid =
+                Transition::apply(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured)
+                    .expect("allowed");
+            repo.settle(&lease, Some(first), paid, at)
+                .await
+                .expect("settle");
+        } else {
+            repo.release(&lease, Some(first), at + secs(600), at)
+                .await
+                .expect("release");
+        }
+    }
+    // A later attempt that got a clean answer: no longer waiting on an unknown outcome.
+    let at = t + secs(30);
+    let (lease, _) = acquire(repo, failed_after, "b", t + secs(700)).await;
+    let failed = AttemptOutcome::Failed {
+        error: "processor error".into(),
+    };
+    repo.release(
+        &lease,
+        Some(Attempt::Charge(super::super::attempt(2, failed, at))),
+        at + secs(600),
+        at,
+    )
+    .await
+    .expect("release");
+    repo.cancel(cancelled, CancelReason::RequestedByCustomer, t + secs(40))
+        .await
+        .expect("cancel");
+
+    let unresolved = |before, limit| repo.unresolved_charges(before, limit);
+    assert_eq!(
+        unresolved(t + secs(800), 10).await.expect("unresolved"),
+        vec![early, late],
+        "still being paid, last attempt timed out, longest waiting first"
+    );
+    assert_eq!(
+        unresolved(t + secs(800), 1).await.expect("unresolved"),
+        vec![early]
+    );
+    assert_eq!(
+        unresolved(t + secs(2), 10).await.expect("unresolved"),
+        vec![early],
+        "only those waiting since before `before`"
+    );
+}

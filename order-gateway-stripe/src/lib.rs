@@ -73,6 +73,8 @@ use tracing::Instrument as _;
 pub mod events;
 mod lookup;
 #[cfg(feature = "testing")]
+pub mod stateful_mock;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
 
@@ -299,6 +301,22 @@ impl StripeGateway {
                 .unwrap_or_default();
             Err(CallError::Answered(Failure { status, error }))
         }
+    }
+
+    /// One `POST` of `form` to `path` under `key`, read and classified as every call of
+    /// this adapter is: the object and whether Stripe replayed it (`Idempotent-Replayed`),
+    /// or the port's error. For checking the adapter's wire conventions against a fake.
+    #[cfg(feature = "testing")]
+    pub async fn post_form(
+        &self,
+        path: &str,
+        key: &str,
+        form: &[(&str, String)],
+    ) -> Result<(serde_json::Value, bool), GatewayError> {
+        self.call::<serde_json::Value>(path, Some(key), Some(form))
+            .await
+            .map(|a| (a.object, a.replayed))
+            .map_err(CallError::classify)
     }
 
     /// Step 1 of a charge, or the way a refund finds the charge's intent: the intent made

@@ -34,11 +34,14 @@ pub enum EventType {
     /// The captured payment of the cancelled order was given back.
     #[serde(rename = "order.refunded")]
     Refunded,
+    /// A refund asked for on its own gave back part of the confirmed order's payment.
+    #[serde(rename = "order.partially_refunded")]
+    PartiallyRefunded,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Created,
         Self::PaymentProcessing,
         Self::Confirmed,
@@ -46,6 +49,7 @@ impl EventType {
         Self::Cancelling,
         Self::Cancelled,
         Self::Refunded,
+        Self::PartiallyRefunded,
     ];
 
     /// Its name, as in `order.confirmed`.
@@ -58,6 +62,7 @@ impl EventType {
             Self::Cancelling => "order.cancelling",
             Self::Cancelled => "order.cancelled",
             Self::Refunded => "order.refunded",
+            Self::PartiallyRefunded => "order.partially_refunded",
         }
     }
 }

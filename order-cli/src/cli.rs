@@ -232,7 +232,7 @@ pub enum WebhooksCommand {
         url: String,
         /// The event types it receives, separated by commas (default: all): order.created,
         /// order.payment_processing, order.confirmed, order.payment_failed,
-        /// order.cancelling, order.cancelled, order.refunded.
+        /// order.cancelling, order.cancelled, order.refunded, order.partially_refunded.
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
         /// What it is for.

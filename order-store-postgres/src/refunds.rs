@@ -34,16 +34,22 @@ const BEGIN: &str = "WITH o AS ( \
 /// Settles the pending refund under `$2` once, and gives back to what is left of the
 /// capture what it held back beyond what it gave. Binds: `$1` the order, `$2` the key,
 /// `$3` `refunded` or `refused`, `$4` the refund id or null, `$5` what was given or null,
-/// `$6` the error or null, `$7` now.
+/// `$6` the error or null, `$7` now. A refund that gave money back while the order is
+/// `confirmed` records `order.partially_refunded` in the outbox, in the same statement.
 const FINISH: &str = "WITH r AS ( \
        UPDATE order_refunds SET outcome = $3, refund_id = $4, given = $5, error = $6, \
          answered_at = $7 \
        WHERE order_id = $1 AND key = $2 AND outcome IS NULL \
-       RETURNING amount) \
-     UPDATE orders SET \
-       refunds_reserved = refunds_reserved - (SELECT amount FROM r) + COALESCE($5::numeric, 0), \
-       updated_at = GREATEST(updated_at, $7) \
-     WHERE id = $1 AND EXISTS (SELECT 1 FROM r)";
+       RETURNING amount, outcome), \
+     o AS ( \
+       UPDATE orders SET \
+         refunds_reserved = refunds_reserved - (SELECT amount FROM r) + COALESCE($5::numeric, 0), \
+         updated_at = GREATEST(updated_at, $7) \
+       WHERE id = $1 AND EXISTS (SELECT 1 FROM r) \
+       RETURNING id, status) \
+     INSERT INTO order_events (id, order_id, type, occurred_at) \
+     SELECT gen_random_uuid(), o.id, 'order.partially_refunded', $7 FROM o, r \
+     WHERE r.outcome = 'refunded' AND o.status = 'confirmed'";
 
 /// Orders with a refund pending since before `$1`, the longest waiting first, at most `$2`
 /// (by the partial index of pending refunds).

@@ -434,6 +434,9 @@ impl OrderRepo for MemoryOrderRepo {
         {
             refund.state = settlement.state(now);
             order.updated_at = order.updated_at.max(now);
+            if matches!(settlement, RefundSettlement::Refunded { .. }) {
+                lock(&self.webhooks).record_partial_refund(order, now);
+            }
         }
         Ok(order.clone())
     }

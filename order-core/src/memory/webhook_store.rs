@@ -81,6 +81,20 @@ impl WebhookTables {
         }
     }
 
+    /// Records that a refund asked for on its own gave money back, at `at`, when `order`
+    /// is `confirmed` (a refund settled while a cancellation is under way is told by
+    /// `order.refunded`).
+    pub(super) fn record_partial_refund(&mut self, order: &Order, at: DateTime<Utc>) {
+        if order.status == OrderStatus::Confirmed {
+            self.events.push(Event {
+                id: EventId::new(),
+                order_id: order.id,
+                kind: EventType::PartiallyRefunded,
+                occurred_at: at,
+            });
+        }
+    }
+
     /// Makes the event due at `now` for the endpoint, keeping its attempt count.
     fn make_due(&mut self, event: &Event, endpoint: EndpointId, now: DateTime<Utc>) {
         let row = self

@@ -80,7 +80,9 @@ pub enum DeliveryNext {
 ///   atomic step, at the change's time: `insert` and `insert_many` (`order.created`), a claim
 ///   that moves a `pending` order on, `settle` and `cancel`. A claim that changes no status
 ///   records nothing. A `cancelling` order settled `cancelled` after a refund whose outcome
-///   is `refunded` records `order.refunded` too, after `order.cancelled`.
+///   is `refunded` records `order.refunded` too, after `order.cancelled`. A refund asked for
+///   on its own that `finish_refund` settles as given back records
+///   `order.partially_refunded`, at the answer's time, when the order is `confirmed`.
 /// - `events_of(order)` lists an order's events in the order they were recorded.
 /// - `fan_out(now, limit)` takes up to `limit` events not yet fanned out, oldest first, and
 ///   in one atomic step creates a delivery, due at `now`, for every enabled endpoint then

@@ -11,8 +11,9 @@ use crate::error::Invalid;
 use crate::ids::OrderId;
 use crate::order::{Order, OrderStatus};
 
-/// What happened to an order: one type per status an order can reach, and `order.refunded`
-/// beside `order.cancelled` when a captured payment was given back.
+/// What happened to an order: one type per status an order can reach, `order.refunded`
+/// beside `order.cancelled` when a captured payment was given back, and
+/// `order.partially_refunded` when a refund asked for on its own gave part of it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// The order was accepted (`pending`).
@@ -38,11 +39,15 @@ pub enum EventType {
     /// `order.cancelled`; not sent when nothing had been captured).
     #[serde(rename = "order.refunded")]
     Refunded,
+    /// A refund asked for on its own gave back part (or all) of a `confirmed` order's
+    /// captured payment; the order stays `confirmed` and its `refunds` list the refund.
+    #[serde(rename = "order.partially_refunded")]
+    PartiallyRefunded,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Created,
         Self::PaymentProcessing,
         Self::Confirmed,
@@ -50,6 +55,7 @@ impl EventType {
         Self::Cancelling,
         Self::Cancelled,
         Self::Refunded,
+        Self::PartiallyRefunded,
     ];
 
     /// Its name, as in `order.confirmed`.
@@ -62,6 +68,7 @@ impl EventType {
             Self::Cancelling => "order.cancelling",
             Self::Cancelled => "order.cancelled",
             Self::Refunded => "order.refunded",
+            Self::PartiallyRefunded => "order.partially_refunded",
         }
     }
 
@@ -82,7 +89,7 @@ impl EventType {
         match self {
             Self::Created => OrderStatus::Pending,
             Self::PaymentProcessing => OrderStatus::PaymentProcessing,
-            Self::Confirmed => OrderStatus::Confirmed,
+            Self::Confirmed | Self::PartiallyRefunded => OrderStatus::Confirmed,
             Self::PaymentFailed => OrderStatus::PaymentFailed,
             Self::Cancelling => OrderStatus::Cancelling,
             Self::Cancelled | Self::Refunded => OrderStatus::Cancelled,

@@ -247,8 +247,9 @@ pub fn check_sequences(
 
 /// Each order's delivered events (deduplicated by id), in the order they happened, if for
 /// every order the first is `order.created`, each next one a status the state machine
-/// allows after the previous, and `order.refunded` comes only right after
-/// `order.cancelled`; else which order broke which rule.
+/// allows after the previous, `order.refunded` comes only right after `order.cancelled`,
+/// and `order.partially_refunded` only while the order is `confirmed`; else which order
+/// broke which rule.
 pub fn sequences(
     delivered: &BTreeMap<String, Received>,
 ) -> Result<HashMap<uuid::Uuid, Vec<EventType>>, String> {
@@ -281,6 +282,8 @@ pub fn sequences(
             for pair in kinds.windows(2) {
                 let allowed = if pair[1] == EventType::Refunded {
                     pair[0] == EventType::Cancelled
+                } else if pair[1] == EventType::PartiallyRefunded {
+                    status(pair[0]) == OrderStatus::Confirmed
                 } else {
                     let (from, to) = (status(pair[0]), status(pair[1]));
                     EVENTS.iter().any(|e| next_status(from, *e) == Ok(to))

@@ -349,7 +349,64 @@ async fn a_refund_the_gateway_did_not_answer_is_settled_by_the_sweep(backend: Ba
     app.stop().await;
 }
 
+async fn a_refund_that_gave_money_back_is_told_to_subscribers(backend: Backend) {
+    use order_api::webhooks::{CreateWebhookEndpointRequest, EventType};
+    use order_http::testing::Receiver;
+
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("PAYMENT_MOCK_SUCCESS_RATE", "1"),
+            ("WEBHOOKS_ALLOW_HTTP", "true"),
+        ],
+    )
+    .await;
+    let receiver = Receiver::start().await;
+    app.client
+        .create_webhook_endpoint(&CreateWebhookEndpointRequest {
+            url: receiver.url(),
+            events: Some(vec![EventType::PartiallyRefunded]),
+            description: None,
+            customer_id: None,
+        })
+        .await
+        .expect("endpoint created");
+    let placed = app.place(&sample_order("refund-told")).await;
+    app.wait_status(placed.id, OrderStatus::Confirmed).await;
+    app.client
+        .refund(placed.id, &amount("4.99"), Some("told-1"))
+        .await
+        .expect("refunded");
+    // Replayed under its key: one refund, one event.
+    app.client
+        .refund(placed.id, &amount("4.99"), Some("told-1"))
+        .await
+        .expect("replayed");
+    let refused = app.client.refund(placed.id, &amount("30.00"), None).await;
+    assert!(refused.is_err(), "more than is left is refused");
+    receiver
+        .wait_for(
+            std::time::Duration::from_secs(20),
+            "order.partially_refunded",
+            |got| !got.is_empty(),
+        )
+        .await;
+    // Anything else would have come by now: the dispatcher runs every few milliseconds.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let events: Vec<_> = receiver.delivered().values().map(|r| r.event()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.kind, EventType::PartiallyRefunded);
+    assert_eq!(event.data.id, placed.id);
+    assert_eq!(event.data.status, OrderStatus::Confirmed);
+    assert_eq!(event.data.refunds.len(), 1);
+    assert_eq!(event.data.refunds[0].status, RefundStatus::Succeeded);
+    assert_eq!(event.data.refunds[0].amount, decimal("4.99"));
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_refund_that_gave_money_back_is_told_to_subscribers,
     a_refund_the_gateway_did_not_answer_is_settled_by_the_sweep,
     a_confirmed_order_is_refunded_in_parts_never_past_its_capture,
     a_cancellation_after_a_refund_gives_back_only_the_rest,

@@ -158,6 +158,7 @@ where
 {
     every_status_change_records_one_event(&make().await).await;
     a_refunded_cancellation_records_the_refund_after_the_cancellation(&make().await).await;
+    a_refund_asked_for_on_its_own_that_gave_money_back_is_an_event(&make().await).await;
     endpoints_are_stored_as_given(&make().await).await;
     events_fan_out_to_enabled_subscribers_once(&make().await).await;
     deliveries_are_claimed_once_under_a_lease(&make().await).await;
@@ -400,4 +401,68 @@ async fn endpoints_are_stored_as_given<S: WebhookStore>(store: &S) {
     assert!(store.delete_endpoint(first.id).await.expect("delete"));
     assert!(!store.delete_endpoint(first.id).await.expect("delete"));
     assert_eq!(store.endpoints(None).await.expect("list"), [second]);
+}
+
+async fn a_refund_asked_for_on_its_own_that_gave_money_back_is_an_event<
+    S: WebhookStore + OrderRepo,
+>(
+    store: &S,
+) {
+    use crate::order::{RefundDraft, RefundSettlement};
+    use crate::ports::RefundStart;
+
+    let t = base_time();
+    let order = placed_order("alice", t);
+    store.insert(&order).await.expect("insert");
+    let (lease, _) = acquire(store, order.id, "w1", t + secs(1)).await;
+    store
+        .settle(
+            &lease,
+            None,
+            transition(OrderStatus::PaymentProcessing, OrderEvent::PaymentCaptured),
+            t + secs(2),
+        )
+        .await
+        .expect("settle");
+    let cents = |n| Money::new(rust_decimal::Decimal::new(n, 2)).expect("money");
+    let mut drafts = Vec::new();
+    for (name, at) in [("given", 3), ("refused", 4)] {
+        let draft = RefundDraft {
+            key: crate::payment::IdempotencyKey::for_partial_refund(order.id, name),
+            amount: cents(500),
+            items: Vec::new(),
+            reason: None,
+        };
+        let started = store
+            .begin_refund(order.id, &draft, t + secs(at))
+            .await
+            .expect("begin");
+        assert!(matches!(started, RefundStart::Begun(_)), "{started:?}");
+        drafts.push(draft);
+    }
+    let given = RefundSettlement::Refunded {
+        refund_id: "re_1".into(),
+        amount: cents(500),
+    };
+    let refused = RefundSettlement::Refused { error: "no".into() };
+    for (draft, settlement, at) in [(&drafts[0], &given, 5), (&drafts[1], &refused, 6)] {
+        for _ in 0..2 {
+            store
+                .finish_refund(order.id, &draft.key, settlement, t + secs(at))
+                .await
+                .expect("finish");
+        }
+    }
+    let start = [
+        EventType::Created,
+        EventType::PaymentProcessing,
+        EventType::Confirmed,
+    ];
+    assert_eq!(
+        kinds(store, order.id).await,
+        [start.as_slice(), &[EventType::PartiallyRefunded]].concat(),
+        "once for the refund that gave money back, none for the refused one"
+    );
+    let events = store.events_of(order.id).await.expect("events");
+    assert_eq!(events.last().map(|e| e.occurred_at), Some(t + secs(5)));
 }

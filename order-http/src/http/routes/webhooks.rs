@@ -371,6 +371,7 @@ const fn event_type(kind: EventType) -> order_api::webhooks::EventType {
         EventType::Cancelling => Wire::Cancelling,
         EventType::Cancelled => Wire::Cancelled,
         EventType::Refunded => Wire::Refunded,
+        EventType::PartiallyRefunded => Wire::PartiallyRefunded,
     }
 }
 

@@ -393,7 +393,11 @@ async fn a_refund_that_gave_money_back_is_told_to_subscribers(backend: Backend) 
         .await;
     // Anything else would have come by now: the dispatcher runs every few milliseconds.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let events: Vec<_> = receiver.delivered().values().map(|r| r.event()).collect();
+    let events: Vec<_> = receiver
+        .delivered()
+        .values()
+        .map(order_http::testing::Received::event)
+        .collect();
     assert_eq!(events.len(), 1, "{events:?}");
     let event = &events[0];
     assert_eq!(event.kind, EventType::PartiallyRefunded);

@@ -43,7 +43,10 @@
 //! Classified as Stripe's error guide says (see [`wire::Failure::classify`]): a card
 //! error is a final decline; an invalid request is final; `401`, `403`, `409` and `429`
 //! did nothing and are retried; a `5xx`, a time-out or a connection lost after sending
-//! may have done something and are asked again under the same key.
+//! may have done something and are asked again under the same key. Stripe keeps a `5xx`
+//! under its key and replays it for 24 hours, so a `5xx` replayed ends that key: the
+//! request goes on under `{key}~2`, `{key}~3`, ... ([`KEY_GENERATIONS`]), each only where
+//! that cannot do anything twice (see `StripeGateway::post`).
 //!
 //! ## Events
 //! [`events::verify`] checks an event Stripe posts (`Stripe-Signature`) and reads the
@@ -99,6 +102,11 @@ fn unsettled(intent: &PaymentIntent) -> GatewayError {
 /// How often one call follows an intent from state to state (a confirmation that finds
 /// the intent cancelled, a cancellation that finds it paid) before it gives up as unknown.
 const STATE_STEPS: usize = 4;
+
+/// How many keys one request may go through: its own, then `{key}~2` up to
+/// `{key}~KEY_GENERATIONS`, each taken only when Stripe keeps a server error under the
+/// previous one (see the crate's "Errors").
+pub const KEY_GENERATIONS: u32 = 8;
 
 /// `code` as Stripe names a currency: a three-letter ISO code in lower case, with two
 /// decimal places (`usd`, `eur`). Stripe counts zero-decimal currencies (`jpy`) in whole
@@ -299,13 +307,54 @@ impl StripeGateway {
             let error = serde_json::from_slice::<ErrorEnvelope>(&body)
                 .map(|envelope| envelope.error)
                 .unwrap_or_default();
-            Err(CallError::Answered(Failure { status, error }))
+            Err(CallError::Answered(Failure {
+                status,
+                replayed,
+                error,
+            }))
         }
     }
 
-    /// One `POST` of `form` to `path` under `key`, read and classified as every call of
-    /// this adapter is: the object and whether Stripe replayed it (`Idempotent-Replayed`),
-    /// or the port's error. For checking the adapter's wire conventions against a fake.
+    /// A `POST` of `form` to `path` under `key`, or under the next generation of the key
+    /// when Stripe keeps a server error under it. Stripe stores the answer of every request
+    /// that began executing, a `500` included, and replays it to every later request with
+    /// the key for 24 hours: after one, the key can never carry the request again. The
+    /// error replayed says the first request ended on Stripe's side without an answer, so a
+    /// caller that has read what it changes (the intent's state, the refunds made) sends
+    /// the request again under `{key}~2`, then `{key}~3`, up to [`KEY_GENERATIONS`]; the
+    /// walk is the same on every attempt, so a later attempt finds the answer kept under
+    /// the generation an earlier one reached. Only for requests that cannot do twice what
+    /// they do: an intent made but never confirmed moves no money; a confirmation, capture
+    /// or cancellation acts on one intent, whose state allows each once; a refund is sent
+    /// only after the intent's refunds were listed and none was made under its key.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        form: &[(&str, String)],
+    ) -> Result<Answer<T>, CallError> {
+        let mut generation = 1;
+        loop {
+            let this = if generation == 1 {
+                key.to_owned()
+            } else {
+                format!("{key}~{generation}")
+            };
+            match self.call::<T>(path, Some(&this), Some(form)).await {
+                Err(CallError::Answered(f))
+                    if f.replayed && f.status >= 500 && generation < KEY_GENERATIONS =>
+                {
+                    generation += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A `POST` of `form` to `path` under `key` (or a later generation of it, as every
+    /// `POST` of this adapter), read and classified as every call of this adapter is: the
+    /// object and whether Stripe replayed it (`Idempotent-Replayed`), or the port's error.
+    /// For checking the adapter's wire conventions against a fake.
     #[cfg(feature = "testing")]
     pub async fn post_form(
         &self,
@@ -313,7 +362,7 @@ impl StripeGateway {
         key: &str,
         form: &[(&str, String)],
     ) -> Result<(serde_json::Value, bool), GatewayError> {
-        self.call::<serde_json::Value>(path, Some(key), Some(form))
+        self.post::<serde_json::Value>(path, key, form)
             .await
             .map(|a| (a.object, a.replayed))
             .map_err(CallError::classify)
@@ -336,10 +385,10 @@ impl StripeGateway {
             ("metadata[customer_id]", charge.customer_id.to_string()),
         ];
         let created = self
-            .call::<PaymentIntent>(
+            .post::<PaymentIntent>(
                 "/v1/payment_intents",
-                Some(charge.idempotency_key.as_str()),
-                Some(&form),
+                charge.idempotency_key.as_str(),
+                &form,
             )
             .await
             .map_err(CallError::classify)?;
@@ -381,11 +430,7 @@ impl StripeGateway {
         form: &[(&str, String)],
     ) -> Result<PaymentIntent, GatewayError> {
         match self
-            .call::<PaymentIntent>(
-                &format!("/v1/payment_intents/{id}/{action}"),
-                Some(key),
-                Some(form),
-            )
+            .post::<PaymentIntent>(&format!("/v1/payment_intents/{id}/{action}"), key, form)
             .await
         {
             Ok(answer) => Ok(answer.object),
@@ -501,11 +546,7 @@ impl StripeGateway {
             ("metadata[refund_key]", key.to_owned()),
         ];
         match self
-            .call::<Refund>(
-                "/v1/refunds",
-                Some(request.idempotency_key.as_str()),
-                Some(&form),
-            )
+            .post::<Refund>("/v1/refunds", request.idempotency_key.as_str(), &form)
             .await
         {
             Ok(answer) if answer.object.counts() => Ok(RefundReceipt::Refunded {

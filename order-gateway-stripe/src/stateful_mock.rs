@@ -5,7 +5,8 @@
 //! localstripe lacks and the adapter's calls rely on, with its own idempotency layer and
 //! error objects: answers replayed under a key (`Idempotent-Replayed: true`), a changed
 //! request under a used key refused `idempotency_error`, a `500` stored under its key and
-//! replayed like any answer, a `429` not stored, and a card error's `decline_code`. Its
+//! replayed like any answer (which the adapter gets past with the key's next generation),
+//! a `429` not stored, and a card error's `decline_code`. Its
 //! source tokens inject the faults: `tok_429`, `tok_500`, chains such as
 //! `tok_500|tok_visa|<nonce>`.
 //!

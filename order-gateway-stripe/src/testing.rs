@@ -51,6 +51,10 @@ pub enum Fault {
     RateLimited,
     /// `500` `api_error` before anything was done, nothing stored.
     ApiError,
+    /// `500` `api_error` from an endpoint that began executing: Stripe keeps it under the
+    /// key like any answer and replays it to every later request with that key (its
+    /// idempotency documentation; stripe-stateful-mock does the same). Nothing was done.
+    ApiErrorKept,
 }
 
 #[derive(Debug, Clone)]
@@ -174,22 +178,8 @@ async fn handle(
             books.faults[turn]
         })
     };
-    match fault {
-        Some(Fault::RateLimited) => {
-            return stripe_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "Too many requests hit the API too quickly.",
-            );
-        }
-        Some(Fault::ApiError) => {
-            return stripe_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "api_error",
-                "An unknown error occurred.",
-            );
-        }
-        Some(Fault::AnswerLost) | None => {}
+    if let Some(refused) = fault.and_then(|f| refusal(f, &proxy, &key, &request)) {
+        return refused;
     }
     let (status, answer) = proxy.forward(&method, &path, &headers, body).await;
     {
@@ -215,6 +205,49 @@ async fn handle(
         return (StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response();
     }
     (status, answer).into_response()
+}
+
+/// The answer a fault gives instead of Stripe's, for those that keep the request from
+/// Stripe; `None` for one that lets it through.
+fn refusal(
+    fault: Fault,
+    proxy: &Proxy,
+    key: &str,
+    request: &(Method, String, Bytes),
+) -> Option<Response> {
+    match fault {
+        Fault::RateLimited => Some(stripe_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Too many requests hit the API too quickly.",
+        )),
+        Fault::ApiError => Some(stripe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "An unknown error occurred.",
+        )),
+        Fault::ApiErrorKept => {
+            let body = serde_json::json!({"error": {"type": "api_error", "message": "An unknown error occurred."}});
+            let body = Bytes::from(body.to_string());
+            proxy.books().stored.insert(
+                key.to_owned(),
+                Stored {
+                    request: request.clone(),
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    body: body.clone(),
+                },
+            );
+            Some(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [("content-type", "application/json")],
+                    body,
+                )
+                    .into_response(),
+            )
+        }
+        Fault::AnswerLost => None,
+    }
 }
 
 /// localstripe on a free port, behind the proxy. Both stop when this is dropped.
@@ -346,6 +379,21 @@ impl FakeStripe {
         self.proxy.requests.load(Ordering::Relaxed)
     }
 
+    /// The keys requests were sent under that are a later generation of another
+    /// (`{key}~2`, ...), sorted: each is a key Stripe kept a server error under.
+    pub fn later_generations(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .proxy
+            .books()
+            .stored
+            .keys()
+            .filter(|k| k.contains('~'))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// The ids of the objects made under idempotency key `key`.
     pub fn made_under(&self, key: &str) -> Vec<String> {
         self.proxy
@@ -384,11 +432,17 @@ impl FakeStripe {
             .expect("localstripe answers JSON")
     }
 
-    /// What localstripe's books say of the intents made under charge key `key` (one,
-    /// unless the key was not honoured; then every one of them counts).
+    /// What localstripe's books say of the intents made under charge key `key` or a later
+    /// generation of it (`{key}~2`, ...: see [`crate::KEY_GENERATIONS`]); one in all,
+    /// unless a key was not honoured: then every one of them counts.
     pub async fn books(&self, key: &str) -> IntentBooks {
         let mut books = IntentBooks::default();
-        for id in self.made_under(key) {
+        let generations = (2..=crate::KEY_GENERATIONS).map(|g| format!("{key}~{g}"));
+        let made: Vec<String> = std::iter::once(key.to_owned())
+            .chain(generations)
+            .flat_map(|k| self.made_under(&k))
+            .collect();
+        for id in made {
             let intent = self.get(&format!("/v1/payment_intents/{id}")).await;
             if intent["status"] != "succeeded" {
                 continue;

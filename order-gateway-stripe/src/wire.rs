@@ -150,6 +150,9 @@ impl ErrorBody {
 pub struct Failure {
     /// The HTTP status.
     pub status: u16,
+    /// Whether Stripe replayed it: the answer kept under the request's idempotency key
+    /// (`Idempotent-Replayed: true`), not the outcome of this request.
+    pub replayed: bool,
     /// The error object (empty when the body was not one).
     pub error: ErrorBody,
 }
@@ -196,6 +199,7 @@ mod tests {
     fn failure(status: u16, json: &str) -> Failure {
         Failure {
             status,
+            replayed: false,
             error: serde_json::from_str::<ErrorEnvelope>(json).unwrap().error,
         }
     }

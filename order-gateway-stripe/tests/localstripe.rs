@@ -24,7 +24,15 @@ fn order_paying_with(method: Option<&str>) -> order_core::Order {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_adapter_passes_the_gateway_suite_with_lost_answers_rate_limits_and_api_errors() {
     let stripe = FakeStripe::start().await;
-    stripe.inject(3, &[Fault::AnswerLost, Fault::RateLimited, Fault::ApiError]);
+    stripe.inject(
+        3,
+        &[
+            Fault::AnswerLost,
+            Fault::RateLimited,
+            Fault::ApiError,
+            Fault::ApiErrorKept,
+        ],
+    );
     let gateway = gateway(&stripe);
     let handle = tokio::runtime::Handle::current();
     conformance::payment_gateway_paying_with(
@@ -43,6 +51,12 @@ async fn the_adapter_passes_the_gateway_suite_with_lost_answers_rate_limits_and_
     )
     .await;
     assert!(stripe.requests() > 100, "the suite went through the proxy");
+    let later = stripe.later_generations();
+    assert!(
+        !later.is_empty(),
+        "kept server errors sent requests on under later keys"
+    );
+    eprintln!("requests sent on under a later key: {later:?}");
 }
 
 #[tokio::test]

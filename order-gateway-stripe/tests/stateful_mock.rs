@@ -98,7 +98,7 @@ async fn a_rate_limit_stores_nothing_so_the_same_key_goes_through_after_it() {
 }
 
 #[tokio::test]
-async fn a_server_error_is_ambiguous_and_stored_under_its_key() {
+async fn a_server_error_kept_under_a_key_ends_it_and_the_next_generation_carries_the_request() {
     let mock = StatefulMock::start().await;
     let stripe = gateway(&mock);
     let key = key();
@@ -112,16 +112,34 @@ async fn a_server_error_is_ambiguous_and_stored_under_its_key() {
     );
     // Stripe keeps a 500 under its key like any answer: the same request under the same
     // key gets it again, however often, until the key expires.
-    for _ in 0..3 {
-        let again = stripe
-            .post_form("/v1/charges", &key, &charge(&source))
-            .await;
-        assert!(matches!(again, Err(GatewayError::Timeout(_))), "{again:?}");
+    let raw = || async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/charges", mock.url()))
+            .basic_auth(API_KEY, Some(""))
+            .header("Idempotency-Key", &key)
+            .form(&charge(&source))
+            .send()
+            .await
+            .expect("an answer")
+    };
+    for _ in 0..2 {
+        let kept = raw().await;
+        assert_eq!(kept.status(), 500);
+        assert_eq!(kept.headers()["idempotent-replayed"], "true");
     }
+    // The adapter reads the kept error as the end of that key, and goes on under the next
+    // generation of it, where the chain's next token pays.
     let (paid, replayed) = stripe
-        .post_form("/v1/charges", &self::key(), &charge(&source))
+        .post_form("/v1/charges", &key, &charge(&source))
         .await
-        .expect("under another key the next token of the chain pays");
+        .expect("paid under the key's next generation");
     assert!(!replayed);
     assert_eq!(paid["status"], "succeeded");
+    // Every later attempt walks the same keys and finds that charge.
+    let (again, replayed) = stripe
+        .post_form("/v1/charges", &key, &charge(&source))
+        .await
+        .expect("replayed");
+    assert!(replayed);
+    assert_eq!(again["id"], paid["id"], "one charge");
 }

@@ -71,6 +71,9 @@ enum Step {
     Reclaim(usize),
     Duplicate(usize),
     Reconcile(usize),
+    /// The payment sweep: orders whose last charge timed out are looked up, and those the
+    /// gateway has decided are made due at once.
+    SweepCharges,
     WipeQueue,
     Gateway(Mode),
     Advance(u64),
@@ -123,6 +126,7 @@ impl ReferenceStateMachine for Reference {
             1 => (0..2usize).prop_map(Step::Reclaim),
             1 => (0..placed).prop_map(Step::Duplicate),
             1 => (0..2usize).prop_map(Step::Reconcile),
+            1 => Just(Step::SweepCharges),
             1 => Just(Step::WipeQueue),
             2 => mode.prop_map(Step::Gateway),
             2 => prop_oneof![Just(1u64), Just(5), Just(31), Just(61)].prop_map(Step::Advance),
@@ -331,6 +335,10 @@ impl System {
             }
             Step::Reconcile(w) => {
                 rt.block_on(self.workers[w].reconcile(100)).unwrap();
+            }
+            Step::SweepCharges => {
+                rt.block_on(self.service.sweep_unresolved_charges(Duration::ZERO, 100))
+                    .unwrap();
             }
             Step::WipeQueue => self.queue.wipe(),
             Step::Gateway(mode) => self.gateway.state.lock().unwrap().mode = mode,

@@ -6,90 +6,15 @@ use std::time::Duration;
 
 use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
 use order_core::payment::{ChargeReceipt, DeclineReason, GatewayError, PaymentState};
-use order_core::policy::circuit_breaker::{BreakerConfig, BreakerState};
-use order_core::policy::retry::RetryPolicy;
+use order_core::policy::circuit_breaker::BreakerState;
 use order_core::ports::{MockPaymentGateway, OrderRepo, PaymentGateway, PaymentQueue};
 use order_core::service::Outcome;
 use order_core::testing::new_order;
-use order_core::{Clock, OrderService, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId};
+use order_core::{Clock, OrderService, OrderStatus, PaymentProcessor, WorkerId};
 
-struct World<G: PaymentGateway> {
-    clock: Arc<ManualClock>,
-    repo: Arc<MemoryOrderRepo>,
-    queue: Arc<MemoryQueue>,
-    orders: OrderService<MemoryOrderRepo, MemoryQueue, ManualClock>,
-    worker: PaymentProcessor<MemoryOrderRepo, MemoryQueue, G, ManualClock>,
-}
-
-fn config() -> ProcessorConfig {
-    ProcessorConfig {
-        retry: RetryPolicy::new(3, Duration::from_secs(1), Duration::from_secs(4)).unwrap(),
-        breaker: BreakerConfig {
-            failure_threshold: 3,
-            recovery_timeout: Duration::from_secs(60),
-            half_open_probes: 1,
-            probe_wait: Duration::from_secs(1),
-        },
-        max_deliveries: 3,
-        seed: Some(7),
-        ..ProcessorConfig::new(WorkerId::parse("w1").unwrap())
-    }
-}
-
-fn world<G: PaymentGateway>(gateway: G) -> World<G> {
-    world_with(gateway, config())
-}
-
-fn world_with<G: PaymentGateway>(gateway: G, config: ProcessorConfig) -> World<G> {
-    let clock = Arc::new(ManualClock::default());
-    let repo = Arc::new(MemoryOrderRepo::new());
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
-    let orders = OrderService::new(repo.clone(), queue.clone(), clock.clone());
-    let worker = PaymentProcessor::new(
-        repo.clone(),
-        queue.clone(),
-        Arc::new(gateway),
-        clock.clone(),
-        config,
-    );
-    World {
-        clock,
-        repo,
-        queue,
-        orders,
-        worker,
-    }
-}
-
-#[allow(clippy::unnecessary_wraps, reason = "shaped like a charge result")]
-fn ok_receipt() -> Result<ChargeReceipt, GatewayError> {
-    Ok(ChargeReceipt {
-        transaction_id: "txn_1".into(),
-    })
-}
-
-impl<G: PaymentGateway> World<G> {
-    async fn step(&self) -> Option<Outcome> {
-        self.worker.process_next(Duration::ZERO).await.unwrap()
-    }
-
-    /// Steps the worker, moving the clock by `idle` whenever no job is ready, until an order
-    /// is confirmed; fails with `never_failed` if one ends `payment_failed`.
-    async fn until_confirmed(&self, steps: usize, idle: Duration, never_failed: &str) {
-        for _ in 0..steps {
-            match self.step().await {
-                Some(Outcome::Failed) => panic!("{never_failed}"),
-                Some(Outcome::Confirmed) => return,
-                Some(_) => {}
-                None => self.clock.advance(idle),
-            }
-        }
-    }
-
-    async fn status(&self, id: order_core::OrderId) -> OrderStatus {
-        self.repo.get(id).await.unwrap().unwrap().status
-    }
-}
+#[path = "support/world.rs"]
+mod world;
+use world::{config, ok_receipt, world, world_with};
 
 #[tokio::test]
 async fn a_placed_order_is_confirmed_with_one_recorded_attempt() {

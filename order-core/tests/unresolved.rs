@@ -1,64 +1,27 @@
 //! Charges whose outcome is unknown: the worker asks the processor before it charges
 //! again, and the payment sweep hands it the orders the processor has decided.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use order_core::memory::{ManualClock, MemoryOrderRepo, MemoryQueue};
 use order_core::payment::{DeclineReason, GatewayError, PaymentState};
 use order_core::policy::retry::RetryPolicy;
-use order_core::ports::{MockPaymentGateway, OrderRepo, PaymentGateway};
+use order_core::ports::{MockPaymentGateway, OrderRepo};
 use order_core::service::Outcome;
 use order_core::testing::new_order;
-use order_core::{OrderService, OrderStatus, PaymentProcessor, ProcessorConfig, WorkerId};
+use order_core::{OrderStatus, ProcessorConfig};
 
-struct World {
-    clock: Arc<ManualClock>,
-    repo: Arc<MemoryOrderRepo>,
-    orders: OrderService<MemoryOrderRepo, MemoryQueue, ManualClock>,
-    worker: PaymentProcessor<MemoryOrderRepo, MemoryQueue, dyn PaymentGateway, ManualClock>,
-}
+#[path = "support/world.rs"]
+#[allow(dead_code, reason = "this binary uses a part of the shared world")]
+mod world;
+use world::World;
 
-fn world(gateway: MockPaymentGateway) -> World {
-    let clock = Arc::new(ManualClock::default());
-    let repo = Arc::new(MemoryOrderRepo::new());
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
-    let gateway: Arc<dyn PaymentGateway> = Arc::new(gateway);
-    let orders = OrderService::new(repo.clone(), queue.clone(), clock.clone())
-        .with_gateway(Arc::clone(&gateway));
+/// Retries a minute apart at first, so that a retry is never due by accident.
+fn world(gateway: MockPaymentGateway) -> World<MockPaymentGateway> {
     let config = ProcessorConfig {
         retry: RetryPolicy::new(3, Duration::from_secs(60), Duration::from_secs(600)).unwrap(),
-        seed: Some(7),
-        ..ProcessorConfig::new(WorkerId::parse("w1").unwrap())
+        ..world::config()
     };
-    let worker = PaymentProcessor::new(repo.clone(), queue, gateway, clock.clone(), config);
-    World {
-        clock,
-        repo,
-        orders,
-        worker,
-    }
-}
-
-impl World {
-    async fn step(&self) -> Option<Outcome> {
-        self.worker.process_next(Duration::ZERO).await.unwrap()
-    }
-
-    async fn until_confirmed(&self, steps: usize, idle: Duration, never_failed: &str) {
-        for _ in 0..steps {
-            match self.step().await {
-                Some(Outcome::Failed) => panic!("{never_failed}"),
-                Some(Outcome::Confirmed) => return,
-                Some(_) => {}
-                None => self.clock.advance(idle),
-            }
-        }
-    }
-
-    async fn status(&self, id: order_core::OrderId) -> OrderStatus {
-        self.repo.get(id).await.unwrap().unwrap().status
-    }
+    world::world_with(gateway, config)
 }
 
 #[tokio::test]

@@ -67,12 +67,14 @@ const UNRESOLVED: &str = "SELECT o.id FROM orders o \
      ORDER BY last.finished_at, o.id LIMIT $2";
 
 impl PgOrderRepo {
-    pub(crate) async fn unresolved_charges_before(
+    /// The ids `query` lists for `$1` = `before` and `$2` = `limit`.
+    async fn orders_waiting(
         &self,
+        query: &'static str,
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OrderId>, RepoError> {
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(UNRESOLVED)
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(query)
             .bind(before)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.db()?)
@@ -81,18 +83,20 @@ impl PgOrderRepo {
         Ok(ids.into_iter().map(OrderId::from_uuid).collect())
     }
 
+    pub(crate) async fn unresolved_charges_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, RepoError> {
+        self.orders_waiting(UNRESOLVED, before, limit).await
+    }
+
     pub(crate) async fn pending_refunds_before(
         &self,
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OrderId>, RepoError> {
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(PENDING)
-            .bind(before)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.db()?)
-            .await
-            .map_err(translate)?;
-        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+        self.orders_waiting(PENDING, before, limit).await
     }
 
     pub(crate) async fn begin_refund_of(

@@ -69,6 +69,22 @@ impl MemoryOrderRepo {
         self.rows.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The orders `since` says have waited since some time, longest waiting first (ties
+    /// by id), at most `limit`.
+    fn longest_waiting(
+        &self,
+        limit: usize,
+        since: impl Fn(&Order) -> Option<DateTime<Utc>>,
+    ) -> Vec<OrderId> {
+        let rows = self.read();
+        let mut waiting: Vec<(DateTime<Utc>, OrderId)> = rows
+            .values()
+            .filter_map(|row| Some((since(&row.order)?, row.order.id)))
+            .collect();
+        waiting.sort_unstable();
+        waiting.into_iter().take(limit).map(|(_, id)| id).collect()
+    }
+
     /// Stores new orders, all or nothing.
     fn insert_rows(&self, orders: &[Order]) -> Result<(), RepoError> {
         let mut rows = self.write();
@@ -446,22 +462,14 @@ impl OrderRepo for MemoryOrderRepo {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OrderId>, RepoError> {
-        let rows = self.read();
-        let mut waiting: Vec<(DateTime<Utc>, OrderId)> = rows
-            .values()
-            .filter_map(|row| {
-                let oldest = row
-                    .order
-                    .partial_refunds
-                    .iter()
-                    .filter(|r| r.is_pending() && r.requested_at < before)
-                    .map(|r| r.requested_at)
-                    .min()?;
-                Some((oldest, row.order.id))
-            })
-            .collect();
-        waiting.sort_unstable();
-        Ok(waiting.into_iter().take(limit).map(|(_, id)| id).collect())
+        Ok(self.longest_waiting(limit, |order| {
+            order
+                .partial_refunds
+                .iter()
+                .filter(|r| r.is_pending() && r.requested_at < before)
+                .map(|r| r.requested_at)
+                .min()
+        }))
     }
 
     async fn unresolved_charges(
@@ -469,21 +477,13 @@ impl OrderRepo for MemoryOrderRepo {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OrderId>, RepoError> {
-        let rows = self.read();
-        let mut waiting: Vec<(DateTime<Utc>, OrderId)> = rows
-            .values()
-            .filter(|row| {
-                row.order.status == OrderStatus::PaymentProcessing
-                    && row.order.cancellation.is_none()
-            })
-            .filter_map(|row| {
-                let last = row.order.payment_attempts.last()?;
-                let timed_out = matches!(last.outcome, AttemptOutcome::TimedOut { .. });
-                (timed_out && last.finished_at < before).then_some((last.finished_at, row.order.id))
-            })
-            .collect();
-        waiting.sort_unstable();
-        Ok(waiting.into_iter().take(limit).map(|(_, id)| id).collect())
+        Ok(self.longest_waiting(limit, |order| {
+            let paying =
+                order.status == OrderStatus::PaymentProcessing && order.cancellation.is_none();
+            let last = order.payment_attempts.last().filter(|_| paying)?;
+            let timed_out = matches!(last.outcome, AttemptOutcome::TimedOut { .. });
+            (timed_out && last.finished_at < before).then_some(last.finished_at)
+        }))
     }
 
     async fn hasten(&self, id: OrderId, now: DateTime<Utc>) -> Result<Option<Order>, RepoError> {

@@ -73,6 +73,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
+mod capture;
 pub mod events;
 mod lookup;
 #[cfg(feature = "testing")]
@@ -584,39 +585,6 @@ impl StripeGateway {
             .into_iter()
             .filter(|r| r.counts() && r.is_for(order))
             .collect())
-    }
-
-    async fn capture_once(&self, request: &CaptureRequest) -> Result<CaptureReceipt, GatewayError> {
-        let refused = Err(GatewayError::Declined(DeclineReason::ProcessorRefused));
-        if request.charge.capture != CaptureMethod::Manual {
-            // Captured with the charge: nothing is left to capture.
-            return refused;
-        }
-        let mut intent = self
-            .intent_of(&request.charge, request.payment_id.as_deref())
-            .await?;
-        let amount = cents(request.amount)?;
-        for _ in 0..STATE_STEPS {
-            match intent.status.as_str() {
-                "requires_capture" => {
-                    let form = [("amount_to_capture", amount.to_string())];
-                    let key = request.idempotency_key.as_str();
-                    intent = self.act(&intent.id, "capture", key, &form).await?;
-                }
-                "succeeded" => {
-                    // Stripe says what it took; a fake that does not is taken at our word.
-                    let taken = intent.amount_received.unwrap_or(amount);
-                    return Ok(CaptureReceipt {
-                        amount: money(taken)?,
-                    });
-                }
-                "canceled" => return Err(GatewayError::Declined(DeclineReason::Voided)),
-                "processing" => return Err(unsettled(&intent)),
-                // Never authorized (declined, or never confirmed).
-                _ => return refused,
-            }
-        }
-        Err(unsettled(&intent))
     }
 }
 

@@ -459,20 +459,10 @@ impl StripeGateway {
                 "requires_confirmation" => {
                     intent = self.act(&intent.id, "confirm", &confirm_key, &[]).await?;
                 }
-                "canceled" => return Err(GatewayError::Declined(DeclineReason::Voided)),
-                "requires_action" => {
-                    return Err(GatewayError::Declined(
-                        DeclineReason::AuthenticationRequired,
-                    ));
+                _ => {
+                    return Err(lookup::decline(&intent)
+                        .map_or_else(|| unsettled(&intent), GatewayError::Declined));
                 }
-                "requires_payment_method" => {
-                    let reason = intent
-                        .last_payment_error
-                        .as_ref()
-                        .map_or(DeclineReason::CardDeclined, wire::ErrorBody::decline_reason);
-                    return Err(GatewayError::Declined(reason));
-                }
-                _ => return Err(unsettled(&intent)),
             }
         }
         Err(unsettled(&intent))

@@ -48,19 +48,27 @@ fn state(intent: PaymentIntent, charge: &ChargeRequest) -> Result<PaymentState, 
             payment_id: intent.id,
         },
         "requires_confirmation" => PaymentState::NotCharged,
-        "canceled" => PaymentState::Declined {
-            reason: DeclineReason::Voided,
-        },
-        "requires_action" => PaymentState::Declined {
-            reason: DeclineReason::AuthenticationRequired,
-        },
-        "requires_payment_method" => PaymentState::Declined {
-            reason: intent
+        // `processing`, or an authorization of an automatic capture Stripe is completing.
+        _ => decline(&intent).map_or(PaymentState::Processing, |reason| PaymentState::Declined {
+            reason,
+        }),
+    })
+}
+
+/// Why an intent in a state that will never be paid was declined: `canceled` voided,
+/// `requires_action` needs the customer (who is not there), `requires_payment_method`
+/// refused by the issuer (its reason kept). `None` for any other state. What a charge
+/// answers and what a look-up says of the same intent come from here, so they agree.
+pub(super) fn decline(intent: &PaymentIntent) -> Option<DeclineReason> {
+    match intent.status.as_str() {
+        "canceled" => Some(DeclineReason::Voided),
+        "requires_action" => Some(DeclineReason::AuthenticationRequired),
+        "requires_payment_method" => Some(
+            intent
                 .last_payment_error
                 .as_ref()
                 .map_or(DeclineReason::CardDeclined, wire::ErrorBody::decline_reason),
-        },
-        // `processing`, or an authorization of an automatic capture Stripe is completing.
-        _ => PaymentState::Processing,
-    })
+        ),
+        _ => None,
+    }
 }
